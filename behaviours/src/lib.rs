@@ -1,0 +1,1 @@
+//! Offgrid-Net libp2p protocols and their wire messages.

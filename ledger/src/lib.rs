@@ -1,0 +1,1 @@
+//! Offgrid-Net receipts, Merkle batches, ledger DAG, wallet transactions, quorum and settlement (pure domain logic).

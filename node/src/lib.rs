@@ -1,0 +1,1 @@
+//! Offgrid-Net daemon library.

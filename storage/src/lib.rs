@@ -1,0 +1,1 @@
+//! Offgrid-Net storage: segment encryption, erasure coding, manifests and the shard file store.
