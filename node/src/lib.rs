@@ -1,1 +1,193 @@
-//! Offgrid-Net daemon library.
+//! The Offgrid-Net daemon as a library: configuration, identity, store, the swarm's event
+//! loop, the peer registry and the local HTTP API. `main.rs` is a thin shell around
+//! [`Node::start`].
+
+pub mod api;
+pub mod config;
+pub mod identity;
+pub mod network;
+pub mod registry;
+pub mod store;
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use libp2p::{multiaddr::Protocol, noise, tcp, yamux, Multiaddr, PeerId};
+use tokio::{net::TcpListener, sync::mpsc, task::JoinSet};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::{
+    api::{auth, AppState, PubKeys},
+    config::Config,
+    identity::Identity,
+    network::{Behaviour, Client, EventLoop},
+    store::Store,
+};
+
+/// File name of the database inside the data directory.
+pub const DB_FILE: &str = "node.redb";
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A running node.
+pub struct Node {
+    /// Handle to the network event loop.
+    pub client: Client,
+    /// Where the local API listens.
+    pub api_addr: SocketAddr,
+    /// The node's identity.
+    pub identity: Identity,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    cancel: CancellationToken,
+    tasks: JoinSet<()>,
+    store: Arc<Store>,
+}
+
+impl Node {
+    /// Opens the data directory, starts the swarm and the API.
+    pub async fn start(cfg: Config) -> anyhow::Result<Node> {
+        cfg.validate()?;
+        let data_dir = cfg.resolved_data_dir();
+        std::fs::create_dir_all(&data_dir)
+            .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+        let identity = Identity::load_or_create(&data_dir)?;
+        let store = Arc::new(Store::open(&data_dir.join(DB_FILE))?);
+        let token = auth::load_or_create_token(&data_dir).context("creating the API token")?;
+
+        let cancel = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+
+        let swarm = build_swarm(&identity, &cfg)?;
+        let bootstrap = parse_bootstrap(&cfg.bootstrap)?;
+        let (tx, rx) = mpsc::channel(network::COMMAND_QUEUE);
+        let client = Client::new(tx);
+        let mut swarm = swarm;
+        for l in &cfg.listen {
+            let addr: Multiaddr = l.parse().with_context(|| format!("bad listen address {l:?}"))?;
+            swarm.listen_on(addr.clone()).with_context(|| format!("cannot listen on {addr}"))?;
+        }
+        let ev = EventLoop::new(
+            swarm,
+            rx,
+            cancel.clone(),
+            store.clone(),
+            identity.clone(),
+            cfg.clone(),
+            bootstrap,
+        )?;
+        tasks.spawn(ev.run());
+
+        let listener = TcpListener::bind(&cfg.api_listen)
+            .await
+            .with_context(|| format!("cannot bind the API on {}", cfg.api_listen))?;
+        let api_addr = listener.local_addr()?;
+        let state = AppState {
+            client: client.clone(),
+            token: token.into(),
+            body_limit: cfg.api.body_limit_bytes,
+            started: Instant::now(),
+            keys: Arc::new(PubKeys::of(&identity)),
+        };
+        let app = api::router(state, &cfg);
+        let shutdown = cancel.clone();
+        tasks.spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                shutdown.cancelled().await;
+            });
+            if let Err(e) = serve.await {
+                warn!(error = %e, "API server stopped");
+            }
+        });
+        let url_host = if api_addr.ip().is_unspecified() {
+            SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), api_addr.port())
+        } else {
+            api_addr
+        };
+        auth::write_private(&data_dir.join(auth::URL_FILE), format!("http://{url_host}\n").as_bytes())
+            .context("writing api.url")?;
+        info!(peer_id = %identity.peer_id(), api = %api_addr, data_dir = %data_dir.display(), "node started");
+        Ok(Node {
+            client,
+            api_addr,
+            identity,
+            data_dir,
+            cancel,
+            tasks,
+            store,
+        })
+    }
+
+    /// The store (for in-process tests and tools).
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// A token that fires when shutdown begins.
+    pub fn cancel_token(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+
+    /// Stops in order: the API stops accepting, in-flight requests get a grace period, the
+    /// swarm closes and the registry is flushed to the store.
+    pub async fn shutdown(mut self, grace: Duration) {
+        self.cancel.cancel();
+        let drain = async { while self.tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(grace, drain).await.is_err() {
+            warn!("tasks did not stop within {grace:?}; aborting them");
+            self.tasks.abort_all();
+        }
+        let _ = std::fs::remove_file(self.data_dir.join(auth::URL_FILE));
+        info!("node stopped");
+    }
+}
+
+fn build_swarm(identity: &Identity, cfg: &Config) -> anyhow::Result<libp2p::Swarm<Behaviour>> {
+    let idle = Duration::from_secs(cfg.network.idle_timeout_s);
+    let builder = libp2p::SwarmBuilder::with_existing_identity(identity.keypair().clone())
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )?;
+    #[cfg(feature = "quic")]
+    let builder = builder.with_quic();
+    let swarm = builder
+        .with_behaviour(|key| Behaviour::new(key, cfg))
+        .map_err(|e| anyhow::anyhow!("building the network behaviour: {e}"))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+        .build();
+    Ok(swarm)
+}
+
+/// Parses bootstrap multiaddrs; each must end in `/p2p/<peer id>`.
+pub fn parse_bootstrap(list: &[String]) -> anyhow::Result<Vec<(PeerId, Multiaddr)>> {
+    list.iter()
+        .map(|s| {
+            let mut addr: Multiaddr = s.parse().with_context(|| format!("bad bootstrap address {s:?}"))?;
+            match addr.pop() {
+                Some(Protocol::P2p(peer)) => Ok((peer, addr)),
+                _ => anyhow::bail!("bootstrap address {s:?} must end in /p2p/<peer id>"),
+            }
+        })
+        .collect()
+}
+
+/// Reads `<data-dir>/api.url`.
+pub fn read_api_url(dir: &Path) -> Option<String> {
+    std::fs::read_to_string(dir.join(auth::URL_FILE))
+        .ok()
+        .map(|s| s.trim().to_owned())
+}

@@ -1,0 +1,182 @@
+//! The local HTTP API (axum). Handlers extract, call the node, and return JSON; every
+//! error has the shape `{"error": code, "message": text}`.
+//!
+//! Read-only routes are open to local clients; mutating routes need
+//! `Authorization: Bearer <token>` with the token from `<data-dir>/api.token`.
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+
+use std::{sync::Arc, time::Instant};
+
+use axum::{
+    extract::{DefaultBodyLimit, State},
+    routing::{get, post},
+    Json, Router,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tower::ServiceBuilder;
+
+use self::{
+    error::ApiError,
+    extract::{Authorized, JsonBody},
+};
+use crate::{
+    config::{Config, Credits},
+    identity::Identity,
+    network::{Client, HostUpdate},
+};
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// Handle to the network event loop.
+    pub client: Client,
+    /// Bearer token for mutating routes.
+    pub token: Arc<str>,
+    /// Largest body accepted.
+    pub body_limit: usize,
+    /// When the node started.
+    pub started: Instant,
+    /// The node's public keys.
+    pub keys: Arc<PubKeys>,
+}
+
+/// The node's public keys (`GET /pubkeys`, `offgrid-node id`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PubKeys {
+    /// libp2p peer id.
+    pub peer_id: String,
+    /// Ed25519 public key, hex.
+    pub ed25519: String,
+    /// X25519 public key (derived from the Ed25519 seed), hex.
+    pub x25519: String,
+}
+
+impl PubKeys {
+    /// The keys of an identity.
+    pub fn of(id: &Identity) -> Self {
+        PubKeys {
+            peer_id: id.peer_id().to_string(),
+            ed25519: hex::encode(id.public_key()),
+            x25519: hex::encode(id.x25519_public()),
+        }
+    }
+}
+
+/// Builds the router.
+pub fn router(state: AppState, cfg: &Config) -> Router {
+    let limit = state.body_limit;
+    Router::new()
+        .route("/status", get(status))
+        .route("/peers", get(peers))
+        .route("/announce", get(get_announce).post(post_announce))
+        .route("/toggle", post(toggle))
+        .route("/pubkeys", get(pubkeys))
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .layer(
+            ServiceBuilder::new()
+                .layer(DefaultBodyLimit::max(limit))
+                .layer(tower::limit::ConcurrencyLimitLayer::new(cfg.api.max_concurrent_requests.max(1))),
+        )
+        .with_state(state)
+}
+
+async fn status(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let net = s.client.status().await?;
+    Ok(Json(json!({
+        "peer_id": net.peer_id,
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_s": s.started.elapsed().as_secs(),
+        "listen_addrs": net.listen_addrs,
+        "peers": {
+            "connected": net.connected_peers,
+            "known": net.known_peers,
+            "active_hosts": net.active_hosts,
+        },
+    })))
+}
+
+async fn peers(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let peers = s.client.peers().await?;
+    let list: Vec<Value> = peers
+        .into_iter()
+        .map(|p| {
+            json!({
+                "peer_id": p.peer_id,
+                "addrs": p.addrs,
+                "via": p.via,
+                "connected": p.connected,
+                "first_seen_ms": p.first_seen_ms,
+                "last_seen_ms": p.last_seen_ms,
+                "active": p.announcement.as_ref().map(|a| a.active),
+                "verified": p.signed_announcement.is_some(),
+                "announcement": p.announcement,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "peers": list })))
+}
+
+async fn get_announce(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!(s.client.announcement().await?)))
+}
+
+/// Body of `POST /announce`: prices are decimal credits, as people write them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AnnounceBody {
+    #[serde(default)]
+    prices: Option<std::collections::BTreeMap<String, Credits>>,
+    #[serde(default)]
+    min_oncall_percent: Option<u8>,
+    #[serde(default)]
+    burst_percent_max: Option<u8>,
+    #[serde(default)]
+    burst: Option<u32>,
+    #[serde(default)]
+    active: Option<bool>,
+}
+
+async fn post_announce(
+    State(s): State<AppState>,
+    _: Authorized,
+    JsonBody(b): JsonBody<AnnounceBody>,
+) -> Result<Json<Value>, ApiError> {
+    let update = HostUpdate {
+        active: b.active,
+        prices: b.prices.map(|p| p.into_iter().map(|(k, v)| (k, v.0)).collect()),
+        min_oncall_percent: b.min_oncall_percent,
+        burst_percent_max: b.burst_percent_max,
+        burst: b.burst,
+    };
+    Ok(Json(json!(s.client.update_host(update).await?)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ToggleBody {
+    active: bool,
+}
+
+async fn toggle(
+    State(s): State<AppState>,
+    _: Authorized,
+    JsonBody(b): JsonBody<ToggleBody>,
+) -> Result<Json<Value>, ApiError> {
+    let ann = s
+        .client
+        .update_host(HostUpdate {
+            active: Some(b.active),
+            ..Default::default()
+        })
+        .await?;
+    Ok(Json(json!({ "active": ann.active, "announcement": ann })))
+}
+
+async fn pubkeys(State(s): State<AppState>) -> Json<PubKeys> {
+    Json((*s.keys).clone())
+}

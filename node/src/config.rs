@@ -1,0 +1,468 @@
+//! The daemon's configuration: one TOML file, every field defaulted and documented.
+//!
+//! Precedence is flag > `OFFGRID_*` environment variable > file > default. The flags and
+//! their environment variables are declared in `main.rs` (clap reads both); this module
+//! holds the file format and applies the overrides. An unknown key in the file is an error
+//! that names it. `config.example.toml` at the repository root lists every field with its
+//! default; a test keeps the two in step.
+
+use std::{collections::BTreeMap, path::PathBuf};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// An amount of credits, held as an integer number of micro-credits (1e-6).
+///
+/// Written in files and shown to people as a decimal number (`0.03`); signed data and all
+/// arithmetic use the integer. Floats never carry money.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Credits(pub u64);
+
+/// Micro-credits per credit.
+pub const MICRO: u64 = 1_000_000;
+
+impl Credits {
+    /// Parses a decimal such as `0.03` exactly (up to six decimals).
+    pub fn parse_decimal(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+        if int.is_empty() && frac.is_empty() {
+            return Err("empty amount".into());
+        }
+        if !int.chars().all(|c| c.is_ascii_digit()) || !frac.chars().all(|c| c.is_ascii_digit()) {
+            return Err(format!("{s:?} is not a non-negative decimal number"));
+        }
+        if frac.len() > 6 {
+            return Err(format!("{s:?} has more than 6 decimals (1 micro-credit is the smallest unit)"));
+        }
+        let int: u64 = if int.is_empty() { 0 } else { int.parse().map_err(|_| format!("{s:?} is too large"))? };
+        let frac_val: u64 = if frac.is_empty() { 0 } else { format!("{frac:0<6}").parse().map_err(|_| format!("{s:?} is invalid"))? };
+        int.checked_mul(MICRO)
+            .and_then(|v| v.checked_add(frac_val))
+            .map(Credits)
+            .ok_or_else(|| format!("{s:?} is too large"))
+    }
+
+    /// The amount as a float, for display and JSON only.
+    pub fn as_f64(self) -> f64 {
+        self.0 as f64 / MICRO as f64
+    }
+}
+
+impl std::fmt::Display for Credits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let frac = self.0 % MICRO;
+        if frac == 0 {
+            write!(f, "{}", self.0 / MICRO)
+        } else {
+            let s = format!("{}.{:06}", self.0 / MICRO, frac);
+            f.write_str(s.trim_end_matches('0'))
+        }
+    }
+}
+
+impl Serialize for Credits {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(self.as_f64())
+    }
+}
+
+impl<'de> Deserialize<'de> for Credits {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Float(f64),
+            Str(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Int(i) => i.checked_mul(MICRO).map(Credits).ok_or_else(|| serde::de::Error::custom("amount too large")),
+            // Print the float the way people wrote it, then parse that exactly.
+            Raw::Float(f) if f.is_finite() && f >= 0.0 => {
+                Credits::parse_decimal(&format!("{}", (f * 1e6).round() / 1e6)).map_err(serde::de::Error::custom)
+            }
+            Raw::Float(f) => Err(serde::de::Error::custom(format!("invalid amount {f}"))),
+            Raw::Str(s) => Credits::parse_decimal(&s).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The whole daemon configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Data directory (key, database, shards, API token). Default: `$OFFGRID_DATA_DIR`, else
+    /// `$XDG_DATA_HOME/offgrid`, else `~/.local/share/offgrid`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// libp2p listen multiaddrs.
+    pub listen: Vec<String>,
+    /// Address of the local HTTP API (also Core's adapter). Port 0 picks a free port.
+    pub api_listen: String,
+    /// Bootstrap peers (multiaddrs ending in `/p2p/<peer id>`), dialled at start and
+    /// added to Kademlia.
+    pub bootstrap: Vec<String>,
+    /// Discover peers on the local network with mDNS.
+    pub mdns: bool,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Cluster name written into receipts.
+    pub cluster_id: String,
+    /// Swarm limits and timers.
+    pub network: NetworkConfig,
+    /// What this node offers as a host.
+    pub host: HostConfig,
+    /// Broker (auction) parameters.
+    pub market: MarketConfig,
+    /// Job executors by job type. A fresh node runs `echo` jobs only.
+    pub executors: BTreeMap<String, ExecutorConfig>,
+    /// Local HTTP API limits.
+    pub api: ApiConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: None,
+            listen: vec!["/ip4/0.0.0.0/tcp/4747".into()],
+            api_listen: "127.0.0.1:9000".into(),
+            bootstrap: Vec::new(),
+            mdns: true,
+            log_format: LogFormat::Text,
+            cluster_id: "offgrid-local".into(),
+            network: NetworkConfig::default(),
+            host: HostConfig::default(),
+            market: MarketConfig::default(),
+            executors: BTreeMap::from([("echo".into(), ExecutorConfig::default())]),
+            api: ApiConfig::default(),
+        }
+    }
+}
+
+/// Swarm limits and timers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkConfig {
+    /// Most established connections in total.
+    pub max_connections: u32,
+    /// Most established connections to one peer.
+    pub max_connections_per_peer: u32,
+    /// Most connections still negotiating (pending) at once.
+    pub max_pending: u32,
+    /// Seconds an idle connection is kept open.
+    pub idle_timeout_s: u64,
+    /// Seconds between periodic re-announcements.
+    pub announce_interval_s: u64,
+    /// Seconds between redials of known peers that are not connected.
+    pub redial_interval_s: u64,
+    /// Largest gossipsub message accepted, in bytes.
+    pub max_gossip_bytes: usize,
+    /// Most peers kept in the registry; the longest unseen are forgotten first.
+    pub max_known_peers: usize,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig {
+            max_connections: 256,
+            max_connections_per_peer: 2,
+            max_pending: 64,
+            idle_timeout_s: 120,
+            announce_interval_s: 30,
+            redial_interval_s: 5,
+            max_gossip_bytes: 64 * 1024,
+            max_known_peers: 4096,
+        }
+    }
+}
+
+/// What this node offers as a host; published in its signed announcement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HostConfig {
+    /// Whether the node takes jobs (toggle at run time with `offgrid toggle`).
+    pub active: bool,
+    /// Price per unit of each resource type, in credits.
+    pub prices: BTreeMap<String, Credits>,
+    /// Percent of time the host promises to be on call.
+    pub min_oncall_percent: u8,
+    /// Highest percent of capacity the host lends in bursts.
+    pub burst_percent_max: u8,
+    /// Most jobs run at once; beyond that quotes and runs answer busy.
+    pub burst: u32,
+    /// Capacity advertised to brokers.
+    pub capacity: CapacityConfig,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        HostConfig {
+            active: true,
+            prices: BTreeMap::from([
+                ("bandwidth".into(), Credits(500)),
+                ("compute".into(), Credits(30_000)),
+                ("echo".into(), Credits(1_000)),
+                ("storage".into(), Credits(2_000)),
+            ]),
+            min_oncall_percent: 20,
+            burst_percent_max: 80,
+            burst: 8,
+            capacity: CapacityConfig::default(),
+        }
+    }
+}
+
+/// Capacity advertised to brokers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CapacityConfig {
+    /// CPU cores offered; 0 means all cores of this machine.
+    pub cpu_cores: u32,
+    /// Bytes of shard storage offered.
+    pub storage_bytes: u64,
+}
+
+impl Default for CapacityConfig {
+    fn default() -> Self {
+        CapacityConfig {
+            cpu_cores: 0,
+            storage_bytes: 10 * 1024 * 1024 * 1024,
+        }
+    }
+}
+
+/// Broker parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MarketConfig {
+    /// Milliseconds to wait for quotes (or until every candidate answered).
+    pub quote_window_ms: u64,
+    /// Seconds a winning host has to finish a job before the broker moves on.
+    pub t_activate_s: u64,
+    /// How many other hosts to try after the first fails.
+    pub max_retries: u32,
+    /// Most auctions the broker runs at once.
+    pub max_concurrent_jobs: usize,
+    /// Largest job payload accepted, in bytes.
+    pub max_payload_bytes: usize,
+}
+
+impl Default for MarketConfig {
+    fn default() -> Self {
+        MarketConfig {
+            quote_window_ms: 250,
+            t_activate_s: 30,
+            max_retries: 3,
+            max_concurrent_jobs: 512,
+            max_payload_bytes: 256 * 1024,
+        }
+    }
+}
+
+/// How an executor runs a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutorKind {
+    /// Returns the payload.
+    #[default]
+    Echo,
+    /// Runs `program` with `args`, payload JSON on stdin, stdout as output.
+    Exec,
+    /// POSTs the payload to `url`, the response body as output.
+    Http,
+}
+
+/// One executor, `[executors.<job type>]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExecutorConfig {
+    /// `echo`, `exec` or `http`.
+    pub kind: ExecutorKind,
+    /// Program to run (`exec`); no shell is involved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub program: Option<String>,
+    /// Arguments (`exec`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// URL to POST to (`http`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Seconds a job may run.
+    pub timeout_s: u64,
+    /// Largest output accepted, in bytes.
+    pub max_output_bytes: usize,
+}
+
+impl Default for ExecutorConfig {
+    fn default() -> Self {
+        ExecutorConfig {
+            kind: ExecutorKind::Echo,
+            program: None,
+            args: Vec::new(),
+            url: None,
+            timeout_s: 30,
+            max_output_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// Local HTTP API limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Largest request body, in bytes (413 beyond).
+    pub body_limit_bytes: usize,
+    /// Seconds before a request that is not a job times out.
+    pub request_timeout_s: u64,
+    /// Most requests handled at once.
+    pub max_concurrent_requests: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            body_limit_bytes: 1024 * 1024,
+            request_timeout_s: 10,
+            max_concurrent_requests: 1024,
+        }
+    }
+}
+
+/// Errors reading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// File path.
+        path: PathBuf,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema (an unknown key is named here).
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// File path.
+        path: PathBuf,
+        /// What is wrong, including the key.
+        message: String,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Parses a TOML document.
+    pub fn from_toml(text: &str, path: &std::path::Path) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim().replace('\n', " "),
+        })
+    }
+
+    /// Reads a TOML file.
+    pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text, path)
+    }
+
+    /// The effective configuration as TOML.
+    pub fn to_toml(&self) -> String {
+        // Every type here serialises to TOML (maps have string keys, no NaN floats).
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot print config: {e}\n"))
+    }
+
+    /// Checks values that serde cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (job_type, ex) in &self.executors {
+            match ex.kind {
+                ExecutorKind::Exec if ex.program.is_none() => {
+                    return Err(ConfigError::Invalid(format!("executors.{job_type}: kind = \"exec\" needs `program`")));
+                }
+                ExecutorKind::Http if ex.url.is_none() => {
+                    return Err(ConfigError::Invalid(format!("executors.{job_type}: kind = \"http\" needs `url`")));
+                }
+                _ => {}
+            }
+        }
+        if self.host.burst == 0 {
+            return Err(ConfigError::Invalid("host.burst must be at least 1".into()));
+        }
+        if self.api.body_limit_bytes == 0 {
+            return Err(ConfigError::Invalid("api.body_limit_bytes must be positive".into()));
+        }
+        Ok(())
+    }
+
+    /// The data directory: configured, else the platform default.
+    pub fn resolved_data_dir(&self) -> PathBuf {
+        if let Some(d) = &self.data_dir {
+            return d.clone();
+        }
+        if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+            return PathBuf::from(x).join("offgrid");
+        }
+        if let Some(h) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+            return PathBuf::from(h).join(".local/share/offgrid");
+        }
+        PathBuf::from(".offgrid")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_file_matches_the_defaults() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config.example.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let example: toml::Value = toml::from_str(&text).unwrap();
+        let defaults: toml::Value = toml::from_str(&Config::default().to_toml()).unwrap();
+        assert_eq!(example, defaults, "config.example.toml is out of step with Config::default()");
+        assert_eq!(Config::load(&path).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::from_toml("mdns = true\nbogus_key = 3\n", "x.toml".as_ref()).unwrap_err();
+        assert!(err.to_string().contains("bogus_key"), "{err}");
+        let err = Config::from_toml("[host]\npricez = {}\n", "x.toml".as_ref()).unwrap_err();
+        assert!(err.to_string().contains("pricez"), "{err}");
+    }
+
+    #[test]
+    fn credits_parse_exactly_and_print_back() {
+        assert_eq!(Credits::parse_decimal("0.03").unwrap(), Credits(30_000));
+        assert_eq!(Credits::parse_decimal("12").unwrap(), Credits(12_000_000));
+        assert_eq!(Credits::parse_decimal(".5").unwrap(), Credits(500_000));
+        assert!(Credits::parse_decimal("0.0000001").is_err());
+        assert!(Credits::parse_decimal("-1").is_err());
+        assert_eq!(Credits(30_000).to_string(), "0.03");
+        let c: BTreeMap<String, Credits> = toml::from_str("a = 0.03\nb = 2\nc = \"0.000001\"").unwrap();
+        assert_eq!(c["a"], Credits(30_000));
+        assert_eq!(c["b"], Credits(2_000_000));
+        assert_eq!(c["c"], Credits(1));
+    }
+
+    #[test]
+    fn exec_without_program_is_invalid() {
+        let c = Config::from_toml("[executors.x]\nkind = \"exec\"\n", "x.toml".as_ref()).unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("program"));
+    }
+}

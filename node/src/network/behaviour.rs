@@ -1,0 +1,97 @@
+//! The composed libp2p behaviour of a node.
+// The NetworkBehaviour derive generates an undocumented event enum.
+#![allow(missing_docs)]
+
+use std::time::Duration;
+
+use libp2p::{
+    connection_limits, gossipsub, identify, identity::Keypair, kad, mdns, ping,
+    swarm::{behaviour::toggle::Toggle, NetworkBehaviour},
+    StreamProtocol,
+};
+
+use crate::config::Config;
+
+/// Identify protocol version string shared by all Offgrid nodes.
+pub const PROTOCOL_VERSION: &str = "/offgrid/1.0.0";
+/// Kademlia protocol name, separate from the public IPFS DHT.
+pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/offgrid/kad/1.0.0");
+
+/// Every protocol a node speaks. (The derived event enum has one variant per field.)
+
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    /// Connection caps (total, per peer, pending).
+    pub limits: connection_limits::Behaviour,
+    /// Exchange of listen addresses and protocols.
+    pub identify: identify::Behaviour,
+    /// Liveness.
+    pub ping: ping::Behaviour,
+    /// Announcements (and later blocks and transactions).
+    pub gossipsub: gossipsub::Behaviour,
+    /// Local network discovery; off with `--no-mdns`.
+    pub mdns: Toggle<mdns::tokio::Behaviour>,
+    /// Discovery beyond one LAN via bootstrap peers.
+    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+}
+
+/// Errors building the behaviour.
+pub type BuildError = Box<dyn std::error::Error + Send + Sync>;
+
+impl Behaviour {
+    /// Builds the behaviour from the node's key and config.
+    pub fn new(key: &Keypair, cfg: &Config) -> Result<Self, BuildError> {
+        let peer_id = key.public().to_peer_id();
+        let net = &cfg.network;
+        let limits = connection_limits::Behaviour::new(
+            connection_limits::ConnectionLimits::default()
+                .with_max_established(Some(net.max_connections))
+                .with_max_established_per_peer(Some(net.max_connections_per_peer))
+                .with_max_pending_incoming(Some(net.max_pending))
+                .with_max_pending_outgoing(Some(net.max_pending)),
+        );
+        let identify = identify::Behaviour::new(
+            identify::Config::new(PROTOCOL_VERSION.into(), key.public())
+                .with_agent_version(format!("offgrid-node/{}", env!("CARGO_PKG_VERSION"))),
+        );
+        let gossip_cfg = gossipsub::ConfigBuilder::default()
+            .heartbeat_interval(Duration::from_millis(500))
+            .validation_mode(gossipsub::ValidationMode::Strict)
+            // We verify our own signatures before a message is forwarded.
+            .validate_messages()
+            .max_transmit_size(net.max_gossip_bytes)
+            // Small meshes are the norm off-grid: keep the mesh even with two peers.
+            .mesh_n_low(1)
+            .mesh_outbound_min(0)
+            .build()
+            .map_err(|e| format!("gossipsub config: {e}"))?;
+        let gossipsub =
+            gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gossip_cfg)?;
+        let mdns = if cfg.mdns {
+            Some(mdns::tokio::Behaviour::new(
+                mdns::Config {
+                    query_interval: Duration::from_secs(5),
+                    ..Default::default()
+                },
+                peer_id,
+            )?)
+        } else {
+            None
+        };
+        let mut kad = kad::Behaviour::with_config(
+            peer_id,
+            kad::store::MemoryStore::new(peer_id),
+            kad::Config::new(KAD_PROTOCOL),
+        );
+        // Off-grid nodes rarely learn a confirmed external address; answer queries anyway.
+        kad.set_mode(Some(kad::Mode::Server));
+        Ok(Behaviour {
+            limits,
+            identify,
+            ping: ping::Behaviour::default(),
+            gossipsub,
+            mdns: mdns.into(),
+            kad,
+        })
+    }
+}

@@ -1,0 +1,520 @@
+//! The task that owns the swarm.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use futures::StreamExt;
+use libp2p::{
+    gossipsub::{self, IdentTopic},
+    identify, kad, mdns,
+    multiaddr::Protocol,
+    swarm::{dial_opts::DialOpts, SwarmEvent},
+    Multiaddr, PeerId, Swarm,
+};
+use offgrid_behaviours::announce::{self, Announcement, Capacity, SignedAnnouncement};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::{Behaviour, BehaviourEvent, Command, HostUpdate, NetStatus};
+use crate::{
+    config::Config,
+    identity::Identity,
+    now_ms,
+    registry::{routable, AnnounceOutcome, Registry},
+    store::{Store, Table},
+};
+
+/// How often the housekeeping timer fires.
+const TICK: Duration = Duration::from_millis(250);
+/// Delay before announcing after a peer subscribes, so a burst of joins costs one message.
+const ANNOUNCE_DEBOUNCE: Duration = Duration::from_millis(200);
+/// Longest wait between redials of an unreachable peer.
+const MAX_REDIAL_BACKOFF: Duration = Duration::from_secs(60);
+
+/// What this node offers; persisted so that run-time changes survive a restart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostSettings {
+    /// Takes jobs.
+    pub active: bool,
+    /// Prices per resource type, micro-credits.
+    pub prices: BTreeMap<String, u64>,
+    /// Percent on call.
+    pub min_oncall_percent: u8,
+    /// Highest percent of capacity lent in bursts.
+    pub burst_percent_max: u8,
+    /// Most jobs at once.
+    pub burst: u32,
+    /// Last announcement sequence number issued.
+    pub seq: u64,
+}
+
+impl HostSettings {
+    /// Settings from the config file.
+    pub fn from_config(cfg: &Config) -> Self {
+        HostSettings {
+            active: cfg.host.active,
+            prices: cfg.host.prices.iter().map(|(k, v)| (k.clone(), v.0)).collect(),
+            min_oncall_percent: cfg.host.min_oncall_percent,
+            burst_percent_max: cfg.host.burst_percent_max,
+            burst: cfg.host.burst,
+            seq: 0,
+        }
+    }
+
+    fn apply(&mut self, u: HostUpdate) -> Result<(), String> {
+        if let Some(p) = u.min_oncall_percent {
+            if p > 100 {
+                return Err("min_oncall_percent must be 0..=100".into());
+            }
+            self.min_oncall_percent = p;
+        }
+        if let Some(p) = u.burst_percent_max {
+            if p > 100 {
+                return Err("burst_percent_max must be 0..=100".into());
+            }
+            self.burst_percent_max = p;
+        }
+        if let Some(b) = u.burst {
+            if b == 0 {
+                return Err("burst must be at least 1".into());
+            }
+            self.burst = b;
+        }
+        if let Some(prices) = u.prices {
+            if prices.len() > 64 || prices.keys().any(|k| k.is_empty() || k.len() > 64) {
+                return Err("at most 64 resource types, names of 1..=64 bytes".into());
+            }
+            self.prices.extend(prices);
+        }
+        if let Some(a) = u.active {
+            self.active = a;
+        }
+        Ok(())
+    }
+}
+
+const SETTINGS_KEY: &str = "host";
+
+/// The event loop.
+pub struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    cancel: CancellationToken,
+    store: Arc<Store>,
+    identity: Identity,
+    cfg: Config,
+    registry: Registry,
+    settings: HostSettings,
+    listen_addrs: Vec<Multiaddr>,
+    announce_topic: IdentTopic,
+    announce_due: Option<Instant>,
+    last_announce: Instant,
+    bootstrap: Vec<(PeerId, Multiaddr)>,
+    redial: HashMap<PeerId, (Instant, Duration)>,
+    last_redial: Instant,
+    last_kad_bootstrap: Instant,
+}
+
+impl EventLoop {
+    /// Builds the loop: restores the registry and host settings from the store.
+    pub fn new(
+        swarm: Swarm<Behaviour>,
+        commands: mpsc::Receiver<Command>,
+        cancel: CancellationToken,
+        store: Arc<Store>,
+        identity: Identity,
+        cfg: Config,
+        bootstrap: Vec<(PeerId, Multiaddr)>,
+    ) -> Result<Self, crate::store::StoreError> {
+        let mut registry = Registry::new(cfg.network.max_known_peers);
+        let local = identity.peer_id().to_string();
+        registry.restore(
+            store
+                .scan::<crate::registry::PeerRecord>(Table::Peers)?
+                .into_iter()
+                .map(|(_, r)| r)
+                .filter(|r| r.peer_id != local),
+        );
+        let settings = store
+            .get::<HostSettings>(Table::Settings, SETTINGS_KEY)?
+            .unwrap_or_else(|| HostSettings::from_config(&cfg));
+        let now = Instant::now();
+        Ok(EventLoop {
+            swarm,
+            commands,
+            cancel,
+            store,
+            identity,
+            cfg,
+            registry,
+            settings,
+            listen_addrs: Vec::new(),
+            announce_topic: IdentTopic::new(announce::TOPIC),
+            announce_due: Some(now),
+            last_announce: now,
+            bootstrap,
+            redial: HashMap::new(),
+            last_redial: now,
+            last_kad_bootstrap: now,
+        })
+    }
+
+    /// Runs until the cancellation token fires, then flushes the registry.
+    pub async fn run(mut self) {
+        if let Err(e) = self.swarm.behaviour_mut().gossipsub.subscribe(&self.announce_topic) {
+            warn!(error = %e, "cannot subscribe to announcements");
+        }
+        self.dial_bootstrap();
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => break,
+                Some(cmd) = self.commands.recv() => self.on_command(cmd),
+                ev = self.swarm.select_next_some() => self.on_swarm_event(ev),
+                _ = tick.tick() => self.housekeeping(),
+            }
+        }
+        self.flush();
+        info!("network stopped");
+    }
+
+    fn dial_bootstrap(&mut self) {
+        for (peer, addr) in self.bootstrap.clone() {
+            self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+            self.registry.observe(&peer.to_string(), Some(&addr.to_string()), "ip", now_ms());
+            if !self.swarm.is_connected(&peer) {
+                let opts = DialOpts::peer_id(peer).addresses(vec![addr]).build();
+                if let Err(e) = self.swarm.dial(opts) {
+                    debug!(%peer, error = %e, "bootstrap dial failed");
+                }
+            }
+        }
+        if !self.bootstrap.is_empty() {
+            let _ = self.swarm.behaviour_mut().kad.bootstrap();
+        }
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Status { reply } => {
+                let _ = reply.send(self.status());
+            }
+            Command::Peers { reply } => {
+                let _ = reply.send(self.registry.all());
+            }
+            Command::GetAnnouncement { reply } => {
+                let _ = reply.send(self.announcement());
+            }
+            Command::UpdateHost { update, reply } => {
+                let mut next = self.settings.clone();
+                let result = next.apply(update).and_then(|()| {
+                    self.store
+                        .put(Table::Settings, SETTINGS_KEY, &next)
+                        .map_err(|e| format!("cannot save settings: {e}"))
+                });
+                let _ = reply.send(result.map(|()| {
+                    self.settings = next;
+                    self.publish_announcement();
+                    self.announcement()
+                }));
+            }
+            Command::Dial { addr, reply } => {
+                let _ = reply.send(self.swarm.dial(addr).map_err(|e| e.to_string()));
+            }
+        }
+    }
+
+    fn status(&self) -> NetStatus {
+        NetStatus {
+            peer_id: self.identity.peer_id().to_string(),
+            listen_addrs: self.listen_addrs.iter().map(|a| a.to_string()).collect(),
+            connected_peers: self.swarm.connected_peers().count(),
+            known_peers: self.registry.len(),
+            active_hosts: self.registry.iter().filter(|r| r.is_active()).count(),
+        }
+    }
+
+    /// The announcement as it stands (seq is the last one issued).
+    fn announcement(&self) -> Announcement {
+        let cap = &self.cfg.host.capacity;
+        let cpu = if cap.cpu_cores == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
+        } else {
+            cap.cpu_cores
+        };
+        Announcement {
+            node_id: self.identity.peer_id().to_string(),
+            seq: self.settings.seq,
+            active: self.settings.active,
+            prices: self.settings.prices.clone(),
+            job_types: self.cfg.executors.keys().cloned().collect(),
+            min_oncall_percent: self.settings.min_oncall_percent,
+            burst_percent_max: self.settings.burst_percent_max,
+            burst: self.settings.burst,
+            capacity: Capacity {
+                cpu_cores: cpu,
+                storage_bytes: cap.storage_bytes,
+            },
+            listen_addrs: self
+                .listen_addrs
+                .iter()
+                .map(|a| a.to_string())
+                .filter(|a| routable(a))
+                .collect(),
+            issued_at_ms: now_ms(),
+        }
+    }
+
+    /// Issues a new announcement (new seq) and publishes it.
+    fn publish_announcement(&mut self) {
+        self.settings.seq = self.settings.seq.saturating_add(1).max(now_ms());
+        // The seq is persisted so a restarted node never reuses one.
+        if let Err(e) = self.store.put(Table::Settings, SETTINGS_KEY, &self.settings) {
+            warn!(error = %e, "cannot persist announcement seq");
+        }
+        self.announce_due = None;
+        self.last_announce = Instant::now();
+        let ann = self.announcement();
+        let signed = match ann.sign(self.identity.keypair()) {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %e, "cannot sign announcement");
+                return;
+            }
+        };
+        match self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(self.announce_topic.clone(), signed.to_wire())
+        {
+            Ok(_) => debug!(seq = ann.seq, active = ann.active, "announced"),
+            // Nobody subscribed yet: the next Subscribed event triggers a new announcement.
+            Err(e) => debug!(error = %e, "announcement not published"),
+        }
+    }
+
+    fn housekeeping(&mut self) {
+        let now = Instant::now();
+        if self.announce_due.is_some_and(|t| t <= now)
+            || now.duration_since(self.last_announce)
+                >= Duration::from_secs(self.cfg.network.announce_interval_s.max(1))
+        {
+            self.publish_announcement();
+        }
+        if now.duration_since(self.last_redial)
+            >= Duration::from_secs(self.cfg.network.redial_interval_s.max(1))
+        {
+            self.last_redial = now;
+            self.redial_known_peers(now);
+        }
+        if !self.bootstrap.is_empty() && now.duration_since(self.last_kad_bootstrap) >= Duration::from_secs(60) {
+            self.last_kad_bootstrap = now;
+            let _ = self.swarm.behaviour_mut().kad.bootstrap();
+        }
+        self.flush();
+    }
+
+    /// Whether this node should be the one to dial `peer`. Only the lower peer id dials,
+    /// so two nodes that find each other at once never race two Noise handshakes.
+    fn we_dial(&self, peer: &PeerId) -> bool {
+        self.identity.peer_id().to_bytes() < peer.to_bytes()
+    }
+
+    fn maybe_dial(&mut self, peer: PeerId, addrs: Vec<Multiaddr>, now: Instant) {
+        if addrs.is_empty() || self.swarm.is_connected(&peer) || !self.we_dial(&peer) {
+            return;
+        }
+        if let Some((next, _)) = self.redial.get(&peer) {
+            if *next > now {
+                return;
+            }
+        }
+        let backoff = self
+            .redial
+            .get(&peer)
+            .map_or(Duration::from_secs(1), |(_, b)| (*b * 2).min(MAX_REDIAL_BACKOFF));
+        self.redial.insert(peer, (now + backoff, backoff));
+        let opts = DialOpts::peer_id(peer).addresses(addrs).allocate_new_port().build();
+        if let Err(e) = self.swarm.dial(opts) {
+            debug!(%peer, error = %e, "dial not started");
+        }
+    }
+
+    fn redial_known_peers(&mut self, now: Instant) {
+        let candidates: Vec<(PeerId, Vec<Multiaddr>)> = self
+            .registry
+            .iter()
+            .filter(|r| !r.connected && r.via == "ip")
+            .filter_map(|r| {
+                let peer: PeerId = r.peer_id.parse().ok()?;
+                let addrs = r.addrs.iter().filter_map(|a| a.parse().ok()).collect();
+                Some((peer, addrs))
+            })
+            .collect();
+        for (peer, addrs) in candidates {
+            self.maybe_dial(peer, addrs, now);
+        }
+        for (peer, addr) in self.bootstrap.clone() {
+            if !self.swarm.is_connected(&peer) {
+                let _ = self.swarm.dial(DialOpts::peer_id(peer).addresses(vec![addr]).build());
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        let dirty = self.registry.take_dirty();
+        if dirty.is_empty() {
+            return;
+        }
+        let res = self.store.write(|b| {
+            for (peer, rec) in &dirty {
+                match rec {
+                    Some(r) => b.put(Table::Peers, peer, r)?,
+                    None => b.delete(Table::Peers, peer)?,
+                }
+            }
+            Ok(())
+        });
+        if let Err(e) = res {
+            warn!(error = %e, "cannot persist peer registry");
+        }
+    }
+
+    fn on_swarm_event(&mut self, ev: SwarmEvent<BehaviourEvent>) {
+        let now = now_ms();
+        match ev {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                info!(%address, "listening");
+                if !self.listen_addrs.contains(&address) {
+                    self.listen_addrs.push(address);
+                }
+                self.announce_due = Some(Instant::now() + ANNOUNCE_DEBOUNCE);
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                self.listen_addrs.retain(|a| a != &address);
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
+                debug!(%peer_id, "connected");
+                self.redial.remove(&peer_id);
+                self.registry.set_connected(&peer_id.to_string(), true, now);
+                if endpoint.is_dialer() {
+                    let addr = strip_p2p(endpoint.get_remote_address());
+                    self.registry.observe(&peer_id.to_string(), Some(&addr.to_string()), "ip", now);
+                }
+            }
+            SwarmEvent::ConnectionClosed { peer_id, num_established, .. } => {
+                if num_established == 0 {
+                    debug!(%peer_id, "disconnected");
+                    self.registry.set_connected(&peer_id.to_string(), false, now);
+                }
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                debug!(peer = ?peer_id, %error, "dial failed");
+            }
+            SwarmEvent::Behaviour(ev) => self.on_behaviour_event(ev, now),
+            _ => {}
+        }
+    }
+
+    fn on_behaviour_event(&mut self, ev: BehaviourEvent, now: u64) {
+        match ev {
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                let peer = peer_id.to_string();
+                for addr in info.listen_addrs.iter().take(crate::registry::MAX_ADDRS_PER_PEER) {
+                    let a = addr.to_string();
+                    if routable(&a) && !is_memory(addr) {
+                        self.registry.observe(&peer, Some(&a), "ip", now);
+                        self.swarm.behaviour_mut().kad.add_address(&peer_id, addr.clone());
+                    }
+                }
+            }
+            BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
+                let mut by_peer: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
+                for (peer, addr) in found {
+                    self.registry.observe(&peer.to_string(), Some(&addr.to_string()), "ip", now);
+                    by_peer.entry(peer).or_default().push(addr);
+                }
+                let t = Instant::now();
+                for (peer, addrs) in by_peer {
+                    info!(%peer, "found by mDNS");
+                    self.maybe_dial(peer, addrs, t);
+                }
+            }
+            BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                message,
+                propagation_source,
+                message_id,
+            }) => {
+                // Messages are relayed only once validated, so a bad one stops here.
+                let verdict = if message.topic == self.announce_topic.hash() {
+                    self.on_announcement(&message.data, propagation_source, now)
+                } else {
+                    gossipsub::MessageAcceptance::Ignore
+                };
+                self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
+                    &message_id,
+                    &propagation_source,
+                    verdict,
+                );
+            }
+            BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, topic, .. }) => {
+                if topic == self.announce_topic.hash() {
+                    debug!(%peer_id, "peer subscribed to announcements");
+                    let due = Instant::now() + ANNOUNCE_DEBOUNCE;
+                    self.announce_due = Some(self.announce_due.map_or(due, |d| d.min(due)));
+                }
+            }
+            BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, addresses, .. }) => {
+                let p = peer.to_string();
+                for a in addresses.iter() {
+                    self.registry.observe(&p, Some(&a.to_string()), "ip", now);
+                }
+                let addrs = addresses.into_vec();
+                self.maybe_dial(peer, addrs, Instant::now());
+            }
+            _ => {}
+        }
+    }
+
+    fn on_announcement(&mut self, data: &[u8], from: PeerId, now: u64) -> gossipsub::MessageAcceptance {
+        let verified = SignedAnnouncement::from_wire(data).and_then(|s| s.verify().map(|v| (s, v)));
+        match verified {
+            Ok((signed, (signer, ann))) => {
+                if signer == self.identity.peer_id() {
+                    return gossipsub::MessageAcceptance::Ignore;
+                }
+                let seq = ann.seq;
+                let active = ann.active;
+                if self.registry.announce(ann, signed, "ip", now) == AnnounceOutcome::Updated {
+                    debug!(peer = %signer, seq, active, "announcement stored");
+                    // The announcer may be new to us: dial it if that is our job.
+                    if let Some(rec) = self.registry.get(&signer.to_string()) {
+                        let addrs = rec.addrs.iter().filter_map(|a| a.parse().ok()).collect();
+                        self.maybe_dial(signer, addrs, Instant::now());
+                    }
+                }
+                gossipsub::MessageAcceptance::Accept
+            }
+            Err(e) => {
+                warn!(peer = %from, error = %e, "announcement rejected");
+                gossipsub::MessageAcceptance::Reject
+            }
+        }
+    }
+}
+
+fn strip_p2p(addr: &Multiaddr) -> Multiaddr {
+    addr.iter().filter(|p| !matches!(p, Protocol::P2p(_))).collect()
+}
+
+fn is_memory(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| matches!(p, Protocol::Memory(_)))
+}

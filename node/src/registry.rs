@@ -1,0 +1,289 @@
+//! The peer registry: every peer this node has heard of, how, and what it offers.
+//!
+//! One writer (the network event loop) owns it, so updates that arrive at once are merged
+//! in order and never lost. Changed records are marked dirty and flushed to the store in
+//! one write transaction per tick.
+
+use std::collections::{BTreeSet, HashMap};
+
+use offgrid_behaviours::announce::{Announcement, SignedAnnouncement};
+use serde::{Deserialize, Serialize};
+
+/// Most addresses remembered per peer; the oldest are dropped first.
+pub const MAX_ADDRS_PER_PEER: usize = 8;
+
+/// What the node knows about one peer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerRecord {
+    /// Peer id.
+    pub peer_id: String,
+    /// Known multiaddrs, most recent last.
+    pub addrs: Vec<String>,
+    /// The link the peer was last heard on: `ip`, `lora`, `ble`, `udp`.
+    pub via: String,
+    /// First heard, Unix milliseconds.
+    pub first_seen_ms: u64,
+    /// Last heard, Unix milliseconds.
+    pub last_seen_ms: u64,
+    /// Whether a connection is open now (not meaningful after a restart until reconnected).
+    #[serde(default)]
+    pub connected: bool,
+    /// The latest verified announcement.
+    pub announcement: Option<Announcement>,
+    /// That announcement as signed, so it can be re-verified or relayed.
+    pub signed_announcement: Option<SignedAnnouncement>,
+}
+
+impl PeerRecord {
+    fn new(peer_id: String, via: &str, now_ms: u64) -> Self {
+        PeerRecord {
+            peer_id,
+            addrs: Vec::new(),
+            via: via.to_owned(),
+            first_seen_ms: now_ms,
+            last_seen_ms: now_ms,
+            connected: false,
+            announcement: None,
+            signed_announcement: None,
+        }
+    }
+
+    /// Whether the peer's latest announcement says it takes jobs.
+    pub fn is_active(&self) -> bool {
+        self.announcement.as_ref().is_some_and(|a| a.active)
+    }
+}
+
+/// Result of offering an announcement to the registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnnounceOutcome {
+    /// Newer than what we had: stored.
+    Updated,
+    /// Same or older `seq`: ignored.
+    Stale,
+}
+
+/// The registry.
+#[derive(Debug, Default)]
+pub struct Registry {
+    peers: HashMap<String, PeerRecord>,
+    dirty: BTreeSet<String>,
+    max_peers: usize,
+}
+
+impl Registry {
+    /// An empty registry holding at most `max_peers` records.
+    pub fn new(max_peers: usize) -> Self {
+        Registry {
+            peers: HashMap::new(),
+            dirty: BTreeSet::new(),
+            max_peers: max_peers.max(1),
+        }
+    }
+
+    /// Restores records loaded from the store. Nothing is connected after a restart.
+    pub fn restore(&mut self, records: impl IntoIterator<Item = PeerRecord>) {
+        for mut r in records {
+            r.connected = false;
+            self.peers.insert(r.peer_id.clone(), r);
+        }
+    }
+
+    fn entry(&mut self, peer: &str, via: &str, now_ms: u64) -> &mut PeerRecord {
+        if !self.peers.contains_key(peer) && self.peers.len() >= self.max_peers {
+            self.evict_one();
+        }
+        self.dirty.insert(peer.to_owned());
+        self.peers
+            .entry(peer.to_owned())
+            .or_insert_with(|| PeerRecord::new(peer.to_owned(), via, now_ms))
+    }
+
+    fn evict_one(&mut self) {
+        let victim = self
+            .peers
+            .values()
+            .filter(|r| !r.connected)
+            .min_by_key(|r| r.last_seen_ms)
+            .map(|r| r.peer_id.clone());
+        if let Some(v) = victim {
+            self.peers.remove(&v);
+            // Flushing a removed key deletes it from the store.
+            self.dirty.insert(v);
+        }
+    }
+
+    /// Records that `peer` was heard at `addr` over `via`.
+    pub fn observe(&mut self, peer: &str, addr: Option<&str>, via: &str, now_ms: u64) {
+        let r = self.entry(peer, via, now_ms);
+        r.last_seen_ms = r.last_seen_ms.max(now_ms);
+        r.via = via.to_owned();
+        if let Some(a) = addr {
+            if !a.is_empty() {
+                r.addrs.retain(|x| x != a);
+                r.addrs.push(a.to_owned());
+                if r.addrs.len() > MAX_ADDRS_PER_PEER {
+                    r.addrs.remove(0);
+                }
+            }
+        }
+    }
+
+    /// Marks the peer connected or disconnected.
+    pub fn set_connected(&mut self, peer: &str, connected: bool, now_ms: u64) {
+        if connected {
+            let r = self.entry(peer, "ip", now_ms);
+            r.connected = true;
+            r.last_seen_ms = r.last_seen_ms.max(now_ms);
+        } else if let Some(r) = self.peers.get_mut(peer) {
+            r.connected = false;
+            self.dirty.insert(peer.to_owned());
+        }
+    }
+
+    /// Stores a verified announcement if it is newer than the one held.
+    pub fn announce(
+        &mut self,
+        ann: Announcement,
+        signed: SignedAnnouncement,
+        via: &str,
+        now_ms: u64,
+    ) -> AnnounceOutcome {
+        let peer = ann.node_id.clone();
+        if let Some(r) = self.peers.get(&peer) {
+            if r.announcement.as_ref().is_some_and(|old| old.seq >= ann.seq) {
+                return AnnounceOutcome::Stale;
+            }
+        }
+        let addrs = ann.listen_addrs.clone();
+        let r = self.entry(&peer, via, now_ms);
+        r.last_seen_ms = r.last_seen_ms.max(now_ms);
+        r.announcement = Some(ann);
+        r.signed_announcement = Some(signed);
+        for a in addrs.iter().filter(|a| routable(a)) {
+            if !r.addrs.contains(a) {
+                r.addrs.push(a.clone());
+            }
+        }
+        while r.addrs.len() > MAX_ADDRS_PER_PEER {
+            r.addrs.remove(0);
+        }
+        AnnounceOutcome::Updated
+    }
+
+    /// One peer.
+    pub fn get(&self, peer: &str) -> Option<&PeerRecord> {
+        self.peers.get(peer)
+    }
+
+    /// All peers, sorted by peer id.
+    pub fn all(&self) -> Vec<PeerRecord> {
+        let mut v: Vec<_> = self.peers.values().cloned().collect();
+        v.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
+        v
+    }
+
+    /// Iterates over all records.
+    pub fn iter(&self) -> impl Iterator<Item = &PeerRecord> {
+        self.peers.values()
+    }
+
+    /// Number of known peers.
+    pub fn len(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Whether no peer is known.
+    pub fn is_empty(&self) -> bool {
+        self.peers.is_empty()
+    }
+
+    /// Takes the records changed since the last call: `(peer id, Some(record))` to write,
+    /// `(peer id, None)` to delete.
+    pub fn take_dirty(&mut self) -> Vec<(String, Option<PeerRecord>)> {
+        std::mem::take(&mut self.dirty)
+            .into_iter()
+            .map(|p| {
+                let r = self.peers.get(&p).cloned();
+                (p, r)
+            })
+            .collect()
+    }
+}
+
+/// Whether a listen address is worth dialling from elsewhere (not `0.0.0.0`/`::`).
+pub fn routable(addr: &str) -> bool {
+    !(addr.starts_with("/ip4/0.0.0.0/") || addr.starts_with("/ip6/::/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn ann(peer: &str, seq: u64, active: bool) -> Announcement {
+        Announcement {
+            node_id: peer.into(),
+            seq,
+            active,
+            prices: BTreeMap::new(),
+            job_types: vec![],
+            min_oncall_percent: 0,
+            burst_percent_max: 0,
+            burst: 1,
+            capacity: Default::default(),
+            listen_addrs: vec!["/ip4/127.0.0.1/tcp/5".into(), "/ip4/0.0.0.0/tcp/5".into()],
+            issued_at_ms: seq,
+        }
+    }
+
+    fn signed() -> SignedAnnouncement {
+        SignedAnnouncement {
+            signed: String::new(),
+            sig: String::new(),
+            public_key: String::new(),
+        }
+    }
+
+    #[test]
+    fn newer_announcements_replace_older_and_stale_ones_are_ignored() {
+        let mut r = Registry::new(10);
+        assert_eq!(r.announce(ann("p", 2, true), signed(), "ip", 10), AnnounceOutcome::Updated);
+        assert_eq!(r.announce(ann("p", 1, false), signed(), "ip", 11), AnnounceOutcome::Stale);
+        assert_eq!(r.announce(ann("p", 2, false), signed(), "ip", 11), AnnounceOutcome::Stale);
+        assert!(r.get("p").unwrap().is_active());
+        assert_eq!(r.announce(ann("p", 3, false), signed(), "ip", 12), AnnounceOutcome::Updated);
+        assert!(!r.get("p").unwrap().is_active());
+        // Unroutable listen addresses are not kept.
+        assert_eq!(r.get("p").unwrap().addrs, vec!["/ip4/127.0.0.1/tcp/5".to_string()]);
+    }
+
+    #[test]
+    fn addresses_are_bounded_and_deduplicated() {
+        let mut r = Registry::new(10);
+        for i in 0..20 {
+            r.observe("p", Some(&format!("/ip4/10.0.0.{i}/tcp/1")), "ip", i);
+        }
+        r.observe("p", Some("/ip4/10.0.0.19/tcp/1"), "ip", 30);
+        let rec = r.get("p").unwrap();
+        assert_eq!(rec.addrs.len(), MAX_ADDRS_PER_PEER);
+        assert_eq!(rec.addrs.last().unwrap(), "/ip4/10.0.0.19/tcp/1");
+        assert_eq!(rec.first_seen_ms, 0);
+        assert_eq!(rec.last_seen_ms, 30);
+    }
+
+    #[test]
+    fn registry_is_bounded_and_evicts_the_longest_unseen_disconnected_peer() {
+        let mut r = Registry::new(2);
+        r.observe("old", None, "ip", 1);
+        r.set_connected("conn", true, 0);
+        r.observe("new", None, "ip", 5);
+        assert_eq!(r.len(), 2);
+        assert!(r.get("old").is_none());
+        assert!(r.get("conn").is_some());
+        let dirty = r.take_dirty();
+        assert!(dirty.contains(&("old".to_string(), None)));
+        assert!(r.take_dirty().is_empty());
+    }
+}
