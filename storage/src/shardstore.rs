@@ -1,0 +1,364 @@
+//! A content-addressed shard store on disk.
+//!
+//! Layout under the store directory:
+//!
+//! ```text
+//! shards/<aa>/<rest>           shard whose BLAKE3 hex is <aa><rest>
+//! shards/<aa>/.tmp-<hash>-<n>  a write in progress (removed at open)
+//! quarantine/<hash>-<ms>       a shard found corrupt on read, kept for inspection
+//! ```
+//!
+//! **The ack contract:** [`ShardStore::put`] returns only after the bytes are in a temporary
+//! file in the final directory, that file is fsynced, renamed to its final name, and the
+//! directory is fsynced. A shard acknowledged to a peer therefore survives `kill -9` and power
+//! loss. Methods take `&self` and are safe to call from several threads; they block on disk
+//! I/O, so async callers use `spawn_blocking`.
+
+use std::{
+    collections::HashSet,
+    fs::{self, File},
+    io::{self, Write},
+    path::{Path, PathBuf},
+    sync::{Mutex, MutexGuard},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use crate::{is_valid_hash, shard_hash};
+
+const SHARDS_DIR: &str = "shards";
+const QUARANTINE_DIR: &str = "quarantine";
+const TMP_PREFIX: &str = ".tmp-";
+
+/// Errors of the shard store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The hash is not 64 lower-case hex digits.
+    #[error("invalid shard hash {0:?}: expected 64 lower-case hex digits")]
+    InvalidHash(String),
+    /// The bytes do not hash to the name they were offered under.
+    #[error("shard bytes hash to {actual}, not to the claimed {expected}")]
+    HashMismatch {
+        /// The claimed hash.
+        expected: String,
+        /// What the bytes hash to.
+        actual: String,
+    },
+    /// Storing would exceed the quota.
+    #[error("shard store quota exceeded: {used} of {quota} bytes used")]
+    QuotaExceeded {
+        /// Bytes used (including stores in progress).
+        used: u64,
+        /// The quota.
+        quota: u64,
+    },
+    /// Another store of the same shard is in progress; retry shortly.
+    #[error("a store of shard {0} is already in progress")]
+    InFlight(String),
+    /// No such shard.
+    #[error("shard {0} not found")]
+    NotFound(String),
+    /// The file on disk no longer matches its hash; it was moved to the quarantine directory.
+    #[error("shard {hash} is corrupt on disk; moved to {quarantined}")]
+    Corrupt {
+        /// The shard hash.
+        hash: String,
+        /// Where the corrupt file went.
+        quarantined: PathBuf,
+    },
+    /// A file system operation failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What we were doing.
+        op: &'static str,
+        /// On which path.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+}
+
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
+    move |source| StoreError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What [`ShardStore::put`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// The shard was written and made durable.
+    Stored,
+    /// The shard was already there (and is durable).
+    AlreadyHad,
+}
+
+#[derive(Debug, Default)]
+struct Accounting {
+    /// Bytes of stored shards plus bytes reserved by puts in progress.
+    used: u64,
+    /// Shards stored.
+    count: u64,
+    /// Hashes being written right now.
+    in_flight: HashSet<String>,
+    /// Makes temporary names unique within this process.
+    next_tmp: u64,
+}
+
+/// The content-addressed shard store. See the module docs for the layout and guarantees.
+#[derive(Debug)]
+pub struct ShardStore {
+    dir: PathBuf,
+    quota: u64,
+    state: Mutex<Accounting>,
+}
+
+impl ShardStore {
+    /// Opens (creating if needed) the store in `dir` with a quota of `quota_bytes`.
+    ///
+    /// Scans the shard files to compute the bytes used and removes temporary files left by
+    /// writes that were interrupted (they were never acknowledged).
+    ///
+    /// # Errors
+    /// [`StoreError::Io`] when the directories cannot be created or read.
+    pub fn open(dir: impl AsRef<Path>, quota_bytes: u64) -> Result<Self, StoreError> {
+        let dir = dir.as_ref().to_path_buf();
+        let shards = dir.join(SHARDS_DIR);
+        for sub in [&shards, &dir.join(QUARANTINE_DIR)] {
+            fs::create_dir_all(sub).map_err(io_err("create", sub))?;
+        }
+        let mut accounting = Accounting::default();
+        for prefix in fs::read_dir(&shards).map_err(io_err("read dir", &shards))? {
+            let prefix = prefix.map_err(io_err("read dir", &shards))?.path();
+            if !prefix.is_dir() {
+                continue;
+            }
+            for entry in fs::read_dir(&prefix).map_err(io_err("read dir", &prefix))? {
+                let entry = entry.map_err(io_err("read dir", &prefix))?;
+                let path = entry.path();
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with(TMP_PREFIX) {
+                    fs::remove_file(&path).map_err(io_err("remove temp file", &path))?;
+                    continue;
+                }
+                let meta = entry.metadata().map_err(io_err("stat", &path))?;
+                if meta.is_file() {
+                    accounting.used += meta.len();
+                    accounting.count += 1;
+                }
+            }
+        }
+        Ok(ShardStore {
+            dir,
+            quota: quota_bytes,
+            state: Mutex::new(accounting),
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, Accounting> {
+        // The accounting is updated in single statements, so a panic elsewhere while the lock
+        // was held cannot leave it half-changed: recovering from poison is safe.
+        self.state
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    fn path_of(&self, hash: &str) -> Result<PathBuf, StoreError> {
+        if !is_valid_hash(hash) {
+            return Err(StoreError::InvalidHash(hash.to_owned()));
+        }
+        Ok(self.dir.join(SHARDS_DIR).join(&hash[..2]).join(&hash[2..]))
+    }
+
+    /// Bytes of shards stored (plus stores in progress).
+    pub fn used_bytes(&self) -> u64 {
+        self.state().used
+    }
+
+    /// Number of shards stored.
+    pub fn shard_count(&self) -> u64 {
+        self.state().count
+    }
+
+    /// The quota in bytes.
+    pub fn quota(&self) -> u64 {
+        self.quota
+    }
+
+    /// The store's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether a shard with this hash is stored (false for a malformed hash).
+    pub fn has(&self, hash: &str) -> bool {
+        self.path_of(hash).is_ok_and(|path| path.is_file())
+    }
+
+    /// Stores `bytes` under `hash` after checking that they hash to it, durably; see the
+    /// module docs for the ack contract.
+    ///
+    /// # Errors
+    /// [`StoreError::HashMismatch`], [`StoreError::QuotaExceeded`], [`StoreError::InFlight`],
+    /// [`StoreError::InvalidHash`] or [`StoreError::Io`].
+    pub fn put(&self, hash: &str, bytes: &[u8]) -> Result<PutOutcome, StoreError> {
+        let path = self.path_of(hash)?;
+        let actual = shard_hash(bytes);
+        if actual != hash {
+            return Err(StoreError::HashMismatch {
+                expected: hash.to_owned(),
+                actual,
+            });
+        }
+        let len = bytes.len() as u64;
+        let tmp_id = {
+            let mut state = self.state();
+            if state.in_flight.contains(hash) {
+                return Err(StoreError::InFlight(hash.to_owned()));
+            }
+            if path.is_file() {
+                return Ok(PutOutcome::AlreadyHad);
+            }
+            if state.used.saturating_add(len) > self.quota {
+                return Err(StoreError::QuotaExceeded {
+                    used: state.used,
+                    quota: self.quota,
+                });
+            }
+            state.used += len;
+            state.in_flight.insert(hash.to_owned());
+            state.next_tmp += 1;
+            state.next_tmp
+        };
+        let result = self.write_durably(hash, &path, bytes, tmp_id);
+        let mut state = self.state();
+        state.in_flight.remove(hash);
+        match result {
+            Ok(()) => {
+                state.count += 1;
+                Ok(PutOutcome::Stored)
+            }
+            Err(e) => {
+                state.used -= len;
+                Err(e)
+            }
+        }
+    }
+
+    fn write_durably(
+        &self,
+        hash: &str,
+        path: &Path,
+        bytes: &[u8],
+        tmp_id: u64,
+    ) -> Result<(), StoreError> {
+        let parent = path.parent().unwrap_or(&self.dir);
+        if !parent.is_dir() {
+            fs::create_dir_all(parent).map_err(io_err("create", parent))?;
+            // The new prefix directory's own entry must survive a crash too.
+            sync_dir(&self.dir.join(SHARDS_DIR))?;
+        }
+        let tmp = parent.join(format!(
+            "{TMP_PREFIX}{hash}-{}-{tmp_id}",
+            std::process::id()
+        ));
+        let written = (|| {
+            let mut file = File::create(&tmp).map_err(io_err("create", &tmp))?;
+            file.write_all(bytes).map_err(io_err("write", &tmp))?;
+            file.sync_all().map_err(io_err("fsync", &tmp))?;
+            fs::rename(&tmp, path).map_err(io_err("rename", &tmp))
+        })();
+        if written.is_err() {
+            // Best effort: open() removes any temp file this leaves behind.
+            let _ = fs::remove_file(&tmp);
+        }
+        written?;
+        sync_dir(parent)
+    }
+
+    /// Reads a shard and checks it against its hash.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`]; [`StoreError::Corrupt`] when the file no longer matches its
+    /// hash (it is then moved to `quarantine/` and no longer counted); [`StoreError::Io`].
+    pub fn get(&self, hash: &str) -> Result<Vec<u8>, StoreError> {
+        let path = self.path_of(hash)?;
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::NotFound(hash.to_owned()))
+            }
+            Err(e) => return Err(io_err("read", &path)(e)),
+        };
+        if shard_hash(&bytes) == hash {
+            return Ok(bytes);
+        }
+        let quarantined = self.quarantine(hash, &path, bytes.len() as u64)?;
+        Err(StoreError::Corrupt {
+            hash: hash.to_owned(),
+            quarantined,
+        })
+    }
+
+    fn quarantine(&self, hash: &str, path: &Path, len: u64) -> Result<PathBuf, StoreError> {
+        let millis = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let quarantine_dir = self.dir.join(QUARANTINE_DIR);
+        let target = quarantine_dir.join(format!("{hash}-{millis}"));
+        let mut state = self.state();
+        match fs::rename(path, &target) {
+            Ok(()) => {
+                state.used = state.used.saturating_sub(len);
+                state.count = state.count.saturating_sub(1);
+            }
+            // Another reader quarantined it first.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("quarantine", path)(e)),
+        }
+        drop(state);
+        sync_dir(&quarantine_dir)?;
+        if let Some(parent) = path.parent() {
+            sync_dir(parent)?;
+        }
+        Ok(target)
+    }
+
+    /// Removes a shard. Returns whether it was there.
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidHash`] or [`StoreError::Io`].
+    pub fn delete(&self, hash: &str) -> Result<bool, StoreError> {
+        let path = self.path_of(hash)?;
+        let mut state = self.state();
+        let len = match fs::metadata(&path) {
+            Ok(meta) => meta.len(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(io_err("stat", &path)(e)),
+        };
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(io_err("remove", &path)(e)),
+        }
+        state.used = state.used.saturating_sub(len);
+        state.count = state.count.saturating_sub(1);
+        drop(state);
+        if let Some(parent) = path.parent() {
+            sync_dir(parent)?;
+        }
+        Ok(true)
+    }
+}
+
+/// fsyncs a directory so that renames and removals in it are durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("fsync dir", dir))
+}
+
+#[cfg(test)]
+#[path = "shardstore_tests.rs"]
+mod tests;
