@@ -1,1 +1,22 @@
-//! Offgrid-Net receipts, Merkle batches, ledger DAG, wallet transactions, quorum and settlement (pure domain logic).
+//! Offgrid-Net ledger: pure domain logic with no networking.
+//!
+//! - [`signed`]: the signed-envelope pattern (sign bytes once, verify then decode).
+//! - [`peer_id`]: libp2p peer id text for Ed25519 keys, without libp2p.
+//! - [`receipt`]: receipts (schema v0.1) and their verification.
+//! - [`merkle`]: BLAKE3 Merkle trees with domain separation.
+//! - [`batch`]: Merkle-rooted receipt batches.
+
+mod codec;
+
+pub mod batch;
+pub mod merkle;
+pub mod peer_id;
+pub mod receipt;
+pub mod signed;
+
+pub use batch::{BatchError, BatchItem, ReceiptBatch};
+pub use peer_id::{peer_id_from_pubkey, pubkey_from_peer_id};
+pub use receipt::{
+    core_view, verify_receipt, Metrics, Proofs, ReceiptBody, ReceiptError, SignedReceipt,
+};
+pub use signed::{SignError, Signed, VerifyError};

@@ -1,0 +1,265 @@
+//! The signed envelope used by every signed record (receipts, blocks, transactions, witness
+//! attestations).
+//!
+//! The signer serialises the body once to compact JSON (`serde_json::to_vec`), signs exactly
+//! those bytes with Ed25519 and ships the bytes with the signature. A verifier checks the
+//! signature over the shipped bytes and only then decodes them; it never re-encodes, so the
+//! signature does not depend on any particular JSON encoder and any language's Ed25519 library
+//! can verify it.
+//!
+//! Wire form (JSON): `{"signed": "<base64 body bytes>", "sig": "<hex 64 bytes>",
+//! "pubkey": "<hex 32 bytes>"}`.
+
+use std::{fmt, marker::PhantomData};
+
+use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
+use serde::{de::DeserializeOwned, Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::{codec, peer_id::peer_id_from_pubkey};
+
+/// Failure to build a [`Signed`] value.
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    /// The body could not be serialised to JSON.
+    #[error("cannot encode body: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// Failure to verify a [`Signed`] value.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// The public key is not a valid Ed25519 point.
+    #[error("invalid public key")]
+    BadPublicKey,
+    /// The signature does not verify over the bytes with the public key.
+    #[error("invalid signature")]
+    BadSignature,
+    /// The signature is valid but the bytes do not decode as the expected body.
+    #[error("cannot decode signed body: {0}")]
+    Decode(#[source] serde_json::Error),
+}
+
+/// A body of type `T` serialised once, with an Ed25519 signature over those exact bytes and the
+/// signer's public key.
+pub struct Signed<T> {
+    /// The compact JSON encoding of the body, exactly as signed.
+    pub bytes: Vec<u8>,
+    /// Ed25519 signature over `bytes`.
+    pub sig: [u8; 64],
+    /// The signer's Ed25519 public key.
+    pub pubkey: [u8; 32],
+    _body: PhantomData<fn() -> T>,
+}
+
+impl<T> Signed<T> {
+    /// Assembles an envelope from its parts (e.g. read from storage). Nothing is checked until
+    /// [`Signed::verify`].
+    pub fn from_parts(bytes: Vec<u8>, sig: [u8; 64], pubkey: [u8; 32]) -> Self {
+        Self {
+            bytes,
+            sig,
+            pubkey,
+            _body: PhantomData,
+        }
+    }
+
+    /// BLAKE3 hash of the signed bytes: the identity of this record.
+    pub fn hash(&self) -> [u8; 32] {
+        *blake3::hash(&self.bytes).as_bytes()
+    }
+
+    /// Lowercase hex of [`Signed::hash`], the id used for blocks and transactions.
+    pub fn id(&self) -> String {
+        hex::encode(self.hash())
+    }
+
+    /// The libp2p peer id text of the signer.
+    pub fn signer_peer_id(&self) -> String {
+        peer_id_from_pubkey(&self.pubkey)
+    }
+
+    /// Checks the signature over the bytes without decoding them.
+    pub fn verify_signature(&self) -> Result<(), VerifyError> {
+        let key = VerifyingKey::from_bytes(&self.pubkey).map_err(|_| VerifyError::BadPublicKey)?;
+        let sig = Signature::from_bytes(&self.sig);
+        key.verify_strict(&self.bytes, &sig)
+            .map_err(|_| VerifyError::BadSignature)
+    }
+}
+
+impl<T: Serialize> Signed<T> {
+    /// Serialises `body` to compact JSON and signs the bytes with `key`.
+    pub fn sign(key: &SigningKey, body: &T) -> Result<Self, SignError> {
+        let bytes = serde_json::to_vec(body)?;
+        let sig = key.sign(&bytes).to_bytes();
+        Ok(Self::from_parts(bytes, sig, key.verifying_key().to_bytes()))
+    }
+}
+
+impl<T: DeserializeOwned> Signed<T> {
+    /// Checks the signature over the bytes, then decodes them. The body is never re-encoded.
+    pub fn verify(&self) -> Result<T, VerifyError> {
+        self.verify_signature()?;
+        serde_json::from_slice(&self.bytes).map_err(VerifyError::Decode)
+    }
+}
+
+impl<T> Clone for Signed<T> {
+    fn clone(&self) -> Self {
+        Self::from_parts(self.bytes.clone(), self.sig, self.pubkey)
+    }
+}
+
+impl<T> PartialEq for Signed<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes == other.bytes && self.sig == other.sig && self.pubkey == other.pubkey
+    }
+}
+
+impl<T> Eq for Signed<T> {}
+
+impl<T> fmt::Debug for Signed<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Signed")
+            .field("id", &self.id())
+            .field("signer", &self.signer_peer_id())
+            .field("len", &self.bytes.len())
+            .finish()
+    }
+}
+
+/// The JSON wire form of an envelope.
+#[derive(Deserialize)]
+struct Wire {
+    #[serde(with = "codec::base64_bytes")]
+    signed: Vec<u8>,
+    #[serde(with = "codec::hex_bytes")]
+    sig: [u8; 64],
+    #[serde(with = "codec::hex_bytes")]
+    pubkey: [u8; 32],
+}
+
+impl<T> Serialize for Signed<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct WireRef<'a> {
+            #[serde(serialize_with = "codec::base64_bytes::serialize")]
+            signed: &'a [u8],
+            #[serde(with = "codec::hex_bytes")]
+            sig: [u8; 64],
+            #[serde(with = "codec::hex_bytes")]
+            pubkey: [u8; 32],
+        }
+        WireRef {
+            signed: &self.bytes,
+            sig: self.sig,
+            pubkey: self.pubkey,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for Signed<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let w = Wire::deserialize(d)?;
+        Ok(Self::from_parts(w.signed, w.sig, w.pubkey))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::{Deserialize, Serialize};
+
+    use super::*;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Body {
+        a: u64,
+        b: String,
+    }
+
+    fn key(seed: u8) -> SigningKey {
+        SigningKey::from_bytes(&[seed; 32])
+    }
+
+    #[test]
+    fn sign_verify_round_trip_through_json() {
+        let body = Body {
+            a: 7,
+            b: "x".into(),
+        };
+        let s = Signed::sign(&key(1), &body).unwrap();
+        assert_eq!(s.bytes, br#"{"a":7,"b":"x"}"#);
+        let json = serde_json::to_value(&s).unwrap();
+        let obj = json.as_object().unwrap();
+        assert_eq!(obj.len(), 3);
+        assert_eq!(obj["signed"], "eyJhIjo3LCJiIjoieCJ9");
+        assert_eq!(obj["sig"].as_str().unwrap().len(), 128);
+        assert_eq!(
+            obj["pubkey"],
+            hex::encode(key(1).verifying_key().as_bytes())
+        );
+        let back: Signed<Body> = serde_json::from_value(json).unwrap();
+        assert_eq!(back, s);
+        assert_eq!(back.verify().unwrap(), body);
+        assert_eq!(back.hash(), *blake3::hash(br#"{"a":7,"b":"x"}"#).as_bytes());
+        assert_eq!(back.signer_peer_id(), peer_id_from_pubkey(&s.pubkey));
+    }
+
+    #[test]
+    fn verifies_shipped_bytes_without_reencoding() {
+        // Bytes with whitespace and a different key order still verify and decode: the
+        // verifier must use the shipped bytes, not a re-encoding.
+        let bytes = br#"{ "b": "y",  "a": 1 }"#.to_vec();
+        let k = key(2);
+        let sig = k.sign(&bytes).to_bytes();
+        let s = Signed::<Body>::from_parts(bytes, sig, k.verifying_key().to_bytes());
+        assert_eq!(
+            s.verify().unwrap(),
+            Body {
+                a: 1,
+                b: "y".into()
+            }
+        );
+    }
+
+    #[test]
+    fn tampering_is_detected() {
+        let s = Signed::sign(
+            &key(3),
+            &Body {
+                a: 1,
+                b: "z".into(),
+            },
+        )
+        .unwrap();
+        let mut t = s.clone();
+        t.bytes[5] ^= 1;
+        assert!(matches!(t.verify(), Err(VerifyError::BadSignature)));
+        let mut t = s.clone();
+        t.sig[0] ^= 1;
+        assert!(matches!(t.verify(), Err(VerifyError::BadSignature)));
+        let mut t = s.clone();
+        t.pubkey = key(4).verifying_key().to_bytes();
+        assert!(matches!(t.verify(), Err(VerifyError::BadSignature)));
+    }
+
+    #[test]
+    fn valid_signature_over_wrong_type_is_a_decode_error() {
+        let s = Signed::sign(&key(5), &"just a string").unwrap();
+        let wrong = Signed::<Body>::from_parts(s.bytes, s.sig, s.pubkey);
+        assert!(matches!(wrong.verify(), Err(VerifyError::Decode(_))));
+    }
+
+    #[test]
+    fn malformed_wire_is_rejected() {
+        let bad = r#"{"signed":"!!","sig":"00","pubkey":"00"}"#;
+        assert!(serde_json::from_str::<Signed<Body>>(bad).is_err());
+        let short_sig = format!(
+            r#"{{"signed":"e30=","sig":"{}","pubkey":"{}"}}"#,
+            "00".repeat(63),
+            "00".repeat(32)
+        );
+        assert!(serde_json::from_str::<Signed<Body>>(&short_sig).is_err());
+    }
+}
