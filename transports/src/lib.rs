@@ -25,6 +25,6 @@ pub mod kiss;
 pub mod link;
 pub mod lora;
 pub mod sim;
-// pub mod udp;
+pub mod udp;
 
 pub use link::{Datagram, Endpoint, Link, LinkAddr, LinkError, LinkKind, LinkStats};
