@@ -5,16 +5,19 @@
 //! - [`receipt`]: receipts (schema v0.1) and their verification.
 //! - [`merkle`]: BLAKE3 Merkle trees with domain separation.
 //! - [`batch`]: Merkle-rooted receipt batches.
+//! - [`dag`]: the ledger block DAG (union merge, orphan pool, receipt lookup).
 
 mod codec;
 
 pub mod batch;
+pub mod dag;
 pub mod merkle;
 pub mod peer_id;
 pub mod receipt;
 pub mod signed;
 
 pub use batch::{BatchError, BatchItem, ReceiptBatch};
+pub use dag::{Block, BlockBody, BlockError, Dag, InsertOutcome};
 pub use peer_id::{peer_id_from_pubkey, pubkey_from_peer_id};
 pub use receipt::{
     core_view, verify_receipt, Metrics, Proofs, ReceiptBody, ReceiptError, SignedReceipt,
