@@ -97,7 +97,9 @@ impl Announcement {
     /// Signs the announcement with the node's key.
     pub fn sign(&self, key: &Keypair) -> Result<SignedAnnouncement, AnnounceError> {
         let bytes = serde_json::to_vec(self).map_err(|e| AnnounceError::Sign(e.to_string()))?;
-        let sig = key.sign(&bytes).map_err(|e| AnnounceError::Sign(e.to_string()))?;
+        let sig = key
+            .sign(&bytes)
+            .map_err(|e| AnnounceError::Sign(e.to_string()))?;
         Ok(SignedAnnouncement {
             signed: B64.encode(&bytes),
             sig: B64.encode(sig),
@@ -171,7 +173,10 @@ mod tests {
         let key = Keypair::generate_ed25519();
         let signed = sample(&key).sign(&key).unwrap();
         let wire = signed.to_wire();
-        let (peer, ann) = SignedAnnouncement::from_wire(&wire).unwrap().verify().unwrap();
+        let (peer, ann) = SignedAnnouncement::from_wire(&wire)
+            .unwrap()
+            .verify()
+            .unwrap();
         assert_eq!(peer, key.public().to_peer_id());
         assert_eq!(ann, sample(&key));
     }
@@ -188,10 +193,19 @@ mod tests {
         // Signed correctly, but claiming to be another node.
         let other = Keypair::generate_ed25519();
         let forged = sample(&other).sign(&key).unwrap();
-        assert!(matches!(forged.verify(), Err(AnnounceError::WrongSigner { .. })));
+        assert!(matches!(
+            forged.verify(),
+            Err(AnnounceError::WrongSigner { .. })
+        ));
 
-        assert!(matches!(SignedAnnouncement::from_wire(b"{"), Err(AnnounceError::Malformed(_))));
+        assert!(matches!(
+            SignedAnnouncement::from_wire(b"{"),
+            Err(AnnounceError::Malformed(_))
+        ));
         let huge = vec![b' '; MAX_BYTES + 1];
-        assert!(matches!(SignedAnnouncement::from_wire(&huge), Err(AnnounceError::TooLarge(_))));
+        assert!(matches!(
+            SignedAnnouncement::from_wire(&huge),
+            Err(AnnounceError::TooLarge(_))
+        ));
     }
 }

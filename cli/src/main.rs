@@ -1,1 +1,295 @@
-fn main() {}
+//! `offgrid`: the command-line client of a local `offgrid-node`.
+//!
+//! Exit status: 0 ok, 1 failure (one line on stderr), 2 usage error.
+
+mod client;
+mod table;
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::{bail, Context as _};
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::{json, Value};
+
+use crate::client::Api;
+
+/// Client of the local Offgrid-Net node.
+#[derive(Debug, Parser)]
+#[command(name = "offgrid", version, about)]
+struct Cli {
+    /// The node's data directory (finds api.url and api.token there).
+    #[arg(long, env = "OFFGRID_DATA_DIR", global = true)]
+    data_dir: Option<PathBuf>,
+    /// API URL, overriding <data-dir>/api.url.
+    #[arg(long, env = "OFFGRID_API", global = true)]
+    api: Option<String>,
+    /// API token, overriding <data-dir>/api.token.
+    #[arg(long, env = "OFFGRID_API_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
+    /// Print one JSON document instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Node health: peer id, version, uptime, addresses, peer counts.
+    Status,
+    /// Known peers with how they were heard and what they offer.
+    Peers,
+    /// Show or change what this node offers.
+    Announce {
+        /// Set a price, e.g. --price compute=0.03 (repeatable).
+        #[arg(long = "price", value_name = "TYPE=CREDITS")]
+        prices: Vec<String>,
+        /// Most jobs at once.
+        #[arg(long)]
+        burst: Option<u32>,
+        /// Percent of time on call.
+        #[arg(long)]
+        min_oncall: Option<u8>,
+        /// Highest percent of capacity lent in bursts.
+        #[arg(long)]
+        burst_percent_max: Option<u8>,
+    },
+    /// Take jobs (on) or stop taking them (off).
+    Toggle {
+        /// on or off.
+        state: OnOff,
+    },
+    /// This node's peer id and public keys.
+    Id,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum OnOff {
+    On,
+    Off,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("offgrid: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            let msg = format!("{e:#}").replace('\n', " ");
+            eprintln!("offgrid: {msg}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let api = Api::resolve(cli.api, cli.token, cli.data_dir)?;
+    let json = cli.json;
+    match cli.command {
+        Command::Status => {
+            let v = api.get("/status").await?;
+            output(json, &v, || {
+                let p = &v["peers"];
+                format!(
+                    "peer id   {}\nversion   {}\nuptime    {} s\nlisten    {}\npeers     {} connected, {} known, {} active hosts\n",
+                    s(&v["peer_id"]),
+                    s(&v["version"]),
+                    v["uptime_s"],
+                    v["listen_addrs"]
+                        .as_array()
+                        .map(|a| a.iter().map(s).collect::<Vec<_>>().join(" "))
+                        .unwrap_or_default(),
+                    p["connected"],
+                    p["known"],
+                    p["active_hosts"],
+                )
+            })
+        }
+        Command::Peers => {
+            let v = api.get("/peers").await?;
+            output(json, &v, || {
+                let rows: Vec<Vec<String>> = v["peers"]
+                    .as_array()
+                    .map(|a| a.as_slice())
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|p| {
+                        let ann = &p["announcement"];
+                        let prices = ann["prices"]
+                            .as_object()
+                            .map(|m| {
+                                m.iter()
+                                    .map(|(k, v)| format!("{k}={}", micro(v)))
+                                    .collect::<Vec<_>>()
+                                    .join(",")
+                            })
+                            .unwrap_or_default();
+                        vec![
+                            s(&p["peer_id"]),
+                            s(&p["via"]),
+                            if p["connected"] == json!(true) {
+                                "yes"
+                            } else {
+                                "no"
+                            }
+                            .into(),
+                            match p["active"].as_bool() {
+                                Some(true) => "yes".into(),
+                                Some(false) => "no".into(),
+                                None => "?".into(),
+                            },
+                            prices,
+                            p["addrs"]
+                                .as_array()
+                                .and_then(|a| a.last())
+                                .map(s)
+                                .unwrap_or_default(),
+                        ]
+                    })
+                    .collect();
+                table::render(
+                    &["PEER", "VIA", "CONNECTED", "ACTIVE", "PRICES", "ADDRESS"],
+                    &rows,
+                )
+            })
+        }
+        Command::Announce {
+            prices,
+            burst,
+            min_oncall,
+            burst_percent_max,
+        } => {
+            let changes = !prices.is_empty()
+                || burst.is_some()
+                || min_oncall.is_some()
+                || burst_percent_max.is_some();
+            let v = if changes {
+                let mut body = serde_json::Map::new();
+                if !prices.is_empty() {
+                    let mut m = serde_json::Map::new();
+                    for p in &prices {
+                        let Some((k, val)) = p.split_once('=') else {
+                            bail!("--price {p:?}: expected TYPE=CREDITS, e.g. compute=0.03");
+                        };
+                        // Sent as a string so the node parses the decimal exactly.
+                        m.insert(k.trim().to_owned(), Value::String(val.trim().to_owned()));
+                    }
+                    body.insert("prices".into(), Value::Object(m));
+                }
+                if let Some(b) = burst {
+                    body.insert("burst".into(), json!(b));
+                }
+                if let Some(b) = min_oncall {
+                    body.insert("min_oncall_percent".into(), json!(b));
+                }
+                if let Some(b) = burst_percent_max {
+                    body.insert("burst_percent_max".into(), json!(b));
+                }
+                api.post("/announce", &Value::Object(body), Duration::from_secs(30))
+                    .await?
+            } else {
+                api.get("/announce").await?
+            };
+            output(json, &v, || describe_announcement(&v))
+        }
+        Command::Toggle { state } => {
+            let active = matches!(state, OnOff::On);
+            let v = api
+                .post(
+                    "/toggle",
+                    &json!({ "active": active }),
+                    Duration::from_secs(30),
+                )
+                .await?;
+            output(json, &v, || format!("active: {}\n", v["active"]))
+        }
+        Command::Id => {
+            let v = api
+                .get("/pubkeys")
+                .await
+                .context("asking the node for its keys")?;
+            output(json, &v, || {
+                format!(
+                    "peer_id  {}\ned25519  {}\nx25519   {}\n",
+                    s(&v["peer_id"]),
+                    s(&v["ed25519"]),
+                    s(&v["x25519"])
+                )
+            })
+        }
+    }
+}
+
+fn output(json: bool, v: &Value, human: impl FnOnce() -> String) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(v)?);
+    } else {
+        print!("{}", human());
+    }
+    Ok(())
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// Formats micro-credits as a decimal.
+fn micro(v: &Value) -> String {
+    let Some(m) = v.as_u64() else { return s(v) };
+    let frac = m % 1_000_000;
+    if frac == 0 {
+        (m / 1_000_000).to_string()
+    } else {
+        format!("{}.{:06}", m / 1_000_000, frac)
+            .trim_end_matches('0')
+            .to_owned()
+    }
+}
+
+fn describe_announcement(v: &Value) -> String {
+    let prices = v["prices"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, p)| format!("  {k:<10} {}\n", micro(p)))
+                .collect::<String>()
+        })
+        .unwrap_or_default();
+    format!(
+        "node      {}\nactive    {}\nburst     {}\non call   {} %\nburst max {} %\njob types {}\nprices (credits per unit):\n{prices}",
+        s(&v["node_id"]),
+        v["active"],
+        v["burst"],
+        v["min_oncall_percent"],
+        v["burst_percent_max"],
+        v["job_types"]
+            .as_array()
+            .map(|a| a.iter().map(s).collect::<Vec<_>>().join(", "))
+            .unwrap_or_default(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn micro_credits_print_as_decimals() {
+        assert_eq!(micro(&json!(30_000)), "0.03");
+        assert_eq!(micro(&json!(2_000_000)), "2");
+        assert_eq!(micro(&json!(1)), "0.000001");
+    }
+}

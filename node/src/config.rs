@@ -32,10 +32,22 @@ impl Credits {
             return Err(format!("{s:?} is not a non-negative decimal number"));
         }
         if frac.len() > 6 {
-            return Err(format!("{s:?} has more than 6 decimals (1 micro-credit is the smallest unit)"));
+            return Err(format!(
+                "{s:?} has more than 6 decimals (1 micro-credit is the smallest unit)"
+            ));
         }
-        let int: u64 = if int.is_empty() { 0 } else { int.parse().map_err(|_| format!("{s:?} is too large"))? };
-        let frac_val: u64 = if frac.is_empty() { 0 } else { format!("{frac:0<6}").parse().map_err(|_| format!("{s:?} is invalid"))? };
+        let int: u64 = if int.is_empty() {
+            0
+        } else {
+            int.parse().map_err(|_| format!("{s:?} is too large"))?
+        };
+        let frac_val: u64 = if frac.is_empty() {
+            0
+        } else {
+            format!("{frac:0<6}")
+                .parse()
+                .map_err(|_| format!("{s:?} is invalid"))?
+        };
         int.checked_mul(MICRO)
             .and_then(|v| v.checked_add(frac_val))
             .map(Credits)
@@ -76,10 +88,14 @@ impl<'de> Deserialize<'de> for Credits {
             Str(String),
         }
         match Raw::deserialize(d)? {
-            Raw::Int(i) => i.checked_mul(MICRO).map(Credits).ok_or_else(|| serde::de::Error::custom("amount too large")),
+            Raw::Int(i) => i
+                .checked_mul(MICRO)
+                .map(Credits)
+                .ok_or_else(|| serde::de::Error::custom("amount too large")),
             // Print the float the way people wrote it, then parse that exactly.
             Raw::Float(f) if f.is_finite() && f >= 0.0 => {
-                Credits::parse_decimal(&format!("{}", (f * 1e6).round() / 1e6)).map_err(serde::de::Error::custom)
+                Credits::parse_decimal(&format!("{}", (f * 1e6).round() / 1e6))
+                    .map_err(serde::de::Error::custom)
             }
             Raw::Float(f) => Err(serde::de::Error::custom(format!("invalid amount {f}"))),
             Raw::Str(s) => Credits::parse_decimal(&s).map_err(serde::de::Error::custom),
@@ -392,10 +408,14 @@ impl Config {
         for (job_type, ex) in &self.executors {
             match ex.kind {
                 ExecutorKind::Exec if ex.program.is_none() => {
-                    return Err(ConfigError::Invalid(format!("executors.{job_type}: kind = \"exec\" needs `program`")));
+                    return Err(ConfigError::Invalid(format!(
+                        "executors.{job_type}: kind = \"exec\" needs `program`"
+                    )));
                 }
                 ExecutorKind::Http if ex.url.is_none() => {
-                    return Err(ConfigError::Invalid(format!("executors.{job_type}: kind = \"http\" needs `url`")));
+                    return Err(ConfigError::Invalid(format!(
+                        "executors.{job_type}: kind = \"http\" needs `url`"
+                    )));
                 }
                 _ => {}
             }
@@ -404,7 +424,9 @@ impl Config {
             return Err(ConfigError::Invalid("host.burst must be at least 1".into()));
         }
         if self.api.body_limit_bytes == 0 {
-            return Err(ConfigError::Invalid("api.body_limit_bytes must be positive".into()));
+            return Err(ConfigError::Invalid(
+                "api.body_limit_bytes must be positive".into(),
+            ));
         }
         Ok(())
     }
@@ -434,7 +456,10 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         let example: toml::Value = toml::from_str(&text).unwrap();
         let defaults: toml::Value = toml::from_str(&Config::default().to_toml()).unwrap();
-        assert_eq!(example, defaults, "config.example.toml is out of step with Config::default()");
+        assert_eq!(
+            example, defaults,
+            "config.example.toml is out of step with Config::default()"
+        );
         assert_eq!(Config::load(&path).unwrap(), Config::default());
     }
 
@@ -454,7 +479,8 @@ mod tests {
         assert!(Credits::parse_decimal("0.0000001").is_err());
         assert!(Credits::parse_decimal("-1").is_err());
         assert_eq!(Credits(30_000).to_string(), "0.03");
-        let c: BTreeMap<String, Credits> = toml::from_str("a = 0.03\nb = 2\nc = \"0.000001\"").unwrap();
+        let c: BTreeMap<String, Credits> =
+            toml::from_str("a = 0.03\nb = 2\nc = \"0.000001\"").unwrap();
         assert_eq!(c["a"], Credits(30_000));
         assert_eq!(c["b"], Credits(2_000_000));
         assert_eq!(c["c"], Credits(1));

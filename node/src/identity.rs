@@ -210,7 +210,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = fs::metadata(dir.path().join(KEY_FILE)).unwrap().permissions().mode();
+            let mode = fs::metadata(dir.path().join(KEY_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
     }
@@ -219,7 +222,10 @@ mod tests {
     fn corrupt_key_file_is_an_error_and_left_untouched() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(KEY_FILE);
-        for garbage in [&b"not json"[..], b"{\"type\":\"ed25519\",\"seed\":\"00\",\"public\":\"00\"}"] {
+        for garbage in [
+            &b"not json"[..],
+            b"{\"type\":\"ed25519\",\"seed\":\"00\",\"public\":\"00\"}",
+        ] {
             fs::write(&path, garbage).unwrap();
             let err = Identity::load_or_create(dir.path()).unwrap_err();
             assert!(matches!(err, IdentityError::Corrupt { .. }), "{err}");

@@ -75,8 +75,12 @@ impl Node {
         let client = Client::new(tx);
         let mut swarm = swarm;
         for l in &cfg.listen {
-            let addr: Multiaddr = l.parse().with_context(|| format!("bad listen address {l:?}"))?;
-            swarm.listen_on(addr.clone()).with_context(|| format!("cannot listen on {addr}"))?;
+            let addr: Multiaddr = l
+                .parse()
+                .with_context(|| format!("bad listen address {l:?}"))?;
+            swarm
+                .listen_on(addr.clone())
+                .with_context(|| format!("cannot listen on {addr}"))?;
         }
         let ev = EventLoop::new(
             swarm,
@@ -115,8 +119,11 @@ impl Node {
         } else {
             api_addr
         };
-        auth::write_private(&data_dir.join(auth::URL_FILE), format!("http://{url_host}\n").as_bytes())
-            .context("writing api.url")?;
+        auth::write_private(
+            &data_dir.join(auth::URL_FILE),
+            format!("http://{url_host}\n").as_bytes(),
+        )
+        .context("writing api.url")?;
         info!(peer_id = %identity.peer_id(), api = %api_addr, data_dir = %data_dir.display(), "node started");
         Ok(Node {
             client,
@@ -176,7 +183,9 @@ fn build_swarm(identity: &Identity, cfg: &Config) -> anyhow::Result<libp2p::Swar
 pub fn parse_bootstrap(list: &[String]) -> anyhow::Result<Vec<(PeerId, Multiaddr)>> {
     list.iter()
         .map(|s| {
-            let mut addr: Multiaddr = s.parse().with_context(|| format!("bad bootstrap address {s:?}"))?;
+            let mut addr: Multiaddr = s
+                .parse()
+                .with_context(|| format!("bad bootstrap address {s:?}"))?;
             match addr.pop() {
                 Some(Protocol::P2p(peer)) => Ok((peer, addr)),
                 _ => anyhow::bail!("bootstrap address {s:?} must end in /p2p/<peer id>"),

@@ -60,7 +60,9 @@ fn effective_config(args: &Args) -> anyhow::Result<Config> {
     let file = match &args.config {
         Some(p) => Some(p.clone()),
         None => {
-            let dir = data_dir_hint.clone().unwrap_or_else(|| Config::default().resolved_data_dir());
+            let dir = data_dir_hint
+                .clone()
+                .unwrap_or_else(|| Config::default().resolved_data_dir());
             let p = dir.join("config.toml");
             p.exists().then_some(p)
         }
@@ -125,7 +127,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         if json {
             println!("{}", serde_json::to_string_pretty(&keys)?);
         } else {
-            println!("peer_id  {}\ned25519  {}\nx25519   {}", keys.peer_id, keys.ed25519, keys.x25519);
+            println!(
+                "peer_id  {}\ned25519  {}\nx25519   {}",
+                keys.peer_id, keys.ed25519, keys.x25519
+            );
         }
         return Ok(());
     }

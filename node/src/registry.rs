@@ -68,6 +68,9 @@ pub enum AnnounceOutcome {
 pub struct Registry {
     peers: HashMap<String, PeerRecord>,
     dirty: BTreeSet<String>,
+    /// Set when a change should reach the store before the next tick: a new peer or a new
+    /// announcement, which a user may already have seen through the API.
+    urgent: bool,
     max_peers: usize,
 }
 
@@ -77,6 +80,7 @@ impl Registry {
         Registry {
             peers: HashMap::new(),
             dirty: BTreeSet::new(),
+            urgent: false,
             max_peers: max_peers.max(1),
         }
     }
@@ -90,8 +94,11 @@ impl Registry {
     }
 
     fn entry(&mut self, peer: &str, via: &str, now_ms: u64) -> &mut PeerRecord {
-        if !self.peers.contains_key(peer) && self.peers.len() >= self.max_peers {
-            self.evict_one();
+        if !self.peers.contains_key(peer) {
+            self.urgent = true;
+            if self.peers.len() >= self.max_peers {
+                self.evict_one();
+            }
         }
         self.dirty.insert(peer.to_owned());
         self.peers
@@ -151,11 +158,15 @@ impl Registry {
     ) -> AnnounceOutcome {
         let peer = ann.node_id.clone();
         if let Some(r) = self.peers.get(&peer) {
-            if r.announcement.as_ref().is_some_and(|old| old.seq >= ann.seq) {
+            if r.announcement
+                .as_ref()
+                .is_some_and(|old| old.seq >= ann.seq)
+            {
                 return AnnounceOutcome::Stale;
             }
         }
         let addrs = ann.listen_addrs.clone();
+        self.urgent = true;
         let r = self.entry(&peer, via, now_ms);
         r.last_seen_ms = r.last_seen_ms.max(now_ms);
         r.announcement = Some(ann);
@@ -196,6 +207,11 @@ impl Registry {
     /// Whether no peer is known.
     pub fn is_empty(&self) -> bool {
         self.peers.is_empty()
+    }
+
+    /// Whether a change should be flushed now rather than at the next tick; clears the flag.
+    pub fn take_urgent(&mut self) -> bool {
+        std::mem::take(&mut self.urgent)
     }
 
     /// Takes the records changed since the last call: `(peer id, Some(record))` to write,
@@ -249,14 +265,29 @@ mod tests {
     #[test]
     fn newer_announcements_replace_older_and_stale_ones_are_ignored() {
         let mut r = Registry::new(10);
-        assert_eq!(r.announce(ann("p", 2, true), signed(), "ip", 10), AnnounceOutcome::Updated);
-        assert_eq!(r.announce(ann("p", 1, false), signed(), "ip", 11), AnnounceOutcome::Stale);
-        assert_eq!(r.announce(ann("p", 2, false), signed(), "ip", 11), AnnounceOutcome::Stale);
+        assert_eq!(
+            r.announce(ann("p", 2, true), signed(), "ip", 10),
+            AnnounceOutcome::Updated
+        );
+        assert_eq!(
+            r.announce(ann("p", 1, false), signed(), "ip", 11),
+            AnnounceOutcome::Stale
+        );
+        assert_eq!(
+            r.announce(ann("p", 2, false), signed(), "ip", 11),
+            AnnounceOutcome::Stale
+        );
         assert!(r.get("p").unwrap().is_active());
-        assert_eq!(r.announce(ann("p", 3, false), signed(), "ip", 12), AnnounceOutcome::Updated);
+        assert_eq!(
+            r.announce(ann("p", 3, false), signed(), "ip", 12),
+            AnnounceOutcome::Updated
+        );
         assert!(!r.get("p").unwrap().is_active());
         // Unroutable listen addresses are not kept.
-        assert_eq!(r.get("p").unwrap().addrs, vec!["/ip4/127.0.0.1/tcp/5".to_string()]);
+        assert_eq!(
+            r.get("p").unwrap().addrs,
+            vec!["/ip4/127.0.0.1/tcp/5".to_string()]
+        );
     }
 
     #[test]

@@ -9,9 +9,7 @@
 
 use std::path::Path;
 
-use redb::{
-    backends::InMemoryBackend, Database, ReadableDatabase, ReadableTable, TableDefinition,
-};
+use redb::{backends::InMemoryBackend, Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{de::DeserializeOwned, Serialize};
 
 /// Schema version this build reads and writes.
@@ -222,7 +220,11 @@ impl Store {
     }
 
     /// Reads one value.
-    pub fn get<T: DeserializeOwned>(&self, table: Table, key: &str) -> Result<Option<T>, StoreError> {
+    pub fn get<T: DeserializeOwned>(
+        &self,
+        table: Table,
+        key: &str,
+    ) -> Result<Option<T>, StoreError> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let t = txn.open_table(table.def()).map_err(db_err)?;
         let Some(v) = t.get(key).map_err(db_err)? else {
@@ -291,7 +293,10 @@ mod tests {
         let s = Store::in_memory().unwrap();
         let r: Result<(), StoreError> = s.write(|b| {
             b.put(Table::Peers, "x", &1u32)?;
-            Err(StoreError::NewerSchema { found: 0, supported: 0 })
+            Err(StoreError::NewerSchema {
+                found: 0,
+                supported: 0,
+            })
         });
         assert!(r.is_err());
         assert_eq!(s.get::<u32>(Table::Peers, "x").unwrap(), None);
@@ -307,11 +312,17 @@ mod tests {
         }
         {
             let s = Store::open(&path).unwrap();
-            assert_eq!(s.get::<String>(Table::Peers, "p").unwrap().as_deref(), Some("v"));
-            s.put(Table::Meta, "schema_version", &(SCHEMA_VERSION + 1)).unwrap();
+            assert_eq!(
+                s.get::<String>(Table::Peers, "p").unwrap().as_deref(),
+                Some("v")
+            );
+            s.put(Table::Meta, "schema_version", &(SCHEMA_VERSION + 1))
+                .unwrap();
         }
         let err = Store::open(&path).unwrap_err();
-        assert!(matches!(err, StoreError::NewerSchema { found, .. } if found == SCHEMA_VERSION + 1));
+        assert!(
+            matches!(err, StoreError::NewerSchema { found, .. } if found == SCHEMA_VERSION + 1)
+        );
         assert!(err.to_string().contains("newer"));
     }
 }

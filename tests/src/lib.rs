@@ -1,1 +1,307 @@
-//! Helpers for end-to-end tests.
+//! Helpers for end-to-end tests that start real `offgrid-node` processes.
+//!
+//! Each [`TestNode`] gets a temporary data directory, a libp2p listener on
+//! `127.0.0.1:0` and an API on `127.0.0.1:0`; it is killed when dropped. Nothing sleeps a
+//! fixed time: [`wait_until`] polls a condition until a deadline.
+//!
+//! The binaries are found next to the test executable's `deps/` directory. `cargo test
+//! --workspace` builds them before any test runs (the node and CLI crates have
+//! integration tests of their own, which makes cargo build their binaries).
+
+use std::{
+    future::Future,
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+/// Path of a workspace binary (`offgrid-node`, `offgrid`).
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(|d| {
+            if d.ends_with("deps") {
+                d.parent()
+            } else {
+                Some(d)
+            }
+        })
+        .expect("target directory");
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} not found: run the suite with `cargo test --workspace` (it builds the binaries)",
+        p.display()
+    );
+    p
+}
+
+/// Polls `f` every 50 ms until it returns `Some`, or panics after `timeout` with `what`.
+pub async fn wait_until<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A running `offgrid-node` process.
+pub struct TestNode {
+    child: Option<Child>,
+    /// Its data directory (kept across restarts while this value lives).
+    pub dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    /// API base URL, e.g. `http://127.0.0.1:41234`.
+    pub api: String,
+    /// Bearer token for mutating routes.
+    pub token: String,
+    /// Peer id.
+    pub peer_id: String,
+    /// A dialable multiaddr ending in `/p2p/<peer id>`.
+    pub addr: String,
+    extra: Vec<String>,
+    http: reqwest::Client,
+}
+
+/// Default arguments for a loopback test node.
+pub fn loopback_args() -> Vec<String> {
+    [
+        "--no-mdns",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--api-listen",
+        "127.0.0.1:0",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+impl TestNode {
+    /// Starts a node in a fresh temporary data directory with loopback defaults plus
+    /// `extra` arguments.
+    pub async fn start(extra: &[&str]) -> TestNode {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_owned();
+        Self::start_in(
+            dir,
+            Some(tmp),
+            extra.iter().map(|s| s.to_string()).collect(),
+        )
+        .await
+    }
+
+    /// Starts a node on an existing data directory.
+    pub async fn start_in(
+        dir: PathBuf,
+        tmp: Option<tempfile::TempDir>,
+        extra: Vec<String>,
+    ) -> TestNode {
+        let _ = std::fs::remove_file(dir.join("api.url"));
+        let log = std::fs::File::create(dir.join("node.log")).expect("log file");
+        let mut cmd = Command::new(bin("offgrid-node"));
+        cmd.arg("--data-dir")
+            .arg(&dir)
+            .args(loopback_args())
+            .args(&extra)
+            .env(
+                "RUST_LOG",
+                std::env::var("OFFGRID_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        let child = cmd.spawn().expect("spawn offgrid-node");
+        let mut node = TestNode {
+            child: Some(child),
+            dir,
+            _tmp: tmp,
+            api: String::new(),
+            token: String::new(),
+            peer_id: String::new(),
+            addr: String::new(),
+            extra,
+            http: reqwest::Client::new(),
+        };
+        node.api = {
+            let dir = node.dir.clone();
+            let child = &mut node.child;
+            let found = wait_until(Duration::from_secs(30), "the node's api.url", || {
+                let url = std::fs::read_to_string(dir.join("api.url")).ok();
+                let exited = child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+                async move {
+                    match (url, exited) {
+                        (_, Some(status)) => Some(Err(status)),
+                        (Some(u), None) if u.ends_with('\n') => Some(Ok(u)),
+                        _ => None,
+                    }
+                }
+            })
+            .await;
+            match found {
+                Ok(u) => u.trim().to_owned(),
+                Err(status) => panic!("node exited early ({status}): {}", node.log()),
+            }
+        };
+        node.token = std::fs::read_to_string(node.dir.join("api.token"))
+            .expect("api.token")
+            .trim()
+            .to_owned();
+        let status = node.get("/status").await;
+        node.peer_id = status["peer_id"].as_str().expect("peer_id").to_owned();
+        let listen = wait_until(Duration::from_secs(10), "a listen address", || async {
+            let s = node.get("/status").await;
+            s["listen_addrs"]
+                .as_array()?
+                .first()?
+                .as_str()
+                .map(str::to_owned)
+        })
+        .await;
+        node.addr = format!("{listen}/p2p/{}", node.peer_id);
+        node
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+
+    /// The node's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default()
+    }
+
+    /// GET a JSON document (panics on transport errors).
+    pub async fn get(&self, path: &str) -> Value {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.api))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        r.json().await.expect("JSON body")
+    }
+
+    /// Raw request: returns status, headers' Retry-After and JSON body.
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Vec<u8>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.api))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await.unwrap_or_else(|e| panic!("{path}: {e}"));
+        let status = r.status().as_u16();
+        let v = r.json().await.unwrap_or(Value::Null);
+        (status, v)
+    }
+
+    /// Runs the `offgrid` CLI against this node.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(bin("offgrid"))
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .args(args)
+            .output()
+            .expect("run offgrid")
+    }
+
+    /// Runs `offgrid --json <args>` and parses its output; panics on failure.
+    pub fn cli_json(&self, args: &[&str]) -> Value {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        let out = self.cli(&a);
+        assert!(
+            out.status.success(),
+            "offgrid {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("offgrid --json prints JSON")
+    }
+
+    /// Peer ids this node lists with a verified announcement.
+    pub fn verified_peers(&self) -> Vec<Value> {
+        self.cli_json(&["peers"])["peers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| p["verified"] == Value::Bool(true))
+            .collect()
+    }
+
+    /// Sends SIGKILL and waits for the process to go.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Sends SIGTERM and returns how long the process took to exit and its status.
+    pub fn terminate(&mut self) -> (Duration, std::process::ExitStatus) {
+        let mut c = self.child.take().expect("node running");
+        let t = Instant::now();
+        // SAFETY-free: use the kill command to send SIGTERM.
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
+        let status = loop {
+            if let Ok(Some(s)) = c.try_wait() {
+                break s;
+            }
+            if t.elapsed() > Duration::from_secs(10) {
+                let _ = c.kill();
+                break c.wait().expect("wait");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        (t.elapsed(), status)
+    }
+
+    /// Restarts the node on the same data directory with the same arguments.
+    pub async fn restart(mut self) -> TestNode {
+        self.kill9();
+        let tmp = self._tmp.take();
+        let dir = self.dir.clone();
+        let extra = std::mem::take(&mut self.extra);
+        TestNode::start_in(dir, tmp, extra).await
+    }
+
+    /// Data directory path.
+    pub fn data_dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- log of node {} ---\n{}", self.peer_id, self.log());
+        }
+        self.kill9();
+    }
+}

@@ -58,12 +58,20 @@ impl ApiError {
 
     /// 405 `method_not_allowed`.
     pub fn method_not_allowed() -> Self {
-        Self::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "method not allowed on this route",
+        )
     }
 
     /// 413 `too_large`.
     pub fn too_large(limit: usize) -> Self {
-        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", format!("request body exceeds {limit} bytes"))
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("request body exceeds {limit} bytes"),
+        )
     }
 
     /// 503 `unavailable`: the node is shutting down.
@@ -73,7 +81,11 @@ impl ApiError {
 
     /// 500 `internal`: the details are logged, not returned.
     pub fn internal() -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the node's log")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; see the node's log",
+        )
     }
 
     /// Any status and code.
@@ -91,7 +103,9 @@ impl ApiError {
 impl From<crate::network::ClientError> for ApiError {
     fn from(e: crate::network::ClientError) -> Self {
         match e {
-            crate::network::ClientError::Closed => ApiError::unavailable("the node is shutting down"),
+            crate::network::ClientError::Closed => {
+                ApiError::unavailable("the node is shutting down")
+            }
             crate::network::ClientError::Refused(m) => ApiError::invalid_request(m),
         }
     }

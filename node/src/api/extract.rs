@@ -27,9 +27,12 @@ pub async fn read_body(req: Request, state: &AppState) -> Result<Bytes, ApiError
 /// Parses JSON with a message that names line, column and what was expected.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.is_empty() {
-        return Err(ApiError::invalid_request("empty body; expected a JSON object"));
+        return Err(ApiError::invalid_request(
+            "empty body; expected a JSON object",
+        ));
     }
-    serde_json::from_slice(bytes).map_err(|e| ApiError::invalid_request(format!("malformed JSON: {e}")))
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::invalid_request(format!("malformed JSON: {e}")))
 }
 
 impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
@@ -47,7 +50,10 @@ pub struct Authorized;
 impl FromRequestParts<AppState> for Authorized {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let presented = parts
             .headers
             .get(header::AUTHORIZATION)

@@ -80,7 +80,9 @@ pub fn router(state: AppState, cfg: &Config) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(DefaultBodyLimit::max(limit))
-                .layer(tower::limit::ConcurrencyLimitLayer::new(cfg.api.max_concurrent_requests.max(1))),
+                .layer(tower::limit::ConcurrencyLimitLayer::new(
+                    cfg.api.max_concurrent_requests.max(1),
+                )),
         )
         .with_state(state)
 }
@@ -148,7 +150,9 @@ async fn post_announce(
 ) -> Result<Json<Value>, ApiError> {
     let update = HostUpdate {
         active: b.active,
-        prices: b.prices.map(|p| p.into_iter().map(|(k, v)| (k, v.0)).collect()),
+        prices: b
+            .prices
+            .map(|p| p.into_iter().map(|(k, v)| (k, v.0)).collect()),
         min_oncall_percent: b.min_oncall_percent,
         burst_percent_max: b.burst_percent_max,
         burst: b.burst,

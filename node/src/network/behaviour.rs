@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use libp2p::{
-    connection_limits, gossipsub, identify, identity::Keypair, kad, mdns, ping,
+    connection_limits, gossipsub, identify,
+    identity::Keypair,
+    kad, mdns, ping,
     swarm::{behaviour::toggle::Toggle, NetworkBehaviour},
     StreamProtocol,
 };
@@ -65,8 +67,10 @@ impl Behaviour {
             .mesh_outbound_min(0)
             .build()
             .map_err(|e| format!("gossipsub config: {e}"))?;
-        let gossipsub =
-            gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gossip_cfg)?;
+        let gossipsub = gossipsub::Behaviour::new(
+            gossipsub::MessageAuthenticity::Signed(key.clone()),
+            gossip_cfg,
+        )?;
         let mdns = if cfg.mdns {
             Some(mdns::tokio::Behaviour::new(
                 mdns::Config {
@@ -78,11 +82,11 @@ impl Behaviour {
         } else {
             None
         };
-        let mut kad = kad::Behaviour::with_config(
-            peer_id,
-            kad::store::MemoryStore::new(peer_id),
-            kad::Config::new(KAD_PROTOCOL),
-        );
+        let mut kad_cfg = kad::Config::new(KAD_PROTOCOL);
+        // The event loop bootstraps when it has peers; kad's own timer only warns without.
+        kad_cfg.set_periodic_bootstrap_interval(None);
+        let mut kad =
+            kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_cfg);
         // Off-grid nodes rarely learn a confirmed external address; answer queries anyway.
         kad.set_mode(Some(kad::Mode::Server));
         Ok(Behaviour {

@@ -58,7 +58,12 @@ impl HostSettings {
     pub fn from_config(cfg: &Config) -> Self {
         HostSettings {
             active: cfg.host.active,
-            prices: cfg.host.prices.iter().map(|(k, v)| (k.clone(), v.0)).collect(),
+            prices: cfg
+                .host
+                .prices
+                .iter()
+                .map(|(k, v)| (k.clone(), v.0))
+                .collect(),
             min_oncall_percent: cfg.host.min_oncall_percent,
             burst_percent_max: cfg.host.burst_percent_max,
             burst: cfg.host.burst,
@@ -166,7 +171,12 @@ impl EventLoop {
 
     /// Runs until the cancellation token fires, then flushes the registry.
     pub async fn run(mut self) {
-        if let Err(e) = self.swarm.behaviour_mut().gossipsub.subscribe(&self.announce_topic) {
+        if let Err(e) = self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .subscribe(&self.announce_topic)
+        {
             warn!(error = %e, "cannot subscribe to announcements");
         }
         self.dial_bootstrap();
@@ -177,7 +187,12 @@ impl EventLoop {
                 biased;
                 _ = self.cancel.cancelled() => break,
                 Some(cmd) = self.commands.recv() => self.on_command(cmd),
-                ev = self.swarm.select_next_some() => self.on_swarm_event(ev),
+                ev = self.swarm.select_next_some() => {
+                    self.on_swarm_event(ev);
+                    if self.registry.take_urgent() {
+                        self.flush();
+                    }
+                }
                 _ = tick.tick() => self.housekeeping(),
             }
         }
@@ -187,8 +202,12 @@ impl EventLoop {
 
     fn dial_bootstrap(&mut self) {
         for (peer, addr) in self.bootstrap.clone() {
-            self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
-            self.registry.observe(&peer.to_string(), Some(&addr.to_string()), "ip", now_ms());
+            self.swarm
+                .behaviour_mut()
+                .kad
+                .add_address(&peer, addr.clone());
+            self.registry
+                .observe(&peer.to_string(), Some(&addr.to_string()), "ip", now_ms());
             if !self.swarm.is_connected(&peer) {
                 let opts = DialOpts::peer_id(peer).addresses(vec![addr]).build();
                 if let Err(e) = self.swarm.dial(opts) {
@@ -276,7 +295,10 @@ impl EventLoop {
     fn publish_announcement(&mut self) {
         self.settings.seq = self.settings.seq.saturating_add(1).max(now_ms());
         // The seq is persisted so a restarted node never reuses one.
-        if let Err(e) = self.store.put(Table::Settings, SETTINGS_KEY, &self.settings) {
+        if let Err(e) = self
+            .store
+            .put(Table::Settings, SETTINGS_KEY, &self.settings)
+        {
             warn!(error = %e, "cannot persist announcement seq");
         }
         self.announce_due = None;
@@ -315,8 +337,9 @@ impl EventLoop {
             self.last_redial = now;
             self.redial_known_peers(now);
         }
-        if !self.bootstrap.is_empty() && now.duration_since(self.last_kad_bootstrap) >= Duration::from_secs(60) {
+        if now.duration_since(self.last_kad_bootstrap) >= Duration::from_secs(60) {
             self.last_kad_bootstrap = now;
+            // Fails only when the routing table is empty, which is fine.
             let _ = self.swarm.behaviour_mut().kad.bootstrap();
         }
         self.flush();
@@ -340,9 +363,14 @@ impl EventLoop {
         let backoff = self
             .redial
             .get(&peer)
-            .map_or(Duration::from_secs(1), |(_, b)| (*b * 2).min(MAX_REDIAL_BACKOFF));
+            .map_or(Duration::from_secs(1), |(_, b)| {
+                (*b * 2).min(MAX_REDIAL_BACKOFF)
+            });
         self.redial.insert(peer, (now + backoff, backoff));
-        let opts = DialOpts::peer_id(peer).addresses(addrs).allocate_new_port().build();
+        let opts = DialOpts::peer_id(peer)
+            .addresses(addrs)
+            .allocate_new_port()
+            .build();
         if let Err(e) = self.swarm.dial(opts) {
             debug!(%peer, error = %e, "dial not started");
         }
@@ -364,7 +392,9 @@ impl EventLoop {
         }
         for (peer, addr) in self.bootstrap.clone() {
             if !self.swarm.is_connected(&peer) {
-                let _ = self.swarm.dial(DialOpts::peer_id(peer).addresses(vec![addr]).build());
+                let _ = self
+                    .swarm
+                    .dial(DialOpts::peer_id(peer).addresses(vec![addr]).build());
             }
         }
     }
@@ -401,19 +431,27 @@ impl EventLoop {
             SwarmEvent::ExpiredListenAddr { address, .. } => {
                 self.listen_addrs.retain(|a| a != &address);
             }
-            SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
+            SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, ..
+            } => {
                 debug!(%peer_id, "connected");
                 self.redial.remove(&peer_id);
                 self.registry.set_connected(&peer_id.to_string(), true, now);
                 if endpoint.is_dialer() {
                     let addr = strip_p2p(endpoint.get_remote_address());
-                    self.registry.observe(&peer_id.to_string(), Some(&addr.to_string()), "ip", now);
+                    self.registry
+                        .observe(&peer_id.to_string(), Some(&addr.to_string()), "ip", now);
                 }
             }
-            SwarmEvent::ConnectionClosed { peer_id, num_established, .. } => {
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established,
+                ..
+            } => {
                 if num_established == 0 {
                     debug!(%peer_id, "disconnected");
-                    self.registry.set_connected(&peer_id.to_string(), false, now);
+                    self.registry
+                        .set_connected(&peer_id.to_string(), false, now);
                 }
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
@@ -428,18 +466,30 @@ impl EventLoop {
         match ev {
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
                 let peer = peer_id.to_string();
-                for addr in info.listen_addrs.iter().take(crate::registry::MAX_ADDRS_PER_PEER) {
-                    let a = addr.to_string();
+                for addr in info
+                    .listen_addrs
+                    .iter()
+                    .take(crate::registry::MAX_ADDRS_PER_PEER)
+                {
+                    let a = strip_p2p(addr).to_string();
                     if routable(&a) && !is_memory(addr) {
                         self.registry.observe(&peer, Some(&a), "ip", now);
-                        self.swarm.behaviour_mut().kad.add_address(&peer_id, addr.clone());
+                        self.swarm
+                            .behaviour_mut()
+                            .kad
+                            .add_address(&peer_id, addr.clone());
                     }
                 }
             }
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
                 let mut by_peer: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
                 for (peer, addr) in found {
-                    self.registry.observe(&peer.to_string(), Some(&addr.to_string()), "ip", now);
+                    self.registry.observe(
+                        &peer.to_string(),
+                        Some(&strip_p2p(&addr).to_string()),
+                        "ip",
+                        now,
+                    );
                     by_peer.entry(peer).or_default().push(addr);
                 }
                 let t = Instant::now();
@@ -459,11 +509,10 @@ impl EventLoop {
                 } else {
                     gossipsub::MessageAcceptance::Ignore
                 };
-                self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
-                    &message_id,
-                    &propagation_source,
-                    verdict,
-                );
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&message_id, &propagation_source, verdict);
             }
             BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, topic, .. }) => {
                 if topic == self.announce_topic.hash() {
@@ -472,10 +521,13 @@ impl EventLoop {
                     self.announce_due = Some(self.announce_due.map_or(due, |d| d.min(due)));
                 }
             }
-            BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, addresses, .. }) => {
+            BehaviourEvent::Kad(kad::Event::RoutingUpdated {
+                peer, addresses, ..
+            }) => {
                 let p = peer.to_string();
                 for a in addresses.iter() {
-                    self.registry.observe(&p, Some(&a.to_string()), "ip", now);
+                    self.registry
+                        .observe(&p, Some(&strip_p2p(a).to_string()), "ip", now);
                 }
                 let addrs = addresses.into_vec();
                 self.maybe_dial(peer, addrs, Instant::now());
@@ -484,7 +536,12 @@ impl EventLoop {
         }
     }
 
-    fn on_announcement(&mut self, data: &[u8], from: PeerId, now: u64) -> gossipsub::MessageAcceptance {
+    fn on_announcement(
+        &mut self,
+        data: &[u8],
+        from: PeerId,
+        now: u64,
+    ) -> gossipsub::MessageAcceptance {
         let verified = SignedAnnouncement::from_wire(data).and_then(|s| s.verify().map(|v| (s, v)));
         match verified {
             Ok((signed, (signer, ann))) => {
@@ -512,7 +569,9 @@ impl EventLoop {
 }
 
 fn strip_p2p(addr: &Multiaddr) -> Multiaddr {
-    addr.iter().filter(|p| !matches!(p, Protocol::P2p(_))).collect()
+    addr.iter()
+        .filter(|p| !matches!(p, Protocol::P2p(_)))
+        .collect()
 }
 
 fn is_memory(addr: &Multiaddr) -> bool {

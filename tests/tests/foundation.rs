@@ -1,0 +1,254 @@
+//! Foundation end to end: discovery, announcements, toggle, restart, bad input, shutdown.
+
+use std::time::Duration;
+
+use offgrid_e2e::{wait_until, TestNode};
+use serde_json::{json, Value};
+
+fn ids(peers: &[Value]) -> Vec<String> {
+    let mut v: Vec<String> = peers
+        .iter()
+        .map(|p| p["peer_id"].as_str().unwrap_or("").to_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_find_each_other_by_bootstrap_with_verified_announcements() {
+    let a = TestNode::start(&[]).await;
+    let b = TestNode::start(&["--bootstrap", &a.addr]).await;
+    let c = TestNode::start(&["--bootstrap", &a.addr]).await;
+    let nodes = [&a, &b, &c];
+    let started = std::time::Instant::now();
+    for n in nodes {
+        let mut want: Vec<String> = nodes
+            .iter()
+            .filter(|m| m.peer_id != n.peer_id)
+            .map(|m| m.peer_id.clone())
+            .collect();
+        want.sort();
+        wait_until(
+            Duration::from_secs(10),
+            "every node to list the other two, verified",
+            || {
+                let got = ids(&n.verified_peers());
+                let want = want.clone();
+                async move { (got == want).then_some(()) }
+            },
+        )
+        .await;
+    }
+    eprintln!(
+        "all three nodes listed each other after {:?}",
+        started.elapsed()
+    );
+    // The announcement carries what the host offers, and the CLI shows the link.
+    let peers = a.verified_peers();
+    for p in &peers {
+        assert_eq!(p["via"], "ip");
+        assert_eq!(p["active"], true);
+        assert_eq!(p["announcement"]["prices"]["compute"], 30_000);
+        assert!(p["announcement"]["job_types"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("echo")));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn toggle_off_shows_as_inactive_at_the_others() {
+    let a = TestNode::start(&[]).await;
+    let b = TestNode::start(&["--bootstrap", &a.addr]).await;
+    let c = TestNode::start(&["--bootstrap", &a.addr]).await;
+    for n in [&a, &c] {
+        wait_until(Duration::from_secs(10), "b to be known as active", || {
+            let ok = n
+                .verified_peers()
+                .iter()
+                .any(|p| p["peer_id"] == b.peer_id.as_str() && p["active"] == true);
+            async move { ok.then_some(()) }
+        })
+        .await;
+    }
+    let out = b.cli_json(&["toggle", "off"]);
+    assert_eq!(out["active"], false);
+    let t = std::time::Instant::now();
+    for n in [&a, &c] {
+        wait_until(
+            Duration::from_secs(10),
+            "b to show as active: false",
+            || {
+                let ok = n
+                    .verified_peers()
+                    .iter()
+                    .any(|p| p["peer_id"] == b.peer_id.as_str() && p["active"] == false);
+                async move { ok.then_some(()) }
+            },
+        )
+        .await;
+    }
+    eprintln!("toggle off seen by both peers after {:?}", t.elapsed());
+    // The local announcement agrees, and a toggle back on propagates too.
+    assert_eq!(b.cli_json(&["announce"])["active"], false);
+    b.cli_json(&["toggle", "on"]);
+    wait_until(Duration::from_secs(10), "b active again at a", || {
+        let ok = a
+            .verified_peers()
+            .iter()
+            .any(|p| p["peer_id"] == b.peer_id.as_str() && p["active"] == true);
+        async move { ok.then_some(()) }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_and_restart_keeps_identity_peers_and_announcements() {
+    let a = TestNode::start(&[]).await;
+    let b = TestNode::start(&["--bootstrap", &a.addr]).await;
+    // A run-time change that must survive too.
+    b.cli_json(&["announce", "--price", "compute=0.05", "--burst", "3"]);
+    wait_until(Duration::from_secs(10), "a to know b's new price", || {
+        let ok = a.verified_peers().iter().any(|p| {
+            p["peer_id"] == b.peer_id.as_str() && p["announcement"]["prices"]["compute"] == 50_000
+        });
+        async move { ok.then_some(()) }
+    })
+    .await;
+    wait_until(Duration::from_secs(10), "b to know a", || {
+        let ok = b
+            .verified_peers()
+            .iter()
+            .any(|p| p["peer_id"] == a.peer_id.as_str());
+        async move { ok.then_some(()) }
+    })
+    .await;
+    let b_id = b.peer_id.clone();
+    let a_id = a.peer_id.clone();
+    let mut a = a;
+    a.kill9();
+    // b keeps the registry even though a is gone; kill -9 b too, then restart it alone.
+    let b = b.restart().await;
+    assert_eq!(b.peer_id, b_id, "identity survives kill -9");
+    let peers = b.verified_peers();
+    let known = peers
+        .iter()
+        .find(|p| p["peer_id"] == a_id.as_str())
+        .expect("a still known after restart");
+    assert_eq!(known["announcement"]["node_id"], a_id.as_str());
+    let own = b.cli_json(&["announce"]);
+    assert_eq!(
+        own["prices"]["compute"], 50_000,
+        "run-time price change survives"
+    );
+    assert_eq!(own["burst"], 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_api_input_gets_the_documented_error_and_changes_nothing() {
+    use reqwest::Method;
+    let n = TestNode::start(&[]).await;
+    let before = n.get("/announce").await;
+    let token = n.token.clone();
+
+    let (s, v) = n
+        .request(
+            Method::POST,
+            "/toggle",
+            Some(&token),
+            b"{\"active\": tru".to_vec(),
+        )
+        .await;
+    assert_eq!(s, 400);
+    assert_eq!(v["error"], "invalid_request");
+    assert!(
+        v["message"].as_str().unwrap().contains("malformed JSON"),
+        "{v}"
+    );
+
+    let (s, v) = n
+        .request(
+            Method::POST,
+            "/toggle",
+            Some(&token),
+            b"{\"actve\": false}".to_vec(),
+        )
+        .await;
+    assert_eq!(s, 400);
+    assert!(
+        v["message"].as_str().unwrap().contains("actve"),
+        "names the bad field: {v}"
+    );
+
+    let (s, v) = n
+        .request(
+            Method::POST,
+            "/toggle",
+            None,
+            b"{\"active\": false}".to_vec(),
+        )
+        .await;
+    assert_eq!((s, v["error"].as_str()), (401, Some("unauthorized")));
+    let (s, v) = n
+        .request(
+            Method::POST,
+            "/toggle",
+            Some("wrong-token"),
+            b"{\"active\": false}".to_vec(),
+        )
+        .await;
+    assert_eq!((s, v["error"].as_str()), (401, Some("unauthorized")));
+
+    let big = format!(
+        "{{\"prices\": {{\"x\": \"{}\"}}}}",
+        "1".repeat(2 * 1024 * 1024)
+    );
+    let (s, v) = n
+        .request(Method::POST, "/announce", Some(&token), big.into_bytes())
+        .await;
+    assert_eq!((s, v["error"].as_str()), (413, Some("too_large")));
+
+    let (s, v) = n
+        .request(
+            Method::POST,
+            "/announce",
+            Some(&token),
+            b"{\"prices\": {\"compute\": -1}}".to_vec(),
+        )
+        .await;
+    assert_eq!(s, 400, "{v}");
+    let (s, v) = n.request(Method::GET, "/nope", None, vec![]).await;
+    assert_eq!((s, v["error"].as_str()), (404, Some("not_found")));
+
+    let mut after = n.get("/announce").await;
+    let mut before = before;
+    // Only the issue time may differ.
+    after["issued_at_ms"] = Value::Null;
+    before["issued_at_ms"] = Value::Null;
+    assert_eq!(before, after, "rejected requests changed nothing");
+    // And the node still serves.
+    assert_eq!(n.get("/status").await["peer_id"], n.peer_id.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_shuts_down_within_two_seconds_and_flushes() {
+    let a = TestNode::start(&[]).await;
+    let mut b = TestNode::start(&["--bootstrap", &a.addr]).await;
+    wait_until(Duration::from_secs(10), "b to know a", || {
+        let ok = b
+            .verified_peers()
+            .iter()
+            .any(|p| p["peer_id"] == a.peer_id.as_str());
+        async move { ok.then_some(()) }
+    })
+    .await;
+    let (took, status) = b.terminate();
+    eprintln!("SIGTERM → exit in {took:?}");
+    assert!(status.success(), "clean exit, got {status}");
+    assert!(took < Duration::from_secs(2), "shutdown took {took:?}");
+    assert!(
+        !b.dir.join("api.url").exists(),
+        "api.url removed on clean shutdown"
+    );
+    assert!(b.log().contains("node stopped"));
+}
