@@ -38,13 +38,24 @@
 // Tests may unwrap: a panic there is a test failure with its message.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod asset;
 pub mod crypto;
 pub mod ec;
 pub mod keys;
+pub mod manifest;
+pub mod segmenter;
 pub mod shardstore;
+pub mod upload;
 
+pub use asset::{
+    prepare_segment, prepare_segment_with_nonce, recover_segment, PreparedShard, ShardCandidate,
+};
 pub use crypto::{decrypt_segment, encrypt_segment, unwrap_key, wrap_key, WrappedKey};
 pub use ec::{adapt, Codec, Scheme};
+pub use manifest::{Manifest, SegmentEntry, ShardEntry, SignedManifest};
+pub use segmenter::{FileAssembler, SegmentReader};
+pub use shardstore::{PutOutcome, ShardStore, StoreError};
+pub use upload::UploadState;
 
 /// Lower-case hex of the BLAKE3 hash of `bytes`: the name of a shard everywhere in Offgrid-Net.
 pub fn shard_hash(bytes: &[u8]) -> String {
