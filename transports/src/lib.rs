@@ -19,7 +19,7 @@
 // A panic in a test is a failure with a message, which is what a test wants.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
-// pub mod beacon;
+pub mod beacon;
 // pub mod ble;
 pub mod kiss;
 pub mod link;
