@@ -20,7 +20,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod beacon;
-// pub mod ble;
+pub mod ble;
 pub mod kiss;
 pub mod link;
 pub mod lora;

@@ -47,6 +47,9 @@ pub const MAX_ADDRS: usize = 4;
 pub const MIN_BEACON_LEN: usize = 2 + 1 + 32 + 1 + 2 + 1 + 64;
 /// Largest well-formed beacon (price, five-byte sequence number, four IPv6 addresses).
 pub const MAX_BEACON_LEN: usize = 2 + 1 + 32 + 5 + 2 + 4 + 1 + MAX_ADDRS * 19 + 64;
+// Every beacon fits one LoRa frame.
+const _: () = assert!(MAX_BEACON_LEN <= crate::lora::LORA_MTU);
+
 /// The prefix signed before the beacon bytes.
 pub const SIGNING_DOMAIN: &[u8] = b"offgrid-beacon-v1";
 
