@@ -257,6 +257,17 @@ pub enum ReconstructError {
     Codec(String),
 }
 
+/// Reed–Solomon works column by column, so a stripe is coded in slices of this many bytes of
+/// every shard: the working set (n slices) then stays in L2 even with 1 MiB shards.
+const COLUMN_CHUNK: usize = 16 * 1024;
+
+/// `(start, end)` byte ranges that cover a shard in [`COLUMN_CHUNK`] steps.
+fn column_chunks(shard_size: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..shard_size)
+        .step_by(COLUMN_CHUNK)
+        .map(move |start| (start, (start + COLUMN_CHUNK).min(shard_size)))
+}
+
 /// Encoder/decoder for one (scheme, shard size). Cheap to share; build once per upload.
 #[derive(Clone)]
 pub struct Codec {
@@ -354,15 +365,19 @@ impl Codec {
                 shard
             })
             .collect();
-        rs.encode(&mut shards)
-            .map_err(|e| EncodeError::Codec(format!("{e:?}")))?;
+        for (start, end) in column_chunks(self.shard_size) {
+            let mut columns: Vec<&mut [u8]> =
+                shards.iter_mut().map(|s| &mut s[start..end]).collect();
+            rs.encode(&mut columns)
+                .map_err(|e| EncodeError::Codec(format!("{e:?}")))?;
+        }
         Ok(shards)
     }
 
     /// Rebuilds a sealed segment of `original_len` bytes from the shards present.
     ///
     /// `shards[i]` is shard i, or `None` when it is missing. Only the data shards are rebuilt;
-    /// the shards given are consumed to avoid copies.
+    /// the shards given are consumed.
     ///
     /// # Errors
     /// [`ReconstructError::NotEnoughShards`] with how many were present and needed, or a
@@ -409,21 +424,34 @@ impl Codec {
                 }
             }
         }
-        if shards[..needed].iter().any(Option::is_none) {
-            rs.reconstruct_data(&mut shards)
-                .map_err(|e| ReconstructError::Codec(format!("{e:?}")))?;
+        // Data shards go straight into the output, and the missing ones are rebuilt in place
+        // there, so the segment is assembled without a second copy.
+        let mut segment = vec![0u8; capacity];
+        let mut present = vec![false; total];
+        for (index, shard) in shards.iter().enumerate().take(needed) {
+            if let Some(shard) = shard {
+                let at = index * self.shard_size;
+                segment[at..at + self.shard_size].copy_from_slice(shard);
+                present[index] = true;
+            }
         }
-        let mut segment = Vec::with_capacity(capacity);
-        for shard in shards.iter().take(needed).flatten() {
-            let take = (original_len - segment.len()).min(shard.len());
-            segment.extend_from_slice(&shard[..take]);
+        if present[..needed].iter().any(|p| !p) {
+            for (start, end) in column_chunks(self.shard_size) {
+                let mut columns: Vec<(&mut [u8], bool)> = Vec::with_capacity(total);
+                for (index, data) in segment.chunks_mut(self.shard_size).enumerate() {
+                    columns.push((&mut data[start..end], present[index]));
+                }
+                for parity in shards.iter_mut().skip(needed) {
+                    match parity {
+                        Some(parity) => columns.push((&mut parity[start..end], true)),
+                        None => columns.push((&mut [], false)),
+                    }
+                }
+                rs.reconstruct_data(&mut columns)
+                    .map_err(|e| ReconstructError::Codec(format!("{e:?}")))?;
+            }
         }
-        if segment.len() != original_len {
-            // reconstruct_data fills every data slot; reaching here means it did not.
-            return Err(ReconstructError::Codec(
-                "data shards missing after reconstruct".into(),
-            ));
-        }
+        segment.truncate(original_len);
         Ok(segment)
     }
 

@@ -247,3 +247,23 @@ fn adapt_follows_the_documented_policy() {
         Ok(Scheme::Replicate { r: 5 })
     );
 }
+
+#[test]
+fn shards_larger_than_a_column_chunk_round_trip() {
+    // 40 000 is not a multiple of the 16 KiB column chunk: the last chunk is partial.
+    let codec = Codec::new(Scheme::ReedSolomon { k: 5, n: 9 }, 40_000).unwrap();
+    let len = codec.segment_capacity() - 77;
+    let segment = random_bytes(len);
+    let shards = codec.encode(&segment).unwrap();
+    // Parity equals what one whole-shard encode gives.
+    let rs = ReedSolomon::new(5, 4).unwrap();
+    let mut whole: Vec<Vec<u8>> = shards.clone();
+    for parity in &mut whole[5..] {
+        parity.fill(0);
+    }
+    rs.encode(&mut whole).unwrap();
+    assert_eq!(whole, shards);
+    for lost in [vec![0, 1, 2, 3], vec![1, 3, 6, 8], vec![4, 5, 6, 7]] {
+        assert_eq!(drop_and_rebuild(&codec, &shards, &lost, len), segment);
+    }
+}
