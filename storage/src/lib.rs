@@ -21,19 +21,22 @@
 //! # Why reed-solomon-erasure
 //!
 //! Erasure coding uses `reed-solomon-erasure` 6 with its `simd-accel` feature (GF(2^8), C SIMD
-//! kernels built with `cc`, no system package needed). On this machine it encodes 12/20 at
-//! 1.6–2.1 GB/s and reconstructs the worst case (8 data shards lost) at 1.5–1.9 GB/s per core.
-//! `reed-solomon-simd` encodes slightly faster (2.6 GB/s) but reconstructs about 4× slower
-//! (0.4 GB/s, 0.09 GB/s at 4 KiB shards), and a `get` after host loss is reconstruct-bound.
-//! See `benches/ec.rs` for the figures measured on the current build.
+//! kernels built with `cc`, no system package needed). Measured by `benches/ec.rs` on this
+//! machine, one thread, RS 12/20: encode 1.9–2.4 GB/s and worst-case reconstruct (8 data shards
+//! lost) 1.8–1.9 GB/s for 4 KiB, 64 KiB and 1 MiB shards ([`ec::Codec`] codes in 16 KiB column
+//! slices so that 1 MiB shards stay in L2). `reed-solomon-simd` encodes a little faster
+//! (2.6 GB/s) but reconstructs about 4× slower (0.4 GB/s, 0.09 GB/s at 4 KiB shards), and a
+//! `get` after host loss is reconstruct-bound.
 //!
 //! The crate has had no release since 2022 and pulls `lru` 0.7 (`cargo tree -i lru` shows
 //! reed-solomon-erasure as its only dependent), which carries the unsoundness advisory
-//! RUSTSEC-2026-0253. We never call `lru` ourselves; reed-solomon-erasure uses only
-//! `LruCache::new`, `get` and `put` on an internal decode-matrix cache behind a mutex, and never
-//! the iterator APIs where lru's past unsoundness lived. The advisory text could not be checked
-//! offline while writing this, so re-check it with `cargo audit` when the advisory database is
-//! reachable; the codec sits behind [`ec::Codec`], so swapping crates touches one module.
+//! RUSTSEC-2026-0253 (fixed upstream in lru 0.18.2, out of reach of reed-solomon-erasure's
+//! `^0.7` requirement). We never call `lru` ourselves: reed-solomon-erasure's only use of it is
+//! `LruCache::new`, `get` and `put` on its internal decode-matrix cache, behind a mutex, with no
+//! iterators or references held across calls. The advisory's exact list of affected functions
+//! could not be read offline when this was written; re-check it with `cargo audit` when the
+//! advisory database is reachable. The codec sits behind [`ec::Codec`], so swapping crates
+//! touches one module.
 
 // Tests may unwrap: a panic there is a test failure with its message.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]

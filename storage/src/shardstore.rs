@@ -5,7 +5,7 @@
 //! ```text
 //! shards/<aa>/<rest>           shard whose BLAKE3 hex is <aa><rest>
 //! shards/<aa>/.tmp-<hash>-<n>  a write in progress (removed at open)
-//! quarantine/<hash>-<ms>       a shard found corrupt on read, kept for inspection
+//! quarantine/<hash>-<ms>-<n>   a shard found corrupt, kept for inspection
 //! ```
 //!
 //! **The ack contract:** [`ShardStore::put`] returns only after the bytes are in a temporary
@@ -211,6 +211,12 @@ impl ShardStore {
                 actual,
             });
         }
+        if path.is_file() && self.existing_is_sound(hash, &path)? {
+            // The earlier put fsynced the file before its rename; fsync the directory again in
+            // case that put was killed between the rename and its directory fsync.
+            sync_dir(path.parent().unwrap_or(&self.dir))?;
+            return Ok(PutOutcome::AlreadyHad);
+        }
         let len = bytes.len() as u64;
         let tmp_id = {
             let mut state = self.state();
@@ -243,6 +249,20 @@ impl ShardStore {
                 state.used -= len;
                 Err(e)
             }
+        }
+    }
+
+    /// Whether the file already stored under `hash` still matches it; a rotten one is
+    /// quarantined so that the put can replace it.
+    fn existing_is_sound(&self, hash: &str, path: &Path) -> Result<bool, StoreError> {
+        match fs::read(path) {
+            Ok(existing) if shard_hash(&existing) == hash => Ok(true),
+            Ok(existing) => {
+                self.quarantine(hash, path, existing.len() as u64)?;
+                Ok(false)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io_err("read", path)(e)),
         }
     }
 
@@ -306,8 +326,9 @@ impl ShardStore {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
         let quarantine_dir = self.dir.join(QUARANTINE_DIR);
-        let target = quarantine_dir.join(format!("{hash}-{millis}"));
         let mut state = self.state();
+        state.next_tmp += 1;
+        let target = quarantine_dir.join(format!("{hash}-{millis}-{}", state.next_tmp));
         match fs::rename(path, &target) {
             Ok(()) => {
                 state.used = state.used.saturating_sub(len);

@@ -91,6 +91,13 @@ fn corruption_is_detected_and_quarantined() {
     assert!(!store.has(&hash));
     assert_eq!(store.used_bytes(), 0);
     assert!(matches!(store.get(&hash), Err(StoreError::NotFound(_))));
+    // A rotten file is also caught when the shard is offered again, and replaced.
+    fs::write(&path, &rotten).unwrap();
+    assert_eq!(store.put(&hash, &bytes).unwrap(), PutOutcome::Stored);
+    assert_eq!(store.get(&hash).unwrap(), bytes);
+    let quarantined = fs::read_dir(dir.path().join("quarantine")).unwrap().count();
+    assert_eq!(quarantined, 2);
+    assert!(store.delete(&hash).unwrap());
     // A good copy can be stored again.
     assert_eq!(store.put(&hash, &bytes).unwrap(), PutOutcome::Stored);
     assert_eq!(store.get(&hash).unwrap(), bytes);
