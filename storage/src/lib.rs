@@ -22,8 +22,8 @@
 //!
 //! Erasure coding uses `reed-solomon-erasure` 6 with its `simd-accel` feature (GF(2^8), C SIMD
 //! kernels built with `cc`, no system package needed). Measured by `benches/ec.rs` on this
-//! machine, one thread, RS 12/20: encode 1.9–2.4 GB/s and worst-case reconstruct (8 data shards
-//! lost) 1.8–1.9 GB/s for 4 KiB, 64 KiB and 1 MiB shards ([`ec::Codec`] codes in 16 KiB column
+//! machine, one thread, RS 12/20: encode 1.9–2.9 GB/s and worst-case reconstruct (8 data shards
+//! lost) 1.8–2.9 GB/s for 4 KiB, 64 KiB and 1 MiB shards (ranges over runs on a shared box) ([`ec::Codec`] codes in 16 KiB column
 //! slices so that 1 MiB shards stay in L2). `reed-solomon-simd` encodes a little faster
 //! (2.6 GB/s) but reconstructs about 4× slower (0.4 GB/s, 0.09 GB/s at 4 KiB shards), and a
 //! `get` after host loss is reconstruct-bound.
