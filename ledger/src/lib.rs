@@ -6,6 +6,10 @@
 //! - [`merkle`]: BLAKE3 Merkle trees with domain separation.
 //! - [`batch`]: Merkle-rooted receipt batches.
 //! - [`dag`]: the ledger block DAG (union merge, orphan pool, receipt lookup).
+//! - [`wallet`]: transactions, witnessing, quorum finality and balances.
+
+// Tests may unwrap: a panic is the failure report.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 mod codec;
 
@@ -15,6 +19,7 @@ pub mod merkle;
 pub mod peer_id;
 pub mod receipt;
 pub mod signed;
+pub mod wallet;
 
 pub use batch::{BatchError, BatchItem, ReceiptBatch};
 pub use dag::{Block, BlockBody, BlockError, Dag, InsertOutcome};
@@ -23,3 +28,7 @@ pub use receipt::{
     core_view, verify_receipt, Metrics, Proofs, ReceiptBody, ReceiptError, SignedReceipt,
 };
 pub use signed::{SignError, Signed, VerifyError};
+pub use wallet::{
+    ApplyError, ApplyOutcome, Finality, MintValidator, Slot, Tx, TxBody, TxKind, TxReject,
+    WalletParams, WalletState, Witness, WitnessBody, WitnessState,
+};

@@ -1,0 +1,291 @@
+//! Wallet transactions, witnessing and finality.
+//!
+//! Accounts are peer ids (plus the [`SYSTEM`] account, which receives fees and reserves).
+//! A transaction ([`Tx`]) is signed by its author and sent to the witnesses. Each witness
+//! checks it against its own view of the final state ([`WitnessState::check`]), durably
+//! records that it signs it ([`WitnessState::record`]) and only then signs an attestation
+//! ([`WitnessState::attest`]). A transaction is final once the attestations of distinct
+//! listed witnesses weigh at least the quorum ([`Finality`]). Balances and nonces derive only
+//! from final transactions ([`WalletState::apply_final`]).
+//!
+//! **Safety.** A witness signs at most one transaction per [`Slot`]: `(src, nonce)` for a
+//! transfer, the `meta` tag for a mint. The quorum must exceed half of the total witness
+//! weight ([`WalletParams::validate`]), so two quorums always share a witness; while the
+//! witnesses holding more than half the weight are honest, two conflicting transactions can
+//! never both be final.
+
+mod finality;
+#[cfg(test)]
+mod safety_tests;
+mod state;
+#[cfg(test)]
+pub(crate) mod tests;
+mod witness;
+
+use std::collections::BTreeSet;
+
+pub use finality::{certified_weight, Finality, WitnessError};
+use serde::{Deserialize, Serialize};
+pub use state::{ApplyError, ApplyOutcome, WalletState, DEFAULT_MAX_PENDING};
+pub use witness::{AttestError, Checked, TxReject, WitnessState};
+
+use crate::{peer_id::is_peer_id, signed::Signed};
+
+/// The system account: receives transfer fees and settlement reserves, and is the `src` of
+/// every mint.
+pub const SYSTEM: &str = "system";
+
+/// Longest accepted `meta` tag, in bytes.
+pub const MAX_META_LEN: usize = 512;
+
+/// What a transaction does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TxKind {
+    /// Moves `amount` from `src` to `dst`; `src` also pays `fee` to [`SYSTEM`].
+    Transfer,
+    /// Creates `amount` new money for `dst`, justified by `meta` (a settlement tag).
+    Mint,
+}
+
+/// The signed content of a transaction. Amounts are micro-credits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxBody {
+    /// Transfer or mint.
+    pub kind: TxKind,
+    /// Paying account: the author's peer id for transfers, [`SYSTEM`] for mints.
+    pub src: String,
+    /// Receiving account: a peer id or [`SYSTEM`].
+    pub dst: String,
+    /// Amount moved or minted, micro-credits.
+    pub amount: u64,
+    /// Fee paid to [`SYSTEM`] (transfers); must be 0 for mints.
+    pub fee: u64,
+    /// Per-account sequence number, starting at 1 (transfers); must be 0 for mints.
+    pub nonce: u64,
+    /// Free tag; for mints the settlement tag `batch:<root>:<dst>` (required, unique).
+    pub meta: Option<String>,
+    /// Peer id of the signer.
+    pub author: String,
+    /// When the author made it, Unix milliseconds (informational).
+    pub created_ms: u64,
+}
+
+/// A transaction as it travels and is stored. Its id is [`Signed::id`].
+pub type Tx = Signed<TxBody>;
+
+/// The conflict slot of a transaction: a witness signs at most one transaction per slot.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Slot {
+    /// A transfer's `(src, nonce)`.
+    Account {
+        /// Paying account.
+        src: String,
+        /// Its sequence number.
+        nonce: u64,
+    },
+    /// A mint's `meta` tag.
+    Mint {
+        /// The settlement tag.
+        meta: String,
+    },
+}
+
+impl Slot {
+    /// A stable text key for storage: `acct:<src>:<nonce>` or `mint:<meta>`.
+    pub fn key(&self) -> String {
+        match self {
+            Slot::Account { src, nonce } => format!("acct:{src}:{nonce}"),
+            Slot::Mint { meta } => format!("mint:{meta}"),
+        }
+    }
+}
+
+impl TxBody {
+    /// The slot this transaction occupies.
+    pub fn slot(&self) -> Slot {
+        match self.kind {
+            TxKind::Transfer => Slot::Account {
+                src: self.src.clone(),
+                nonce: self.nonce,
+            },
+            TxKind::Mint => Slot::Mint {
+                meta: self.meta.clone().unwrap_or_default(),
+            },
+        }
+    }
+
+    /// `amount + fee`, the debit of a transfer, or `None` on overflow.
+    pub fn debit(&self) -> Option<u64> {
+        self.amount.checked_add(self.fee)
+    }
+}
+
+/// The signed content of a witness attestation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WitnessBody {
+    /// Id of the attested transaction.
+    pub tx_id: String,
+    /// The transaction's `src`.
+    pub src: String,
+    /// The transaction's `nonce`.
+    pub nonce: u64,
+    /// Peer id of the witness (the signer).
+    pub witness: String,
+}
+
+/// A witness attestation as it travels and is stored.
+pub type Witness = Signed<WitnessBody>;
+
+/// Decides whether a mint is justified (e.g. recomputes settlement of the batch named in
+/// `meta`, see [`crate::settlement::SettlementValidator`]).
+pub trait MintValidator {
+    /// Whether witnesses may sign this mint.
+    fn validate_mint(&self, body: &TxBody) -> bool;
+}
+
+impl<F: Fn(&TxBody) -> bool> MintValidator for F {
+    fn validate_mint(&self, body: &TxBody) -> bool {
+        self(body)
+    }
+}
+
+/// A [`MintValidator`] that refuses every mint.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoMints;
+
+impl MintValidator for NoMints {
+    fn validate_mint(&self, _body: &TxBody) -> bool {
+        false
+    }
+}
+
+/// Wallet parameters shared by every node. Weights are integer milli-weights (`1.0` →
+/// `1000`) so the quorum arithmetic is exact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WalletParams {
+    /// Witness peer ids and their weights.
+    pub witnesses: Vec<(String, u64)>,
+    /// Weight a transaction's attestations must reach; more than half the total.
+    pub quorum_milli: u64,
+    /// Initial balances.
+    pub genesis: Vec<(String, u64)>,
+    /// Smallest accepted transfer fee.
+    pub tx_fee_min: u64,
+    /// Largest accepted transfer fee.
+    pub tx_fee_max: u64,
+}
+
+/// Why wallet parameters are unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParamsError {
+    /// No witnesses are listed.
+    #[error("no witnesses")]
+    NoWitnesses,
+    /// A witness id is not an Ed25519 peer id.
+    #[error("witness {0:?} is not a peer id")]
+    BadWitnessId(String),
+    /// A witness has weight 0.
+    #[error("witness {0} has zero weight")]
+    ZeroWeight(String),
+    /// A witness is listed twice.
+    #[error("witness {0} listed twice")]
+    DuplicateWitness(String),
+    /// The total weight overflows.
+    #[error("total witness weight overflows")]
+    WeightOverflow,
+    /// The quorum is not more than half the total weight, so conflicting transactions could
+    /// both become final.
+    #[error("quorum {quorum} must exceed half of the total weight {total}")]
+    QuorumTooLow {
+        /// Configured quorum.
+        quorum: u64,
+        /// Total witness weight.
+        total: u64,
+    },
+    /// The quorum exceeds the total weight, so nothing could become final.
+    #[error("quorum {quorum} exceeds the total weight {total}")]
+    QuorumUnreachable {
+        /// Configured quorum.
+        quorum: u64,
+        /// Total witness weight.
+        total: u64,
+    },
+    /// `tx_fee_min > tx_fee_max`.
+    #[error("tx_fee_min exceeds tx_fee_max")]
+    FeeRange,
+    /// A genesis account is listed twice.
+    #[error("genesis account {0} listed twice")]
+    DuplicateGenesis(String),
+    /// The genesis supply overflows.
+    #[error("genesis supply overflows")]
+    GenesisOverflow,
+}
+
+impl WalletParams {
+    /// Checks the parameters; see [`ParamsError`].
+    pub fn validate(&self) -> Result<(), ParamsError> {
+        if self.witnesses.is_empty() {
+            return Err(ParamsError::NoWitnesses);
+        }
+        let mut seen = BTreeSet::new();
+        let mut total: u64 = 0;
+        for (peer, weight) in &self.witnesses {
+            if !is_peer_id(peer) {
+                return Err(ParamsError::BadWitnessId(peer.clone()));
+            }
+            if *weight == 0 {
+                return Err(ParamsError::ZeroWeight(peer.clone()));
+            }
+            if !seen.insert(peer) {
+                return Err(ParamsError::DuplicateWitness(peer.clone()));
+            }
+            total = total
+                .checked_add(*weight)
+                .ok_or(ParamsError::WeightOverflow)?;
+        }
+        let quorum = self.quorum_milli;
+        // quorum > total / 2 exactly, without rounding: 2 * quorum > total.
+        if u128::from(quorum) * 2 <= u128::from(total) {
+            return Err(ParamsError::QuorumTooLow { quorum, total });
+        }
+        if quorum > total {
+            return Err(ParamsError::QuorumUnreachable { quorum, total });
+        }
+        if self.tx_fee_min > self.tx_fee_max {
+            return Err(ParamsError::FeeRange);
+        }
+        let mut accounts = BTreeSet::new();
+        let mut supply: u64 = 0;
+        for (acct, amount) in &self.genesis {
+            if !accounts.insert(acct) {
+                return Err(ParamsError::DuplicateGenesis(acct.clone()));
+            }
+            supply = supply
+                .checked_add(*amount)
+                .ok_or(ParamsError::GenesisOverflow)?;
+        }
+        Ok(())
+    }
+
+    /// Weight of `peer` if it is a listed witness.
+    pub fn weight_of(&self, peer: &str) -> Option<u64> {
+        self.witnesses
+            .iter()
+            .find(|(p, _)| p == peer)
+            .map(|(_, w)| *w)
+    }
+
+    /// Sum of all witness weights (saturating; [`WalletParams::validate`] rejects overflow).
+    pub fn total_weight(&self) -> u64 {
+        self.witnesses
+            .iter()
+            .fold(0u64, |acc, (_, w)| acc.saturating_add(*w))
+    }
+}
+
+/// Whether `s` may receive money: a peer id or [`SYSTEM`].
+pub(crate) fn is_account(s: &str) -> bool {
+    s == SYSTEM || is_peer_id(s)
+}

@@ -1,0 +1,393 @@
+use ed25519_dalek::SigningKey;
+
+use super::*;
+use crate::peer_id::peer_id_from_pubkey;
+
+pub(crate) fn key(seed: u8) -> SigningKey {
+    SigningKey::from_bytes(&[seed; 32])
+}
+
+pub(crate) fn pid(seed: u8) -> String {
+    peer_id_from_pubkey(key(seed).verifying_key().as_bytes())
+}
+
+/// Witness seeds 1..=5, weight 1000 each, quorum 3000.
+pub(crate) const WITNESSES: [u8; 5] = [1, 2, 3, 4, 5];
+pub(crate) const ALICE: u8 = 10;
+pub(crate) const BOB: u8 = 11;
+pub(crate) const CAROL: u8 = 12;
+pub(crate) const MINTER: u8 = 20;
+
+pub(crate) fn params() -> WalletParams {
+    WalletParams {
+        witnesses: WITNESSES.iter().map(|s| (pid(*s), 1000)).collect(),
+        quorum_milli: 3000,
+        genesis: vec![(pid(ALICE), 100), (pid(BOB), 50), (pid(CAROL), 0)],
+        tx_fee_min: 1,
+        tx_fee_max: 3,
+    }
+}
+
+pub(crate) fn transfer(from: u8, to: &str, amount: u64, fee: u64, nonce: u64) -> Tx {
+    let body = TxBody {
+        kind: TxKind::Transfer,
+        src: pid(from),
+        dst: to.to_string(),
+        amount,
+        fee,
+        nonce,
+        meta: None,
+        author: pid(from),
+        created_ms: 1,
+    };
+    Signed::sign(&key(from), &body).unwrap()
+}
+
+pub(crate) fn mint(to: &str, amount: u64, meta: &str) -> Tx {
+    let body = TxBody {
+        kind: TxKind::Mint,
+        src: SYSTEM.into(),
+        dst: to.to_string(),
+        amount,
+        fee: 0,
+        nonce: 0,
+        meta: Some(meta.into()),
+        author: pid(MINTER),
+        created_ms: 1,
+    };
+    Signed::sign(&key(MINTER), &body).unwrap()
+}
+
+fn accept_all(_: &TxBody) -> bool {
+    true
+}
+
+/// Runs the witness protocol for `tx` at witness `seed`.
+fn witness(
+    ws: &mut WitnessState,
+    state: &WalletState,
+    seed: u8,
+    tx: &Tx,
+) -> Result<Witness, TxReject> {
+    let c = ws.check(state, tx, &accept_all)?;
+    ws.record(c.slot, c.tx_id)?;
+    Ok(ws.attest(&key(seed), tx).unwrap())
+}
+
+#[test]
+fn params_require_a_strict_majority_quorum() {
+    let mut p = params();
+    p.validate().unwrap();
+    p.quorum_milli = 2500;
+    assert_eq!(
+        p.validate(),
+        Err(ParamsError::QuorumTooLow {
+            quorum: 2500,
+            total: 5000
+        })
+    );
+    p.quorum_milli = 2501;
+    p.validate().unwrap();
+    p.quorum_milli = 5001;
+    assert!(matches!(
+        p.validate(),
+        Err(ParamsError::QuorumUnreachable { .. })
+    ));
+    let mut p = params();
+    p.witnesses.push((pid(1), 1000));
+    assert!(matches!(
+        p.validate(),
+        Err(ParamsError::DuplicateWitness(_))
+    ));
+    let mut p = params();
+    p.witnesses[0].1 = 0;
+    assert!(matches!(p.validate(), Err(ParamsError::ZeroWeight(_))));
+    let mut p = params();
+    p.witnesses[0].0 = "not-a-peer".into();
+    assert!(matches!(p.validate(), Err(ParamsError::BadWitnessId(_))));
+    let mut p = params();
+    p.tx_fee_min = 4;
+    assert_eq!(p.validate(), Err(ParamsError::FeeRange));
+    let mut p = params();
+    p.genesis.push((pid(ALICE), 1));
+    assert!(matches!(
+        p.validate(),
+        Err(ParamsError::DuplicateGenesis(_))
+    ));
+    assert!(Finality::new(WalletParams {
+        quorum_milli: 1,
+        ..params()
+    })
+    .is_err());
+}
+
+#[test]
+fn transfer_becomes_final_with_quorum_and_moves_money() {
+    let p = params();
+    let mut state = WalletState::new(&p).unwrap();
+    let mut fin = Finality::new(p.clone()).unwrap();
+    let tx = transfer(ALICE, &pid(BOB), 30, 2, 1);
+    let id = tx.id();
+
+    let ws = WitnessState::new(p.clone()).unwrap();
+    // Attesting before recording is refused.
+    assert!(matches!(
+        ws.attest(&key(1), &tx),
+        Err(AttestError::NotRecorded)
+    ));
+
+    for (n, seed) in WITNESSES.iter().take(3).enumerate() {
+        let mut ws = WitnessState::new(p.clone()).unwrap();
+        let w = witness(&mut ws, &state, *seed, &tx).unwrap();
+        assert_eq!(w.verify().unwrap().tx_id, id);
+        let now_final = fin.add(&w).unwrap();
+        assert_eq!(now_final, n == 2);
+        // The same attestation twice counts once.
+        fin.add(&w).unwrap();
+        assert_eq!(fin.weight(&id), 1000 * (n as u64 + 1));
+    }
+    assert!(fin.is_final(&id));
+    assert_eq!(certified_weight(&p, &id, &fin.attestations(&id)), 3000);
+    assert_eq!(certified_weight(&p, "other", &fin.attestations(&id)), 0);
+
+    assert_eq!(
+        state.apply_final(&tx).unwrap(),
+        ApplyOutcome::Applied(vec![id.clone()])
+    );
+    assert_eq!(
+        state.apply_final(&tx).unwrap(),
+        ApplyOutcome::AlreadyApplied
+    );
+    assert_eq!(state.balance(&pid(ALICE)), 68);
+    assert_eq!(state.balance(&pid(BOB)), 80);
+    assert_eq!(state.balance(SYSTEM), 2);
+    assert_eq!(state.supply(), 150);
+    assert_eq!(state.next_nonce(&pid(ALICE)), 2);
+    assert_eq!(state.last_nonce(&pid(BOB)), 0);
+}
+
+#[test]
+fn witness_rules() {
+    let p = params();
+    let state = WalletState::new(&p).unwrap();
+    let mut ws = WitnessState::new(p.clone()).unwrap();
+    let check = |ws: &WitnessState, tx: &Tx| ws.check(&state, tx, &accept_all).map(|_| ());
+
+    assert_eq!(
+        check(&ws, &transfer(ALICE, &pid(BOB), 1, 1, 2)),
+        Err(TxReject::BadNonce {
+            expected: 1,
+            got: 2
+        })
+    );
+    assert_eq!(
+        check(&ws, &transfer(ALICE, &pid(BOB), 99, 2, 1)),
+        Err(TxReject::InsufficientFunds {
+            needed: 101,
+            available: 100
+        })
+    );
+    assert_eq!(check(&ws, &transfer(ALICE, &pid(BOB), 99, 1, 1)), Ok(()));
+    assert_eq!(
+        check(&ws, &transfer(ALICE, &pid(BOB), 1, 0, 1)),
+        Err(TxReject::FeeOutOfRange(0))
+    );
+    assert_eq!(
+        check(&ws, &transfer(ALICE, &pid(BOB), 1, 4, 1)),
+        Err(TxReject::FeeOutOfRange(4))
+    );
+    assert_eq!(
+        check(&ws, &transfer(ALICE, "nobody", 1, 1, 1)),
+        Err(TxReject::BadDestination)
+    );
+    assert_eq!(
+        check(&ws, &transfer(ALICE, &pid(BOB), 0, 1, 1)),
+        Err(TxReject::ZeroAmount)
+    );
+    assert_eq!(
+        check(&ws, &transfer(ALICE, &pid(BOB), u64::MAX, 1, 1)),
+        Err(TxReject::Overflow)
+    );
+
+    // Spending someone else's account: src != author.
+    let mut body = transfer(ALICE, &pid(BOB), 1, 1, 1).verify().unwrap();
+    body.src = pid(BOB);
+    let forged = Signed::sign(&key(ALICE), &body).unwrap();
+    assert_eq!(check(&ws, &forged), Err(TxReject::SrcNotAuthor));
+    // Author not the signer.
+    let mut body = transfer(ALICE, &pid(BOB), 1, 1, 1).verify().unwrap();
+    body.author = pid(BOB);
+    body.src = pid(BOB);
+    let forged = Signed::sign(&key(ALICE), &body).unwrap();
+    assert_eq!(check(&ws, &forged), Err(TxReject::AuthorMismatch));
+    let mut broken = transfer(ALICE, &pid(BOB), 1, 1, 1);
+    broken.sig[0] ^= 1;
+    assert_eq!(check(&ws, &broken), Err(TxReject::BadSignature));
+
+    // Double spend: the second transaction for (alice, 1) is refused; the first is
+    // idempotent.
+    let a = transfer(ALICE, &pid(BOB), 10, 1, 1);
+    let b = transfer(ALICE, &pid(CAROL), 10, 1, 1);
+    let c = ws.check(&state, &a, &accept_all).unwrap();
+    assert!(!c.already_recorded);
+    assert!(ws.record(c.slot.clone(), c.tx_id.clone()).unwrap());
+    assert!(!ws.record(c.slot.clone(), c.tx_id.clone()).unwrap());
+    assert_eq!(
+        ws.check(&state, &b, &accept_all),
+        Err(TxReject::Conflict(a.id()))
+    );
+    assert_eq!(
+        ws.record(c.slot.clone(), b.id()),
+        Err(TxReject::Conflict(a.id()))
+    );
+    assert!(matches!(
+        ws.attest(&key(1), &b),
+        Err(AttestError::NotRecorded)
+    ));
+    assert!(ws.check(&state, &a, &accept_all).unwrap().already_recorded);
+    let w1 = ws.attest(&key(1), &a).unwrap();
+    let w2 = ws.attest(&key(1), &a).unwrap();
+    assert_eq!(w1.verify().unwrap(), w2.verify().unwrap());
+    assert_eq!(ws.recorded(&c.slot), Some(a.id().as_str()));
+    assert_eq!(c.slot.key(), format!("acct:{}:1", pid(ALICE)));
+
+    // Records survive a restart.
+    let restored = WitnessState::from_records(p, [(c.slot, a.id())]).unwrap();
+    assert_eq!(
+        restored.check(&state, &b, &accept_all),
+        Err(TxReject::Conflict(a.id()))
+    );
+}
+
+#[test]
+fn mints_need_the_validator_and_a_fresh_tag() {
+    let p = params();
+    let mut state = WalletState::new(&p).unwrap();
+    let mut ws = WitnessState::new(p.clone()).unwrap();
+    let m = mint(&pid(CAROL), 500, "batch:r:c");
+    assert_eq!(ws.check(&state, &m, &NoMints), Err(TxReject::MintRejected));
+    let only_small = |b: &TxBody| b.amount <= 500;
+    let c = ws.check(&state, &m, &only_small).unwrap();
+    assert_eq!(
+        c.slot,
+        Slot::Mint {
+            meta: "batch:r:c".into()
+        }
+    );
+    assert_eq!(
+        ws.check(&state, &mint(&pid(CAROL), 501, "x"), &only_small),
+        Err(TxReject::MintRejected)
+    );
+    ws.record(c.slot, c.tx_id).unwrap();
+    // A second mint with the same tag is a conflict at this witness...
+    let m2 = mint(&pid(BOB), 400, "batch:r:c");
+    assert_eq!(
+        ws.check(&state, &m2, &only_small),
+        Err(TxReject::Conflict(m.id()))
+    );
+    // ...and, once the first is final, at any witness.
+    assert!(matches!(
+        state.apply_final(&m).unwrap(),
+        ApplyOutcome::Applied(_)
+    ));
+    assert_eq!(state.supply(), 650);
+    assert_eq!(state.balance(&pid(CAROL)), 500);
+    let fresh = WitnessState::new(p).unwrap();
+    assert_eq!(
+        fresh.check(&state, &m2, &only_small),
+        Err(TxReject::AlreadyMinted)
+    );
+    assert!(matches!(state.apply_final(&m2), Err(ApplyError::Conflict)));
+
+    // Malformed mints.
+    let mut body = m.verify().unwrap();
+    body.fee = 1;
+    let bad = Signed::sign(&key(MINTER), &body).unwrap();
+    assert_eq!(
+        ws.check(&state, &bad, &accept_all),
+        Err(TxReject::MalformedMint)
+    );
+    let mut body = m.verify().unwrap();
+    body.meta = None;
+    let bad = Signed::sign(&key(MINTER), &body).unwrap();
+    assert_eq!(
+        ws.check(&state, &bad, &accept_all),
+        Err(TxReject::MalformedMint)
+    );
+    let mut body = m.verify().unwrap();
+    body.meta = Some("x".repeat(MAX_META_LEN + 1));
+    let bad = Signed::sign(&key(MINTER), &body).unwrap();
+    assert_eq!(
+        ws.check(&state, &bad, &accept_all),
+        Err(TxReject::MetaTooLong)
+    );
+}
+
+#[test]
+fn finality_ignores_unlisted_and_forged_witnesses() {
+    let p = params();
+    let mut fin = Finality::new(p.clone()).unwrap();
+    let tx = transfer(ALICE, &pid(BOB), 1, 1, 1);
+    let body = WitnessBody {
+        tx_id: tx.id(),
+        src: pid(ALICE),
+        nonce: 1,
+        witness: pid(9),
+    };
+    let outsider = Signed::sign(&key(9), &body).unwrap();
+    assert!(matches!(
+        fin.add(&outsider),
+        Err(WitnessError::NotAWitness(_))
+    ));
+    // Claims to be witness 1 but is signed by 9.
+    let claimed = WitnessBody {
+        witness: pid(1),
+        ..body
+    };
+    let forged = Signed::sign(&key(9), &claimed).unwrap();
+    assert!(matches!(
+        fin.add(&forged),
+        Err(WitnessError::WitnessMismatch)
+    ));
+    assert_eq!(fin.weight(&tx.id()), 0);
+    assert_eq!(certified_weight(&p, &tx.id(), &[outsider, forged]), 0);
+    fin.forget(&tx.id());
+    assert!(fin.attestations(&tx.id()).is_empty());
+}
+
+#[test]
+fn final_transactions_apply_in_any_order() {
+    let p = params();
+    let mut state = WalletState::new(&p).unwrap();
+    let t1 = transfer(ALICE, &pid(BOB), 10, 1, 1);
+    let t2 = transfer(ALICE, &pid(BOB), 10, 1, 2);
+    // Carol has nothing until Bob pays her.
+    let t3 = transfer(CAROL, &pid(ALICE), 5, 1, 1);
+    let t4 = transfer(BOB, &pid(CAROL), 6, 1, 1);
+
+    assert_eq!(state.apply_final(&t3).unwrap(), ApplyOutcome::Deferred);
+    assert_eq!(state.apply_final(&t2).unwrap(), ApplyOutcome::Deferred);
+    assert_eq!(state.apply_final(&t2).unwrap(), ApplyOutcome::Deferred);
+    assert_eq!(state.pending_count(), 2);
+    assert_eq!(
+        state.apply_final(&t1).unwrap(),
+        ApplyOutcome::Applied(vec![t1.id(), t2.id()])
+    );
+    assert_eq!(
+        state.apply_final(&t4).unwrap(),
+        ApplyOutcome::Applied(vec![t4.id(), t3.id()])
+    );
+    assert_eq!(state.pending_count(), 0);
+    assert_eq!(state.balance(&pid(ALICE)), 100 - 22 + 5);
+    assert_eq!(state.balance(&pid(BOB)), 50 + 20 - 7);
+    assert_eq!(state.balance(&pid(CAROL)), 0);
+    assert_eq!(state.balance(SYSTEM), 4);
+    let total: u64 = state.balances().map(|(_, b)| b).sum();
+    assert_eq!(total, state.supply());
+    // A different final transaction for a used nonce means safety broke: reported.
+    let conflicting = transfer(ALICE, &pid(CAROL), 1, 1, 1);
+    assert!(matches!(
+        state.apply_final(&conflicting),
+        Err(ApplyError::Conflict)
+    ));
+}

@@ -1,0 +1,258 @@
+//! The witness role: check a transaction, durably record the slot, then attest.
+
+use std::collections::BTreeMap;
+
+use ed25519_dalek::SigningKey;
+
+use super::{
+    is_account, MintValidator, ParamsError, Slot, Tx, TxBody, TxKind, WalletParams, WalletState,
+    Witness, WitnessBody, MAX_META_LEN, SYSTEM,
+};
+use crate::{
+    peer_id::peer_id_from_pubkey,
+    signed::{SignError, Signed, VerifyError},
+};
+
+/// Why a witness refuses to sign a transaction.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TxReject {
+    /// Signature or decoding failure.
+    #[error("invalid signature or encoding")]
+    BadSignature,
+    /// `author` is not the signer's peer id.
+    #[error("author does not match the signing key")]
+    AuthorMismatch,
+    /// A transfer's `src` is not its author.
+    #[error("src is not the author")]
+    SrcNotAuthor,
+    /// `dst` is neither a peer id nor the system account.
+    #[error("invalid destination account")]
+    BadDestination,
+    /// The amount is zero.
+    #[error("amount must be positive")]
+    ZeroAmount,
+    /// A mint is not from the system account, carries a fee or nonce, or lacks `meta`.
+    #[error("malformed mint")]
+    MalformedMint,
+    /// `meta` is longer than [`MAX_META_LEN`].
+    #[error("meta too long")]
+    MetaTooLong,
+    /// The nonce is not the next one for `src`.
+    #[error("nonce {got}, expected {expected}")]
+    BadNonce {
+        /// The nonce `src`'s next transfer must carry.
+        expected: u64,
+        /// The transaction's nonce.
+        got: u64,
+    },
+    /// The fee is outside `[tx_fee_min, tx_fee_max]`.
+    #[error("fee {0} outside the allowed range")]
+    FeeOutOfRange(u64),
+    /// `amount + fee` overflows.
+    #[error("amount plus fee overflows")]
+    Overflow,
+    /// `src` cannot pay `amount + fee`.
+    #[error("insufficient funds: need {needed}, have {available}")]
+    InsufficientFunds {
+        /// `amount + fee`.
+        needed: u64,
+        /// `src`'s final balance.
+        available: u64,
+    },
+    /// This witness already signed a different transaction for the same slot.
+    #[error("already signed {0} for this slot")]
+    Conflict(String),
+    /// A mint with this tag is already final.
+    #[error("mint tag already used")]
+    AlreadyMinted,
+    /// The mint validator refused the mint.
+    #[error("mint not justified by settlement")]
+    MintRejected,
+}
+
+/// Why an attestation could not be produced.
+#[derive(Debug, thiserror::Error)]
+pub enum AttestError {
+    /// The transaction does not verify.
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+    /// The slot was not recorded for this transaction first (see [`WitnessState::record`]).
+    #[error("slot not recorded for this transaction")]
+    NotRecorded,
+    /// Signing failed.
+    #[error(transparent)]
+    Sign(#[from] SignError),
+}
+
+/// A transaction that passed [`WitnessState::check`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    /// The transaction id.
+    pub tx_id: String,
+    /// Its decoded body.
+    pub body: TxBody,
+    /// The slot to record before attesting.
+    pub slot: Slot,
+    /// Whether this witness already recorded this very transaction (re-attesting is fine and
+    /// needs no new record).
+    pub already_recorded: bool,
+}
+
+/// Stateless checks of a transaction's form, shared by witnesses and [`WalletState`].
+pub(crate) fn check_shape(body: &TxBody, signer: &[u8; 32]) -> Result<(), TxReject> {
+    if body.author != peer_id_from_pubkey(signer) {
+        return Err(TxReject::AuthorMismatch);
+    }
+    if !is_account(&body.dst) {
+        return Err(TxReject::BadDestination);
+    }
+    if body.amount == 0 {
+        return Err(TxReject::ZeroAmount);
+    }
+    if body.meta.as_ref().is_some_and(|m| m.len() > MAX_META_LEN) {
+        return Err(TxReject::MetaTooLong);
+    }
+    match body.kind {
+        TxKind::Transfer => {
+            if body.src != body.author {
+                return Err(TxReject::SrcNotAuthor);
+            }
+            body.debit().ok_or(TxReject::Overflow)?;
+        }
+        TxKind::Mint => {
+            if body.src != SYSTEM || body.fee != 0 || body.nonce != 0 || body.meta.is_none() {
+                return Err(TxReject::MalformedMint);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A witness's durable promises: which transaction it signed for each slot.
+#[derive(Debug, Clone)]
+pub struct WitnessState {
+    params: WalletParams,
+    signed: BTreeMap<Slot, String>,
+}
+
+impl WitnessState {
+    /// A witness that has signed nothing yet.
+    pub fn new(params: WalletParams) -> Result<Self, ParamsError> {
+        Self::from_records(params, [])
+    }
+
+    /// A witness restored from its persisted `(slot, tx id)` records.
+    pub fn from_records(
+        params: WalletParams,
+        records: impl IntoIterator<Item = (Slot, String)>,
+    ) -> Result<Self, ParamsError> {
+        params.validate()?;
+        Ok(Self {
+            params,
+            signed: records.into_iter().collect(),
+        })
+    }
+
+    /// The wallet parameters.
+    pub fn params(&self) -> &WalletParams {
+        &self.params
+    }
+
+    /// The transaction this witness signed for `slot`, if any.
+    pub fn recorded(&self, slot: &Slot) -> Option<&str> {
+        self.signed.get(slot).map(String::as_str)
+    }
+
+    /// Decides whether this witness may sign `tx`, given its view of the final state:
+    /// valid signature and form; for transfers author = `src`, nonce = last final + 1, fee in
+    /// range and funds ≥ amount + fee; for mints an unused tag the validator accepts; and no
+    /// different transaction already signed for the same slot. A transaction this witness
+    /// already signed passes again (attesting is idempotent).
+    pub fn check(
+        &self,
+        state: &WalletState,
+        tx: &Tx,
+        mints: &dyn MintValidator,
+    ) -> Result<Checked, TxReject> {
+        let body = tx.verify().map_err(|_| TxReject::BadSignature)?;
+        check_shape(&body, &tx.pubkey)?;
+        let tx_id = tx.id();
+        let slot = body.slot();
+        if let Some(existing) = self.signed.get(&slot) {
+            if *existing != tx_id {
+                return Err(TxReject::Conflict(existing.clone()));
+            }
+            return Ok(Checked {
+                tx_id,
+                body,
+                slot,
+                already_recorded: true,
+            });
+        }
+        match body.kind {
+            TxKind::Transfer => {
+                let expected = state.next_nonce(&body.src);
+                if body.nonce != expected {
+                    return Err(TxReject::BadNonce {
+                        expected,
+                        got: body.nonce,
+                    });
+                }
+                if body.fee < self.params.tx_fee_min || body.fee > self.params.tx_fee_max {
+                    return Err(TxReject::FeeOutOfRange(body.fee));
+                }
+                let needed = body.debit().ok_or(TxReject::Overflow)?;
+                let available = state.balance(&body.src);
+                if available < needed {
+                    return Err(TxReject::InsufficientFunds { needed, available });
+                }
+            }
+            TxKind::Mint => {
+                if state.is_minted(body.meta.as_deref().unwrap_or_default()) {
+                    return Err(TxReject::AlreadyMinted);
+                }
+                if !mints.validate_mint(&body) {
+                    return Err(TxReject::MintRejected);
+                }
+            }
+        }
+        Ok(Checked {
+            tx_id,
+            body,
+            slot,
+            already_recorded: false,
+        })
+    }
+
+    /// Records that this witness signs `tx_id` for `slot`. The node must persist the record
+    /// durably *before* calling [`WitnessState::attest`], so a restart can never lead it to
+    /// sign a conflicting transaction. Returns `true` if the record is new; recording the same
+    /// transaction again is a no-op; a different one is refused.
+    pub fn record(&mut self, slot: Slot, tx_id: String) -> Result<bool, TxReject> {
+        match self.signed.get(&slot) {
+            Some(existing) if *existing == tx_id => Ok(false),
+            Some(existing) => Err(TxReject::Conflict(existing.clone())),
+            None => {
+                self.signed.insert(slot, tx_id);
+                Ok(true)
+            }
+        }
+    }
+
+    /// Signs an attestation of `tx` with the witness key. Refused unless the transaction's
+    /// slot was recorded for it first.
+    pub fn attest(&self, key: &SigningKey, tx: &Tx) -> Result<Witness, AttestError> {
+        let body = tx.verify()?;
+        let tx_id = tx.id();
+        if self.signed.get(&body.slot()) != Some(&tx_id) {
+            return Err(AttestError::NotRecorded);
+        }
+        let att = WitnessBody {
+            tx_id,
+            src: body.src,
+            nonce: body.nonce,
+            witness: peer_id_from_pubkey(key.verifying_key().as_bytes()),
+        };
+        Ok(Signed::sign(key, &att)?)
+    }
+}
