@@ -31,6 +31,12 @@
 //! group), and enable `[[radio]] kind = "ble"` in the node's config.
 
 pub mod chunk;
+#[cfg(feature = "ble")]
+pub mod gatt;
+#[cfg(feature = "ble")]
+pub mod scanner;
+
+use std::time::Duration;
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 
@@ -46,6 +52,36 @@ pub const OFFGRID_TX_CHAR_UUID: u128 = 0x6eaa9c95_89b6_40ef_900c_36117faf3f0e;
 pub const NAME_PREFIX: &str = "OFFGRID:";
 /// Longest endpoint a device name may carry.
 pub const MAX_ENDPOINT_LEN: usize = 64;
+
+/// Largest link frame over a GATT connection.
+pub const BLE_MTU: usize = 512;
+
+/// Airtime model of a `len`-byte frame over GATT at the minimum ATT MTU on the 1M PHY: each
+/// 18-byte fragment is a 20-byte ATT PDU plus 14 bytes of link-layer overhead, a 150 µs gap,
+/// and a write response (7 + 14 bytes) with another gap.
+pub fn ble_airtime(len: usize) -> Duration {
+    let fragments = len.div_ceil(18).max(1) as u64;
+    let per_fragment_us = (20 + 14) * 8 + 150 + (7 + 14) * 8 + 150;
+    Duration::from_micros(fragments * per_fragment_us)
+}
+
+/// Errors of the btleplug-based scanner and GATT link.
+#[cfg(feature = "ble")]
+#[derive(Debug, thiserror::Error)]
+pub enum BleError {
+    /// btleplug (BlueZ, D-Bus) failed.
+    #[error("bluetooth: {0}")]
+    Btle(#[from] btleplug::Error),
+    /// The system has no Bluetooth adapter.
+    #[error("no Bluetooth adapter")]
+    NoAdapter,
+    /// The peripheral does not expose the Offgrid characteristics.
+    #[error("peripheral lacks the Offgrid GATT service")]
+    NoOffgridService,
+    /// The negotiated ATT MTU is unusable.
+    #[error(transparent)]
+    Chunk(#[from] ChunkError),
+}
 
 /// Formats a UUID given as a `u128` in the usual hyphenated form.
 pub fn uuid_string(uuid: u128) -> String {

@@ -122,6 +122,13 @@ fn advertisement_errors() {
 }
 
 #[test]
+fn gatt_airtime_model() {
+    // 220 bytes: 13 fragments of 1.06 ms.
+    assert_eq!(ble_airtime(220), Duration::from_micros(13 * 740));
+    assert_eq!(ble_airtime(0), ble_airtime(1));
+}
+
+#[test]
 fn chunking_at_minimum_mtu() {
     assert_eq!(fragment_capacity(23), Ok(18));
     assert_eq!(fragment_capacity(22), Err(ChunkError::MtuTooSmall(22)));
