@@ -7,6 +7,8 @@
 //! - [`batch`]: Merkle-rooted receipt batches.
 //! - [`dag`]: the ledger block DAG (union merge, orphan pool, receipt lookup).
 //! - [`wallet`]: transactions, witnessing, quorum finality and balances.
+//! - [`settlement`]: host rewards minted from receipt batches.
+//! - [`quorum`]: weighted, decaying acknowledgement quorums and the failover monitor.
 
 // Tests may unwrap: a panic is the failure report.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
@@ -17,15 +19,21 @@ pub mod batch;
 pub mod dag;
 pub mod merkle;
 pub mod peer_id;
+pub mod quorum;
 pub mod receipt;
+pub mod settlement;
 pub mod signed;
 pub mod wallet;
 
 pub use batch::{BatchError, BatchItem, ReceiptBatch};
 pub use dag::{Block, BlockBody, BlockError, Dag, InsertOutcome};
 pub use peer_id::{peer_id_from_pubkey, pubkey_from_peer_id};
+pub use quorum::{auto_weight, Monitor, Policies, Policy, QuorumItem, QuorumKind, Requeue};
 pub use receipt::{
     core_view, verify_receipt, Metrics, Proofs, ReceiptBody, ReceiptError, SignedReceipt,
+};
+pub use settlement::{
+    settle, verify_mint, MintPlan, SettleError, SettlementParams, SettlementValidator,
 };
 pub use signed::{SignError, Signed, VerifyError};
 pub use wallet::{
