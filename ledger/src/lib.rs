@@ -9,6 +9,7 @@
 //! - [`wallet`]: transactions, witnessing, quorum finality and balances.
 //! - [`settlement`]: host rewards minted from receipt batches.
 //! - [`quorum`]: weighted, decaying acknowledgement quorums and the failover monitor.
+//! - [`reputation`]: a grow-only reputation CRDT.
 
 // Tests may unwrap: a panic is the failure report.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
@@ -21,6 +22,7 @@ pub mod merkle;
 pub mod peer_id;
 pub mod quorum;
 pub mod receipt;
+pub mod reputation;
 pub mod settlement;
 pub mod signed;
 pub mod wallet;
@@ -32,6 +34,7 @@ pub use quorum::{auto_weight, Monitor, Policies, Policy, QuorumItem, QuorumKind,
 pub use receipt::{
     core_view, verify_receipt, Metrics, Proofs, ReceiptBody, ReceiptError, SignedReceipt,
 };
+pub use reputation::ReputationCrdt;
 pub use settlement::{
     settle, verify_mint, MintPlan, SettleError, SettlementParams, SettlementValidator,
 };

@@ -281,7 +281,7 @@ mod tests {
         assert_eq!(r[&host(2)].net, 7_428);
         assert_eq!(r[&host(3)], HostReward::default());
         let plans = settle(&batch, &p).unwrap();
-        let mut hosts = vec![host(1), host(2)];
+        let mut hosts = [host(1), host(2)];
         hosts.sort();
         let dsts: Vec<&str> = plans.iter().map(|p| p.dst.as_str()).collect();
         assert_eq!(dsts, vec![hosts[0].as_str(), hosts[1].as_str(), SYSTEM]);

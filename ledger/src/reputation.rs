@@ -1,0 +1,214 @@
+//! Reputation as a state-based CRDT.
+//!
+//! Every observer keeps grow-only counters of hits (jobs or transfers that went well) and
+//! misses per subject. A replica maps `(observer, subject)` to `(hits, misses)`; merging takes
+//! the per-entry, per-counter maximum. Counters only grow and only their observer increments
+//! them, so the maximum is the latest value: merging is commutative, associative and
+//! idempotent, and repeated gossip never double counts.
+//!
+//! Only the observer may raise its own counters: when merging a replica received from a peer,
+//! use [`ReputationCrdt::merge_from`] with that peer's id so a peer cannot inflate what others
+//! observed.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// One replicated entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Peer id of the node that observed.
+    pub observer: String,
+    /// Peer id of the node observed.
+    pub subject: String,
+    /// Good outcomes.
+    pub hits: u64,
+    /// Bad outcomes.
+    pub misses: u64,
+}
+
+/// Grow-only per-observer reputation counters. Serialises as a list of [`Entry`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "Vec<Entry>", into = "Vec<Entry>")]
+pub struct ReputationCrdt {
+    /// `(observer, subject)` → `(hits, misses)`.
+    pub counters: BTreeMap<(String, String), (u64, u64)>,
+}
+
+impl From<Vec<Entry>> for ReputationCrdt {
+    fn from(entries: Vec<Entry>) -> Self {
+        let mut r = Self::default();
+        for e in entries {
+            r.merge_entry(e.observer, e.subject, e.hits, e.misses);
+        }
+        r
+    }
+}
+
+impl From<ReputationCrdt> for Vec<Entry> {
+    fn from(r: ReputationCrdt) -> Self {
+        r.entries().collect()
+    }
+}
+
+impl ReputationCrdt {
+    /// An empty replica.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records one outcome `observer` saw for `subject` (a local observation).
+    pub fn record(&mut self, observer: &str, subject: &str, hit: bool) {
+        let c = self
+            .counters
+            .entry((observer.to_string(), subject.to_string()))
+            .or_insert((0, 0));
+        if hit {
+            c.0 = c.0.saturating_add(1);
+        } else {
+            c.1 = c.1.saturating_add(1);
+        }
+    }
+
+    fn merge_entry(&mut self, observer: String, subject: String, hits: u64, misses: u64) {
+        let c = self.counters.entry((observer, subject)).or_insert((0, 0));
+        c.0 = c.0.max(hits);
+        c.1 = c.1.max(misses);
+    }
+
+    /// Merges another replica: per entry, per counter maximum.
+    pub fn merge(&mut self, other: &ReputationCrdt) {
+        for ((o, s), (h, m)) in &other.counters {
+            self.merge_entry(o.clone(), s.clone(), *h, *m);
+        }
+    }
+
+    /// Merges only the entries `other` holds as `observer` (use the sending peer's id).
+    pub fn merge_from(&mut self, observer: &str, other: &ReputationCrdt) {
+        for ((o, s), (h, m)) in &other.counters {
+            if o == observer {
+                self.merge_entry(o.clone(), s.clone(), *h, *m);
+            }
+        }
+    }
+
+    /// All entries, sorted by `(observer, subject)`.
+    pub fn entries(&self) -> impl Iterator<Item = Entry> + '_ {
+        self.counters.iter().map(|((o, s), (h, m))| Entry {
+            observer: o.clone(),
+            subject: s.clone(),
+            hits: *h,
+            misses: *m,
+        })
+    }
+
+    /// Hits and misses of `subject` summed over all observers.
+    pub fn totals(&self, subject: &str) -> (u64, u64) {
+        self.counters
+            .iter()
+            .filter(|((_, s), _)| s == subject)
+            .fold((0u64, 0u64), |(h, m), (_, (eh, em))| {
+                (h.saturating_add(*eh), m.saturating_add(*em))
+            })
+    }
+
+    /// Score of `subject` in (0, 1): the Laplace estimate `(hits + 1) / (hits + misses + 2)`
+    /// over all observers. An unknown subject scores 0.5.
+    pub fn score(&self, subject: &str) -> f64 {
+        let (h, m) = self.totals(subject);
+        (h as f64 + 1.0) / (h as f64 + m as f64 + 2.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn scores_use_laplace_smoothing() {
+        let mut r = ReputationCrdt::new();
+        assert_eq!(r.score("x"), 0.5);
+        for _ in 0..3 {
+            r.record("a", "x", true);
+        }
+        r.record("b", "x", false);
+        assert_eq!(r.totals("x"), (3, 1));
+        assert_eq!(r.score("x"), 4.0 / 6.0);
+        r.record("a", "y", false);
+        assert_eq!(r.score("y"), 1.0 / 3.0);
+    }
+
+    #[test]
+    fn repeated_merges_do_not_double_count() {
+        let mut a = ReputationCrdt::new();
+        a.record("a", "x", true);
+        a.record("a", "x", true);
+        let mut b = ReputationCrdt::new();
+        b.merge(&a);
+        b.merge(&a);
+        b.record("b", "x", false);
+        a.merge(&b);
+        a.merge(&b);
+        assert_eq!(a.totals("x"), (2, 1));
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn merge_from_takes_only_the_senders_own_entries() {
+        let mut honest = ReputationCrdt::new();
+        let mut liar = ReputationCrdt::new();
+        liar.record("liar", "x", true);
+        liar.counters
+            .insert(("victim".into(), "x".into()), (0, 1_000));
+        honest.merge_from("liar", &liar);
+        assert_eq!(honest.totals("x"), (1, 0));
+    }
+
+    #[test]
+    fn wire_form_is_a_list_of_entries() {
+        let mut r = ReputationCrdt::new();
+        r.record("a", "x", true);
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!([{"observer": "a", "subject": "x", "hits": 1, "misses": 0}])
+        );
+        let back: ReputationCrdt = serde_json::from_value(json).unwrap();
+        assert_eq!(back, r);
+    }
+
+    fn replica() -> impl Strategy<Value = ReputationCrdt> {
+        prop::collection::vec((0u8..3, 0u8..3, 0u64..5, 0u64..5), 0..8).prop_map(|es| {
+            let mut r = ReputationCrdt::new();
+            for (o, s, h, m) in es {
+                r.counters
+                    .insert((format!("o{o}"), format!("s{s}")), (h, m));
+            }
+            r
+        })
+    }
+
+    fn merged(a: &ReputationCrdt, b: &ReputationCrdt) -> ReputationCrdt {
+        let mut x = a.clone();
+        x.merge(b);
+        x
+    }
+
+    proptest! {
+        #[test]
+        fn merge_is_a_join(a in replica(), b in replica(), c in replica()) {
+            prop_assert_eq!(merged(&a, &b), merged(&b, &a));
+            prop_assert_eq!(merged(&merged(&a, &b), &c), merged(&a, &merged(&b, &c)));
+            prop_assert_eq!(merged(&a, &a), a.clone());
+            // Merging again changes nothing, and scores stay in (0, 1).
+            let ab = merged(&a, &b);
+            prop_assert_eq!(merged(&ab, &b), ab.clone());
+            for s in ["s0", "s1", "s2"] {
+                let score = ab.score(s);
+                prop_assert!(score > 0.0 && score < 1.0);
+            }
+        }
+    }
+}
