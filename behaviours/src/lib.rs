@@ -5,3 +5,4 @@
 //! nothing here trusts a byte it has not verified.
 
 pub mod announce;
+pub mod auction;

@@ -71,7 +71,11 @@ impl Api {
 
     /// GET a JSON document.
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        let req = self.http.get(format!("{}{path}", self.base));
+        let mut req = self.http.get(format!("{}{path}", self.base));
+        // Some reads (receipt export) move state; the local token is always sent.
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
         self.send(req, Duration::from_secs(30)).await
     }
 

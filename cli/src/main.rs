@@ -3,6 +3,7 @@
 //! Exit status: 0 ok, 1 failure (one line on stderr), 2 usage error.
 
 mod client;
+mod market;
 mod table;
 
 use std::{path::PathBuf, time::Duration};
@@ -61,6 +62,23 @@ enum Command {
     },
     /// This node's peer id and public keys.
     Id,
+    /// Run jobs through the market.
+    #[command(subcommand)]
+    Job(market::JobCmd),
+    /// Ask a host for a quote: offgrid quote <peer> <type> <size>.
+    Quote {
+        /// Host peer id.
+        peer: String,
+        /// Job type.
+        job_type: String,
+        /// Size in units.
+        size: String,
+    },
+    /// Receipt batches for the ledger.
+    #[command(subcommand)]
+    Receipts(market::ReceiptsCmd),
+    /// Hits and misses of the hosts this node brokered jobs to.
+    Reputation,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -212,6 +230,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await?;
             output(json, &v, || format!("active: {}\n", v["active"]))
         }
+        Command::Job(cmd) => market::job(&api, json, cmd).await,
+        Command::Quote {
+            peer,
+            job_type,
+            size,
+        } => market::quote(&api, json, &peer, &job_type, &size).await,
+        Command::Receipts(cmd) => market::receipts(&api, json, cmd).await,
+        Command::Reputation => market::reputation(&api, json).await,
         Command::Id => {
             let v = api
                 .get("/pubkeys")
@@ -229,7 +255,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-fn output(json: bool, v: &Value, human: impl FnOnce() -> String) -> anyhow::Result<()> {
+pub(crate) fn output(json: bool, v: &Value, human: impl FnOnce() -> String) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(v)?);
     } else {
@@ -238,7 +264,7 @@ fn output(json: bool, v: &Value, human: impl FnOnce() -> String) -> anyhow::Resu
     Ok(())
 }
 
-fn s(v: &Value) -> String {
+pub(crate) fn s(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Null => String::new(),

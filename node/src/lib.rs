@@ -5,6 +5,7 @@
 pub mod api;
 pub mod config;
 pub mod identity;
+pub mod market;
 pub mod network;
 pub mod registry;
 pub mod store;
@@ -93,6 +94,15 @@ impl Node {
         )?;
         tasks.spawn(ev.run());
 
+        let reputation = Arc::new(market::broker::Reputation::load(&store)?);
+        let broker = Arc::new(market::broker::Broker::new(
+            client.clone(),
+            identity.peer_id(),
+            cfg.market.clone(),
+            reputation.clone(),
+        ));
+        tasks.spawn(flush_reputation(reputation, store.clone(), cancel.clone()));
+
         let listener = TcpListener::bind(&cfg.api_listen)
             .await
             .with_context(|| format!("cannot bind the API on {}", cfg.api_listen))?;
@@ -103,6 +113,8 @@ impl Node {
             body_limit: cfg.api.body_limit_bytes,
             started: Instant::now(),
             keys: Arc::new(PubKeys::of(&identity)),
+            broker,
+            store: store.clone(),
         };
         let app = api::router(state, &cfg);
         let shutdown = cancel.clone();
@@ -158,6 +170,26 @@ impl Node {
         let _ = std::fs::remove_file(self.data_dir.join(auth::URL_FILE));
         info!("node stopped");
     }
+}
+
+/// Flushes the broker's reputation table once a second and at shutdown.
+async fn flush_reputation(
+    rep: Arc<market::broker::Reputation>,
+    store: Arc<Store>,
+    cancel: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = rep.flush(&store) {
+            warn!(error = %e, "cannot persist reputation");
+        }
+    }
+    let _ = rep.flush(&store);
 }
 
 fn build_swarm(identity: &Identity, cfg: &Config) -> anyhow::Result<libp2p::Swarm<Behaviour>> {

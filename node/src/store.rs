@@ -85,6 +85,9 @@ pub enum StoreError {
     /// A read or write failed inside redb.
     #[error("database error: {0}")]
     Db(#[from] Box<redb::Error>),
+    /// A blocking store task could not run (the runtime is shutting down).
+    #[error("store task failed: {0}")]
+    Io(String),
     /// A stored value could not be encoded or decoded.
     #[error("corrupt value in table {table} key {key}: {source}")]
     Codec {
@@ -257,6 +260,39 @@ impl Store {
         Ok(out)
     }
 
+    /// Reads up to `limit` entries with keys strictly after `after` (all when `None`), in
+    /// key order.
+    pub fn scan_after<T: DeserializeOwned>(
+        &self,
+        table: Table,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, T)>, StoreError> {
+        use std::ops::Bound;
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let t = txn.open_table(table.def()).map_err(db_err)?;
+        let lower = match after {
+            Some(k) => Bound::Excluded(k),
+            None => Bound::Unbounded,
+        };
+        let mut out = Vec::new();
+        for item in t
+            .range::<&str>((lower, Bound::Unbounded))
+            .map_err(db_err)?
+            .take(limit)
+        {
+            let (k, v) = item.map_err(db_err)?;
+            let key = k.value().to_owned();
+            let value = serde_json::from_slice(v.value()).map_err(|source| StoreError::Codec {
+                table: table.name(),
+                key: key.clone(),
+                source,
+            })?;
+            out.push((key, value));
+        }
+        Ok(out)
+    }
+
     /// Number of entries in a table.
     pub fn len(&self, table: Table) -> Result<u64, StoreError> {
         use redb::ReadableTableMetadata;
@@ -283,6 +319,8 @@ mod tests {
         assert_eq!(s.get::<u32>(Table::Peers, "a").unwrap(), Some(1));
         let all: Vec<(String, u32)> = s.scan(Table::Peers).unwrap();
         assert_eq!(all, vec![("a".into(), 1), ("b".into(), 2)]);
+        let after: Vec<(String, u32)> = s.scan_after(Table::Peers, Some("a"), 10).unwrap();
+        assert_eq!(after, vec![("b".into(), 2)]);
         s.delete(Table::Peers, "a").unwrap();
         assert_eq!(s.get::<u32>(Table::Peers, "a").unwrap(), None);
         assert_eq!(s.len(Table::Peers).unwrap(), 1);

@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod market;
 
 use std::{sync::Arc, time::Instant};
 
@@ -42,6 +43,10 @@ pub struct AppState {
     pub started: Instant,
     /// The node's public keys.
     pub keys: Arc<PubKeys>,
+    /// The broker (market jobs).
+    pub broker: Arc<crate::market::broker::Broker>,
+    /// The store.
+    pub store: Arc<crate::store::Store>,
 }
 
 /// The node's public keys (`GET /pubkeys`, `offgrid-node id`).
@@ -75,6 +80,7 @@ pub fn router(state: AppState, cfg: &Config) -> Router {
         .route("/announce", get(get_announce).post(post_announce))
         .route("/toggle", post(toggle))
         .route("/pubkeys", get(pubkeys))
+        .merge(market::routes())
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(

@@ -35,6 +35,8 @@ pub struct Behaviour {
     pub mdns: Toggle<mdns::tokio::Behaviour>,
     /// Discovery beyond one LAN via bootstrap peers.
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    /// Quotes and job runs.
+    pub auction: offgrid_behaviours::auction::Behaviour,
 }
 
 /// Errors building the behaviour.
@@ -89,7 +91,18 @@ impl Behaviour {
             kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_cfg);
         // Off-grid nodes rarely learn a confirmed external address; answer queries anyway.
         kad.set_mode(Some(kad::Mode::Server));
+        // A run may take as long as the slowest executor or the activation deadline.
+        let longest_job = cfg
+            .executors
+            .values()
+            .map(|e| e.timeout_s)
+            .chain([cfg.market.t_activate_s])
+            .max()
+            .unwrap_or(30);
+        let auction =
+            offgrid_behaviours::auction::behaviour(Duration::from_secs(longest_job + 5), 1024);
         Ok(Behaviour {
+            auction,
             limits,
             identify,
             ping: ping::Behaviour::default(),

@@ -11,19 +11,26 @@ use libp2p::{
     gossipsub::{self, IdentTopic},
     identify, kad, mdns,
     multiaddr::Protocol,
-    swarm::{dial_opts::DialOpts, SwarmEvent},
+    request_response::{self, OutboundRequestId},
+    swarm::{
+        dial_opts::{DialOpts, PeerCondition},
+        SwarmEvent,
+    },
     Multiaddr, PeerId, Swarm,
 };
 use offgrid_behaviours::announce::{self, Announcement, Capacity, SignedAnnouncement};
+use offgrid_behaviours::auction;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::{Behaviour, BehaviourEvent, Command, HostUpdate, NetStatus};
+use super::{Behaviour, BehaviourEvent, Candidate, Command, HostUpdate, NetStatus};
 use crate::{
     config::Config,
     identity::Identity,
+    market::host::{Finished, Host},
     now_ms,
     registry::{routable, AnnounceOutcome, Registry},
     store::{Store, Table},
@@ -123,6 +130,9 @@ pub struct EventLoop {
     redial: HashMap<PeerId, (Instant, Duration)>,
     last_redial: Instant,
     last_kad_bootstrap: Instant,
+    host: Host,
+    finished: mpsc::Receiver<Finished>,
+    pending: HashMap<OutboundRequestId, oneshot::Sender<Result<auction::Response, String>>>,
 }
 
 impl EventLoop {
@@ -149,7 +159,12 @@ impl EventLoop {
             .get::<HostSettings>(Table::Settings, SETTINGS_KEY)?
             .unwrap_or_else(|| HostSettings::from_config(&cfg));
         let now = Instant::now();
+        let (finished_tx, finished) = mpsc::channel(cfg.host.burst.max(1) as usize + 16);
+        let host = Host::new(&cfg, identity.clone(), store.clone(), finished_tx);
         Ok(EventLoop {
+            host,
+            finished,
+            pending: HashMap::new(),
             swarm,
             commands,
             cancel,
@@ -187,6 +202,12 @@ impl EventLoop {
                 biased;
                 _ = self.cancel.cancelled() => break,
                 Some(cmd) = self.commands.recv() => self.on_command(cmd),
+                Some(f) = self.finished.recv() => {
+                    self.host.run_finished();
+                    if self.swarm.behaviour_mut().auction.send_response(f.channel, f.response).is_err() {
+                        debug!("broker went away before the job's answer");
+                    }
+                }
                 ev = self.swarm.select_next_some() => {
                     self.on_swarm_event(ev);
                     if self.registry.take_urgent() {
@@ -244,9 +265,106 @@ impl EventLoop {
                     self.announcement()
                 }));
             }
+            Command::Candidates { job_type, reply } => {
+                let _ = reply.send(self.candidates(&job_type));
+            }
+            Command::Request {
+                peer,
+                request,
+                reply,
+            } => {
+                self.ensure_dialing(peer);
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .auction
+                    .send_request(&peer, request);
+                self.pending.insert(id, reply);
+            }
             Command::Dial { addr, reply } => {
                 let _ = reply.send(self.swarm.dial(addr).map_err(|e| e.to_string()));
             }
+        }
+    }
+
+    fn candidates(&self, job_type: &str) -> Vec<Candidate> {
+        self.registry
+            .iter()
+            .filter_map(|r| {
+                let a = r.announcement.as_ref()?;
+                if !a.active || !a.job_types.iter().any(|t| t == job_type) {
+                    return None;
+                }
+                Some(Candidate {
+                    peer: r.peer_id.parse().ok()?,
+                    via: r.via.clone(),
+                    price: *a.prices.get(job_type)?,
+                    mesh: 1.0,
+                })
+            })
+            .collect()
+    }
+
+    /// Before a request to a peer that is not connected, dial it on the addresses the
+    /// registry knows (other behaviours may know none).
+    fn ensure_dialing(&mut self, peer: PeerId) {
+        if self.swarm.is_connected(&peer) {
+            return;
+        }
+        let addrs: Vec<Multiaddr> = self
+            .registry
+            .get(&peer.to_string())
+            .map(|r| r.addrs.iter().filter_map(|a| a.parse().ok()).collect())
+            .unwrap_or_default();
+        if !addrs.is_empty() {
+            let opts = DialOpts::peer_id(peer)
+                .addresses(addrs)
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            let _ = self.swarm.dial(opts);
+        }
+    }
+
+    fn on_auction(&mut self, ev: auction::Event) {
+        match ev {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    if let Some((channel, response)) =
+                        self.host.on_request(&self.settings, peer, request, channel)
+                    {
+                        let _ = self
+                            .swarm
+                            .behaviour_mut()
+                            .auction
+                            .send_response(channel, response);
+                    }
+                }
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    if let Some(reply) = self.pending.remove(&request_id) {
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure {
+                request_id,
+                error,
+                peer,
+                ..
+            } => {
+                debug!(%peer, %error, "auction request failed");
+                if let Some(reply) = self.pending.remove(&request_id) {
+                    let _ = reply.send(Err(error.to_string()));
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                debug!(%peer, %error, "auction answer not delivered");
+            }
+            request_response::Event::ResponseSent { .. } => {}
         }
     }
 
@@ -521,6 +639,7 @@ impl EventLoop {
                     self.announce_due = Some(self.announce_due.map_or(due, |d| d.min(due)));
                 }
             }
+            BehaviourEvent::Auction(ev) => self.on_auction(ev),
             BehaviourEvent::Kad(kad::Event::RoutingUpdated {
                 peer, addresses, ..
             }) => {

@@ -11,8 +11,11 @@ use std::collections::BTreeMap;
 
 pub use behaviour::{Behaviour, BehaviourEvent, KAD_PROTOCOL, PROTOCOL_VERSION};
 pub use event_loop::{EventLoop, HostSettings};
-use libp2p::Multiaddr;
-use offgrid_behaviours::announce::Announcement;
+use libp2p::{Multiaddr, PeerId};
+use offgrid_behaviours::{
+    announce::Announcement,
+    auction::{Request, Response},
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
@@ -57,6 +60,19 @@ pub struct HostUpdate {
     pub burst: Option<u32>,
 }
 
+/// A host that could take a job, as the registry knows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    /// Host peer id.
+    pub peer: PeerId,
+    /// Link it is heard over.
+    pub via: String,
+    /// Announced price per unit for the job type, micro-credits.
+    pub price: u64,
+    /// Mesh health factor (1.0 when unknown).
+    pub mesh: f64,
+}
+
 /// Requests to the event loop.
 #[derive(Debug)]
 pub enum Command {
@@ -81,6 +97,22 @@ pub enum Command {
         update: HostUpdate,
         /// Reply: the new announcement, or why the change was refused.
         reply: oneshot::Sender<Result<Announcement, String>>,
+    },
+    /// Active hosts whose announcement offers a job type.
+    Candidates {
+        /// Job type.
+        job_type: String,
+        /// Reply.
+        reply: oneshot::Sender<Vec<Candidate>>,
+    },
+    /// Send an auction request to a peer and wait for its answer.
+    Request {
+        /// The host.
+        peer: PeerId,
+        /// The request.
+        request: Request,
+        /// Reply: the host's answer, or why none came.
+        reply: oneshot::Sender<Result<Response, String>>,
     },
     /// Dial an address.
     Dial {
@@ -146,6 +178,23 @@ impl Client {
         self.ask(|reply| Command::UpdateHost { update, reply })
             .await?
             .map_err(ClientError::Refused)
+    }
+
+    /// Active hosts offering `job_type`.
+    pub async fn candidates(&self, job_type: String) -> Result<Vec<Candidate>, ClientError> {
+        self.ask(|reply| Command::Candidates { job_type, reply })
+            .await
+    }
+
+    /// Sends an auction request and waits for the answer.
+    pub async fn request(&self, peer: PeerId, request: Request) -> Result<Response, ClientError> {
+        self.ask(|reply| Command::Request {
+            peer,
+            request,
+            reply,
+        })
+        .await?
+        .map_err(ClientError::Refused)
     }
 
     /// Dials an address.

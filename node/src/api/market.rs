@@ -1,0 +1,228 @@
+//! Market routes: run a job through the broker, ask a host for a quote, export receipts,
+//! show reputation.
+
+use std::time::Duration;
+
+use axum::{
+    extract::{Query, State},
+    http::StatusCode,
+    routing::{get, post},
+    Json, Router,
+};
+use offgrid_behaviours::auction::Response;
+use offgrid_ledger::receipt::core_view;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{
+    error::ApiError,
+    extract::{Authorized, JsonBody},
+    AppState,
+};
+use crate::{
+    config::{Credits, MICRO},
+    market::{
+        broker::{BrokerError, JobResult, JobSpec},
+        receipts,
+    },
+    now_ms,
+};
+
+/// Longest job timeout accepted.
+pub const MAX_TIMEOUT_S: u64 = 3600;
+/// Most hosts a redundant job runs on.
+pub const MAX_REDUNDANCY: usize = 5;
+
+/// Routes of this module.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/market/run", post(run))
+        .route("/market/quote", get(quote))
+        .route("/receipts/export", get(export))
+        .route("/reputation", get(reputation))
+}
+
+impl From<BrokerError> for ApiError {
+    fn from(e: BrokerError) -> Self {
+        let msg = e.to_string();
+        match e {
+            BrokerError::NoHostsAvailable(_) => {
+                ApiError::other(StatusCode::SERVICE_UNAVAILABLE, "no_hosts", msg).retry_after(2)
+            }
+            BrokerError::JobTimeout(_) => {
+                ApiError::other(StatusCode::GATEWAY_TIMEOUT, "job_timeout", msg)
+            }
+            BrokerError::AllHostsFailed(_) => {
+                ApiError::other(StatusCode::BAD_GATEWAY, "all_hosts_failed", msg)
+            }
+            BrokerError::Disagreement(_) => {
+                ApiError::other(StatusCode::BAD_GATEWAY, "disagreement", msg)
+            }
+            BrokerError::Overloaded => {
+                ApiError::other(StatusCode::TOO_MANY_REQUESTS, "rate_limited", msg).retry_after(1)
+            }
+            BrokerError::Invalid(_) => ApiError::invalid_request(msg),
+        }
+    }
+}
+
+/// A job as posted to `/market/run`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunBody {
+    /// Job id; generated when absent.
+    #[serde(default)]
+    pub job_id: Option<String>,
+    /// Job type.
+    #[serde(rename = "type", alias = "job_type")]
+    pub job_type: String,
+    /// Size in units (decimal, exact to 1e-6).
+    #[serde(default)]
+    pub size: Credits,
+    /// Payload, any JSON.
+    #[serde(default)]
+    pub payload: Value,
+    /// Overall deadline, seconds.
+    #[serde(default)]
+    pub timeout_s: Option<u64>,
+    /// Hosts to run on and compare.
+    #[serde(default)]
+    pub redundancy: Option<usize>,
+}
+
+/// Turns a posted job into a broker job, checking limits.
+pub fn job_spec(b: RunBody, default_timeout_s: u64) -> Result<JobSpec, ApiError> {
+    let timeout_s = b.timeout_s.unwrap_or(default_timeout_s);
+    if timeout_s == 0 || timeout_s > MAX_TIMEOUT_S {
+        return Err(ApiError::invalid_request(format!(
+            "timeout_s must be 1..={MAX_TIMEOUT_S}"
+        )));
+    }
+    let redundancy = b.redundancy.unwrap_or(1);
+    if redundancy == 0 || redundancy > MAX_REDUNDANCY {
+        return Err(ApiError::invalid_request(format!(
+            "redundancy must be 1..={MAX_REDUNDANCY}"
+        )));
+    }
+    let job_id = match b.job_id {
+        Some(id) if id.is_empty() || id.len() > 128 => {
+            return Err(ApiError::invalid_request("job_id must be 1..=128 bytes"));
+        }
+        Some(id) => id,
+        None => format!("job-{}", hex::encode(rand::random::<[u8; 8]>())),
+    };
+    Ok(JobSpec {
+        job_id,
+        job_type: b.job_type,
+        units: b.size.0,
+        payload: b.payload.to_string(),
+        timeout: Duration::from_secs(timeout_s),
+        redundancy,
+    })
+}
+
+/// JSON view of a completed job.
+pub fn result_json(r: &JobResult) -> Value {
+    let output: Value =
+        serde_json::from_str(&r.output).unwrap_or_else(|_| Value::String(r.output.clone()));
+    json!({
+        "job_id": r.job_id,
+        "host": r.host,
+        "price": r.price as f64 / MICRO as f64,
+        "price_micro": r.price,
+        "output": output,
+        "receipt": core_view(&r.receipt, &r.receipt_body),
+        "attempts": r.attempts,
+        "replicas": r.replicas,
+        "quotes": r.quotes,
+        "duration_ms": r.duration_ms,
+    })
+}
+
+async fn run(
+    State(s): State<AppState>,
+    _: Authorized,
+    JsonBody(b): JsonBody<RunBody>,
+) -> Result<Json<Value>, ApiError> {
+    let job = job_spec(b, 30)?;
+    let r = s.broker.run(job).await?;
+    Ok(Json(result_json(&r)))
+}
+
+#[derive(Debug, Deserialize)]
+struct QuoteQuery {
+    peer: String,
+    #[serde(rename = "type")]
+    job_type: String,
+    #[serde(default)]
+    size: Option<String>,
+}
+
+async fn quote(
+    State(s): State<AppState>,
+    Query(q): Query<QuoteQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let peer = q
+        .peer
+        .parse()
+        .map_err(|_| ApiError::invalid_request(format!("{:?} is not a peer id", q.peer)))?;
+    let units = match q.size {
+        Some(sz) => {
+            Credits::parse_decimal(&sz)
+                .map_err(ApiError::invalid_request)?
+                .0
+        }
+        None => MICRO,
+    };
+    let resp = s
+        .broker
+        .quote(peer, &q.job_type, units)
+        .await
+        .map_err(|e| ApiError::other(StatusCode::BAD_GATEWAY, "peer_unreachable", e))?;
+    Ok(Json(match resp {
+        Response::Quote {
+            price,
+            valid_until_ms,
+            capacity_left,
+        } => json!({
+            "peer": q.peer, "type": q.job_type, "price": price as f64 / MICRO as f64, "price_micro": price,
+            "valid_until_ms": valid_until_ms, "capacity_left": capacity_left,
+        }),
+        Response::Declined { reason } => json!({ "peer": q.peer, "declined": reason }),
+        Response::Busy { retry_after_ms } => {
+            json!({ "peer": q.peer, "busy": true, "retry_after_ms": retry_after_ms })
+        }
+        other => json!({ "peer": q.peer, "unexpected": format!("{other:?}") }),
+    }))
+}
+
+async fn export(State(s): State<AppState>, _: Authorized) -> Result<Json<Value>, ApiError> {
+    let store = s.store.clone();
+    let batch = tokio::task::spawn_blocking(move || receipts::export(&store, now_ms()))
+        .await
+        .map_err(|_| ApiError::internal())?
+        .map_err(|e| {
+            tracing::error!(error = %e, "receipt export failed");
+            ApiError::internal()
+        })?;
+    Ok(Json(match batch {
+        Some(b) => json!({ "count": b.items.len(), "root": b.root, "batch": b }),
+        None => json!({ "count": 0, "root": null, "batch": null }),
+    }))
+}
+
+async fn reputation(State(s): State<AppState>) -> Json<Value> {
+    let rows: Vec<Value> = s
+        .broker
+        .reputation()
+        .all()
+        .into_iter()
+        .map(|(peer, r)| {
+            json!({
+                "peer": peer, "hits": r.hits, "misses": r.misses,
+                "factor": crate::market::scoring::reputation_factor(r.hits, r.misses),
+            })
+        })
+        .collect();
+    Json(json!({ "reputation": rows }))
+}

@@ -1,0 +1,513 @@
+//! The broker side of the market: candidates, a quote window, scoring, dispatch with an
+//! activation deadline, failover, receipt verification and reputation.
+//!
+//! A job runs as an ordinary async task that talks to the swarm through the [`Client`];
+//! the event loop only routes requests and responses.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use futures::{stream::FuturesUnordered, StreamExt};
+use libp2p::PeerId;
+use offgrid_behaviours::auction::{Request, Response, RunRequest};
+use offgrid_ledger::receipt::{verify_receipt, ReceiptBody, SignedReceipt};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+use tracing::{debug, info};
+
+use super::scoring::{self, Bid};
+use crate::{
+    config::MarketConfig,
+    network::{Candidate, Client},
+    now_ms,
+    store::{Store, StoreError, Table},
+};
+
+/// A job as the broker receives it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobSpec {
+    /// Job id; generated when absent.
+    pub job_id: String,
+    /// Job type (selects hosts with that executor).
+    pub job_type: String,
+    /// Size in micro-units.
+    pub units: u64,
+    /// Payload as JSON text.
+    pub payload: String,
+    /// Overall deadline.
+    pub timeout: Duration,
+    /// Run on this many hosts and accept only if outputs agree (1 = no redundancy).
+    pub redundancy: usize,
+}
+
+/// One host's try at a job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// Host peer id.
+    pub host: String,
+    /// What happened: `ok`, or why it failed.
+    pub outcome: String,
+}
+
+/// A completed job.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobResult {
+    /// Job id.
+    pub job_id: String,
+    /// The host whose result was accepted.
+    pub host: String,
+    /// Price per unit, micro-credits.
+    pub price: u64,
+    /// The output.
+    pub output: String,
+    /// The host's signed receipt.
+    pub receipt: SignedReceipt,
+    /// The verified receipt body.
+    pub receipt_body: ReceiptBody,
+    /// Every host tried, in order.
+    pub attempts: Vec<Attempt>,
+    /// Hosts that agreed (redundancy > 1).
+    pub replicas: Vec<String>,
+    /// Quotes received in the auction.
+    pub quotes: usize,
+    /// Wall-clock time from request to result.
+    pub duration_ms: u64,
+}
+
+/// Why a job did not complete.
+#[derive(Debug, Clone, thiserror::Error, Serialize, Deserialize)]
+pub enum BrokerError {
+    /// No active host offers this job type, or none quoted.
+    #[error("no hosts available: {0}")]
+    NoHostsAvailable(String),
+    /// The job's deadline passed.
+    #[error("job timed out after {0} ms")]
+    JobTimeout(u64),
+    /// Every host tried failed.
+    #[error("all hosts failed: {}", .0.iter().map(|a| format!("{}: {}", a.host, a.outcome)).collect::<Vec<_>>().join("; "))]
+    AllHostsFailed(Vec<Attempt>),
+    /// Redundant runs produced different outputs.
+    #[error("hosts disagree on the output: {}", .0.iter().map(|(h, o)| format!("{h}={o}")).collect::<Vec<_>>().join(", "))]
+    Disagreement(Vec<(String, String)>),
+    /// The broker is at its concurrency limit.
+    #[error("broker is at its limit of concurrent jobs")]
+    Overloaded,
+    /// The job itself is invalid.
+    #[error("invalid job: {0}")]
+    Invalid(String),
+}
+
+impl BrokerError {
+    /// A short label for metrics and JSON.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BrokerError::NoHostsAvailable(_) => "no_hosts",
+            BrokerError::JobTimeout(_) => "job_timeout",
+            BrokerError::AllHostsFailed(_) => "all_hosts_failed",
+            BrokerError::Disagreement(_) => "disagreement",
+            BrokerError::Overloaded => "overloaded",
+            BrokerError::Invalid(_) => "invalid",
+        }
+    }
+}
+
+/// Hits and misses per host, as seen by this broker.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// Jobs completed with a valid receipt.
+    pub hits: u64,
+    /// Failures, timeouts, busy refusals and invalid receipts.
+    pub misses: u64,
+}
+
+/// The broker's reputation table, persisted in the store. Updates are kept in memory and
+/// flushed once a second; losing the last second of counters to a crash is acceptable.
+#[derive(Debug, Default)]
+pub struct Reputation {
+    table: Mutex<(HashMap<String, Record>, bool)>,
+}
+
+impl Reputation {
+    /// Loads the table.
+    pub fn load(store: &Store) -> Result<Self, StoreError> {
+        let map = store
+            .scan::<Record>(Table::Reputation)?
+            .into_iter()
+            .collect();
+        Ok(Reputation {
+            table: Mutex::new((map, false)),
+        })
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut (HashMap<String, Record>, bool)) -> R) -> R {
+        // A poisoned lock only means another thread panicked mid-update of two counters.
+        let mut g = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut g)
+    }
+
+    /// Counts a completed job.
+    pub fn hit(&self, host: &str) {
+        self.with(|(m, d)| {
+            m.entry(host.to_owned()).or_default().hits += 1;
+            *d = true;
+        });
+    }
+
+    /// Counts a failed one.
+    pub fn miss(&self, host: &str) {
+        self.with(|(m, d)| {
+            m.entry(host.to_owned()).or_default().misses += 1;
+            *d = true;
+        });
+    }
+
+    /// One host's record.
+    pub fn get(&self, host: &str) -> Record {
+        self.with(|(m, _)| m.get(host).copied().unwrap_or_default())
+    }
+
+    /// Every record.
+    pub fn all(&self) -> Vec<(String, Record)> {
+        let mut v: Vec<_> = self.with(|(m, _)| m.iter().map(|(k, v)| (k.clone(), *v)).collect());
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// Writes the table if it changed.
+    pub fn flush(&self, store: &Store) -> Result<(), StoreError> {
+        let Some(snapshot) = self.with(|(m, d)| std::mem::take(d).then(|| m.clone())) else {
+            return Ok(());
+        };
+        store.write(|b| {
+            for (k, v) in &snapshot {
+                b.put(Table::Reputation, k, v)?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// The broker.
+pub struct Broker {
+    client: Client,
+    local: PeerId,
+    cfg: MarketConfig,
+    reputation: Arc<Reputation>,
+    limit: Semaphore,
+}
+
+enum RunOutcome {
+    Ok {
+        output: String,
+        receipt: SignedReceipt,
+        body: ReceiptBody,
+    },
+    Failed(String),
+    TimedOut,
+}
+
+impl Broker {
+    /// A broker that talks through `client`.
+    pub fn new(
+        client: Client,
+        local: PeerId,
+        cfg: MarketConfig,
+        reputation: Arc<Reputation>,
+    ) -> Self {
+        let limit = Semaphore::new(cfg.max_concurrent_jobs.max(1));
+        Broker {
+            client,
+            local,
+            cfg,
+            reputation,
+            limit,
+        }
+    }
+
+    /// The reputation table.
+    pub fn reputation(&self) -> &Arc<Reputation> {
+        &self.reputation
+    }
+
+    /// Asks one host for a quote.
+    pub async fn quote(
+        &self,
+        peer: PeerId,
+        job_type: &str,
+        units: u64,
+    ) -> Result<Response, String> {
+        let req = Request::Quote {
+            job_type: job_type.into(),
+            units,
+        };
+        match tokio::time::timeout(Duration::from_secs(10), self.client.request(peer, req)).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(_) => Err("no answer within 10 s".into()),
+        }
+    }
+
+    /// Runs a job: auction, dispatch, failover, verification.
+    pub async fn run(&self, job: JobSpec) -> Result<JobResult, BrokerError> {
+        if job.job_type.is_empty() || job.job_type.len() > 64 {
+            return Err(BrokerError::Invalid("job type must be 1..=64 bytes".into()));
+        }
+        if job.payload.len() > self.cfg.max_payload_bytes {
+            return Err(BrokerError::Invalid(format!(
+                "payload exceeds {} bytes",
+                self.cfg.max_payload_bytes
+            )));
+        }
+        let _permit = self
+            .limit
+            .try_acquire()
+            .map_err(|_| BrokerError::Overloaded)?;
+        let started = Instant::now();
+        let deadline = started + job.timeout;
+        let timeout_ms = job.timeout.as_millis() as u64;
+        match tokio::time::timeout_at(deadline.into(), self.run_inner(&job, deadline, started))
+            .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(BrokerError::JobTimeout(timeout_ms)),
+        }
+    }
+
+    async fn run_inner(
+        &self,
+        job: &JobSpec,
+        deadline: Instant,
+        started: Instant,
+    ) -> Result<JobResult, BrokerError> {
+        let candidates = self
+            .client
+            .candidates(job.job_type.clone())
+            .await
+            .map_err(|e| BrokerError::NoHostsAvailable(e.to_string()))?;
+        if candidates.is_empty() {
+            return Err(BrokerError::NoHostsAvailable(format!(
+                "no active host offers job type {:?}",
+                job.job_type
+            )));
+        }
+        let (bids, quote_count) = self.collect_quotes(job, &candidates).await;
+        if bids.is_empty() {
+            return Err(BrokerError::NoHostsAvailable(format!(
+                "{} candidate(s), none quoted for {:?}",
+                candidates.len(),
+                job.job_type
+            )));
+        }
+        let ranked = scoring::rank(bids);
+        debug!(job_id = %job.job_id, winner = %ranked[0].peer, price = ranked[0].price, quotes = quote_count, "auction decided");
+        self.dispatch(job, ranked, deadline, started, quote_count)
+            .await
+    }
+
+    /// Quotes in parallel; waits for the window or until every candidate answered.
+    async fn collect_quotes(&self, job: &JobSpec, candidates: &[Candidate]) -> (Vec<Bid>, usize) {
+        let window = Duration::from_millis(self.cfg.quote_window_ms.max(1));
+        let mut pending: FuturesUnordered<_> = candidates
+            .iter()
+            .map(|c| {
+                let req = Request::Quote {
+                    job_type: job.job_type.clone(),
+                    units: job.units,
+                };
+                let client = self.client.clone();
+                let c = c.clone();
+                async move { (c.clone(), client.request(c.peer, req).await) }
+            })
+            .collect();
+        let mut bids = Vec::new();
+        let mut count = 0;
+        let until = tokio::time::Instant::now() + window;
+        while let Ok(Some((cand, resp))) = tokio::time::timeout_at(until, pending.next()).await {
+            match resp {
+                Ok(Response::Quote { price, .. }) => {
+                    count += 1;
+                    let rec = self.reputation.get(&cand.peer.to_string());
+                    bids.push(Bid {
+                        peer: cand.peer.to_string(),
+                        price,
+                        via: cand.via.clone(),
+                        hits: rec.hits,
+                        misses: rec.misses,
+                        mesh: cand.mesh,
+                    });
+                }
+                Ok(other) => debug!(peer = %cand.peer, answer = ?other, "no quote"),
+                Err(e) => debug!(peer = %cand.peer, error = %e, "quote failed"),
+            }
+        }
+        (bids, count)
+    }
+
+    async fn attempt(&self, job: &JobSpec, bid: &Bid, deadline: Instant) -> RunOutcome {
+        let Ok(peer) = bid.peer.parse::<PeerId>() else {
+            return RunOutcome::Failed("bad peer id".into());
+        };
+        let now = Instant::now();
+        let per_host = Duration::from_secs(self.cfg.t_activate_s.max(1))
+            .min(deadline.saturating_duration_since(now));
+        let req = Request::Run(RunRequest {
+            job_id: job.job_id.clone(),
+            job_type: job.job_type.clone(),
+            units: job.units,
+            payload: job.payload.clone(),
+            price: bid.price,
+            deadline_ms: now_ms() + per_host.as_millis() as u64,
+        });
+        let resp = match tokio::time::timeout(per_host, self.client.request(peer, req)).await {
+            Err(_) => return RunOutcome::TimedOut,
+            Ok(Err(e)) => return RunOutcome::Failed(e.to_string()),
+            Ok(Ok(r)) => r,
+        };
+        match resp {
+            Response::Done { output, receipt } => {
+                match self.check_receipt(job, bid, &output, &receipt) {
+                    Ok(body) => RunOutcome::Ok {
+                        output,
+                        receipt,
+                        body,
+                    },
+                    Err(e) => RunOutcome::Failed(format!("invalid receipt: {e}")),
+                }
+            }
+            Response::Busy { .. } => RunOutcome::Failed("busy".into()),
+            Response::Declined { reason } => RunOutcome::Failed(format!("declined: {reason}")),
+            Response::Failed { error } => RunOutcome::Failed(error),
+            Response::Quote { .. } => RunOutcome::Failed("answered a run with a quote".into()),
+        }
+    }
+
+    /// Verifies a receipt: signature, host, job, price, broker and the output hashes.
+    fn check_receipt(
+        &self,
+        job: &JobSpec,
+        bid: &Bid,
+        output: &str,
+        r: &SignedReceipt,
+    ) -> Result<ReceiptBody, String> {
+        let body = verify_receipt(r).map_err(|e| e.to_string())?;
+        let checks = [
+            (body.node_id == bid.peer, "signed by another node"),
+            (body.job_id == job.job_id, "for another job"),
+            (body.units == job.units, "wrong units"),
+            (body.price == bid.price, "wrong price"),
+            (
+                body.broker_id == self.local.to_string(),
+                "for another broker",
+            ),
+            (
+                body.proofs.input_blake3 == blake3::hash(job.payload.as_bytes()).to_hex().as_str(),
+                "input hash mismatch",
+            ),
+            (
+                body.proofs.output_blake3 == blake3::hash(output.as_bytes()).to_hex().as_str(),
+                "output hash mismatch",
+            ),
+        ];
+        match checks.iter().find(|(ok, _)| !ok) {
+            Some((_, why)) => Err((*why).into()),
+            None => Ok(body),
+        }
+    }
+
+    async fn dispatch(
+        &self,
+        job: &JobSpec,
+        ranked: Vec<Bid>,
+        deadline: Instant,
+        started: Instant,
+        quotes: usize,
+    ) -> Result<JobResult, BrokerError> {
+        let want = job.redundancy.max(1);
+        let budget = want + self.cfg.max_retries as usize;
+        let mut queue = ranked.into_iter().take(budget);
+        let attempt = |bid: Bid| async move {
+            let o = self.attempt(job, &bid, deadline).await;
+            (bid, o)
+        };
+        let mut running = FuturesUnordered::new();
+        for bid in queue.by_ref().take(want) {
+            running.push(attempt(bid));
+        }
+        let mut attempts = Vec::new();
+        let mut successes: Vec<(Bid, String, SignedReceipt, ReceiptBody)> = Vec::new();
+        while let Some((bid, outcome)) = running.next().await {
+            match outcome {
+                RunOutcome::Ok {
+                    output,
+                    receipt,
+                    body,
+                } => {
+                    self.reputation.hit(&bid.peer);
+                    attempts.push(Attempt {
+                        host: bid.peer.clone(),
+                        outcome: "ok".into(),
+                    });
+                    successes.push((bid, output, receipt, body));
+                    if successes.len() == want {
+                        break;
+                    }
+                    continue;
+                }
+                RunOutcome::Failed(why) => {
+                    info!(job_id = %job.job_id, host = %bid.peer, reason = %why, "host failed; trying the next");
+                    attempts.push(Attempt {
+                        host: bid.peer.clone(),
+                        outcome: why,
+                    });
+                }
+                RunOutcome::TimedOut => {
+                    info!(job_id = %job.job_id, host = %bid.peer, "host did not answer in time; trying the next");
+                    attempts.push(Attempt {
+                        host: bid.peer.clone(),
+                        outcome: "no answer before the activation deadline".into(),
+                    });
+                }
+            }
+            self.reputation.miss(&bid.peer);
+            if let Some(next) = queue.next() {
+                if Instant::now() < deadline {
+                    running.push(attempt(next));
+                }
+            }
+        }
+        if successes.len() < want {
+            if Instant::now() >= deadline {
+                return Err(BrokerError::JobTimeout(job.timeout.as_millis() as u64));
+            }
+            return Err(BrokerError::AllHostsFailed(attempts));
+        }
+        let first_hash = &successes[0].3.proofs.output_blake3;
+        if successes
+            .iter()
+            .any(|s| &s.3.proofs.output_blake3 != first_hash)
+        {
+            return Err(BrokerError::Disagreement(
+                successes
+                    .iter()
+                    .map(|s| (s.0.peer.clone(), s.3.proofs.output_blake3.clone()))
+                    .collect(),
+            ));
+        }
+        let replicas = successes.iter().map(|s| s.0.peer.clone()).collect();
+        let (bid, output, receipt, body) = successes.swap_remove(0);
+        Ok(JobResult {
+            job_id: job.job_id.clone(),
+            host: bid.peer,
+            price: bid.price,
+            output,
+            receipt,
+            receipt_body: body,
+            attempts,
+            replicas,
+            quotes,
+            duration_ms: started.elapsed().as_millis() as u64,
+        })
+    }
+}

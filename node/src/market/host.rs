@@ -1,0 +1,362 @@
+//! The host side of the market: quotes, runs and signed receipts.
+//!
+//! The event loop calls [`Host::quote`] and [`Host::start_run`] on inbound requests. A run
+//! executes in its own task (at most `burst` at once; beyond that the host answers busy),
+//! then goes through the receipt writer, which persists receipts in group commits — one
+//! durable write for everything that finished meanwhile — before the answer is sent. So a
+//! broker never holds a receipt the host could lose.
+
+use std::{collections::HashMap, sync::Arc, time::Instant};
+
+use libp2p::{request_response::ResponseChannel, PeerId};
+use offgrid_behaviours::auction::{Request, Response, RunRequest};
+use offgrid_ledger::{
+    receipt::{Metrics, Proofs, ReceiptBody, SignedReceipt, RECEIPT_VERSION},
+    signed::Signed,
+};
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use super::executor::{ExecError, Executor};
+use crate::{
+    config::Config,
+    identity::Identity,
+    network::HostSettings,
+    now_ms,
+    store::{Store, Table},
+};
+
+/// How long a quote holds, milliseconds.
+pub const QUOTE_VALID_MS: u64 = 5_000;
+/// Suggested wait when busy, milliseconds.
+pub const BUSY_RETRY_MS: u64 = 200;
+/// Most finished runs persisted in one group commit.
+const MAX_GROUP: usize = 256;
+
+/// Fault injection for tests of the broker's defences, from `OFFGRID_FAULT_INJECT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Behave.
+    None,
+    /// Sign receipts with a key that is not the node's (a forged receipt).
+    ForgeReceipt,
+}
+
+impl Fault {
+    fn from_env() -> Self {
+        match std::env::var("OFFGRID_FAULT_INJECT").as_deref() {
+            Ok("forge_receipt") => Fault::ForgeReceipt,
+            _ => Fault::None,
+        }
+    }
+}
+
+/// A finished run on its way to the broker.
+pub struct Finished {
+    /// Where the answer goes.
+    pub channel: ResponseChannel<Response>,
+    /// The answer.
+    pub response: Response,
+}
+
+/// Host state owned by the event loop.
+pub struct Host {
+    executors: HashMap<String, Arc<Executor>>,
+    identity: Identity,
+    cluster_id: String,
+    in_flight: usize,
+    to_writer: mpsc::Sender<Finished>,
+    fault: Fault,
+}
+
+/// The current price for a job type given the load: up to 25 % more when every slot is
+/// taken, so brokers spread work under load.
+pub fn load_price(base: u64, in_flight: usize, burst: u32) -> u64 {
+    let burst = u64::from(burst.max(1));
+    let busy = (in_flight as u64).min(burst);
+    base.saturating_add(base.saturating_mul(busy) / (4 * burst))
+}
+
+impl Host {
+    /// Builds the host and spawns its receipt writer, which hands finished runs back on
+    /// `to_loop`.
+    pub fn new(
+        cfg: &Config,
+        identity: Identity,
+        store: Arc<Store>,
+        to_loop: mpsc::Sender<Finished>,
+    ) -> Self {
+        let executors = cfg
+            .executors
+            .iter()
+            .map(|(t, c)| (t.clone(), Arc::new(Executor::new(c.clone()))))
+            .collect();
+        let burst = cfg.host.burst.max(1) as usize;
+        let (to_writer, rx) = mpsc::channel(burst.max(MAX_GROUP));
+        tokio::spawn(receipt_writer(rx, store, to_loop));
+        let fault = Fault::from_env();
+        if fault != Fault::None {
+            warn!(
+                ?fault,
+                "FAULT INJECTION ACTIVE: this host misbehaves on purpose"
+            );
+        }
+        Host {
+            executors,
+            identity,
+            cluster_id: cfg.cluster_id.clone(),
+            in_flight: 0,
+            to_writer,
+            fault,
+        }
+    }
+
+    /// Jobs running now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// Called by the event loop when a finished run's answer has been sent.
+    pub fn run_finished(&mut self) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+    }
+
+    fn price_for(&self, s: &HostSettings, job_type: &str) -> Result<u64, String> {
+        if !s.active {
+            return Err("host is not taking jobs".into());
+        }
+        if !self.executors.contains_key(job_type) {
+            return Err(format!("no executor for job type {job_type:?}"));
+        }
+        s.prices
+            .get(job_type)
+            .copied()
+            .ok_or_else(|| format!("no price for job type {job_type:?}"))
+    }
+
+    /// Answers a quote request.
+    pub fn quote(&self, s: &HostSettings, job_type: &str) -> Response {
+        match self.price_for(s, job_type) {
+            Err(reason) => Response::Declined { reason },
+            Ok(_) if self.in_flight >= s.burst as usize => Response::Busy {
+                retry_after_ms: BUSY_RETRY_MS,
+            },
+            Ok(base) => Response::Quote {
+                price: load_price(base, self.in_flight, s.burst),
+                valid_until_ms: now_ms() + QUOTE_VALID_MS,
+                capacity_left: (s.burst as usize - self.in_flight) as u32,
+            },
+        }
+    }
+
+    /// Handles any inbound request: quotes are answered at once (`Some`), runs start a task
+    /// unless refused.
+    pub fn on_request(
+        &mut self,
+        s: &HostSettings,
+        broker: PeerId,
+        request: Request,
+        channel: ResponseChannel<Response>,
+    ) -> Option<(ResponseChannel<Response>, Response)> {
+        match request {
+            Request::Quote { job_type, .. } => Some((channel, self.quote(s, &job_type))),
+            Request::Run(run) => self.start_run(s, broker, run, channel),
+        }
+    }
+
+    fn start_run(
+        &mut self,
+        s: &HostSettings,
+        broker: PeerId,
+        run: RunRequest,
+        channel: ResponseChannel<Response>,
+    ) -> Option<(ResponseChannel<Response>, Response)> {
+        let base = match self.price_for(s, &run.job_type) {
+            Ok(p) => p,
+            Err(reason) => return Some((channel, Response::Declined { reason })),
+        };
+        if self.in_flight >= s.burst as usize {
+            return Some((
+                channel,
+                Response::Busy {
+                    retry_after_ms: BUSY_RETRY_MS,
+                },
+            ));
+        }
+        if run.price < base {
+            return Some((
+                channel,
+                Response::Declined {
+                    reason: format!("price {} is below {base}", run.price),
+                },
+            ));
+        }
+        let Some(executor) = self.executors.get(&run.job_type).cloned() else {
+            return Some((
+                channel,
+                Response::Declined {
+                    reason: "no executor".into(),
+                },
+            ));
+        };
+        self.in_flight += 1;
+        let signer = match self.fault {
+            Fault::None => self.identity.signing_key().clone(),
+            Fault::ForgeReceipt => ed25519_dalek::SigningKey::from_bytes(&rand::random()),
+        };
+        let ctx = RunContext {
+            node_id: self.identity.peer_id().to_string(),
+            host_pubkey: hex::encode(self.identity.public_key()),
+            cluster_id: self.cluster_id.clone(),
+            broker_id: broker.to_string(),
+            signer,
+        };
+        let to_writer = self.to_writer.clone();
+        tokio::spawn(async move {
+            let response = execute(&executor, &ctx, run).await;
+            // The writer outlives every run task; if it is gone the node is stopping.
+            let _ = to_writer.send(Finished { channel, response }).await;
+        });
+        None
+    }
+}
+
+struct RunContext {
+    node_id: String,
+    host_pubkey: String,
+    cluster_id: String,
+    broker_id: String,
+    signer: ed25519_dalek::SigningKey,
+}
+
+async fn execute(executor: &Executor, ctx: &RunContext, run: RunRequest) -> Response {
+    let started_at_ms = now_ms();
+    let t = Instant::now();
+    let remaining = run.deadline_ms.saturating_sub(started_at_ms);
+    if remaining == 0 {
+        return Response::Failed {
+            error: "deadline already passed".into(),
+        };
+    }
+    let result = tokio::time::timeout(
+        std::time::Duration::from_millis(remaining),
+        executor.run(&run.payload),
+    )
+    .await
+    .unwrap_or(Err(ExecError::Timeout(std::time::Duration::from_millis(
+        remaining,
+    ))));
+    let out = match result {
+        Ok(o) => o,
+        Err(e) => {
+            debug!(job_id = %run.job_id, error = %e, "job failed");
+            return Response::Failed {
+                error: e.to_string(),
+            };
+        }
+    };
+    let input_bytes = run.payload.len() as u64;
+    let output_bytes = out.output.len() as u64;
+    let body = ReceiptBody {
+        version: RECEIPT_VERSION.into(),
+        cluster_id: ctx.cluster_id.clone(),
+        job_id: run.job_id,
+        resource_type: run.job_type,
+        units: run.units,
+        metrics: Metrics {
+            // Tokens as the backend reports them, else the usual ~4 bytes per token.
+            compute_tokens: out
+                .tokens
+                .unwrap_or((input_bytes + output_bytes).div_ceil(4)),
+            latency_ms: t.elapsed().as_millis() as u64,
+            input_bytes,
+            output_bytes,
+        },
+        proofs: Proofs {
+            input_blake3: blake3::hash(run.payload.as_bytes()).to_hex().to_string(),
+            output_blake3: blake3::hash(out.output.as_bytes()).to_hex().to_string(),
+        },
+        cids: Vec::new(),
+        node_id: ctx.node_id.clone(),
+        host_pubkey: ctx.host_pubkey.clone(),
+        broker_id: ctx.broker_id.clone(),
+        started_at_ms,
+        finished_at_ms: now_ms(),
+        price: run.price,
+    };
+    match Signed::sign(&ctx.signer, &body) {
+        Ok(receipt) => Response::Done {
+            output: out.output,
+            receipt,
+        },
+        Err(e) => Response::Failed {
+            error: format!("cannot sign receipt: {e}"),
+        },
+    }
+}
+
+/// Key of a receipt in the store: time-ordered so an export takes "everything after".
+pub fn receipt_key(receipt: &SignedReceipt, finished_ms: u64) -> String {
+    format!("{finished_ms:016}-{}", receipt.id())
+}
+
+async fn receipt_writer(
+    mut rx: mpsc::Receiver<Finished>,
+    store: Arc<Store>,
+    to_loop: mpsc::Sender<Finished>,
+) {
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    while rx.recv_many(&mut group, MAX_GROUP).await > 0 {
+        let receipts: Vec<(String, SignedReceipt)> = group
+            .iter()
+            .filter_map(|f| match &f.response {
+                Response::Done { receipt, .. } => {
+                    Some((receipt_key(receipt, now_ms()), receipt.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        let stored = if receipts.is_empty() {
+            Ok(())
+        } else {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || {
+                store.write(|b| {
+                    for (k, r) in &receipts {
+                        b.put(Table::Receipts, k, r)?;
+                    }
+                    Ok(())
+                })
+            })
+            .await
+            .unwrap_or_else(|e| Err(crate::store::StoreError::Io(e.to_string())))
+        };
+        for mut f in group.drain(..) {
+            if let Err(e) = &stored {
+                if matches!(f.response, Response::Done { .. }) {
+                    warn!(error = %e, "cannot persist receipt; failing the job");
+                    f.response = Response::Failed {
+                        error: "host cannot persist its receipt".into(),
+                    };
+                }
+            }
+            if to_loop.send(f).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn price_rises_with_load_up_to_a_quarter() {
+        assert_eq!(load_price(1000, 0, 8), 1000);
+        assert_eq!(load_price(1000, 4, 8), 1125);
+        assert_eq!(load_price(1000, 8, 8), 1250);
+        assert_eq!(load_price(1000, 99, 8), 1250);
+        assert_eq!(load_price(u64::MAX, 8, 8), u64::MAX);
+    }
+}

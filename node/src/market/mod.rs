@@ -1,0 +1,13 @@
+//! The compute market: hosts quote and run jobs, brokers auction them.
+//!
+//! - [`scoring`]: the pure auction score;
+//! - [`executor`]: how a host runs a job (`echo`, `exec`, `http`);
+//! - [`host`]: quotes, runs and signed receipts on the host;
+//! - [`broker`]: candidates, quote window, dispatch, failover, verification, reputation;
+//! - [`receipts`]: receipt batches with Merkle proofs for the ledger.
+
+pub mod broker;
+pub mod executor;
+pub mod host;
+pub mod receipts;
+pub mod scoring;
