@@ -15,12 +15,14 @@
 //! | [`udp`] | UDP multicast link for machines without radios |
 //! | [`beacon`] | compact signed beacons that fit one LoRa frame, and a replay filter |
 //! | [`ble`] | Bluetooth LE: service UUID, name codec, advertisement parsing, ATT chunking |
+//! | [`frag`] | segmentation + selective-repeat ARQ: a reliable byte stream over a link |
 
 // A panic in a test is a failure with a message, which is what a test wants.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod beacon;
 pub mod ble;
+pub mod frag;
 pub mod kiss;
 pub mod link;
 pub mod lora;

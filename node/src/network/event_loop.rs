@@ -113,26 +113,31 @@ impl HostSettings {
 const SETTINGS_KEY: &str = "host";
 
 /// The event loop.
+///
+/// Fields are visible to sibling modules of `network/` so that each protocol's handling can
+/// live in its own file as an `impl EventLoop` block (see `auction` handling for the pattern:
+/// a field in [`Behaviour`], a `BehaviourEvent::X(ev) => self.on_x(ev)` arm, and a
+/// `Command::X` variant).
 pub struct EventLoop {
-    swarm: Swarm<Behaviour>,
-    commands: mpsc::Receiver<Command>,
-    cancel: CancellationToken,
-    store: Arc<Store>,
-    identity: Identity,
-    cfg: Config,
-    registry: Registry,
-    settings: HostSettings,
-    listen_addrs: Vec<Multiaddr>,
-    announce_topic: IdentTopic,
-    announce_due: Option<Instant>,
-    last_announce: Instant,
-    bootstrap: Vec<(PeerId, Multiaddr)>,
-    redial: HashMap<PeerId, (Instant, Duration)>,
-    last_redial: Instant,
-    last_kad_bootstrap: Instant,
-    host: Host,
-    finished: mpsc::Receiver<Finished>,
-    pending: HashMap<OutboundRequestId, oneshot::Sender<Result<auction::Response, String>>>,
+    pub(super) swarm: Swarm<Behaviour>,
+    pub(super) commands: mpsc::Receiver<Command>,
+    pub(super) cancel: CancellationToken,
+    pub(super) store: Arc<Store>,
+    pub(super) identity: Identity,
+    pub(super) cfg: Config,
+    pub(super) registry: Registry,
+    pub(super) settings: HostSettings,
+    pub(super) listen_addrs: Vec<Multiaddr>,
+    pub(super) announce_topic: IdentTopic,
+    pub(super) announce_due: Option<Instant>,
+    pub(super) last_announce: Instant,
+    pub(super) bootstrap: Vec<(PeerId, Multiaddr)>,
+    pub(super) redial: HashMap<PeerId, (Instant, Duration)>,
+    pub(super) last_redial: Instant,
+    pub(super) last_kad_bootstrap: Instant,
+    pub(super) host: Host,
+    pub(super) finished: mpsc::Receiver<Finished>,
+    pub(super) pending: HashMap<OutboundRequestId, oneshot::Sender<Result<auction::Response, String>>>,
 }
 
 impl EventLoop {
