@@ -73,6 +73,7 @@ pub struct TestNode {
     /// A dialable multiaddr ending in `/p2p/<peer id>`.
     pub addr: String,
     extra: Vec<String>,
+    env: Vec<(String, String)>,
     http: reqwest::Client,
 }
 
@@ -94,14 +95,30 @@ impl TestNode {
     /// Starts a node in a fresh temporary data directory with loopback defaults plus
     /// `extra` arguments.
     pub async fn start(extra: &[&str]) -> TestNode {
+        Self::start_with(extra, &[], None).await
+    }
+
+    /// Starts a node with extra arguments, environment variables and an optional config
+    /// file body (written as `config.toml` in its data directory and passed with --config).
+    pub async fn start_with(
+        extra: &[&str],
+        env: &[(&str, &str)],
+        config: Option<&str>,
+    ) -> TestNode {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().to_owned();
-        Self::start_in(
-            dir,
-            Some(tmp),
-            extra.iter().map(|s| s.to_string()).collect(),
-        )
-        .await
+        let mut args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        if let Some(body) = config {
+            let path = dir.join("config.toml");
+            std::fs::write(&path, body).expect("write config");
+            args.push("--config".into());
+            args.push(path.display().to_string());
+        }
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Self::start_in_env(dir, Some(tmp), args, env).await
     }
 
     /// Starts a node on an existing data directory.
@@ -109,6 +126,15 @@ impl TestNode {
         dir: PathBuf,
         tmp: Option<tempfile::TempDir>,
         extra: Vec<String>,
+    ) -> TestNode {
+        Self::start_in_env(dir, tmp, extra, Vec::new()).await
+    }
+
+    async fn start_in_env(
+        dir: PathBuf,
+        tmp: Option<tempfile::TempDir>,
+        extra: Vec<String>,
+        env: Vec<(String, String)>,
     ) -> TestNode {
         let _ = std::fs::remove_file(dir.join("api.url"));
         let log = std::fs::File::create(dir.join("node.log")).expect("log file");
@@ -121,10 +147,12 @@ impl TestNode {
                 "RUST_LOG",
                 std::env::var("OFFGRID_TEST_LOG").unwrap_or_else(|_| "info".into()),
             )
+            .envs(env.clone())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
         let child = cmd.spawn().expect("spawn offgrid-node");
+        let env_copy = env;
         let mut node = TestNode {
             child: Some(child),
             dir,
@@ -134,6 +162,7 @@ impl TestNode {
             peer_id: String::new(),
             addr: String::new(),
             extra,
+            env: env_copy,
             http: reqwest::Client::new(),
         };
         node.api = {
@@ -288,7 +317,8 @@ impl TestNode {
         let tmp = self._tmp.take();
         let dir = self.dir.clone();
         let extra = std::mem::take(&mut self.extra);
-        TestNode::start_in(dir, tmp, extra).await
+        let env = std::mem::take(&mut self.env);
+        TestNode::start_in_env(dir, tmp, extra, env).await
     }
 
     /// Data directory path.

@@ -105,6 +105,7 @@ async fn status(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
             "known": net.known_peers,
             "active_hosts": net.active_hosts,
         },
+        "jobs_in_flight": net.jobs_in_flight,
     })))
 }
 

@@ -380,6 +380,7 @@ impl EventLoop {
             connected_peers: self.swarm.connected_peers().count(),
             known_peers: self.registry.len(),
             active_hosts: self.registry.iter().filter(|r| r.is_active()).count(),
+            jobs_in_flight: self.host.in_flight(),
         }
     }
 

@@ -37,6 +37,8 @@ pub struct NetStatus {
     pub known_peers: usize,
     /// Known peers whose announcement says active.
     pub active_hosts: usize,
+    /// Jobs this node is running as a host right now.
+    pub jobs_in_flight: usize,
 }
 
 /// A change to what this node offers (`POST /announce`, `POST /toggle`).

@@ -1,0 +1,305 @@
+//! Compute market end to end: one broker and three hosts as separate processes.
+
+use std::time::Duration;
+
+use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
+use offgrid_e2e::{wait_until, TestNode};
+use serde_json::Value;
+
+/// Host config with one echo price; `slow` makes its echo executor take `slow` seconds.
+fn host_config(price: &str, burst: u32, slow: Option<u32>) -> String {
+    let exec = match slow {
+        None => "[executors.echo]\nkind = \"echo\"\n".to_string(),
+        Some(s) => format!(
+            "[executors.echo]\nkind = \"exec\"\nprogram = \"/bin/sh\"\nargs = [\"-c\", \"/bin/sleep {s}; /bin/cat\"]\n"
+        ),
+    };
+    format!("[host]\nburst = {burst}\n[host.prices]\necho = {price}\n{exec}")
+}
+
+struct Market {
+    broker: TestNode,
+    hosts: Vec<TestNode>,
+}
+
+impl Market {
+    /// A broker and hosts with the given configs (and per-host env), all known to the
+    /// broker with verified announcements before this returns.
+    async fn start(hosts: &[(String, Vec<(&str, &str)>)]) -> Market {
+        let broker = TestNode::start(&[]).await;
+        let mut hs = Vec::new();
+        for (cfg, env) in hosts {
+            hs.push(TestNode::start_with(&["--bootstrap", &broker.addr], env, Some(cfg)).await);
+        }
+        let m = Market { broker, hosts: hs };
+        for h in &m.hosts {
+            m.wait_host(h, |p| p["active"] == true).await;
+        }
+        m
+    }
+
+    async fn wait_host(&self, h: &TestNode, cond: impl Fn(&Value) -> bool) {
+        wait_until(
+            Duration::from_secs(15),
+            "the broker to see the host's announcement",
+            || {
+                let ok = self
+                    .broker
+                    .verified_peers()
+                    .iter()
+                    .any(|p| p["peer_id"] == h.peer_id.as_str() && cond(p));
+                async move { ok.then_some(()) }
+            },
+        )
+        .await;
+    }
+
+    fn run(&self, payload: &str) -> Value {
+        self.broker.cli_json(&[
+            "job",
+            "run",
+            "--type",
+            "echo",
+            "--payload",
+            payload,
+            "--timeout",
+            "20",
+        ])
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cheapest_active_host_wins_and_a_toggled_off_host_gets_no_jobs() {
+    let m = Market::start(&[
+        (host_config("0.003", 8, None), vec![]),
+        (host_config("0.001", 8, None), vec![]),
+        (host_config("0.002", 8, None), vec![]),
+    ])
+    .await;
+    let r = m.run("{\"n\":1}");
+    assert_eq!(r["host"], m.hosts[1].peer_id.as_str(), "cheapest wins: {r}");
+    assert_eq!(r["price_micro"], 1000);
+    assert_eq!(r["output"]["n"], 1);
+    assert_eq!(r["receipt"]["node_id"], m.hosts[1].peer_id.as_str());
+
+    m.hosts[1].cli_json(&["toggle", "off"]);
+    m.wait_host(&m.hosts[1], |p| p["active"] == false).await;
+    for i in 0..5 {
+        let r = m.run(&format!("{{\"n\":{i}}}"));
+        assert_eq!(
+            r["host"],
+            m.hosts[2].peer_id.as_str(),
+            "next cheapest, never the toggled-off host: {r}"
+        );
+    }
+    // Even asked directly, the toggled-off host declines to quote.
+    let q = m
+        .broker
+        .cli_json(&["quote", &m.hosts[1].peer_id, "echo", "1"]);
+    assert!(
+        q["declined"].as_str().unwrap().contains("not taking jobs"),
+        "{q}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_killed_after_winning_is_replaced_by_the_next_best() {
+    let mut m = Market::start(&[
+        (host_config("0.001", 8, Some(30)), vec![]),
+        (host_config("0.002", 8, None), vec![]),
+        (host_config("0.003", 8, None), vec![]),
+    ])
+    .await;
+    let broker_dir = m.broker.dir.clone();
+    let job = std::thread::spawn(move || {
+        std::process::Command::new(offgrid_e2e::bin("offgrid"))
+            .arg("--data-dir")
+            .arg(&broker_dir)
+            .args([
+                "--json",
+                "job",
+                "run",
+                "--type",
+                "echo",
+                "--payload",
+                "{\"k\":7}",
+                "--timeout",
+                "25",
+            ])
+            .output()
+            .unwrap()
+    });
+    let winner = &m.hosts[0];
+    wait_until(
+        Duration::from_secs(10),
+        "the cheapest host to be running the job",
+        || async { (winner.get("/status").await["jobs_in_flight"] == 1).then_some(()) },
+    )
+    .await;
+    let dead = winner.peer_id.clone();
+    m.hosts[0].kill9();
+    let out = job.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        r["host"],
+        m.hosts[1].peer_id.as_str(),
+        "next best took over: {r}"
+    );
+    assert_eq!(r["output"]["k"], 7);
+    let attempts = r["attempts"].as_array().unwrap();
+    assert_eq!(attempts[0]["host"], dead.as_str());
+    assert_ne!(attempts[0]["outcome"], "ok");
+    let rep = m.broker.cli_json(&["reputation"]);
+    let dead_rep = rep["reputation"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["peer"] == dead.as_str())
+        .unwrap();
+    assert_eq!(dead_rep["misses"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_receipt_is_rejected_and_its_host_loses_reputation() {
+    let m = Market::start(&[
+        (
+            host_config("0.001", 8, None),
+            vec![("OFFGRID_FAULT_INJECT", "forge_receipt")],
+        ),
+        (host_config("0.002", 8, None), vec![]),
+    ])
+    .await;
+    let forger = m.hosts[0].peer_id.clone();
+    let r = m.run("{\"x\":1}");
+    assert_eq!(r["host"], m.hosts[1].peer_id.as_str(), "{r}");
+    let first = &r["attempts"][0];
+    assert_eq!(first["host"], forger.as_str());
+    assert!(
+        first["outcome"]
+            .as_str()
+            .unwrap()
+            .contains("invalid receipt"),
+        "{first}"
+    );
+    let rep = m.broker.cli_json(&["reputation"]);
+    let row = rep["reputation"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["peer"] == forger.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(row["hits"], 0);
+    assert_eq!(row["misses"], 1);
+    // The forger's lost reputation outweighs its lower price once it has a record.
+    assert!(row["factor"].as_f64().unwrap() > 1.5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_host_is_skipped() {
+    let m = Market::start(&[
+        (host_config("0.001", 1, Some(5)), vec![]),
+        (host_config("0.002", 8, None), vec![]),
+    ])
+    .await;
+    let busy = &m.hosts[0];
+    let broker_dir = m.broker.dir.clone();
+    let first = std::thread::spawn(move || {
+        std::process::Command::new(offgrid_e2e::bin("offgrid"))
+            .arg("--data-dir")
+            .arg(&broker_dir)
+            .args([
+                "--json",
+                "job",
+                "run",
+                "--type",
+                "echo",
+                "--payload",
+                "{}",
+                "--timeout",
+                "20",
+            ])
+            .output()
+            .unwrap()
+    });
+    wait_until(
+        Duration::from_secs(10),
+        "the cheap host's only slot to be taken",
+        || async { (busy.get("/status").await["jobs_in_flight"] == 1).then_some(()) },
+    )
+    .await;
+    let r = m.run("{\"second\":true}");
+    assert_eq!(
+        r["host"],
+        m.hosts[1].peer_id.as_str(),
+        "the busy host was skipped: {r}"
+    );
+    assert_eq!(
+        r["attempts"].as_array().unwrap().len(),
+        1,
+        "no run was even tried on the busy host"
+    );
+    let out = first.join().unwrap();
+    let r1: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r1["host"], busy.peer_id.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exported_receipts_verify_from_their_bytes_with_plain_ed25519() {
+    let m = Market::start(&[(host_config("0.001", 8, None), vec![])]).await;
+    let mut jobs = Vec::new();
+    for i in 0..3 {
+        jobs.push(
+            m.run(&format!("{{\"i\":{i}}}"))["job_id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let export = m.hosts[0].cli_json(&["receipts", "export"]);
+    assert_eq!(export["count"], 3);
+    let root = hex::decode(export["root"].as_str().unwrap()).unwrap();
+    let root: [u8; 32] = root.try_into().unwrap();
+    let mut seen = Vec::new();
+    for item in export["batch"]["items"].as_array().unwrap() {
+        let rec = &item["receipt"];
+        let bytes = B64.decode(rec["signed"].as_str().unwrap()).unwrap();
+        let sig: [u8; 64] = hex::decode(rec["sig"].as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let pk: [u8; 32] = hex::decode(rec["pubkey"].as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap();
+        // Plain Ed25519 over the exported bytes: no re-encoding, no project code.
+        ed25519_dalek::VerifyingKey::from_bytes(&pk)
+            .unwrap()
+            .verify_strict(&bytes, &ed25519_dalek::Signature::from_bytes(&sig))
+            .expect("receipt signature verifies");
+        let body: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(body["version"], "0.1");
+        assert_eq!(body["node_id"], m.hosts[0].peer_id.as_str());
+        assert_eq!(body["broker_id"], m.broker.peer_id.as_str());
+        seen.push(body["job_id"].as_str().unwrap().to_owned());
+        let proof: offgrid_ledger::merkle::Proof =
+            serde_json::from_value(item["proof"].clone()).unwrap();
+        assert!(
+            offgrid_ledger::merkle::verify(&bytes, &proof, &root),
+            "inclusion proof"
+        );
+    }
+    seen.sort();
+    jobs.sort();
+    assert_eq!(seen, jobs);
+    assert_eq!(
+        m.hosts[0].cli_json(&["receipts", "export"])["count"],
+        0,
+        "each receipt is exported once"
+    );
+}
