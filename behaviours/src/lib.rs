@@ -6,3 +6,4 @@
 
 pub mod announce;
 pub mod auction;
+pub mod shards;

@@ -46,6 +46,7 @@ pub mod crypto;
 pub mod ec;
 pub mod keys;
 pub mod manifest;
+pub mod policy;
 pub mod segmenter;
 pub mod shardstore;
 pub mod upload;
@@ -56,6 +57,7 @@ pub use asset::{
 pub use crypto::{decrypt_segment, encrypt_segment, unwrap_key, wrap_key, WrappedKey};
 pub use ec::{adapt, Codec, Scheme};
 pub use manifest::{Manifest, SegmentEntry, ShardEntry, SignedManifest};
+pub use policy::{Distribution, Policy, PolicyError};
 pub use segmenter::{FileAssembler, SegmentReader};
 pub use shardstore::{PutOutcome, ShardStore, StoreError};
 pub use upload::UploadState;

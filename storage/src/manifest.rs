@@ -80,6 +80,11 @@ pub struct Manifest {
     pub file_blake3: String,
     /// Creation time, milliseconds since the Unix epoch.
     pub created_ms: u64,
+    /// Incremented by the owner on every re-signed update (a share, a repair). A holder keeps
+    /// the highest revision it has verified, so an old manifest cannot be replayed over a
+    /// newer one. Absent in manifests written before updates existed (read as 0).
+    #[serde(default)]
+    pub revision: u64,
 }
 
 /// A manifest that is not internally consistent.

@@ -32,6 +32,7 @@ fn sample(key: &SigningKey) -> Manifest {
         wrapped_keys: vec![wrap_key(&[7u8; 32], &[9u8; 32]).unwrap()],
         file_blake3: crate::shard_hash(b"file"),
         created_ms: 1_700_000_000_000,
+        revision: 0,
     }
 }
 

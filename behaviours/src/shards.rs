@@ -1,0 +1,250 @@
+//! The shard protocol: store, fetch and check encrypted shards, and keep asset manifests.
+//!
+//! Request-response on [`PROTOCOL_NAME`] with a size-capped CBOR codec. A shard is at most
+//! [`MAX_SHARD_BYTES`]; a manifest (a `SignedManifest` as JSON) at most
+//! [`MAX_MANIFEST_BYTES`]; the codec's caps are those plus [`FRAMING_BYTES`]. Shard bytes
+//! travel as CBOR byte strings ([`Bytes`]), not as arrays of integers.
+//!
+//! A host answers [`Response::Busy`] when its store slots are taken (the client waits
+//! `retry_after_ms` plus jitter and retries), [`Response::QuotaExceeded`] when the shard
+//! would not fit (the client places it elsewhere), [`Response::NotFound`] and
+//! [`Response::Corrupt`] on fetch (the client fetches another shard), and
+//! [`Response::Refused`] for anything malformed (a bad hash, bytes that do not match it).
+
+use std::{fmt, time::Duration};
+
+use libp2p::{request_response, StreamProtocol};
+use serde::{
+    de::{self, SeqAccess, Visitor},
+    Deserialize, Deserializer, Serialize, Serializer,
+};
+
+/// Protocol name.
+pub const PROTOCOL_NAME: StreamProtocol = StreamProtocol::new("/offgrid/shards/1.0.0");
+
+/// Largest shard a host accepts or returns.
+pub const MAX_SHARD_BYTES: usize = 1 << 20;
+/// Largest signed manifest carried (JSON). About 20 000 shard entries.
+pub const MAX_MANIFEST_BYTES: usize = 8 << 20;
+/// Most hashes in one [`Request::Has`].
+pub const MAX_HAS_HASHES: usize = 4096;
+/// Room for the CBOR framing, the hash and the enum tags around the payload.
+pub const FRAMING_BYTES: usize = 64 * 1024;
+/// Largest request on the wire.
+pub const MAX_REQUEST_BYTES: u64 = (MAX_MANIFEST_BYTES + FRAMING_BYTES) as u64;
+/// Largest response on the wire.
+pub const MAX_RESPONSE_BYTES: u64 = (MAX_MANIFEST_BYTES + FRAMING_BYTES) as u64;
+
+/// Bytes that serialise as one CBOR byte string (serde's default for `Vec<u8>` is an array
+/// of integers, about twice the size and far slower to code).
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Bytes(pub Vec<u8>);
+
+impl fmt::Debug for Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Bytes({} bytes)", self.0.len())
+    }
+}
+
+impl From<Vec<u8>> for Bytes {
+    fn from(v: Vec<u8>) -> Self {
+        Bytes(v)
+    }
+}
+
+impl Serialize for Bytes {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+struct BytesVisitor;
+
+impl<'de> Visitor<'de> for BytesVisitor {
+    type Value = Bytes;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a byte string")
+    }
+
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Bytes, E> {
+        Ok(Bytes(v.to_vec()))
+    }
+
+    fn visit_borrowed_bytes<E: de::Error>(self, v: &'de [u8]) -> Result<Bytes, E> {
+        Ok(Bytes(v.to_vec()))
+    }
+
+    fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Bytes, E> {
+        Ok(Bytes(v))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Bytes, A::Error> {
+        // Accepted for robustness; the size cap of the codec bounds it.
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(MAX_SHARD_BYTES));
+        while let Some(b) = seq.next_element::<u8>()? {
+            out.push(b);
+        }
+        Ok(Bytes(out))
+    }
+}
+
+impl<'de> Deserialize<'de> for Bytes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_byte_buf(BytesVisitor)
+    }
+}
+
+/// Client → host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Keep this shard; `hash` is the BLAKE3 hex of `bytes`.
+    Store {
+        /// BLAKE3 hex of the bytes.
+        hash: String,
+        /// The shard.
+        bytes: Bytes,
+    },
+    /// Return this shard.
+    Fetch {
+        /// BLAKE3 hex.
+        hash: String,
+    },
+    /// Which of these shards do you hold?
+    Has {
+        /// BLAKE3 hexes, at most [`MAX_HAS_HASHES`].
+        hashes: Vec<String>,
+    },
+    /// Keep this signed manifest (JSON of a `SignedManifest`).
+    StoreManifest {
+        /// Asset id, hex.
+        asset_id: String,
+        /// The signed manifest.
+        manifest: Bytes,
+    },
+    /// Return the newest signed manifest you hold for this asset.
+    FetchManifest {
+        /// Asset id, hex.
+        asset_id: String,
+    },
+}
+
+impl Request {
+    /// A short name for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Request::Store { .. } => "store",
+            Request::Fetch { .. } => "fetch",
+            Request::Has { .. } => "has",
+            Request::StoreManifest { .. } => "store_manifest",
+            Request::FetchManifest { .. } => "fetch_manifest",
+        }
+    }
+}
+
+/// Host → client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// The shard is durable (fsynced and renamed) on the host.
+    Stored {
+        /// The host already had it.
+        already_had: bool,
+    },
+    /// The shard asked for (verified against its hash by the host before sending).
+    Shard {
+        /// The bytes.
+        bytes: Bytes,
+    },
+    /// Answer to [`Request::Has`], one flag per hash in order.
+    Have {
+        /// Whether each shard is held.
+        present: Vec<bool>,
+    },
+    /// The manifest was verified and kept.
+    ManifestStored,
+    /// A signed manifest (JSON of a `SignedManifest`).
+    Manifest {
+        /// The signed manifest.
+        manifest: Bytes,
+    },
+    /// All store slots are taken; ask again later.
+    Busy {
+        /// Suggested wait, milliseconds.
+        retry_after_ms: u64,
+    },
+    /// The shard does not fit in the host's quota.
+    QuotaExceeded {
+        /// Bytes used.
+        used: u64,
+        /// The quota.
+        quota: u64,
+    },
+    /// No such shard or manifest.
+    NotFound,
+    /// The shard rotted on the host's disk (it was quarantined).
+    Corrupt,
+    /// The request was malformed or not acceptable.
+    Refused {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The libp2p behaviour of the shard protocol.
+pub type Behaviour = request_response::cbor::Behaviour<Request, Response>;
+
+/// Event of [`Behaviour`].
+pub type Event = request_response::Event<Request, Response>;
+
+/// Builds the behaviour.
+pub fn behaviour(request_timeout: Duration, max_concurrent_streams: usize) -> Behaviour {
+    let codec = request_response::cbor::codec::Codec::default()
+        .set_request_size_maximum(MAX_REQUEST_BYTES)
+        .set_response_size_maximum(MAX_RESPONSE_BYTES);
+    request_response::Behaviour::with_codec(
+        codec,
+        [(PROTOCOL_NAME, request_response::ProtocolSupport::Full)],
+        request_response::Config::default()
+            .with_request_timeout(request_timeout)
+            .with_max_concurrent_streams(max_concurrent_streams),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use libp2p::request_response::Codec as _;
+
+    use super::*;
+
+    #[test]
+    fn shard_bytes_travel_as_a_byte_string() {
+        let bytes: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
+        let req = Request::Store {
+            hash: "ab".repeat(32),
+            bytes: Bytes(bytes.clone()),
+        };
+        let mut codec = request_response::cbor::codec::Codec::<Request, Response>::default();
+        let mut buf = Vec::new();
+        futures_lite_block(codec.write_request(&PROTOCOL_NAME, &mut buf, req.clone()));
+        assert!(
+            buf.len() < bytes.len() + 200,
+            "{} bytes on the wire",
+            buf.len()
+        );
+        let back = futures_lite_block(codec.read_request(&PROTOCOL_NAME, &mut buf.as_slice()));
+        assert_eq!(back, req);
+    }
+
+    /// Polls a future that never waits (in-memory I/O) to completion.
+    fn futures_lite_block<T>(f: impl std::future::Future<Output = std::io::Result<T>>) -> T {
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        let mut f = std::pin::pin!(f);
+        loop {
+            if let std::task::Poll::Ready(r) = f.as_mut().poll(&mut cx) {
+                return r.unwrap();
+            }
+        }
+    }
+}
