@@ -16,12 +16,14 @@
 //! | [`beacon`] | compact signed beacons that fit one LoRa frame, and a replay filter |
 //! | [`ble`] | Bluetooth LE: service UUID, name codec, advertisement parsing, ATT chunking |
 //! | [`frag`] | segmentation + selective-repeat ARQ: a reliable byte stream over a link |
+//! | [`demux`] | one link shared by beacons and several ARQ streams |
 
 // A panic in a test is a failure with a message, which is what a test wants.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod beacon;
 pub mod ble;
+pub mod demux;
 pub mod frag;
 pub mod kiss;
 pub mod link;
