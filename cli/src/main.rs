@@ -4,6 +4,7 @@
 
 mod client;
 mod market;
+mod storage;
 mod table;
 
 use std::{path::PathBuf, time::Duration};
@@ -79,6 +80,8 @@ enum Command {
     Receipts(market::ReceiptsCmd),
     /// Hits and misses of the hosts this node brokered jobs to.
     Reputation,
+    #[command(flatten)]
+    Storage(storage::StorageCmd),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -238,6 +241,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => market::quote(&api, json, &peer, &job_type, &size).await,
         Command::Receipts(cmd) => market::receipts(&api, json, cmd).await,
         Command::Reputation => market::reputation(&api, json).await,
+        Command::Storage(cmd) => storage::run(&api, json, cmd).await,
         Command::Id => {
             let v = api
                 .get("/pubkeys")

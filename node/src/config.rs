@@ -145,6 +145,8 @@ pub struct Config {
     pub executors: BTreeMap<String, ExecutorConfig>,
     /// Local HTTP API limits.
     pub api: ApiConfig,
+    /// Encrypted, erasure-coded file storage: this node as a host and as a client.
+    pub storage: StorageConfig,
 }
 
 impl Default for Config {
@@ -162,6 +164,7 @@ impl Default for Config {
             market: MarketConfig::default(),
             executors: BTreeMap::from([("echo".into(), ExecutorConfig::default())]),
             api: ApiConfig::default(),
+            storage: StorageConfig::default(),
         }
     }
 }
@@ -351,6 +354,62 @@ impl Default for ApiConfig {
             body_limit_bytes: 1024 * 1024,
             request_timeout_s: 10,
             max_concurrent_requests: 1024,
+        }
+    }
+}
+
+/// Encrypted, erasure-coded file storage (`[storage]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Bytes of other nodes' shards this host keeps at most; beyond, stores are refused.
+    pub quota_bytes: u64,
+    /// Shard stores a host writes at once; beyond, it answers busy.
+    pub max_concurrent_stores: usize,
+    /// Shard fetches a host serves at once; beyond, it answers busy.
+    pub max_concurrent_fetches: usize,
+    /// Milliseconds a busy host asks the client to wait.
+    pub busy_retry_ms: u64,
+    /// Shard requests a put, get or repair keeps in flight.
+    pub max_in_flight: usize,
+    /// Seconds before one shard request is given up.
+    pub request_timeout_s: u64,
+    /// Attempts per shard on one host (backoff with jitter between them) before another
+    /// host is tried.
+    pub max_attempts: u32,
+    /// Default shard size of `offgrid put`, bytes (at most 1 MiB).
+    pub shard_size: u32,
+    /// Default Reed–Solomon data shards.
+    pub k: u16,
+    /// Default Reed–Solomon total shards.
+    pub n: u16,
+    /// Default replicas of `--mode rep`.
+    pub r: u16,
+    /// A segment with fewer than k + this many reachable shards is repaired.
+    pub repair_margin: u16,
+    /// Seconds between background checks of this node's assets; 0 turns them off.
+    pub repair_interval_s: u64,
+    /// Most manifests of other nodes' assets kept as a host.
+    pub max_hosted_manifests: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            quota_bytes: 10 * 1024 * 1024 * 1024,
+            max_concurrent_stores: 4,
+            max_concurrent_fetches: 16,
+            busy_retry_ms: 20,
+            max_in_flight: 8,
+            request_timeout_s: 30,
+            max_attempts: 3,
+            shard_size: 64 * 1024,
+            k: 12,
+            n: 20,
+            r: 5,
+            repair_margin: 3,
+            repair_interval_s: 600,
+            max_hosted_manifests: 100_000,
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod identity;
 pub mod market;
 pub mod network;
 pub mod registry;
+pub mod storage;
 pub mod store;
 
 use std::{
@@ -83,7 +84,16 @@ impl Node {
                 .listen_on(addr.clone())
                 .with_context(|| format!("cannot listen on {addr}"))?;
         }
-        let ev = EventLoop::new(
+        let shard_host = Arc::new(
+            storage::host::ShardHost::open(
+                &data_dir.join(storage::SHARDS_DIR),
+                &cfg.storage,
+                store.clone(),
+                identity.x25519_public(),
+            )
+            .context("opening the shard store")?,
+        );
+        let mut ev = EventLoop::new(
             swarm,
             rx,
             cancel.clone(),
@@ -92,9 +102,19 @@ impl Node {
             cfg.clone(),
             bootstrap,
         )?;
+        ev.attach_shard_host(shard_host.clone());
         tasks.spawn(ev.run());
 
         let reputation = Arc::new(market::broker::Reputation::load(&store)?);
+        let storage = storage::Storage::open(
+            &cfg.storage,
+            shard_host,
+            identity.clone(),
+            store.clone(),
+            client.clone(),
+            reputation.clone(),
+        )?;
+        tasks.spawn(storage.clone().background_repair(cancel.clone()));
         let broker = Arc::new(market::broker::Broker::new(
             client.clone(),
             identity.peer_id(),
@@ -115,6 +135,7 @@ impl Node {
             keys: Arc::new(PubKeys::of(&identity)),
             broker,
             store: store.clone(),
+            storage: storage.clone(),
         };
         let app = api::router(state, &cfg);
         let shutdown = cancel.clone();

@@ -32,10 +32,17 @@ pub enum Table {
     Reputation,
     /// Core-adapter jobs (idempotency records), keyed by job id.
     Jobs,
+    /// Signed manifests of assets this node can read (its own, or shared with it), keyed by
+    /// asset id.
+    Manifests,
+    /// Signed manifests this node keeps as a host for other owners, keyed by asset id.
+    HostedManifests,
+    /// Uploads in progress (resume state), keyed by source path.
+    Uploads,
 }
 
 impl Table {
-    const ALL: [Table; 7] = [
+    const ALL: [Table; 10] = [
         Table::Meta,
         Table::Peers,
         Table::Settings,
@@ -43,6 +50,9 @@ impl Table {
         Table::Batches,
         Table::Reputation,
         Table::Jobs,
+        Table::Manifests,
+        Table::HostedManifests,
+        Table::Uploads,
     ];
 
     fn def(self) -> TableDefinition<'static, &'static str, &'static [u8]> {
@@ -59,6 +69,9 @@ impl Table {
             Table::Batches => "batches",
             Table::Reputation => "reputation",
             Table::Jobs => "jobs",
+            Table::Manifests => "manifests",
+            Table::HostedManifests => "hosted_manifests",
+            Table::Uploads => "uploads",
         }
     }
 }

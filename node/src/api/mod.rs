@@ -8,6 +8,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod market;
+pub mod storage;
 
 use std::{sync::Arc, time::Instant};
 
@@ -47,6 +48,8 @@ pub struct AppState {
     pub broker: Arc<crate::market::broker::Broker>,
     /// The store.
     pub store: Arc<crate::store::Store>,
+    /// Encrypted, erasure-coded file storage.
+    pub storage: Arc<crate::storage::Storage>,
 }
 
 /// The node's public keys (`GET /pubkeys`, `offgrid-node id`).
@@ -81,6 +84,7 @@ pub fn router(state: AppState, cfg: &Config) -> Router {
         .route("/toggle", post(toggle))
         .route("/pubkeys", get(pubkeys))
         .merge(market::routes())
+        .merge(storage::routes())
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(

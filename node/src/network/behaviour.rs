@@ -37,6 +37,8 @@ pub struct Behaviour {
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
     /// Quotes and job runs.
     pub auction: offgrid_behaviours::auction::Behaviour,
+    /// Shard store/fetch/has and manifests (see `network/shards.rs`).
+    pub shards: offgrid_behaviours::shards::Behaviour,
 }
 
 /// Errors building the behaviour.
@@ -101,8 +103,13 @@ impl Behaviour {
             .unwrap_or(30);
         let auction =
             offgrid_behaviours::auction::behaviour(Duration::from_secs(longest_job + 5), 1024);
+        let shards = offgrid_behaviours::shards::behaviour(
+            Duration::from_secs(cfg.storage.request_timeout_s.max(1)),
+            256,
+        );
         Ok(Behaviour {
             auction,
+            shards,
             limits,
             identify,
             ping: ping::Behaviour::default(),

@@ -138,6 +138,7 @@ pub struct EventLoop {
     pub(super) host: Host,
     pub(super) finished: mpsc::Receiver<Finished>,
     pub(super) pending: HashMap<OutboundRequestId, oneshot::Sender<Result<auction::Response, String>>>,
+    pub(super) shards: super::shards::ShardsState,
 }
 
 impl EventLoop {
@@ -170,6 +171,7 @@ impl EventLoop {
             host,
             finished,
             pending: HashMap::new(),
+            shards: Default::default(),
             swarm,
             commands,
             cancel,
@@ -213,6 +215,7 @@ impl EventLoop {
                         debug!("broker went away before the job's answer");
                     }
                 }
+                Some(done) = self.shards.done.recv() => self.on_shard_done(done),
                 ev = self.swarm.select_next_some() => {
                     self.on_swarm_event(ev);
                     if self.registry.take_urgent() {
@@ -286,6 +289,11 @@ impl EventLoop {
                     .send_request(&peer, request);
                 self.pending.insert(id, reply);
             }
+            Command::Shard {
+                peer,
+                request,
+                reply,
+            } => self.on_shard_command(peer, request, reply),
             Command::Dial { addr, reply } => {
                 let _ = reply.send(self.swarm.dial(addr).map_err(|e| e.to_string()));
             }
@@ -312,7 +320,7 @@ impl EventLoop {
 
     /// Before a request to a peer that is not connected, dial it on the addresses the
     /// registry knows (other behaviours may know none).
-    fn ensure_dialing(&mut self, peer: PeerId) {
+    pub(super) fn ensure_dialing(&mut self, peer: PeerId) {
         if self.swarm.is_connected(&peer) {
             return;
         }
@@ -646,6 +654,7 @@ impl EventLoop {
                 }
             }
             BehaviourEvent::Auction(ev) => self.on_auction(ev),
+            BehaviourEvent::Shards(ev) => self.on_shards(ev),
             BehaviourEvent::Kad(kad::Event::RoutingUpdated {
                 peer, addresses, ..
             }) => {

@@ -6,6 +6,7 @@
 
 mod behaviour;
 mod event_loop;
+mod shards;
 
 use std::collections::BTreeMap;
 
@@ -115,6 +116,15 @@ pub enum Command {
         request: Request,
         /// Reply: the host's answer, or why none came.
         reply: oneshot::Sender<Result<Response, String>>,
+    },
+    /// Send a shard-protocol request to a peer and wait for its answer.
+    Shard {
+        /// The host.
+        peer: PeerId,
+        /// The request.
+        request: offgrid_behaviours::shards::Request,
+        /// Reply: the host's answer, or why none came.
+        reply: oneshot::Sender<Result<offgrid_behaviours::shards::Response, String>>,
     },
     /// Dial an address.
     Dial {

@@ -1,0 +1,475 @@
+//! `offgrid put`, `get`, `share`, `ls`, `repair`, `storage …` and `policy …`.
+//!
+//! The node does the work: the CLI sends absolute paths, starts the operation, and polls
+//! `GET /storage/ops/{id}` for progress — an indicatif bar on a terminal, a plain line now
+//! and then otherwise (on stderr, so `--json` output stays one document on stdout).
+
+use std::{
+    io::IsTerminal as _,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context as _};
+use clap::{Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{json, Value};
+
+use crate::{client::Api, output, s, table};
+
+/// How often progress is polled.
+const POLL: Duration = Duration::from_millis(100);
+/// How often a plain progress line is printed when stderr is not a terminal.
+const PLAIN_EVERY: Duration = Duration::from_secs(2);
+
+/// Erasure coding or replication.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Mode {
+    /// Reed–Solomon k of n.
+    Ec,
+    /// r full copies.
+    Rep,
+}
+
+/// Storage commands (flattened into the top level).
+#[derive(Debug, Subcommand)]
+pub enum StorageCmd {
+    /// Store a file encrypted and erasure-coded across the mesh.
+    Put {
+        /// The file.
+        file: PathBuf,
+        /// ec (Reed–Solomon, default) or rep (replication).
+        #[arg(long, value_enum)]
+        mode: Option<Mode>,
+        /// Data shards (ec; node default 12).
+        #[arg(long)]
+        k: Option<u16>,
+        /// Total shards (ec; node default 20).
+        #[arg(long)]
+        n: Option<u16>,
+        /// Copies (rep; node default 5).
+        #[arg(long)]
+        r: Option<u16>,
+        /// Shard size, e.g. 64KiB, 1MiB or bytes (node default 64KiB).
+        #[arg(long, value_parser = parse_size)]
+        shard_size: Option<u32>,
+        /// Name recorded in the manifest (default: the file name).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Fetch a stored file: offgrid get <asset> -o <file>.
+    Get {
+        /// Asset id.
+        asset: String,
+        /// Where to write it.
+        #[arg(short, long)]
+        out: PathBuf,
+        /// The content key (hex) instead of this node's wrapped key.
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Let another peer read an asset you own.
+    Share {
+        /// Asset id.
+        asset: String,
+        /// The peer's id.
+        peer: String,
+    },
+    /// Assets this node can read.
+    Ls,
+    /// Rebuild an asset's missing shards onto other hosts.
+    Repair {
+        /// Asset id.
+        asset: String,
+    },
+    /// Storage status, checks and keys.
+    #[command(subcommand)]
+    Storage(Sub),
+    /// Signed public-asset policy documents.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
+}
+
+/// `offgrid storage …`
+#[derive(Debug, Subcommand)]
+pub enum Sub {
+    /// Shards held, quota, bytes received, assets.
+    Status,
+    /// Reachable shards per segment of an asset.
+    Check {
+        /// Asset id.
+        asset: String,
+    },
+    /// Print an asset's content key (hex), to hand to someone out of band.
+    Key {
+        /// Asset id.
+        asset: String,
+    },
+}
+
+/// `offgrid policy …`
+#[derive(Debug, Subcommand)]
+pub enum PolicyCmd {
+    /// Sign a policy document with this node's key.
+    Sign {
+        /// Asset id.
+        #[arg(long)]
+        asset: String,
+        /// License, e.g. MIT.
+        #[arg(long)]
+        license: String,
+        /// ec or rep.
+        #[arg(long, value_enum, default_value = "rep")]
+        mode: Mode,
+        /// Data shards (ec).
+        #[arg(long)]
+        k: Option<u16>,
+        /// Total shards (ec).
+        #[arg(long)]
+        n: Option<u16>,
+        /// Copies (rep).
+        #[arg(long)]
+        r: Option<u16>,
+        /// A safety tag (repeatable).
+        #[arg(long = "safety-tag")]
+        safety_tags: Vec<String>,
+        /// Write the document here instead of stdout.
+        #[arg(short, long)]
+        out: Option<PathBuf>,
+    },
+    /// Check a policy document's signature (offline).
+    Verify {
+        /// The document.
+        file: PathBuf,
+    },
+}
+
+/// Parses `64KiB`, `1MiB`, `64k`, `65536`.
+fn parse_size(s: &str) -> Result<u32, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a size"))?;
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1024,
+        "m" | "mb" | "mib" => 1024 * 1024,
+        _ => return Err(format!("{s:?}: unit must be B, KiB or MiB")),
+    };
+    n.checked_mul(mult)
+        .and_then(|v| u32::try_from(v).ok())
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+fn mode_name(m: Mode) -> &'static str {
+    match m {
+        Mode::Ec => "ec",
+        Mode::Rep => "rep",
+    }
+}
+
+fn absolute(p: PathBuf) -> anyhow::Result<PathBuf> {
+    std::path::absolute(&p).with_context(|| format!("resolving {}", p.display()))
+}
+
+/// Runs a storage command.
+pub async fn run(api: &Api, json: bool, cmd: StorageCmd) -> anyhow::Result<()> {
+    match cmd {
+        StorageCmd::Put {
+            file,
+            mode,
+            k,
+            n,
+            r,
+            shard_size,
+            name,
+        } => {
+            let path = std::fs::canonicalize(&file)
+                .with_context(|| format!("cannot find {}", file.display()))?;
+            let mut body = json!({ "path": path });
+            if let Some(m) = mode {
+                body["mode"] = mode_name(m).into();
+            }
+            for (key, v) in [("k", k), ("n", n), ("r", r)] {
+                if let Some(v) = v {
+                    body[key] = v.into();
+                }
+            }
+            if let Some(sz) = shard_size {
+                body["shard_size"] = sz.into();
+            }
+            if let Some(name) = name {
+                body["name"] = name.into();
+            }
+            let v = follow(api, json, "/storage/put", &body, "put").await?;
+            output(json, &v, || {
+                format!(
+                    "asset     {}\nsize      {} bytes\nscheme    {}{}\nshards    {} placed on {} hosts ({} sent now{})\ntime      {} ms\n",
+                    s(&v["asset_id"]),
+                    v["size"],
+                    s(&v["scheme"]),
+                    if v["adapted"] == true { " (adapted to the hosts available)" } else { "" },
+                    v["shards_placed"],
+                    v["hosts"],
+                    v["shards_sent"],
+                    if v["resumed"] == true { ", resumed" } else { "" },
+                    v["duration_ms"],
+                )
+            })
+        }
+        StorageCmd::Get { asset, out, key } => {
+            let mut body = json!({ "asset": asset, "out": absolute(out)? });
+            if let Some(k) = key {
+                body["key"] = k.into();
+            }
+            let v = follow(api, json, "/storage/get", &body, "get").await?;
+            output(json, &v, || {
+                format!(
+                    "wrote     {} ({} bytes, whole-file BLAKE3 verified)\nshards    {} fetched, {} corrupt bypassed, {} hosts unreachable\ntime      {} ms\n",
+                    s(&v["out"]),
+                    v["size"],
+                    v["shards_fetched"],
+                    v["corrupt_shards"],
+                    v["unreachable_hosts"],
+                    v["duration_ms"],
+                )
+            })
+        }
+        StorageCmd::Share { asset, peer } => {
+            let v = api
+                .post(
+                    "/storage/share",
+                    &json!({ "asset": asset, "peer": peer }),
+                    Duration::from_secs(60),
+                )
+                .await?;
+            output(json, &v, || {
+                format!(
+                    "shared {} with {} ({} readers)\n",
+                    s(&v["asset_id"]),
+                    s(&v["peer"]),
+                    v["readers"]
+                )
+            })
+        }
+        StorageCmd::Ls => {
+            let v = api.get("/storage/assets").await?;
+            output(json, &v, || {
+                let rows: Vec<Vec<String>> = v["assets"]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|a| {
+                        vec![
+                            s(&a["asset_id"]),
+                            s(&a["name"]),
+                            s(&a["size"]),
+                            s(&a["scheme"]),
+                            if a["owned"] == true {
+                                "owner".into()
+                            } else {
+                                "shared".into()
+                            },
+                            s(&a["readers"]),
+                        ]
+                    })
+                    .collect();
+                table::render(
+                    &["ASSET", "NAME", "SIZE", "SCHEME", "ROLE", "READERS"],
+                    &rows,
+                )
+            })
+        }
+        StorageCmd::Repair { asset } => {
+            let v = follow(
+                api,
+                json,
+                "/storage/repair",
+                &json!({ "asset": asset }),
+                "repair",
+            )
+            .await?;
+            output(json, &v, || {
+                format!(
+                    "asset     {}\nreachable min {} → {} of {} per segment\nrebuilt   {} shards in {} segments ({} segments lost)\n",
+                    s(&v["asset_id"]),
+                    v["reachable_min_before"],
+                    v["reachable_min_after"],
+                    v["n"],
+                    v["shards_rebuilt"],
+                    v["segments_repaired"],
+                    v["segments_lost"],
+                )
+            })
+        }
+        StorageCmd::Storage(Sub::Status) => {
+            let v = api.get("/storage/status").await?;
+            output(json, &v, || {
+                let h = &v["host"];
+                format!(
+                    "shards    {} held, {} of {} bytes used\nreceived  {} shards, {} bytes\nrefused   {} busy, {} over quota; {} corrupt found\nassets    {} readable, {} owned; {} uploads in progress\n",
+                    h["shards"], h["used_bytes"], h["quota_bytes"], h["received_shards"], h["received_bytes"],
+                    h["busy"], h["quota_refusals"], h["corrupt"], v["assets"], v["assets_owned"], v["uploads_in_progress"],
+                )
+            })
+        }
+        StorageCmd::Storage(Sub::Check { asset }) => {
+            let v = api.get(&format!("/storage/assets/{asset}/check")).await?;
+            output(json, &v, || {
+                format!(
+                    "asset     {}\nreachable min {} of {} (k = {}); {} segments below threshold, {} lost\n",
+                    s(&v["asset_id"]),
+                    v["reachable_min"],
+                    v["n"],
+                    v["k"],
+                    v["segments_below_threshold"],
+                    v["segments_lost"],
+                )
+            })
+        }
+        StorageCmd::Storage(Sub::Key { asset }) => {
+            let v = api
+                .post(
+                    "/storage/key",
+                    &json!({ "asset": asset }),
+                    Duration::from_secs(30),
+                )
+                .await?;
+            output(json, &v, || format!("{}\n", s(&v["key"])))
+        }
+        StorageCmd::Policy(PolicyCmd::Sign {
+            asset,
+            license,
+            mode,
+            k,
+            n,
+            r,
+            safety_tags,
+            out,
+        }) => {
+            let mut body = json!({ "asset": asset, "license": license, "mode": mode_name(mode), "safety_tags": safety_tags });
+            for (key, v) in [("k", k), ("n", n), ("r", r)] {
+                if let Some(v) = v {
+                    body[key] = v.into();
+                }
+            }
+            let doc = api
+                .post("/storage/policy/sign", &body, Duration::from_secs(30))
+                .await?;
+            let text = serde_json::to_string_pretty(&doc)?;
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, format!("{text}\n"))
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    let v = json!({ "written": path, "policy": doc });
+                    output(json, &v, || {
+                        format!("policy written to {}\n", path.display())
+                    })
+                }
+                None => {
+                    println!("{text}");
+                    Ok(())
+                }
+            }
+        }
+        StorageCmd::Policy(PolicyCmd::Verify { file }) => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let doc: Value = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not JSON", file.display()))?;
+            let policy = offgrid_storage::Policy::verify(&doc)
+                .with_context(|| format!("{} does not verify", file.display()))?;
+            let v = json!({ "valid": true, "policy": policy });
+            output(json, &v, || {
+                format!(
+                    "valid: asset {} · license {} · signed by {} · tags [{}]\n",
+                    policy.asset_id,
+                    policy.license,
+                    policy.signer,
+                    policy.safety_tags.join(", ")
+                )
+            })
+        }
+    }
+}
+
+/// Starts an operation and follows it to its end, showing progress.
+async fn follow(
+    api: &Api,
+    json: bool,
+    path: &str,
+    body: &Value,
+    what: &str,
+) -> anyhow::Result<Value> {
+    let started = api.post(path, body, Duration::from_secs(30)).await?;
+    let id = s(&started["op_id"]);
+    if id.is_empty() {
+        bail!("the node did not start the {what}");
+    }
+    let tty = !json && std::io::stderr().is_terminal();
+    let bar = tty.then(|| {
+        let b = ProgressBar::new(0);
+        b.set_style(
+            ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        b.set_prefix(what.to_owned());
+        b
+    });
+    let mut last_line = Instant::now();
+    loop {
+        tokio::time::sleep(POLL).await;
+        let v = api
+            .get(&format!("/storage/ops/{id}"))
+            .await
+            .with_context(|| format!("following {what} {id}"))?;
+        let p = &v["progress"];
+        let (done, total) = (
+            p["done_bytes"].as_u64().unwrap_or(0),
+            p["total_bytes"].as_u64().unwrap_or(0),
+        );
+        let shards = format!("{}/{} shards", p["shards_done"], p["shards_total"]);
+        if let Some(b) = &bar {
+            b.set_length(total);
+            b.set_position(done);
+            b.set_message(shards.clone());
+        } else if !json && last_line.elapsed() >= PLAIN_EVERY {
+            last_line = Instant::now();
+            eprintln!("{what}: {done}/{total} bytes, {shards}");
+        }
+        match v["state"].as_str() {
+            Some("running") => {}
+            Some("done") => {
+                if let Some(b) = &bar {
+                    b.finish_and_clear();
+                }
+                return Ok(v["result"].clone());
+            }
+            _ => {
+                if let Some(b) = &bar {
+                    b.abandon();
+                }
+                bail!("{}: {}", s(&v["error"]), s(&v["message"]));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(parse_size("64KiB"), Ok(65536));
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("64k"), Ok(65536));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("5GiB").is_err());
+    }
+}

@@ -1,0 +1,361 @@
+//! The host side of the shard protocol: keep other nodes' shards and manifests.
+//!
+//! Shards live in an [`offgrid_storage::ShardStore`] under `<data-dir>/shards` (hash checked
+//! on store and on fetch, durable before the ack, a quota). At most
+//! `storage.max_concurrent_stores` stores run at once and `storage.max_concurrent_fetches`
+//! fetches (or has/manifest requests); beyond, the host answers
+//! [`Response::Busy`] at once instead of queueing, so a client moves on or waits, and a flood
+//! costs the host no memory. Disk work runs in `spawn_blocking`.
+//!
+//! Counters ([`HostCounters`]) say what the host received: `received_bytes` counts the shard
+//! bytes of every store it accepted (stored or already held), which is what a client sent.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+};
+
+use libp2p::PeerId;
+use offgrid_behaviours::shards::{Bytes, Request, Response, MAX_HAS_HASHES, MAX_SHARD_BYTES};
+use offgrid_storage::{is_valid_hash, PutOutcome, ShardStore, SignedManifest, StoreError};
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use tracing::{debug, warn};
+
+use crate::{
+    config::StorageConfig,
+    store::{Store, Table},
+};
+
+/// What [`ShardHost::handle`] did with a request.
+pub enum Handled {
+    /// Answer now.
+    Now(Response),
+    /// Answer when this finishes.
+    Later(Pin<Box<dyn Future<Output = Response> + Send>>),
+}
+
+/// What a host has done, for `GET /storage/status`.
+#[derive(Debug, Default)]
+pub struct HostCounters {
+    /// Shard bytes of accepted stores (stored or already held).
+    pub received_bytes: AtomicU64,
+    /// Accepted stores.
+    pub received_shards: AtomicU64,
+    /// Stores that wrote a new shard.
+    pub stored_shards: AtomicU64,
+    /// Shards served.
+    pub served_shards: AtomicU64,
+    /// Requests answered busy.
+    pub busy: AtomicU64,
+    /// Stores refused for the quota.
+    pub quota_refusals: AtomicU64,
+    /// Fetches that found a rotten shard.
+    pub corrupt: AtomicU64,
+}
+
+/// A snapshot of the host's state.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostStatus {
+    /// Shards held.
+    pub shards: u64,
+    /// Bytes held.
+    pub used_bytes: u64,
+    /// The quota.
+    pub quota_bytes: u64,
+    /// Shard bytes of accepted stores since start.
+    pub received_bytes: u64,
+    /// Accepted stores since start.
+    pub received_shards: u64,
+    /// Stores that wrote a new shard since start.
+    pub stored_shards: u64,
+    /// Shards served since start.
+    pub served_shards: u64,
+    /// Requests answered busy since start.
+    pub busy: u64,
+    /// Stores refused for the quota since start.
+    pub quota_refusals: u64,
+    /// Rotten shards found since start.
+    pub corrupt: u64,
+}
+
+/// The shard host.
+pub struct ShardHost {
+    shards: Arc<ShardStore>,
+    store: Arc<Store>,
+    stores: Arc<Semaphore>,
+    fetches: Arc<Semaphore>,
+    busy_retry_ms: u64,
+    max_manifests: u64,
+    local_x25519: [u8; 32],
+    /// What the host did.
+    pub counters: Arc<HostCounters>,
+}
+
+fn manifest_is_newer(store: &Store, table: Table, asset: &str, m: &SignedManifest) -> bool {
+    let Ok(new) = m.verify() else { return false };
+    match store.get::<SignedManifest>(table, asset) {
+        Ok(Some(old)) => match old.verify() {
+            Ok(old_m) => old_m.owner_pubkey == new.owner_pubkey && new.revision >= old_m.revision,
+            Err(_) => true,
+        },
+        Ok(None) => true,
+        Err(_) => false,
+    }
+}
+
+impl ShardHost {
+    /// Opens the shard directory.
+    ///
+    /// # Errors
+    /// The shard store's error when the directory cannot be created or scanned.
+    pub fn open(
+        dir: &std::path::Path,
+        cfg: &StorageConfig,
+        store: Arc<Store>,
+        local_x25519: [u8; 32],
+    ) -> Result<Self, StoreError> {
+        Ok(ShardHost {
+            shards: Arc::new(ShardStore::open(dir, cfg.quota_bytes)?),
+            store,
+            stores: Arc::new(Semaphore::new(cfg.max_concurrent_stores.max(1))),
+            fetches: Arc::new(Semaphore::new(cfg.max_concurrent_fetches.max(1))),
+            busy_retry_ms: cfg.busy_retry_ms.max(1),
+            max_manifests: cfg.max_hosted_manifests,
+            local_x25519,
+            counters: Arc::default(),
+        })
+    }
+
+    /// The state for `/storage/status`.
+    pub fn status(&self) -> HostStatus {
+        let c = &self.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        HostStatus {
+            shards: self.shards.shard_count(),
+            used_bytes: self.shards.used_bytes(),
+            quota_bytes: self.shards.quota(),
+            received_bytes: get(&c.received_bytes),
+            received_shards: get(&c.received_shards),
+            stored_shards: get(&c.stored_shards),
+            served_shards: get(&c.served_shards),
+            busy: get(&c.busy),
+            quota_refusals: get(&c.quota_refusals),
+            corrupt: get(&c.corrupt),
+        }
+    }
+
+    fn busy(&self) -> Handled {
+        self.counters.busy.fetch_add(1, Ordering::Relaxed);
+        Handled::Now(Response::Busy {
+            retry_after_ms: self.busy_retry_ms,
+        })
+    }
+
+    fn refuse(reason: impl Into<String>) -> Handled {
+        Handled::Now(Response::Refused {
+            reason: reason.into(),
+        })
+    }
+
+    /// Handles one inbound request: an answer now, or bounded work that answers later.
+    pub fn handle(self: &Arc<Self>, peer: PeerId, request: Request) -> Handled {
+        match request {
+            Request::Store { hash, bytes } => self.store_shard(peer, hash, bytes.0),
+            Request::Fetch { hash } => {
+                if !is_valid_hash(&hash) {
+                    return Self::refuse("malformed shard hash");
+                }
+                let Ok(permit) = self.fetches.clone().try_acquire_owned() else {
+                    return self.busy();
+                };
+                let this = self.clone();
+                self.blocking(move || {
+                    let _permit = permit;
+                    this.fetch(&hash)
+                })
+            }
+            Request::Has { hashes } => {
+                if hashes.len() > MAX_HAS_HASHES {
+                    return Self::refuse(format!("at most {MAX_HAS_HASHES} hashes per request"));
+                }
+                let Ok(permit) = self.fetches.clone().try_acquire_owned() else {
+                    return self.busy();
+                };
+                let shards = self.shards.clone();
+                self.blocking(move || {
+                    let _permit = permit;
+                    Response::Have {
+                        present: hashes.iter().map(|h| shards.has(h)).collect(),
+                    }
+                })
+            }
+            Request::StoreManifest { asset_id, manifest } => {
+                let Ok(permit) = self.fetches.clone().try_acquire_owned() else {
+                    return self.busy();
+                };
+                let this = self.clone();
+                self.blocking(move || {
+                    let _permit = permit;
+                    this.keep_manifest(peer, &asset_id, &manifest.0)
+                })
+            }
+            Request::FetchManifest { asset_id } => {
+                let Ok(permit) = self.fetches.clone().try_acquire_owned() else {
+                    return self.busy();
+                };
+                let store = self.store.clone();
+                self.blocking(move || {
+                    let _permit = permit;
+                    for table in [Table::Manifests, Table::HostedManifests] {
+                        if let Ok(Some(m)) = store.get::<SignedManifest>(table, &asset_id) {
+                            if let Ok(bytes) = serde_json::to_vec(&m) {
+                                return Response::Manifest {
+                                    manifest: Bytes(bytes),
+                                };
+                            }
+                        }
+                    }
+                    Response::NotFound
+                })
+            }
+        }
+    }
+
+    fn blocking(&self, work: impl FnOnce() -> Response + Send + 'static) -> Handled {
+        Handled::Later(Box::pin(async move {
+            tokio::task::spawn_blocking(work)
+                .await
+                .unwrap_or_else(|e| Response::Refused {
+                    reason: format!("host task failed: {e}"),
+                })
+        }))
+    }
+
+    fn store_shard(self: &Arc<Self>, peer: PeerId, hash: String, bytes: Vec<u8>) -> Handled {
+        if bytes.len() > MAX_SHARD_BYTES {
+            return Self::refuse(format!("shard larger than {MAX_SHARD_BYTES} bytes"));
+        }
+        if !is_valid_hash(&hash) {
+            return Self::refuse("malformed shard hash");
+        }
+        let Ok(permit) = self.stores.clone().try_acquire_owned() else {
+            return self.busy();
+        };
+        let this = self.clone();
+        self.blocking(move || {
+            let _permit = permit;
+            let len = bytes.len() as u64;
+            let result = this.shards.put(&hash, &bytes);
+            let c = &this.counters;
+            match result {
+                Ok(outcome) => {
+                    c.received_bytes.fetch_add(len, Ordering::Relaxed);
+                    c.received_shards.fetch_add(1, Ordering::Relaxed);
+                    let already_had = outcome == PutOutcome::AlreadyHad;
+                    if !already_had {
+                        c.stored_shards.fetch_add(1, Ordering::Relaxed);
+                    }
+                    debug!(%peer, hash = %&hash[..12], len, already_had, "shard stored");
+                    Response::Stored { already_had }
+                }
+                Err(StoreError::QuotaExceeded { used, quota }) => {
+                    c.quota_refusals.fetch_add(1, Ordering::Relaxed);
+                    Response::QuotaExceeded { used, quota }
+                }
+                Err(StoreError::InFlight(_)) => {
+                    c.busy.fetch_add(1, Ordering::Relaxed);
+                    Response::Busy {
+                        retry_after_ms: this.busy_retry_ms,
+                    }
+                }
+                Err(e @ (StoreError::HashMismatch { .. } | StoreError::InvalidHash(_))) => {
+                    Response::Refused {
+                        reason: e.to_string(),
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, "cannot store shard");
+                    Response::Refused {
+                        reason: "the host cannot write the shard".into(),
+                    }
+                }
+            }
+        })
+    }
+
+    fn fetch(&self, hash: &str) -> Response {
+        match self.shards.get(hash) {
+            Ok(bytes) => {
+                self.counters.served_shards.fetch_add(1, Ordering::Relaxed);
+                Response::Shard {
+                    bytes: Bytes(bytes),
+                }
+            }
+            Err(StoreError::NotFound(_)) => Response::NotFound,
+            Err(StoreError::Corrupt { quarantined, .. }) => {
+                self.counters.corrupt.fetch_add(1, Ordering::Relaxed);
+                warn!(hash, quarantined = %quarantined.display(), "shard rotted on disk");
+                Response::Corrupt
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot read shard");
+                Response::Refused {
+                    reason: "the host cannot read the shard".into(),
+                }
+            }
+        }
+    }
+
+    /// Keeps a verified manifest: as a host, and in the readable table if it is shared with
+    /// this node.
+    fn keep_manifest(&self, peer: PeerId, asset_id: &str, bytes: &[u8]) -> Response {
+        let refused = |reason: String| Response::Refused { reason };
+        let signed: SignedManifest = match serde_json::from_slice(bytes) {
+            Ok(s) => s,
+            Err(e) => return refused(format!("not a signed manifest: {e}")),
+        };
+        let manifest = match signed.verify() {
+            Ok(m) => m,
+            Err(e) => return refused(e.to_string()),
+        };
+        if manifest.asset_id != asset_id {
+            return refused("asset id does not match the manifest".into());
+        }
+        let readable = manifest.wrapped_key_for(&self.local_x25519).is_some();
+        let table = if readable {
+            Table::Manifests
+        } else {
+            Table::HostedManifests
+        };
+        let exists = matches!(
+            self.store.get::<SignedManifest>(table, asset_id),
+            Ok(Some(_))
+        );
+        if !exists && !readable {
+            let count = self.store.len(Table::HostedManifests).unwrap_or(u64::MAX);
+            if count >= self.max_manifests {
+                return refused("the host keeps no more manifests".into());
+            }
+        }
+        if !manifest_is_newer(&self.store, table, asset_id, &signed) {
+            return refused(
+                "a newer revision of this manifest, or one of another owner, is held".into(),
+            );
+        }
+        match self.store.put(table, asset_id, &signed) {
+            Ok(()) => {
+                debug!(%peer, asset_id, revision = manifest.revision, readable, "manifest kept");
+                Response::ManifestStored
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot keep manifest");
+                refused("the host cannot write the manifest".into())
+            }
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! Long-running storage operations (put, get, repair) and their progress.
+//!
+//! `POST /storage/put` and friends start an operation and answer its id at once; the CLI
+//! polls `GET /storage/ops/{id}` for progress and the outcome. Operations run in the node,
+//! so a CLI that goes away does not stop them. At most [`MAX_OPS`] are remembered; the
+//! oldest finished ones are forgotten first.
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+};
+
+use serde_json::{json, Value};
+
+use super::StorageError;
+
+/// Operations remembered.
+pub const MAX_OPS: usize = 256;
+
+/// Progress counters of one operation.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Plaintext bytes of the file.
+    pub total_bytes: AtomicU64,
+    /// Plaintext bytes whose segments are done.
+    pub done_bytes: AtomicU64,
+    /// Shards the operation has to place or fetch.
+    pub shards_total: AtomicU64,
+    /// Shards placed (acknowledged) or fetched and verified.
+    pub shards_done: AtomicU64,
+    /// Shard bytes sent to hosts by this run.
+    pub bytes_sent: AtomicU64,
+    /// Shard bytes received from hosts by this run.
+    pub bytes_received: AtomicU64,
+}
+
+impl Progress {
+    /// Adds to a counter.
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn json(&self) -> Value {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        json!({
+            "total_bytes": get(&self.total_bytes),
+            "done_bytes": get(&self.done_bytes),
+            "shards_total": get(&self.shards_total),
+            "shards_done": get(&self.shards_done),
+            "bytes_sent": get(&self.bytes_sent),
+            "bytes_received": get(&self.bytes_received),
+        })
+    }
+}
+
+enum Outcome {
+    Running,
+    Done(Value),
+    Failed { code: &'static str, message: String },
+}
+
+/// One operation.
+pub struct Op {
+    /// Its id.
+    pub id: String,
+    /// `put`, `get` or `repair`.
+    pub kind: &'static str,
+    /// When it started, ms since the Unix epoch.
+    pub started_ms: u64,
+    /// Its counters.
+    pub progress: Arc<Progress>,
+    outcome: Mutex<Outcome>,
+}
+
+impl Op {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Outcome> {
+        // A poisoned lock only means a panic while swapping the outcome; the value is whole.
+        self.outcome.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records the outcome.
+    pub fn finish(&self, result: Result<Value, StorageError>) {
+        *self.lock() = match result {
+            Ok(v) => Outcome::Done(v),
+            Err(e) => Outcome::Failed {
+                code: e.code(),
+                message: e.to_string(),
+            },
+        };
+    }
+
+    /// Whether it is still running.
+    pub fn running(&self) -> bool {
+        matches!(*self.lock(), Outcome::Running)
+    }
+
+    /// The JSON view for `GET /storage/ops/{id}`.
+    pub fn json(&self) -> Value {
+        let mut v = json!({
+            "op_id": self.id,
+            "kind": self.kind,
+            "started_ms": self.started_ms,
+            "progress": self.progress.json(),
+        });
+        match &*self.lock() {
+            Outcome::Running => v["state"] = "running".into(),
+            Outcome::Done(result) => {
+                v["state"] = "done".into();
+                v["result"] = result.clone();
+            }
+            Outcome::Failed { code, message } => {
+                v["state"] = "failed".into();
+                v["error"] = (*code).into();
+                v["message"] = message.clone().into();
+            }
+        }
+        v
+    }
+}
+
+/// The registry of operations.
+#[derive(Default)]
+pub struct Ops {
+    map: Mutex<BTreeMap<String, Arc<Op>>>,
+}
+
+impl Ops {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<Op>>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a new running operation.
+    pub fn start(&self, kind: &'static str) -> Arc<Op> {
+        let started_ms = crate::now_ms();
+        // Ids sort by start time, so the oldest are found first when evicting.
+        let id = format!(
+            "{started_ms:013}-{}",
+            hex::encode(rand::random::<[u8; 4]>())
+        );
+        let op = Arc::new(Op {
+            id: id.clone(),
+            kind,
+            started_ms,
+            progress: Arc::default(),
+            outcome: Mutex::new(Outcome::Running),
+        });
+        let mut map = self.lock();
+        if map.len() >= MAX_OPS {
+            let finished: Vec<String> = map
+                .iter()
+                .filter(|(_, o)| !o.running())
+                .map(|(k, _)| k.clone())
+                .take(map.len() + 1 - MAX_OPS)
+                .collect();
+            for k in finished {
+                map.remove(&k);
+            }
+        }
+        map.insert(id, op.clone());
+        op
+    }
+
+    /// Looks an operation up.
+    pub fn get(&self, id: &str) -> Option<Arc<Op>> {
+        self.lock().get(id).cloned()
+    }
+
+    /// Operations still running.
+    pub fn running(&self) -> usize {
+        self.lock().values().filter(|o| o.running()).count()
+    }
+}

@@ -1,0 +1,700 @@
+//! `offgrid put`: stream a file from the node's disk into encrypted shards on the mesh.
+//!
+//! A blocking reader thread reads the file one segment at a time, seals it
+//! (XChaCha20-Poly1305 under a fresh content key, asset id + segment index as associated
+//! data), erasure-codes and hashes it, and hands the shards over a channel of capacity one;
+//! at most a few segments (a 16 MiB budget, 2 to 8 segments) are held while their shards are
+//! in flight, so memory does not grow with the file. Up to `storage.max_in_flight` stores
+//! run at once. Shard i of segment s goes to the planned host `top[(s + i) mod |top|]` among
+//! the n best-scored hosts, so every segment's shards land on distinct hosts and the data
+//! shards rotate over them; a host that fails, refuses or is full is replaced by the best
+//! host not yet holding a shard of that segment.
+//!
+//! **Resume.** The [`UploadState`] (nonces, shard hashes, which host acknowledged which
+//! shard, the content key wrapped for the owner) is saved in the store after
+//! acknowledgements, coalesced so that at most one write runs at a time and no more than
+//! one every [`PERSIST_EVERY`]. A put of the same path with the same parameters after a
+//! crash finds it, checks the file is unchanged, re-seals recorded segments with their
+//! recorded nonces (reproducing identical shards) and sends only the shards that no host
+//! acknowledged (plus at most the last [`PERSIST_EVERY`] of acknowledgements not yet saved).
+//!
+//! The upload is complete when every segment has at least k acknowledged shards; then the
+//! owner signs the manifest, keeps it and sends it to every host that holds a shard.
+
+use std::{
+    collections::{HashMap, HashSet, VecDeque},
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use futures::{stream::FuturesUnordered, StreamExt};
+use libp2p::PeerId;
+use offgrid_storage::{
+    crypto::{new_content_key, new_nonce, NONCE_LEN},
+    manifest::{new_asset_id, MANIFEST_VERSION},
+    prepare_segment_with_nonce, shard_hash, unwrap_key,
+    upload::{mtime_ms, now_ms, SegmentProgress, ShardProgress},
+    wrap_key, Codec, Manifest, PreparedShard, Scheme, SegmentReader, SignedManifest, UploadState,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use tracing::{debug, info};
+
+use super::{hosts::HostInfo, ops::Progress, transfer::StoreOutcome, Storage, StorageError};
+use crate::store::Table;
+
+/// Shortest interval between two saves of the upload state.
+pub const PERSIST_EVERY: Duration = Duration::from_millis(50);
+/// Bytes of prepared shards held at once (at least two segments).
+const SEGMENT_BUDGET: usize = 16 << 20;
+
+/// What to put.
+#[derive(Debug, Clone)]
+pub struct PutParams {
+    /// Absolute path of the file on the node's disk.
+    pub path: PathBuf,
+    /// Scheme asked for (shrunk when there are fewer hosts).
+    pub scheme: Scheme,
+    /// Shard size, bytes.
+    pub shard_size: u32,
+    /// Name recorded in the manifest (the file name by default).
+    pub name: Option<String>,
+}
+
+/// The persisted upload: the parameters asked for and the progress.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct UploadRecord {
+    requested: Scheme,
+    shard_size: u32,
+    name: Option<String>,
+    state: UploadState,
+}
+
+/// What the reader thread hands over.
+enum Prepared {
+    /// A segment with the shards that still need a host.
+    Segment {
+        index: u64,
+        plain_len: u64,
+        /// Set for a segment not recorded before.
+        record: Option<SegmentProgress>,
+        shards: Vec<PreparedShard>,
+    },
+    /// The whole file was read.
+    End { file_blake3: [u8; 32], size: u64 },
+}
+
+/// Per recorded segment: nonce, plaintext hash, shard indices still missing.
+type ResumeInfo = Vec<(String, String, Vec<u16>)>;
+
+struct Job {
+    segment: u64,
+    shard: u16,
+    hash: String,
+    bytes: Arc<Vec<u8>>,
+    tried: Vec<PeerId>,
+}
+
+struct OpenSegment {
+    outstanding: usize,
+    plain_len: u64,
+    used: HashSet<PeerId>,
+}
+
+struct PutGuard<'a> {
+    storage: &'a Storage,
+    key: String,
+}
+
+impl Drop for PutGuard<'_> {
+    fn drop(&mut self) {
+        let mut set = self
+            .storage
+            .active_puts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        set.remove(&self.key);
+    }
+}
+
+fn read_segments(
+    path: PathBuf,
+    codec: Codec,
+    content_key: [u8; 32],
+    asset_id: [u8; 32],
+    resume: ResumeInfo,
+    tx: mpsc::Sender<Result<Prepared, StorageError>>,
+) {
+    let fail = |tx: &mpsc::Sender<_>, e: StorageError| {
+        let _ = tx.blocking_send(Err(e));
+    };
+    let file = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) => {
+            return fail(
+                &tx,
+                StorageError::Invalid(format!("cannot open {}: {e}", path.display())),
+            )
+        }
+    };
+    let mut reader = SegmentReader::new(std::io::BufReader::new(file), codec.segment_plain_len());
+    for item in reader.by_ref() {
+        let (index, plain) = match item {
+            Ok(x) => x,
+            Err(e) => {
+                return fail(
+                    &tx,
+                    StorageError::Invalid(format!("reading {}: {e}", path.display())),
+                )
+            }
+        };
+        let recorded = usize::try_from(index).ok().and_then(|i| resume.get(i));
+        let (nonce, missing, record) = match recorded {
+            Some((_, _, missing)) if missing.is_empty() => {
+                let skip = Prepared::Segment {
+                    index,
+                    plain_len: plain.len() as u64,
+                    record: None,
+                    shards: Vec::new(),
+                };
+                if tx.blocking_send(Ok(skip)).is_err() {
+                    return;
+                }
+                continue;
+            }
+            Some((nonce_hex, plain_hash, missing)) => {
+                if shard_hash(&plain) != *plain_hash {
+                    return fail(&tx, StorageError::Conflict(format!(
+                        "segment {index} of {} changed since the upload started; run the put again to restart it",
+                        path.display()
+                    )));
+                }
+                let nonce: Option<[u8; NONCE_LEN]> =
+                    hex::decode(nonce_hex).ok().and_then(|b| b.try_into().ok());
+                let Some(nonce) = nonce else {
+                    return fail(
+                        &tx,
+                        StorageError::Internal("malformed nonce in the upload state".into()),
+                    );
+                };
+                (nonce, Some(missing.clone()), false)
+            }
+            None => (new_nonce(), None, true),
+        };
+        let shards = match prepare_segment_with_nonce(
+            &codec,
+            &content_key,
+            &asset_id,
+            index,
+            &nonce,
+            &plain,
+        ) {
+            Ok(s) => s,
+            Err(e) => {
+                return fail(
+                    &tx,
+                    StorageError::Internal(format!("sealing segment {index}: {e}")),
+                )
+            }
+        };
+        let record = record.then(|| SegmentProgress {
+            index,
+            nonce: hex::encode(nonce),
+            plain_blake3: shard_hash(&plain),
+            cipher_len: (plain.len() + offgrid_storage::crypto::SEGMENT_OVERHEAD) as u64,
+            shards: shards
+                .iter()
+                .map(|s| ShardProgress {
+                    index: s.index,
+                    hash: s.hash.clone(),
+                    host: None,
+                })
+                .collect(),
+        });
+        let shards = match missing {
+            Some(missing) => shards
+                .into_iter()
+                .filter(|s| missing.contains(&s.index))
+                .collect(),
+            None => shards,
+        };
+        let msg = Prepared::Segment {
+            index,
+            plain_len: plain.len() as u64,
+            record,
+            shards,
+        };
+        if tx.blocking_send(Ok(msg)).is_err() {
+            return;
+        }
+    }
+    match reader.file_blake3() {
+        Some(file_blake3) => {
+            let size = reader.bytes_read();
+            let _ = tx.blocking_send(Ok(Prepared::End { file_blake3, size }));
+        }
+        None => fail(
+            &tx,
+            StorageError::Invalid(format!("{} could not be read to its end", path.display())),
+        ),
+    }
+}
+
+impl Storage {
+    /// Puts a file; see the module docs.
+    ///
+    /// # Errors
+    /// [`StorageError`]: bad input, too few hosts, an upload that could not place k shards of
+    /// every segment (resumable), or a local failure.
+    pub async fn put(
+        &self,
+        params: PutParams,
+        progress: Arc<Progress>,
+    ) -> Result<Value, StorageError> {
+        let started = Instant::now();
+        if !params.path.is_absolute() {
+            return Err(StorageError::Invalid(
+                "path must be absolute (the node reads it from its own disk)".into(),
+            ));
+        }
+        let key = params.path.display().to_string();
+        {
+            let mut set = self.active_puts.lock().unwrap_or_else(|p| p.into_inner());
+            if !set.insert(key.clone()) {
+                return Err(StorageError::Conflict(format!(
+                    "a put of {key} is already running"
+                )));
+            }
+        }
+        let _guard = PutGuard {
+            storage: self,
+            key: key.clone(),
+        };
+        let meta = tokio::fs::metadata(&params.path)
+            .await
+            .map_err(|e| StorageError::Invalid(format!("cannot read {key}: {e}")))?;
+        if !meta.is_file() {
+            return Err(StorageError::Invalid(format!(
+                "{key} is not a regular file"
+            )));
+        }
+        Codec::new(params.scheme, params.shard_size)
+            .map_err(|e| StorageError::Invalid(e.to_string()))?;
+        let hosts = self.candidates().await?;
+        let previous: Option<UploadRecord> = self
+            .store
+            .get(Table::Uploads, &key)
+            .map_err(|e| StorageError::internal("reading upload state", e))?;
+        let resumable = previous.filter(|r| {
+            r.requested == params.scheme
+                && r.shard_size == params.shard_size
+                && r.state.matches_source(&meta)
+        });
+        let resumed = resumable.is_some();
+        let mut record = match resumable {
+            Some(r) => r,
+            None => self.new_upload(&params, &meta, hosts.len())?,
+        };
+        let scheme = record.state.scheme;
+        let codec = Codec::new(scheme, record.state.shard_size)
+            .map_err(|e| StorageError::Invalid(e.to_string()))?;
+        let content_key = unwrap_key(&record.state.owner_key, &self.identity.x25519_secret())
+            .map_err(|e| StorageError::internal("opening the upload's content key", e))?;
+        let asset_bytes: [u8; 32] = hex::decode(&record.state.asset_id)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| StorageError::Internal("malformed asset id in upload state".into()))?;
+        let n = scheme.total_shards();
+        let k = scheme.data_shards();
+        if hosts.len() < 2 {
+            return Err(StorageError::NoHosts {
+                found: hosts.len(),
+                needed: 2,
+            });
+        }
+        let resume: ResumeInfo = record
+            .state
+            .segments
+            .iter()
+            .map(|s| {
+                let missing = s
+                    .shards
+                    .iter()
+                    .filter(|sh| sh.host.is_none())
+                    .map(|sh| sh.index)
+                    .collect();
+                (s.nonce.clone(), s.plain_blake3.clone(), missing)
+            })
+            .collect();
+        let already = record
+            .state
+            .segments
+            .iter()
+            .flat_map(|s| &s.shards)
+            .filter(|s| s.host.is_some())
+            .count();
+        Progress::add(&progress.total_bytes, meta.len());
+        Progress::add(
+            &progress.shards_total,
+            record.state.segment_count * n as u64,
+        );
+        Progress::add(&progress.shards_done, already as u64);
+        info!(asset = %record.state.asset_id, path = %key, %scheme, resumed, hosts = hosts.len(), "put started");
+
+        let (tx, mut rx) = mpsc::channel(1);
+        let reader = {
+            let (path, codec) = (params.path.clone(), codec.clone());
+            tokio::task::spawn_blocking(move || {
+                read_segments(path, codec, content_key, asset_bytes, resume, tx)
+            })
+        };
+        let window = (SEGMENT_BUDGET / (n * codec.shard_size()).max(1)).clamp(2, 8);
+        let max = self.cfg.max_in_flight.max(1);
+        let top = hosts.len().min(n);
+        let mut excluded: HashSet<PeerId> = HashSet::new();
+        let mut queue: VecDeque<Job> = VecDeque::new();
+        let mut open: HashMap<u64, OpenSegment> = HashMap::new();
+        let mut inflight = FuturesUnordered::new();
+        let mut end: Option<([u8; 32], u64)> = None;
+        let mut reader_done = false;
+        let (mut sent, mut bytes_sent) = (0u64, 0u64);
+        let mut persist: Option<tokio::task::JoinHandle<()>> = None;
+        let mut last_persist = Instant::now();
+        let mut dirty = false;
+
+        loop {
+            while inflight.len() < max {
+                let Some(mut job) = queue.pop_front() else {
+                    break;
+                };
+                let Some(seg) = open.get_mut(&job.segment) else {
+                    continue;
+                };
+                let pick = pick_host(&hosts, top, &job, &seg.used, &excluded);
+                match pick {
+                    Some(peer) => {
+                        seg.used.insert(peer);
+                        job.tried.push(peer);
+                        let fut = async move {
+                            let outcome = self.store_on(peer, &job.hash, &job.bytes).await;
+                            (job, peer, outcome)
+                        };
+                        inflight.push(fut);
+                    }
+                    None => {
+                        debug!(
+                            segment = job.segment,
+                            shard = job.shard,
+                            "no host left for shard"
+                        );
+                        seg.outstanding -= 1;
+                        if seg.outstanding == 0 {
+                            Progress::add(&progress.done_bytes, seg.plain_len);
+                            open.remove(&job.segment);
+                        }
+                    }
+                }
+            }
+            if reader_done && inflight.is_empty() && queue.is_empty() {
+                break;
+            }
+            let want_more = !reader_done && open.len() < window && queue.len() < 2 * max;
+            tokio::select! {
+                Some((job, peer, outcome)) = inflight.next(), if !inflight.is_empty() => {
+                    let seg_index = job.segment;
+                    match outcome {
+                        StoreOutcome::Stored => {
+                            record.state.ack(seg_index, job.shard, &peer.to_string())
+                                .map_err(|e| StorageError::Internal(e.to_string()))?;
+                            dirty = true;
+                            sent += 1;
+                            bytes_sent += job.bytes.len() as u64;
+                            Progress::add(&progress.shards_done, 1);
+                            Progress::add(&progress.bytes_sent, job.bytes.len() as u64);
+                            if let Some(seg) = open.get_mut(&seg_index) {
+                                seg.outstanding -= 1;
+                                if seg.outstanding == 0 {
+                                    Progress::add(&progress.done_bytes, seg.plain_len);
+                                    open.remove(&seg_index);
+                                }
+                            }
+                        }
+                        other => {
+                            debug!(%peer, segment = seg_index, shard = job.shard, outcome = ?other, "store failed; trying another host");
+                            if matches!(other, StoreOutcome::Full | StoreOutcome::Unreachable(_)) {
+                                excluded.insert(peer);
+                            }
+                            if let Some(seg) = open.get_mut(&seg_index) {
+                                seg.used.remove(&peer);
+                            }
+                            queue.push_front(job);
+                        }
+                    }
+                }
+                msg = rx.recv(), if want_more => match msg {
+                    Some(Ok(Prepared::Segment { index, plain_len, record: new, shards })) => {
+                        if let Some(new) = new {
+                            record.state.record_segment_progress(new)?;
+                            dirty = true;
+                        }
+                        if shards.is_empty() {
+                            Progress::add(&progress.done_bytes, plain_len);
+                            continue;
+                        }
+                        let used = record.state.hosts_of(index).iter().filter_map(|h| h.parse().ok()).collect();
+                        open.insert(index, OpenSegment { outstanding: shards.len(), plain_len, used });
+                        for s in shards {
+                            queue.push_back(Job { segment: index, shard: s.index, hash: s.hash, bytes: Arc::new(s.bytes), tried: Vec::new() });
+                        }
+                    }
+                    Some(Ok(Prepared::End { file_blake3, size })) => end = Some((file_blake3, size)),
+                    Some(Err(e)) => return Err(e),
+                    None => reader_done = true,
+                },
+            }
+            if dirty
+                && persist.as_ref().is_none_or(|h| h.is_finished())
+                && last_persist.elapsed() >= PERSIST_EVERY
+            {
+                persist = Some(self.persist_upload(&key, &record));
+                last_persist = Instant::now();
+                dirty = false;
+            }
+        }
+        let _ = reader.await;
+        if let Some(h) = persist.take() {
+            let _ = h.await;
+        }
+        let Some((file_blake3, size)) = end else {
+            return Err(StorageError::Internal(
+                "the reader stopped before the end of the file".into(),
+            ));
+        };
+        if let Some((segment, placed)) = first_short_segment(&record.state, k) {
+            self.save_upload(&key, &record).await?;
+            return Err(StorageError::Incomplete {
+                segment,
+                placed,
+                needed: k,
+                hosts: hosts.len() - excluded.len(),
+            });
+        }
+        let manifest = Manifest {
+            version: MANIFEST_VERSION,
+            asset_id: record.state.asset_id.clone(),
+            owner: self.me(),
+            owner_pubkey: hex::encode(self.identity.public_key()),
+            name: record.name.clone(),
+            size,
+            scheme,
+            shard_size: record.state.shard_size,
+            segment_count: record.state.segment_count,
+            segments: record.state.manifest_segments(),
+            wrapped_keys: vec![record.state.owner_key.clone()],
+            file_blake3: hex::encode(file_blake3),
+            created_ms: record.state.created_ms,
+            revision: 0,
+        };
+        let signed = SignedManifest::sign(self.identity.signing_key(), &manifest)
+            .map_err(|e| StorageError::internal("signing the manifest", e))?;
+        {
+            let (store, key, asset, value) = (
+                self.store.clone(),
+                key.clone(),
+                manifest.asset_id.clone(),
+                signed.clone(),
+            );
+            tokio::task::spawn_blocking(move || {
+                store.write(|b| {
+                    b.put(Table::Manifests, &asset, &value)?;
+                    b.delete(Table::Uploads, &key)
+                })
+            })
+            .await
+            .map_err(|e| StorageError::internal("saving the manifest", e))?
+            .map_err(|e| StorageError::internal("saving the manifest", e))?;
+        }
+        let copies = self.publish_manifest(&manifest, &signed, &[]).await;
+        let placed: usize = manifest.segments.iter().map(|s| s.shards.len()).sum();
+        let distinct: HashSet<&str> = manifest
+            .segments
+            .iter()
+            .flat_map(|s| s.shards.iter().map(|e| e.host.as_str()))
+            .collect();
+        info!(asset = %manifest.asset_id, size, placed, sent, ms = started.elapsed().as_millis() as u64, "put done");
+        Ok(json!({
+            "asset_id": manifest.asset_id,
+            "name": manifest.name,
+            "size": size,
+            "mode": match scheme { Scheme::ReedSolomon { .. } => "ec", Scheme::Replicate { .. } => "rep" },
+            "k": k,
+            "n": n,
+            "scheme": scheme.to_string(),
+            "adapted": scheme != params.scheme,
+            "shard_size": manifest.shard_size,
+            "segments": manifest.segment_count,
+            "shards_placed": placed,
+            "shards_total": manifest.segment_count as usize * n,
+            "hosts": distinct.len(),
+            "resumed": resumed,
+            "shards_sent": sent,
+            "bytes_sent": bytes_sent,
+            "manifest_copies": copies,
+            "duration_ms": started.elapsed().as_millis() as u64,
+        }))
+    }
+
+    fn new_upload(
+        &self,
+        params: &PutParams,
+        meta: &std::fs::Metadata,
+        hosts: usize,
+    ) -> Result<UploadRecord, StorageError> {
+        let scheme = params
+            .scheme
+            .adapt(hosts)
+            .map_err(|_| StorageError::NoHosts {
+                found: hosts,
+                needed: 2,
+            })?;
+        let codec = Codec::new(scheme, params.shard_size)
+            .map_err(|e| StorageError::Invalid(e.to_string()))?;
+        let created_ms = now_ms();
+        let asset_id = new_asset_id(&self.identity.public_key(), created_ms);
+        let content_key = new_content_key();
+        let owner_key = wrap_key(&content_key, &self.identity.x25519_public())
+            .map_err(|e| StorageError::internal("wrapping the content key", e))?;
+        let name = params.name.clone().or_else(|| {
+            params
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        });
+        Ok(UploadRecord {
+            requested: params.scheme,
+            shard_size: params.shard_size,
+            name,
+            state: UploadState {
+                asset_id: hex::encode(asset_id),
+                source_path: params.path.clone(),
+                file_size: meta.len(),
+                mtime_ms: mtime_ms(meta).unwrap_or(0),
+                scheme,
+                shard_size: params.shard_size,
+                segment_count: SegmentReader::<std::fs::File>::segment_count(
+                    meta.len(),
+                    codec.segment_plain_len(),
+                ),
+                created_ms,
+                owner_key,
+                segments: Vec::new(),
+            },
+        })
+    }
+
+    fn persist_upload(&self, key: &str, record: &UploadRecord) -> tokio::task::JoinHandle<()> {
+        let bytes = serde_json::to_value(record);
+        let (store, key) = (self.store.clone(), key.to_owned());
+        tokio::task::spawn_blocking(move || {
+            let saved = bytes.map_err(|e| e.to_string()).and_then(|v| {
+                store
+                    .put(Table::Uploads, &key, &v)
+                    .map_err(|e| e.to_string())
+            });
+            if let Err(e) = saved {
+                tracing::warn!(error = %e, "cannot save upload progress");
+            }
+        })
+    }
+
+    async fn save_upload(&self, key: &str, record: &UploadRecord) -> Result<(), StorageError> {
+        self.persist_upload(key, record)
+            .await
+            .map_err(|e| StorageError::internal("saving upload progress", e))
+    }
+
+    /// Sends a signed manifest to every host of the asset and to `extra` peers; returns how
+    /// many kept it.
+    pub(crate) async fn publish_manifest(
+        &self,
+        manifest: &Manifest,
+        signed: &SignedManifest,
+        extra: &[PeerId],
+    ) -> usize {
+        let Ok(bytes) = serde_json::to_vec(signed) else {
+            return 0;
+        };
+        let mut peers: Vec<PeerId> = manifest
+            .segments
+            .iter()
+            .flat_map(|s| s.shards.iter().filter_map(|e| e.host.parse().ok()))
+            .chain(extra.iter().copied())
+            .collect::<HashSet<PeerId>>()
+            .into_iter()
+            .collect();
+        peers.retain(|p| *p != self.identity.peer_id());
+        let request = offgrid_behaviours::shards::Request::StoreManifest {
+            asset_id: manifest.asset_id.clone(),
+            manifest: offgrid_behaviours::shards::Bytes(bytes),
+        };
+        let jobs: Vec<_> = peers
+            .into_iter()
+            .map(|peer| self.client.shard_request(peer, request.clone()))
+            .collect();
+        super::repair::bounded(jobs, self.cfg.max_in_flight.max(1))
+            .await
+            .into_iter()
+            .filter(|r| matches!(r, Ok(offgrid_behaviours::shards::Response::ManifestStored)))
+            .count()
+    }
+}
+
+/// The host for a job: the planned one when usable, else the best usable host.
+fn pick_host(
+    hosts: &[HostInfo],
+    top: usize,
+    job: &Job,
+    used: &HashSet<PeerId>,
+    excluded: &HashSet<PeerId>,
+) -> Option<PeerId> {
+    let usable = |p: &PeerId| !used.contains(p) && !excluded.contains(p) && !job.tried.contains(p);
+    if top > 0 {
+        let planned = (job.segment as usize).wrapping_add(usize::from(job.shard)) % top;
+        if let Some(h) = hosts.get(planned).filter(|h| usable(&h.peer)) {
+            return Some(h.peer);
+        }
+    }
+    hosts.iter().map(|h| h.peer).find(|p| usable(p))
+}
+
+/// The first segment with fewer than k acknowledged shards, and how many it has.
+fn first_short_segment(state: &UploadState, k: usize) -> Option<(u64, usize)> {
+    if (state.segments.len() as u64) < state.segment_count {
+        return Some((state.segments.len() as u64, 0));
+    }
+    state.segments.iter().find_map(|s| {
+        let placed = s.shards.iter().filter(|sh| sh.host.is_some()).count();
+        (placed < k).then_some((s.index, placed))
+    })
+}
+
+trait RecordProgress {
+    fn record_segment_progress(&mut self, seg: SegmentProgress) -> Result<(), StorageError>;
+}
+
+impl RecordProgress for UploadState {
+    /// Appends a segment sealed by the reader (in order).
+    fn record_segment_progress(&mut self, seg: SegmentProgress) -> Result<(), StorageError> {
+        if seg.index != self.segments.len() as u64 {
+            return Err(StorageError::Internal(format!(
+                "segment {} recorded out of order (expected {})",
+                seg.index,
+                self.segments.len()
+            )));
+        }
+        self.segments.push(seg);
+        Ok(())
+    }
+}

@@ -1,0 +1,443 @@
+//! Storage end to end with real processes: put/get across many hosts, loss tolerance,
+//! corruption, no plaintext on hosts, resume after kill -9, refusals, sharing, repair and
+//! policies. Helpers are in `storage_common.rs`.
+
+mod storage_common;
+
+use std::time::Duration;
+
+use offgrid_e2e::{wait_until, TestNode};
+use serde_json::{json, Value};
+use storage_common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ec_12_of_20_leaves_no_plaintext_on_hosts_and_survives_8_dead_hosts() {
+    let (a, mut hosts) = mesh(20, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let marker = b"OFFGRID-PLAINTEXT-MARKER-7f3a9c";
+    let src = write_random(dir.path(), "big.bin", 16 << 20, 1, Some(marker));
+    let put = a.cli_json(&[
+        "put",
+        src.to_str().unwrap(),
+        "--mode",
+        "ec",
+        "--k",
+        "12",
+        "--n",
+        "20",
+    ]);
+    assert_eq!(put["k"], 12);
+    assert_eq!(put["n"], 20);
+    assert_eq!(put["size"], 16 << 20);
+    let segments = put["segments"].as_u64().unwrap();
+    assert_eq!(
+        put["shards_placed"].as_u64().unwrap(),
+        segments * 20,
+        "{put}"
+    );
+    assert_eq!(put["hosts"], 20);
+    let asset = put["asset_id"].as_str().unwrap().to_owned();
+
+    for h in &hosts {
+        assert!(
+            !dir_contains(h.data_dir(), marker),
+            "host {} holds the plaintext marker",
+            h.peer_id
+        );
+    }
+    // Every host holds shards and the manifest (so a reader can find it there).
+    for h in &hosts {
+        let st = h.cli_json(&["storage", "status"]);
+        assert!(st["host"]["shards"].as_u64().unwrap() >= segments, "{st}");
+    }
+
+    for h in hosts.iter_mut().take(8) {
+        h.kill9();
+    }
+    let out = dir.path().join("back.bin");
+    let got = a.cli_json(&["get", &asset, "-o", out.to_str().unwrap()]);
+    assert_eq!(got["size"], 16 << 20);
+    assert!(got["unreachable_hosts"].as_u64().unwrap() <= 8);
+    assert_same_file(&src, &out);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_r5_survives_4_dead_hosts_and_a_corrupt_shard_is_bypassed() {
+    let (a, mut hosts) = mesh(5, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = write_random(dir.path(), "rep.bin", 3 << 20, 2, None);
+    let put = a.cli_json(&[
+        "put",
+        src.to_str().unwrap(),
+        "--mode",
+        "rep",
+        "--r",
+        "5",
+        "--shard-size",
+        "256KiB",
+    ]);
+    assert_eq!(put["mode"], "rep");
+    assert_eq!(put["n"], 5);
+    let asset = put["asset_id"].as_str().unwrap().to_owned();
+
+    // Corrupt, on one host's disk, every replica it holds: the host detects the rot when it
+    // reads, and the client bypasses it.
+    let rotted = corrupt_all_shards(hosts[4].data_dir());
+    assert!(rotted > 0);
+    let out = dir.path().join("with-rot.bin");
+    let got = a.cli_json(&["get", &asset, "-o", out.to_str().unwrap()]);
+    assert_same_file(&src, &out);
+
+    for h in hosts.iter_mut().take(3) {
+        h.kill9();
+    }
+    // Four dead: three killed and the one whose shards rotted.
+    let out2 = dir.path().join("four-dead.bin");
+    let got2 = a.cli_json(&["get", &asset, "-o", out2.to_str().unwrap()]);
+    assert_same_file(&src, &out2);
+    let corrupt =
+        got["corrupt_shards"].as_u64().unwrap() + got2["corrupt_shards"].as_u64().unwrap();
+    let status = hosts[4].cli_json(&["storage", "status"]);
+    assert!(
+        status["host"]["corrupt"].as_u64().unwrap() >= 1 || corrupt >= 1,
+        "no corruption was detected: {status}"
+    );
+    // With every host dead the error says how many shards were found.
+    hosts[4].kill9();
+    hosts[3].kill9();
+    let out3 = dir.path().join("none.bin");
+    let fail = a.cli(&["get", &asset, "-o", out3.to_str().unwrap()]);
+    assert!(!fail.status.success());
+    let err = String::from_utf8_lossy(&fail.stderr);
+    assert!(
+        err.contains("not_enough_shards") && err.contains("only 0 of 5"),
+        "{err}"
+    );
+    assert!(
+        !out3.exists(),
+        "a failed get must leave nothing at the destination"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_ec_shard_on_disk_is_detected_and_bypassed() {
+    let (a, hosts) = mesh(6, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = write_random(dir.path(), "ec.bin", 1 << 20, 3, None);
+    let put = a.cli_json(&[
+        "put",
+        src.to_str().unwrap(),
+        "--k",
+        "3",
+        "--n",
+        "6",
+        "--shard-size",
+        "16KiB",
+    ]);
+    let asset = put["asset_id"].as_str().unwrap().to_owned();
+    // Rot every shard on two hosts: each segment still has 4 good shards of 6, k = 3.
+    let rotted = corrupt_all_shards(hosts[0].data_dir()) + corrupt_all_shards(hosts[1].data_dir());
+    assert!(rotted > 0);
+    let out = dir.path().join("back.bin");
+    let got = a.cli_json(&["get", &asset, "-o", out.to_str().unwrap()]);
+    assert_same_file(&src, &out);
+    assert!(got["corrupt_shards"].as_u64().unwrap() >= 1, "{got}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_after_kill9_of_the_putting_node_sends_only_missing_shards() {
+    let (a, hosts) = mesh(8, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = write_random(dir.path(), "resume.bin", 24 << 20, 4, None);
+    let shard = 16 * 1024u64;
+    let body = json!({ "path": src, "mode": "ec", "k": 4, "n": 8, "shard_size": shard });
+    let (code, started) = a
+        .request(
+            reqwest::Method::POST,
+            "/storage/put",
+            Some(&a.token),
+            body.to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(code, 202, "{started}");
+    let op = started["op_id"].as_str().unwrap().to_owned();
+    let total_shards = wait_until(
+        Duration::from_secs(120),
+        "a quarter of the shards placed",
+        || async {
+            let v = a.get(&format!("/storage/ops/{op}")).await;
+            assert_eq!(
+                v["state"], "running",
+                "the put finished before it could be killed: {v}"
+            );
+            let p = &v["progress"];
+            let (done, total) = (p["shards_done"].as_u64()?, p["shards_total"].as_u64()?);
+            (total > 0 && done * 4 >= total).then_some(total)
+        },
+    )
+    .await;
+    let mut a = a;
+    a.kill9();
+    let before = settled_received_bytes(&hosts).await;
+    assert!(before > 0);
+
+    let a = a.restart().await;
+    let put = a.cli_json(&[
+        "put",
+        src.to_str().unwrap(),
+        "--mode",
+        "ec",
+        "--k",
+        "4",
+        "--n",
+        "8",
+        "--shard-size",
+        "16KiB",
+    ]);
+    assert_eq!(put["resumed"], true, "{put}");
+    let after = settled_received_bytes(&hosts).await;
+    let all = total_shards * shard;
+    // Everything sent over both runs: all shards once, plus at most the few in flight or
+    // acknowledged but not yet saved at the kill. Sending everything again would cost
+    // `before` (at least a quarter) more.
+    let slack = 64 * shard;
+    assert!(
+        after <= all + slack,
+        "hosts received {after} bytes for {all} bytes of shards ({before} before the kill)"
+    );
+    assert!(put["shards_sent"].as_u64().unwrap() < total_shards, "{put}");
+    let out = dir.path().join("back.bin");
+    a.cli_json(&[
+        "get",
+        put["asset_id"].as_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_same_file(&src, &out);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_over_quota_refuses_and_the_shard_is_placed_elsewhere() {
+    let a = TestNode::start(&[]).await;
+    let addr = a.addr.clone();
+    let mut hosts = start_many(4, &["--bootstrap", &addr], None).await;
+    let tiny = TestNode::start_with(
+        &["--bootstrap", &addr],
+        &[],
+        Some("[storage]\nquota_bytes = 1000\n"),
+    )
+    .await;
+    let tiny_id = tiny.peer_id.clone();
+    hosts.push(tiny);
+    wait_for_hosts(&a, 5).await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = write_random(dir.path(), "q.bin", 512 << 10, 5, None);
+    let put = a.cli_json(&[
+        "put",
+        src.to_str().unwrap(),
+        "--k",
+        "2",
+        "--n",
+        "4",
+        "--shard-size",
+        "16KiB",
+    ]);
+    let segments = put["segments"].as_u64().unwrap();
+    assert_eq!(
+        put["shards_placed"].as_u64().unwrap(),
+        segments * 4,
+        "{put}"
+    );
+    let asset = put["asset_id"].as_str().unwrap();
+    let ls = a.cli_json(&["ls"]);
+    assert!(ls["assets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|x| x["asset_id"] == asset));
+    let tiny_status = hosts[4].cli_json(&["storage", "status"]);
+    assert_eq!(tiny_status["host"]["shards"], 0, "{tiny_status}");
+    // Every segment's shards are on distinct hosts.
+    let check = a.cli_json(&["storage", "check", asset]);
+    assert_eq!(check["reachable_min"], 4, "{check}");
+    assert!(
+        !check.to_string().contains(&tiny_id) || check["hosts_down"].as_array().unwrap().is_empty()
+    );
+    let out = dir.path().join("back.bin");
+    a.cli_json(&["get", asset, "-o", out.to_str().unwrap()]);
+    assert_same_file(&src, &out);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_peers_need_a_share_and_a_wrong_key_is_refused_clearly() {
+    let (a, hosts) = mesh(4, None).await;
+    let b = TestNode::start(&["--bootstrap", &a.addr]).await;
+    wait_for_hosts(&b, 4).await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = write_random(dir.path(), "s.bin", 300 << 10, 6, None);
+    let put = a.cli_json(&["put", src.to_str().unwrap(), "--k", "2", "--n", "4"]);
+    let asset = put["asset_id"].as_str().unwrap().to_owned();
+    let out = dir.path().join("b.bin");
+
+    // Someone else's asset: B finds the manifest on the hosts but holds no key.
+    let fail = b.cli(&["get", &asset, "-o", out.to_str().unwrap()]);
+    assert!(!fail.status.success());
+    let err = String::from_utf8_lossy(&fail.stderr);
+    assert!(
+        err.contains("not_shared") && err.contains(&b.peer_id),
+        "{err}"
+    );
+
+    // A wrong content key.
+    let bad = "11".repeat(32);
+    let fail = b.cli(&["get", &asset, "-o", out.to_str().unwrap(), "--key", &bad]);
+    let err = String::from_utf8_lossy(&fail.stderr);
+    assert!(!fail.status.success() && err.contains("wrong_key"), "{err}");
+    assert!(!out.exists());
+
+    // B cannot share or repair A's asset.
+    let fail = b.cli(&["share", &asset, &hosts[0].peer_id]);
+    assert!(!fail.status.success());
+
+    // After a share, B gets it.
+    let shared = a.cli_json(&["share", &asset, &b.peer_id]);
+    assert_eq!(shared["readers"], 2);
+    let got = b.cli_json(&["get", &asset, "-o", out.to_str().unwrap()]);
+    assert_eq!(got["size"], 300 << 10);
+    assert_same_file(&src, &out);
+    let ls = b.cli_json(&["ls"]);
+    let row = ls["assets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["asset_id"] == asset.as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(row["owned"], false);
+
+    // Bad input gets the documented JSON error shape.
+    let (code, v) = a
+        .request(
+            reqwest::Method::POST,
+            "/storage/put",
+            Some(&a.token),
+            br#"{"path":"relative.bin"}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(code, 400);
+    assert_eq!(v["error"], "invalid_request");
+    assert!(v["message"].as_str().unwrap().contains("absolute"));
+    let (code, v) = a
+        .request(
+            reqwest::Method::POST,
+            "/storage/get",
+            Some(&a.token),
+            br#"{"asset":"xyz","out":"/tmp/x"}"#.to_vec(),
+        )
+        .await;
+    assert_eq!((code, v["error"].clone()), (400, json!("invalid_request")));
+    let (code, v) = a
+        .request(
+            reqwest::Method::POST,
+            "/storage/put",
+            None,
+            br#"{"path":"/x"}"#.to_vec(),
+        )
+        .await;
+    assert_eq!((code, v["error"].clone()), (401, json!("unauthorized")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repair_after_6_hosts_die_brings_every_segment_back_to_20_shards() {
+    let (a, mut hosts) = mesh(20, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = write_random(dir.path(), "r.bin", 2 << 20, 7, None);
+    let put = a.cli_json(&[
+        "put",
+        src.to_str().unwrap(),
+        "--k",
+        "12",
+        "--n",
+        "20",
+        "--shard-size",
+        "16KiB",
+    ]);
+    let asset = put["asset_id"].as_str().unwrap().to_owned();
+    for h in hosts.iter_mut().take(6) {
+        h.kill9();
+    }
+    let check = a.cli_json(&["storage", "check", &asset]);
+    assert_eq!(check["reachable_min"], 14, "{check}");
+    let fresh = start_many(6, &["--bootstrap", &a.addr], None).await;
+    wait_for_hosts(&a, 20).await;
+    let report = a.cli_json(&["repair", &asset]);
+    assert_eq!(report["reachable_min_after"], 20, "{report}");
+    let check = a.cli_json(&["storage", "check", &asset]);
+    let counts: Vec<u64> = check["reachable"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_u64().unwrap())
+        .collect();
+    assert!(counts.iter().all(|c| *c == 20), "{check}");
+    // The new hosts got the rebuilt shards, and the file still comes back.
+    for h in &fresh {
+        assert!(
+            h.cli_json(&["storage", "status"])["host"]["shards"]
+                .as_u64()
+                .unwrap()
+                > 0
+        );
+    }
+    let out = dir.path().join("back.bin");
+    a.cli_json(&["get", &asset, "-o", out.to_str().unwrap()]);
+    assert_same_file(&src, &out);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_policy_verifies_and_a_tampered_one_does_not() {
+    let (a, _hosts) = mesh(2, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = write_random(dir.path(), "p.bin", 10_000, 8, None);
+    let put = a.cli_json(&["put", src.to_str().unwrap(), "--mode", "rep", "--r", "2"]);
+    let asset = put["asset_id"].as_str().unwrap();
+    let file = dir.path().join("policy.json");
+    a.cli_json(&[
+        "policy",
+        "sign",
+        "--asset",
+        asset,
+        "--license",
+        "MIT",
+        "--mode",
+        "rep",
+        "--r",
+        "5",
+        "--safety-tag",
+        "reviewed",
+        "--safety-tag",
+        "no-pii",
+        "-o",
+        file.to_str().unwrap(),
+    ]);
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    for field in [
+        "asset_id",
+        "license",
+        "distribution",
+        "safety_tags",
+        "verify_key",
+        "signature",
+    ] {
+        assert!(doc.get(field).is_some(), "policy lacks {field}: {doc}");
+    }
+    let ok = a.cli_json(&["policy", "verify", file.to_str().unwrap()]);
+    assert_eq!(ok["valid"], true);
+    assert_eq!(ok["policy"]["distribution"], json!({"mode": "rep", "r": 5}));
+    let mut bad = doc.clone();
+    bad["license"] = "Proprietary".into();
+    std::fs::write(&file, bad.to_string()).unwrap();
+    let out = a.cli(&["policy", "verify", file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("signature does not verify"));
+}
