@@ -6,4 +6,5 @@
 
 pub mod announce;
 pub mod auction;
+pub mod ledger_sync;
 pub mod shards;

@@ -4,6 +4,8 @@
 
 mod client;
 mod market;
+mod radio;
+mod ledger;
 mod storage;
 mod table;
 
@@ -78,6 +80,25 @@ enum Command {
     /// Receipt batches for the ledger.
     #[command(subcommand)]
     Receipts(market::ReceiptsCmd),
+    /// Radio links: offgrid radio status.
+    #[command(subcommand)]
+    Radio(radio::RadioCmd),
+    /// Mesh metrics (BATMAN-adv, Babel or a metrics file) and the broker's mesh factor.
+    Mesh,
+    /// Wallet balances (micro-credits).
+    #[command(subcommand)]
+    Wallet(ledger::WalletCmd),
+    /// Wallet transactions: send, show, list.
+    #[command(subcommand)]
+    Tx(ledger::TxCmd),
+    /// The receipt ledger: blocks, proofs.
+    #[command(subcommand)]
+    Ledger(ledger::LedgerCmd),
+    /// Put waiting receipts in blocks and mint this node's rewards (once per batch).
+    Settle,
+    /// The quorum engine: items and policies.
+    #[command(subcommand)]
+    Quorum(ledger::QuorumCmd),
     /// Hits and misses of the hosts this node brokered jobs to.
     Reputation,
     #[command(flatten)]
@@ -241,6 +262,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => market::quote(&api, json, &peer, &job_type, &size).await,
         Command::Receipts(cmd) => market::receipts(&api, json, cmd).await,
         Command::Reputation => market::reputation(&api, json).await,
+        Command::Radio(cmd) => radio::radio(&api, json, cmd).await,
+        Command::Mesh => radio::mesh(&api, json).await,
+        Command::Wallet(cmd) => ledger::wallet(&api, json, cmd).await,
+        Command::Tx(cmd) => ledger::tx(&api, json, cmd).await,
+        Command::Ledger(cmd) => ledger::ledger(&api, json, cmd).await,
+        Command::Settle => ledger::settle(&api, json).await,
+        Command::Quorum(cmd) => ledger::quorum(&api, json, cmd).await,
         Command::Storage(cmd) => storage::run(&api, json, cmd).await,
         Command::Id => {
             let v = api

@@ -145,8 +145,22 @@ pub struct Config {
     pub executors: BTreeMap<String, ExecutorConfig>,
     /// Local HTTP API limits.
     pub api: ApiConfig,
+    /// Ledger blocks, sync and settlement timers.
+    pub ledger: crate::ledger::config::LedgerConfig,
+    /// Wallet: witnesses, quorum, genesis, fees, host reserve.
+    pub wallet: crate::ledger::config::WalletConfig,
+    /// Quorum engine policies per kind.
+    pub quorum: crate::ledger::config::QuorumConfig,
+    /// Failover monitor of stalled jobs and uploads.
+    pub failover: crate::ledger::config::FailoverConfig,
+    /// Core's HTTP adapter (`POST /auction`, `/jobs`): keys, clock window, rate limits.
+    pub core: CoreConfig,
     /// Encrypted, erasure-coded file storage: this node as a host and as a client.
     pub storage: StorageConfig,
+    /// Radio links (`[[radio]]`, flag `--radio`): none by default.
+    pub radio: Vec<crate::radio::RadioConfig>,
+    /// Where mesh metrics come from (`[mesh]`).
+    pub mesh: crate::mesh::MeshConfig,
 }
 
 impl Default for Config {
@@ -164,7 +178,14 @@ impl Default for Config {
             market: MarketConfig::default(),
             executors: BTreeMap::from([("echo".into(), ExecutorConfig::default())]),
             api: ApiConfig::default(),
+            ledger: Default::default(),
+            wallet: Default::default(),
+            quorum: Default::default(),
+            failover: Default::default(),
+            core: CoreConfig::default(),
             storage: StorageConfig::default(),
+            radio: Vec::new(),
+            mesh: crate::mesh::MeshConfig::default(),
         }
     }
 }
@@ -414,6 +435,68 @@ impl Default for StorageConfig {
     }
 }
 
+/// An Ed25519 public key allowed to sign Core jobs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ed25519Key {
+    /// The `key_id` jobs name.
+    pub id: String,
+    /// Hex Ed25519 public key.
+    pub public_key: String,
+}
+
+/// Core's HTTP adapter.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CoreConfig {
+    /// HMAC-SHA256 keys that may sign jobs (several at once while rotating). Prefer the
+    /// environment variable `OFFGRID_AUTH_KEY` (comma-separated), which replaces this list.
+    /// Never printed.
+    #[serde(skip_serializing)]
+    pub hmac_keys: Vec<String>,
+    /// Ed25519 public keys that may sign jobs (`"sig_alg": "ed25519"`, `"key_id"`).
+    pub ed25519_keys: Vec<Ed25519Key>,
+    /// Largest difference between a job's timestamp and the node's clock, seconds.
+    pub max_clock_skew_s: u64,
+    /// Deadline of a job that does not name `timeout_s`, seconds.
+    pub default_timeout_s: u64,
+    /// Seconds an ended job's answer is kept for idempotent retries.
+    pub idempotency_ttl_s: u64,
+    /// Requests per second per client address, sustained (429 beyond).
+    pub rate_limit_per_s: u32,
+    /// Requests a client may send in a burst.
+    pub rate_limit_burst: u32,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        CoreConfig {
+            hmac_keys: Vec::new(),
+            ed25519_keys: Vec::new(),
+            max_clock_skew_s: 300,
+            default_timeout_s: 30,
+            idempotency_ttl_s: 86_400,
+            rate_limit_per_s: 5_000,
+            rate_limit_burst: 10_000,
+        }
+    }
+}
+
+impl std::fmt::Debug for CoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The HMAC keys are secrets: count them, never print them.
+        f.debug_struct("CoreConfig")
+            .field("hmac_keys", &format_args!("<{} redacted>", self.hmac_keys.len()))
+            .field("ed25519_keys", &self.ed25519_keys)
+            .field("max_clock_skew_s", &self.max_clock_skew_s)
+            .field("default_timeout_s", &self.default_timeout_s)
+            .field("idempotency_ttl_s", &self.idempotency_ttl_s)
+            .field("rate_limit_per_s", &self.rate_limit_per_s)
+            .field("rate_limit_burst", &self.rate_limit_burst)
+            .finish()
+    }
+}
+
 /// Errors reading the configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -479,6 +562,9 @@ impl Config {
                 _ => {}
             }
         }
+        for r in &self.radio {
+            r.validate().map_err(ConfigError::Invalid)?;
+        }
         if self.host.burst == 0 {
             return Err(ConfigError::Invalid("host.burst must be at least 1".into()));
         }
@@ -487,6 +573,7 @@ impl Config {
                 "api.body_limit_bytes must be positive".into(),
             ));
         }
+        crate::ledger::config::validate(&self.wallet).map_err(ConfigError::Invalid)?;
         Ok(())
     }
 

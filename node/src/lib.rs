@@ -5,8 +5,14 @@
 pub mod api;
 pub mod config;
 pub mod identity;
+pub mod ledger;
 pub mod market;
+pub mod mesh;
+pub mod metrics;
 pub mod network;
+/// The radio gateway: beacons and the compact auction profile over LoRa, UDP and the simulator.
+pub mod radio;
+pub mod adapter;
 pub mod registry;
 pub mod storage;
 pub mod store;
@@ -84,6 +90,7 @@ impl Node {
                 .listen_on(addr.clone())
                 .with_context(|| format!("cannot listen on {addr}"))?;
         }
+        let writer = store::GroupWriter::spawn(store.clone());
         let shard_host = Arc::new(
             storage::host::ShardHost::open(
                 &data_dir.join(storage::SHARDS_DIR),
@@ -98,12 +105,27 @@ impl Node {
             rx,
             cancel.clone(),
             store.clone(),
+            writer.clone(),
             identity.clone(),
             cfg.clone(),
             bootstrap,
         )?;
         ev.attach_shard_host(shard_host.clone());
+        let ledger = ledger::start(
+            &cfg,
+            &identity,
+            store.clone(),
+            client.clone(),
+            cancel.clone(),
+            &mut tasks,
+        )
+        .context("starting the ledger")?;
+        ev.attach_ledger(ledger.link());
         tasks.spawn(ev.run());
+        radio::start(&cfg.radio, &cfg.cluster_id, &identity, &client, &cancel, &mut tasks)
+            .await
+            .context("starting the radio gateway")?;
+        mesh::start(&cfg.mesh, &client, &cancel, &mut tasks);
 
         let reputation = Arc::new(market::broker::Reputation::load(&store)?);
         let storage = storage::Storage::open(
@@ -120,7 +142,8 @@ impl Node {
             identity.peer_id(),
             cfg.market.clone(),
             reputation.clone(),
-        ));
+        )
+        .with_job_tracker(ledger.tracker()));
         tasks.spawn(flush_reputation(reputation, store.clone(), cancel.clone()));
 
         let listener = TcpListener::bind(&cfg.api_listen)
@@ -135,11 +158,30 @@ impl Node {
             keys: Arc::new(PubKeys::of(&identity)),
             broker,
             store: store.clone(),
+            ledger: ledger.clone(),
             storage: storage.clone(),
+            core: Arc::new(api::adapter::CoreState {
+                keys: adapter::auth::CoreKeys::new(
+                    cfg.core.hmac_keys.clone(),
+                    &cfg.core
+                        .ed25519_keys
+                        .iter()
+                        .map(|k| (k.id.clone(), k.public_key.clone()))
+                        .collect::<Vec<_>>(),
+                    cfg.core.max_clock_skew_s,
+                )
+                .map_err(|e| anyhow::anyhow!("[core] keys: {e}"))?,
+                book: adapter::jobs::JobBook::new(store.clone(), writer.clone()),
+                metrics: Arc::new(metrics::Metrics::new()),
+                default_timeout_s: cfg.core.default_timeout_s,
+            }),
+            limiter: Arc::new(metrics::RateLimiter::new(cfg.core.rate_limit_per_s, cfg.core.rate_limit_burst)),
+            request_timeout_s: cfg.api.request_timeout_s,
         };
         let app = api::router(state, &cfg);
         let shutdown = cancel.clone();
         tasks.spawn(async move {
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
             let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
                 shutdown.cancelled().await;
             });

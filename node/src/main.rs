@@ -31,6 +31,10 @@ struct Args {
     /// Bootstrap peer multiaddr ending in /p2p/<peer id> (repeatable).
     #[arg(long, env = "OFFGRID_BOOTSTRAP", value_delimiter = ',')]
     bootstrap: Vec<String>,
+    /// Radio link (repeatable): kiss:<serial path>[@<baud>], udp[:<interface ip>] or
+    /// sim:<hub ip:port>. Replaces the config file's [[radio]] entries.
+    #[arg(long, env = "OFFGRID_RADIO", value_delimiter = ',')]
+    radio: Vec<String>,
     /// Disable mDNS discovery.
     #[arg(long, env = "OFFGRID_NO_MDNS")]
     no_mdns: bool,
@@ -86,8 +90,19 @@ fn effective_config(args: &Args) -> anyhow::Result<Config> {
     if args.no_mdns {
         cfg.mdns = false;
     }
+    if !args.radio.is_empty() {
+        cfg.radio = args
+            .radio
+            .iter()
+            .map(|s| offgrid_node::radio::RadioConfig::from_spec(s).map_err(anyhow::Error::msg))
+            .collect::<anyhow::Result<_>>()?;
+    }
     if let Some(f) = args.log_format {
         cfg.log_format = f;
+    }
+    // Core's HMAC keys: comma-separated for rotation; replaces the file's list.
+    if let Ok(keys) = std::env::var("OFFGRID_AUTH_KEY") {
+        cfg.core.hmac_keys = keys.split(',').map(str::trim).filter(|k| !k.is_empty()).map(String::from).collect();
     }
     cfg.validate()?;
     Ok(cfg)

@@ -144,8 +144,8 @@ async fn run(
     _: Authorized,
     JsonBody(b): JsonBody<RunBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let job = job_spec(b, 30)?;
-    let r = s.broker.run(job).await?;
+    let job = job_spec(b, s.core.default_timeout_s)?;
+    let r = super::adapter::run_counted(&s, job).await?;
     Ok(Json(result_json(&r)))
 }
 

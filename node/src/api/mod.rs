@@ -4,10 +4,13 @@
 //! Read-only routes are open to local clients; mutating routes need
 //! `Authorization: Bearer <token>` with the token from `<data-dir>/api.token`.
 
+pub mod adapter;
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod ledger;
 pub mod market;
+pub mod radio;
 pub mod storage;
 
 use std::{sync::Arc, time::Instant};
@@ -48,8 +51,16 @@ pub struct AppState {
     pub broker: Arc<crate::market::broker::Broker>,
     /// The store.
     pub store: Arc<crate::store::Store>,
+    /// The ledger service (blocks, wallet, quorum engine).
+    pub ledger: crate::ledger::LedgerHandle,
     /// Encrypted, erasure-coded file storage.
     pub storage: Arc<crate::storage::Storage>,
+    /// Core's adapter: keys, job book, metrics.
+    pub core: Arc<adapter::CoreState>,
+    /// Per-client rate limiter.
+    pub limiter: Arc<crate::metrics::RateLimiter>,
+    /// Seconds before a request that is not a job times out.
+    pub request_timeout_s: u64,
 }
 
 /// The node's public keys (`GET /pubkeys`, `offgrid-node id`).
@@ -84,7 +95,11 @@ pub fn router(state: AppState, cfg: &Config) -> Router {
         .route("/toggle", post(toggle))
         .route("/pubkeys", get(pubkeys))
         .merge(market::routes())
+        .merge(radio::routes())
+        .merge(ledger::routes())
         .merge(storage::routes())
+        .merge(adapter::routes())
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(
@@ -95,6 +110,45 @@ pub fn router(state: AppState, cfg: &Config) -> Router {
                 )),
         )
         .with_state(state)
+}
+
+/// Routes whose requests run as long as their job's own deadline.
+fn is_job_route(route: &str) -> bool {
+    matches!(route, "/auction" | "/jobs" | "/market/run") || route.starts_with("/storage/")
+}
+
+/// Rate limit per client address, a timeout for requests that are not jobs, and request
+/// counts by route and status.
+async fn guard(
+    State(s): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let client = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let resp = if let Err(wait) = s.limiter.check(client, Instant::now()) {
+        ApiError::other(axum::http::StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many requests from this client")
+            .retry_after(wait)
+            .into_response()
+    } else if is_job_route(&route) {
+        next.run(req).await
+    } else {
+        let limit = std::time::Duration::from_secs(s.request_timeout_s.max(1));
+        match tokio::time::timeout(limit, next.run(req)).await {
+            Ok(r) => r,
+            Err(_) => ApiError::other(axum::http::StatusCode::SERVICE_UNAVAILABLE, "timeout", "the request timed out")
+                .into_response(),
+        }
+    };
+    s.core.metrics.http(&route, resp.status().as_u16());
+    resp
 }
 
 async fn status(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {

@@ -190,6 +190,67 @@ impl Reputation {
     }
 }
 
+/// A quote as cached by the broker.
+#[derive(Debug, Clone, Copy)]
+struct Cached {
+    price: u64,
+    valid_until_ms: u64,
+    capacity_left: u32,
+    dispatched: u32,
+}
+
+/// Valid quotes per (host, job type), so back-to-back jobs skip the quote round. A cached
+/// quote is used only while valid and while this broker's own jobs in flight on that host
+/// stay below the capacity the host reported; any failure drops the host's quotes.
+#[derive(Debug, Default)]
+struct QuoteCache {
+    map: Mutex<HashMap<(String, String), Cached>>,
+}
+
+/// Most cached quotes; beyond, expired ones are dropped first.
+const MAX_CACHED_QUOTES: usize = 4096;
+
+impl QuoteCache {
+    fn with<R>(&self, f: impl FnOnce(&mut HashMap<(String, String), Cached>) -> R) -> R {
+        // A poisoned lock only means a panic elsewhere mid-update; the map stays usable.
+        f(&mut self.map.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn get(&self, peer: &str, job_type: &str, now_ms: u64) -> Option<u64> {
+        self.with(|m| {
+            let c = m.get(&(peer.to_owned(), job_type.to_owned()))?;
+            (c.valid_until_ms > now_ms && c.dispatched < c.capacity_left).then_some(c.price)
+        })
+    }
+
+    fn put(&self, peer: &str, job_type: &str, price: u64, valid_until_ms: u64, capacity_left: u32) {
+        self.with(|m| {
+            if m.len() >= MAX_CACHED_QUOTES {
+                let now = now_ms();
+                m.retain(|_, c| c.valid_until_ms > now);
+                if m.len() >= MAX_CACHED_QUOTES {
+                    m.clear();
+                }
+            }
+            let key = (peer.to_owned(), job_type.to_owned());
+            let dispatched = m.get(&key).map_or(0, |c| c.dispatched);
+            m.insert(key, Cached { price, valid_until_ms, capacity_left, dispatched });
+        });
+    }
+
+    fn dispatched(&self, peer: &str, job_type: &str, start: bool) {
+        self.with(|m| {
+            if let Some(c) = m.get_mut(&(peer.to_owned(), job_type.to_owned())) {
+                c.dispatched = if start { c.dispatched.saturating_add(1) } else { c.dispatched.saturating_sub(1) };
+            }
+        });
+    }
+
+    fn forget(&self, peer: &str) {
+        self.with(|m| m.retain(|(p, _), _| p != peer));
+    }
+}
+
 /// The broker.
 pub struct Broker {
     client: Client,
@@ -197,6 +258,8 @@ pub struct Broker {
     cfg: MarketConfig,
     reputation: Arc<Reputation>,
     limit: Semaphore,
+    quotes: QuoteCache,
+    tracker: Option<Arc<crate::ledger::JobTracker>>,
 }
 
 enum RunOutcome {
@@ -224,7 +287,16 @@ impl Broker {
             cfg,
             reputation,
             limit,
+            quotes: QuoteCache::default(),
+            tracker: None,
         }
+    }
+
+    /// Runs every host attempt under the failover monitor: a stalled attempt is given up
+    /// and the job moves to the next host.
+    pub fn with_job_tracker(mut self, tracker: Arc<crate::ledger::JobTracker>) -> Self {
+        self.tracker = Some(tracker);
+        self
     }
 
     /// The reputation table.
@@ -307,36 +379,54 @@ impl Broker {
     }
 
     /// Quotes in parallel; waits for the window or until every candidate answered.
+    fn bid(&self, cand: &Candidate, price: u64) -> Bid {
+        let rec = self.reputation.get(&cand.peer.to_string());
+        Bid {
+            peer: cand.peer.to_string(),
+            price,
+            via: cand.via.clone(),
+            hits: rec.hits,
+            misses: rec.misses,
+            mesh: cand.mesh,
+        }
+    }
+
+    /// Quotes in parallel; waits for the window or until every candidate answered. A host
+    /// whose earlier quote is still valid, with capacity this broker has not used up, is not
+    /// asked again.
     async fn collect_quotes(&self, job: &JobSpec, candidates: &[Candidate]) -> (Vec<Bid>, usize) {
         let window = Duration::from_millis(self.cfg.quote_window_ms.max(1));
-        let mut pending: FuturesUnordered<_> = candidates
-            .iter()
+        let now = now_ms();
+        let mut bids = Vec::new();
+        let mut ask = Vec::new();
+        for c in candidates {
+            match self.quotes.get(&c.peer.to_string(), &job.job_type, now) {
+                Some(price) => bids.push(self.bid(c, price)),
+                None => ask.push(c.clone()),
+            }
+        }
+        let mut count = bids.len();
+        let mut pending: FuturesUnordered<_> = ask
+            .into_iter()
             .map(|c| {
                 let req = Request::Quote {
                     job_type: job.job_type.clone(),
                     units: job.units,
                 };
                 let client = self.client.clone();
-                let c = c.clone();
-                async move { (c.clone(), client.request(c.peer, req).await) }
+                async move {
+                    let r = client.request(c.peer, req).await;
+                    (c, r)
+                }
             })
             .collect();
-        let mut bids = Vec::new();
-        let mut count = 0;
         let until = tokio::time::Instant::now() + window;
         while let Ok(Some((cand, resp))) = tokio::time::timeout_at(until, pending.next()).await {
             match resp {
-                Ok(Response::Quote { price, .. }) => {
+                Ok(Response::Quote { price, valid_until_ms, capacity_left }) => {
                     count += 1;
-                    let rec = self.reputation.get(&cand.peer.to_string());
-                    bids.push(Bid {
-                        peer: cand.peer.to_string(),
-                        price,
-                        via: cand.via.clone(),
-                        hits: rec.hits,
-                        misses: rec.misses,
-                        mesh: cand.mesh,
-                    });
+                    self.quotes.put(&cand.peer.to_string(), &job.job_type, price, valid_until_ms, capacity_left);
+                    bids.push(self.bid(&cand, price));
                 }
                 Ok(other) => debug!(peer = %cand.peer, answer = ?other, "no quote"),
                 Err(e) => debug!(peer = %cand.peer, error = %e, "quote failed"),
@@ -346,6 +436,17 @@ impl Broker {
     }
 
     async fn attempt(&self, job: &JobSpec, bid: &Bid, deadline: Instant) -> RunOutcome {
+        self.quotes.dispatched(&bid.peer, &job.job_type, true);
+        let outcome = self.attempt_once(job, bid, deadline).await;
+        self.quotes.dispatched(&bid.peer, &job.job_type, false);
+        if !matches!(outcome, RunOutcome::Ok { .. }) {
+            // Busy, failed or silent: ask afresh next time.
+            self.quotes.forget(&bid.peer);
+        }
+        outcome
+    }
+
+    async fn attempt_once(&self, job: &JobSpec, bid: &Bid, deadline: Instant) -> RunOutcome {
         let Ok(peer) = bid.peer.parse::<PeerId>() else {
             return RunOutcome::Failed("bad peer id".into());
         };
@@ -428,7 +529,16 @@ impl Broker {
         let budget = want + self.cfg.max_retries as usize;
         let mut queue = ranked.into_iter().take(budget);
         let attempt = |bid: Bid| async move {
-            let o = self.attempt(job, &bid, deadline).await;
+            let o = match &self.tracker {
+                // The failover monitor may requeue a stalled attempt: the next host gets it.
+                Some(t) => t
+                    .watch(&job.job_id, &bid.peer, &bid.via, self.attempt(job, &bid, deadline), |o| {
+                        matches!(o, RunOutcome::Ok { .. })
+                    })
+                    .await
+                    .unwrap_or_else(RunOutcome::Failed),
+                None => self.attempt(job, &bid, deadline).await,
+            };
             (bid, o)
         };
         let mut running = FuturesUnordered::new();
@@ -509,5 +619,26 @@ impl Broker {
             quotes,
             duration_ms: started.elapsed().as_millis() as u64,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_quotes_hold_while_valid_and_capacity_remains() {
+        let q = QuoteCache::default();
+        q.put("h", "echo", 100, 1_000, 2);
+        assert_eq!(q.get("h", "echo", 500), Some(100));
+        assert_eq!(q.get("h", "compute", 500), None, "per job type");
+        assert_eq!(q.get("h", "echo", 1_000), None, "expired");
+        q.dispatched("h", "echo", true);
+        q.dispatched("h", "echo", true);
+        assert_eq!(q.get("h", "echo", 500), None, "our own jobs use up the capacity it quoted");
+        q.dispatched("h", "echo", false);
+        assert_eq!(q.get("h", "echo", 500), Some(100));
+        q.forget("h");
+        assert_eq!(q.get("h", "echo", 500), None);
     }
 }

@@ -2,8 +2,8 @@
 //!
 //! The event loop calls [`Host::quote`] and [`Host::start_run`] on inbound requests. A run
 //! executes in its own task (at most `burst` at once; beyond that the host answers busy),
-//! then goes through the receipt writer, which persists receipts in group commits — one
-//! durable write for everything that finished meanwhile — before the answer is sent. So a
+//! then its receipt is persisted through the store's [`GroupWriter`] (group commit: one
+//! durable write for everything that finished meanwhile) before the answer is sent. So a
 //! broker never holds a receipt the host could lose.
 
 use std::{collections::HashMap, sync::Arc, time::Instant};
@@ -23,15 +23,13 @@ use crate::{
     identity::Identity,
     network::HostSettings,
     now_ms,
-    store::{Store, Table},
+    store::{GroupWriter, Op, Table},
 };
 
 /// How long a quote holds, milliseconds.
 pub const QUOTE_VALID_MS: u64 = 5_000;
 /// Suggested wait when busy, milliseconds.
 pub const BUSY_RETRY_MS: u64 = 200;
-/// Most finished runs persisted in one group commit.
-const MAX_GROUP: usize = 256;
 
 /// Fault injection for tests of the broker's defences, from `OFFGRID_FAULT_INJECT`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,10 +49,19 @@ impl Fault {
     }
 }
 
+/// Where a run's answer goes: a libp2p request-response channel, or a radio session
+/// waiting for it (`network/radio.rs`).
+pub enum ReplyTo {
+    /// Answer on the libp2p auction protocol.
+    Swarm(ResponseChannel<Response>),
+    /// Answer over a radio session.
+    Radio(tokio::sync::oneshot::Sender<Response>),
+}
+
 /// A finished run on its way to the broker.
 pub struct Finished {
     /// Where the answer goes.
-    pub channel: ResponseChannel<Response>,
+    pub channel: ReplyTo,
     /// The answer.
     pub response: Response,
 }
@@ -65,7 +72,8 @@ pub struct Host {
     identity: Identity,
     cluster_id: String,
     in_flight: usize,
-    to_writer: mpsc::Sender<Finished>,
+    writer: GroupWriter,
+    to_loop: mpsc::Sender<Finished>,
     fault: Fault,
 }
 
@@ -78,12 +86,11 @@ pub fn load_price(base: u64, in_flight: usize, burst: u32) -> u64 {
 }
 
 impl Host {
-    /// Builds the host and spawns its receipt writer, which hands finished runs back on
-    /// `to_loop`.
+    /// Builds the host; finished runs come back to the event loop on `to_loop`.
     pub fn new(
         cfg: &Config,
         identity: Identity,
-        store: Arc<Store>,
+        writer: GroupWriter,
         to_loop: mpsc::Sender<Finished>,
     ) -> Self {
         let executors = cfg
@@ -91,9 +98,6 @@ impl Host {
             .iter()
             .map(|(t, c)| (t.clone(), Arc::new(Executor::new(c.clone()))))
             .collect();
-        let burst = cfg.host.burst.max(1) as usize;
-        let (to_writer, rx) = mpsc::channel(burst.max(MAX_GROUP));
-        tokio::spawn(receipt_writer(rx, store, to_loop));
         let fault = Fault::from_env();
         if fault != Fault::None {
             warn!(
@@ -106,7 +110,8 @@ impl Host {
             identity,
             cluster_id: cfg.cluster_id.clone(),
             in_flight: 0,
-            to_writer,
+            writer,
+            to_loop,
             fault,
         }
     }
@@ -160,17 +165,36 @@ impl Host {
     ) -> Option<(ResponseChannel<Response>, Response)> {
         match request {
             Request::Quote { job_type, .. } => Some((channel, self.quote(s, &job_type))),
-            Request::Run(run) => self.start_run(s, broker, run, channel),
+            Request::Run(run) => self.start_run(s, broker, run, channel, ReplyTo::Swarm),
         }
     }
 
-    fn start_run(
+    /// Handles a request that came over a radio session from an authenticated `broker`:
+    /// as [`Host::on_request`], answering on `reply` (at once, or when the run finishes).
+    pub fn on_radio_request(
+        &mut self,
+        s: &HostSettings,
+        broker: PeerId,
+        request: Request,
+        reply: tokio::sync::oneshot::Sender<Response>,
+    ) {
+        let early = match request {
+            Request::Quote { job_type, .. } => Some((reply, self.quote(s, &job_type))),
+            Request::Run(run) => self.start_run(s, broker, run, reply, ReplyTo::Radio),
+        };
+        if let Some((reply, response)) = early {
+            let _ = reply.send(response);
+        }
+    }
+
+    fn start_run<C>(
         &mut self,
         s: &HostSettings,
         broker: PeerId,
         run: RunRequest,
-        channel: ResponseChannel<Response>,
-    ) -> Option<(ResponseChannel<Response>, Response)> {
+        channel: C,
+        reply_to: fn(C) -> ReplyTo,
+    ) -> Option<(C, Response)> {
         let base = match self.price_for(s, &run.job_type) {
             Ok(p) => p,
             Err(reason) => return Some((channel, Response::Declined { reason })),
@@ -211,11 +235,19 @@ impl Host {
             broker_id: broker.to_string(),
             signer,
         };
-        let to_writer = self.to_writer.clone();
+        let (writer, to_loop) = (self.writer.clone(), self.to_loop.clone());
+        let channel = reply_to(channel);
         tokio::spawn(async move {
-            let response = execute(&executor, &ctx, run).await;
-            // The writer outlives every run task; if it is gone the node is stopping.
-            let _ = to_writer.send(Finished { channel, response }).await;
+            let mut response = execute(&executor, &ctx, run).await;
+            if let Response::Done { receipt, .. } = &response {
+                let op = Op::put(Table::Receipts, receipt_key(receipt, now_ms()), receipt);
+                if let Err(e) = async { writer.commit(vec![op?]).await }.await {
+                    warn!(error = %e, "cannot persist receipt; failing the job");
+                    response = Response::Failed { error: "host cannot persist its receipt".into() };
+                }
+            }
+            // The loop outlives every run task; if it is gone the node is stopping.
+            let _ = to_loop.send(Finished { channel, response }).await;
         });
         None
     }
@@ -298,53 +330,6 @@ async fn execute(executor: &Executor, ctx: &RunContext, run: RunRequest) -> Resp
 /// Key of a receipt in the store: time-ordered so an export takes "everything after".
 pub fn receipt_key(receipt: &SignedReceipt, finished_ms: u64) -> String {
     format!("{finished_ms:016}-{}", receipt.id())
-}
-
-async fn receipt_writer(
-    mut rx: mpsc::Receiver<Finished>,
-    store: Arc<Store>,
-    to_loop: mpsc::Sender<Finished>,
-) {
-    let mut group = Vec::with_capacity(MAX_GROUP);
-    while rx.recv_many(&mut group, MAX_GROUP).await > 0 {
-        let receipts: Vec<(String, SignedReceipt)> = group
-            .iter()
-            .filter_map(|f| match &f.response {
-                Response::Done { receipt, .. } => {
-                    Some((receipt_key(receipt, now_ms()), receipt.clone()))
-                }
-                _ => None,
-            })
-            .collect();
-        let stored = if receipts.is_empty() {
-            Ok(())
-        } else {
-            let store = store.clone();
-            tokio::task::spawn_blocking(move || {
-                store.write(|b| {
-                    for (k, r) in &receipts {
-                        b.put(Table::Receipts, k, r)?;
-                    }
-                    Ok(())
-                })
-            })
-            .await
-            .unwrap_or_else(|e| Err(crate::store::StoreError::Io(e.to_string())))
-        };
-        for mut f in group.drain(..) {
-            if let Err(e) = &stored {
-                if matches!(f.response, Response::Done { .. }) {
-                    warn!(error = %e, "cannot persist receipt; failing the job");
-                    f.response = Response::Failed {
-                        error: "host cannot persist its receipt".into(),
-                    };
-                }
-            }
-            if to_loop.send(f).await.is_err() {
-                return;
-            }
-        }
-    }
 }
 
 #[cfg(test)]

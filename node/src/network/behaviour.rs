@@ -37,6 +37,8 @@ pub struct Behaviour {
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
     /// Quotes and job runs.
     pub auction: offgrid_behaviours::auction::Behaviour,
+    /// Ledger catch-up (tips, blocks, final transactions); see `network/ledger.rs`.
+    pub ledger_sync: offgrid_behaviours::ledger_sync::Behaviour,
     /// Shard store/fetch/has and manifests (see `network/shards.rs`).
     pub shards: offgrid_behaviours::shards::Behaviour,
 }
@@ -109,6 +111,7 @@ impl Behaviour {
         );
         Ok(Behaviour {
             auction,
+            ledger_sync: offgrid_behaviours::ledger_sync::behaviour(Duration::from_secs(30), 256),
             shards,
             limits,
             identify,

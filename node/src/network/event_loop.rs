@@ -138,7 +138,9 @@ pub struct EventLoop {
     pub(super) host: Host,
     pub(super) finished: mpsc::Receiver<Finished>,
     pub(super) pending: HashMap<OutboundRequestId, oneshot::Sender<Result<auction::Response, String>>>,
+    pub(super) ledger: super::LedgerLink,
     pub(super) shards: super::shards::ShardsState,
+    pub(super) radio: super::radio::RadioState,
 }
 
 impl EventLoop {
@@ -148,6 +150,7 @@ impl EventLoop {
         commands: mpsc::Receiver<Command>,
         cancel: CancellationToken,
         store: Arc<Store>,
+        writer: crate::store::GroupWriter,
         identity: Identity,
         cfg: Config,
         bootstrap: Vec<(PeerId, Multiaddr)>,
@@ -166,12 +169,14 @@ impl EventLoop {
             .unwrap_or_else(|| HostSettings::from_config(&cfg));
         let now = Instant::now();
         let (finished_tx, finished) = mpsc::channel(cfg.host.burst.max(1) as usize + 16);
-        let host = Host::new(&cfg, identity.clone(), store.clone(), finished_tx);
+        let host = Host::new(&cfg, identity.clone(), writer, finished_tx);
         Ok(EventLoop {
             host,
             finished,
             pending: HashMap::new(),
+            ledger: Default::default(),
             shards: Default::default(),
+            radio: Default::default(),
             swarm,
             commands,
             cancel,
@@ -201,6 +206,7 @@ impl EventLoop {
         {
             warn!(error = %e, "cannot subscribe to announcements");
         }
+        self.ledger_subscribe();
         self.dial_bootstrap();
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -209,12 +215,7 @@ impl EventLoop {
                 biased;
                 _ = self.cancel.cancelled() => break,
                 Some(cmd) = self.commands.recv() => self.on_command(cmd),
-                Some(f) = self.finished.recv() => {
-                    self.host.run_finished();
-                    if self.swarm.behaviour_mut().auction.send_response(f.channel, f.response).is_err() {
-                        debug!("broker went away before the job's answer");
-                    }
-                }
+                Some(f) = self.finished.recv() => self.deliver_finished(f),
                 Some(done) = self.shards.done.recv() => self.on_shard_done(done),
                 ev = self.swarm.select_next_some() => {
                     self.on_swarm_event(ev);
@@ -280,6 +281,12 @@ impl EventLoop {
                 peer,
                 request,
                 reply,
+            } if self.routes_by_radio(&peer) => self.radio_request(peer, request, reply),
+            Command::Radio(cmd) => self.on_radio(cmd),
+            Command::Request {
+                peer,
+                request,
+                reply,
             } => {
                 self.ensure_dialing(peer);
                 let id = self
@@ -294,6 +301,7 @@ impl EventLoop {
                 request,
                 reply,
             } => self.on_shard_command(peer, request, reply),
+            Command::Ledger(out) => self.on_ledger_command(out),
             Command::Dial { addr, reply } => {
                 let _ = reply.send(self.swarm.dial(addr).map_err(|e| e.to_string()));
             }
@@ -312,9 +320,10 @@ impl EventLoop {
                     peer: r.peer_id.parse().ok()?,
                     via: r.via.clone(),
                     price: *a.prices.get(job_type)?,
-                    mesh: 1.0,
+                    mesh: self.mesh_factor(),
                 })
             })
+            .chain(self.radio_candidates(job_type))
             .collect()
     }
 
@@ -567,6 +576,7 @@ impl EventLoop {
                 peer_id, endpoint, ..
             } => {
                 debug!(%peer_id, "connected");
+                self.on_ledger_peer(peer_id, true);
                 self.redial.remove(&peer_id);
                 self.registry.set_connected(&peer_id.to_string(), true, now);
                 if endpoint.is_dialer() {
@@ -582,6 +592,7 @@ impl EventLoop {
             } => {
                 if num_established == 0 {
                     debug!(%peer_id, "disconnected");
+                    self.on_ledger_peer(peer_id, false);
                     self.registry
                         .set_connected(&peer_id.to_string(), false, now);
                 }
@@ -634,6 +645,13 @@ impl EventLoop {
                 message,
                 propagation_source,
                 message_id,
+            }) if self.is_ledger_topic(&message.topic) => {
+                self.on_ledger_gossip(message, propagation_source, message_id)
+            }
+            BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                message,
+                propagation_source,
+                message_id,
             }) => {
                 // Messages are relayed only once validated, so a bad one stops here.
                 let verdict = if message.topic == self.announce_topic.hash() {
@@ -647,6 +665,7 @@ impl EventLoop {
                     .report_message_validation_result(&message_id, &propagation_source, verdict);
             }
             BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, topic, .. }) => {
+                self.on_ledger_subscribed(peer_id, &topic);
                 if topic == self.announce_topic.hash() {
                     debug!(%peer_id, "peer subscribed to announcements");
                     let due = Instant::now() + ANNOUNCE_DEBOUNCE;
@@ -654,6 +673,7 @@ impl EventLoop {
                 }
             }
             BehaviourEvent::Auction(ev) => self.on_auction(ev),
+            BehaviourEvent::LedgerSync(ev) => self.on_ledger_sync(ev),
             BehaviourEvent::Shards(ev) => self.on_shards(ev),
             BehaviourEvent::Kad(kad::Event::RoutingUpdated {
                 peer, addresses, ..

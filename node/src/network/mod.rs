@@ -6,12 +6,16 @@
 
 mod behaviour;
 mod event_loop;
+mod radio;
+mod ledger;
 mod shards;
 
 use std::collections::BTreeMap;
 
 pub use behaviour::{Behaviour, BehaviourEvent, KAD_PROTOCOL, PROTOCOL_VERSION};
 pub use event_loop::{EventLoop, HostSettings};
+pub use radio::{covers, BeaconInfo, RadioCommand, RadioState};
+pub use ledger::{LedgerLink, LedgerOut};
 use libp2p::{Multiaddr, PeerId};
 use offgrid_behaviours::{
     announce::Announcement,
@@ -126,6 +130,10 @@ pub enum Command {
         /// Reply: the host's answer, or why none came.
         reply: oneshot::Sender<Result<offgrid_behaviours::shards::Response, String>>,
     },
+    /// Something the ledger service asks of the swarm (no reply).
+    Ledger(LedgerOut),
+    /// A radio gateway or mesh poller event (`network/radio.rs`).
+    Radio(RadioCommand),
     /// Dial an address.
     Dial {
         /// Where.

@@ -1,0 +1,323 @@
+//! The `[ledger]`, `[wallet]`, `[quorum]` and `[failover]` sections of the daemon config.
+//!
+//! Weights are written as floats, as people think of them (`weight = 1.0`); the wallet's
+//! finality arithmetic uses integer milli-weights (`1.0` → `1000`) so it is exact. Money
+//! (genesis amounts, fees) is always an integer number of micro-credits.
+
+use std::collections::BTreeMap;
+
+use offgrid_ledger::{
+    quorum::{Monitor, Policies, Policy},
+    settlement::SettlementParams,
+    WalletParams,
+};
+use serde::{Deserialize, Serialize};
+
+/// `[ledger]`: blocks, sync, settlement and reputation gossip timers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LedgerConfig {
+    /// Seconds between checks for new receipts to put in a block (a block is made only when
+    /// receipts are waiting).
+    pub block_interval_s: u64,
+    /// Seconds between tip exchanges with each connected peer.
+    pub sync_interval_s: u64,
+    /// Settle each new batch of this node's receipts automatically, once.
+    pub auto_settle: bool,
+    /// Seconds between rounds of reputation gossip.
+    pub reputation_interval_s: u64,
+    /// Milliseconds between re-publications of transactions that are not final yet.
+    pub republish_ms: u64,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        LedgerConfig {
+            block_interval_s: 10,
+            sync_interval_s: 5,
+            auto_settle: true,
+            reputation_interval_s: 30,
+            republish_ms: 2000,
+        }
+    }
+}
+
+/// One witness, `{ peer = "<peer id>", weight = 1.0 }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessConfig {
+    /// The witness's peer id.
+    pub peer: String,
+    /// Its weight.
+    #[serde(default = "one")]
+    pub weight: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// One genesis balance, `{ account = "<peer id>", amount = N }` (micro-credits).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisConfig {
+    /// Account (peer id or `system`).
+    pub account: String,
+    /// Initial balance, micro-credits.
+    pub amount: u64,
+}
+
+/// `[wallet]`: witnesses, quorum, genesis and fees. Every node of a mesh must use the same
+/// values. With no witnesses the wallet is off (blocks still work).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WalletConfig {
+    /// Witnesses and their weights.
+    pub witnesses: Vec<WitnessConfig>,
+    /// Weight a transaction's attestations must reach; 0 means "just over half the total".
+    /// Must exceed half the total weight.
+    pub quorum: f64,
+    /// Initial balances.
+    pub genesis: Vec<GenesisConfig>,
+    /// Smallest transfer fee, micro-credits.
+    pub tx_fee_min: u64,
+    /// Largest transfer fee, micro-credits.
+    pub tx_fee_max: u64,
+    /// Share of each host's settled reward kept as reserve for `system` (0.01 = 1 %).
+    pub host_reserve: f64,
+}
+
+impl Default for WalletConfig {
+    fn default() -> Self {
+        WalletConfig {
+            witnesses: Vec::new(),
+            quorum: 0.0,
+            genesis: Vec::new(),
+            tx_fee_min: 0,
+            tx_fee_max: 1_000_000,
+            host_reserve: 0.01,
+        }
+    }
+}
+
+/// Float weight → integer milli-weight, rounded to the nearest.
+pub fn milli(w: f64) -> Option<u64> {
+    (w.is_finite() && w >= 0.0 && w < 1e12).then(|| (w * 1000.0).round() as u64)
+}
+
+impl WalletConfig {
+    /// Whether the wallet is configured (it has witnesses).
+    pub fn enabled(&self) -> bool {
+        !self.witnesses.is_empty()
+    }
+
+    /// The ledger's wallet parameters, validated.
+    pub fn params(&self) -> Result<WalletParams, String> {
+        let mut witnesses = Vec::with_capacity(self.witnesses.len());
+        for w in &self.witnesses {
+            let m = milli(w.weight)
+                .ok_or_else(|| format!("wallet.witnesses: bad weight {} for {}", w.weight, w.peer))?;
+            witnesses.push((w.peer.clone(), m));
+        }
+        let total: u64 = witnesses.iter().map(|(_, w)| *w).sum();
+        let quorum_milli = if self.quorum == 0.0 {
+            total / 2 + 1
+        } else {
+            milli(self.quorum).ok_or_else(|| format!("wallet.quorum: bad weight {}", self.quorum))?
+        };
+        let params = WalletParams {
+            witnesses,
+            quorum_milli,
+            genesis: self
+                .genesis
+                .iter()
+                .map(|g| (g.account.clone(), g.amount))
+                .collect(),
+            tx_fee_min: self.tx_fee_min,
+            tx_fee_max: self.tx_fee_max,
+        };
+        params.validate().map_err(|e| format!("wallet: {e}"))?;
+        Ok(params)
+    }
+
+    /// Settlement parameters (reserve in basis points).
+    pub fn settlement(&self) -> Result<SettlementParams, String> {
+        if !(self.host_reserve.is_finite() && (0.0..=1.0).contains(&self.host_reserve)) {
+            return Err(format!(
+                "wallet.host_reserve must be in [0, 1], not {}",
+                self.host_reserve
+            ));
+        }
+        Ok(SettlementParams::default()
+            .with_host_reserve_bps((self.host_reserve * 10_000.0).round() as u64))
+    }
+}
+
+/// Weighting rules for one kind of quorum item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KindConfig {
+    /// Effective weight an item of this kind needs.
+    pub required: f64,
+    /// Weight of a node without an override (when auto-weights are off).
+    pub weight_default: f64,
+    /// Per-node weight overrides, by peer id.
+    pub node_weights: BTreeMap<String, f64>,
+    /// Seconds after which an ack counts half; 0 turns decay off.
+    pub decay_half_life_s: f64,
+    /// Seconds after which an ack no longer counts.
+    pub max_age_s: f64,
+}
+
+impl Default for KindConfig {
+    fn default() -> Self {
+        KindConfig {
+            required: 1.0,
+            weight_default: 1.0,
+            node_weights: BTreeMap::new(),
+            decay_half_life_s: 600.0,
+            max_age_s: 3600.0,
+        }
+    }
+}
+
+impl KindConfig {
+    /// The ledger policy.
+    pub fn policy(&self) -> Policy {
+        Policy {
+            weight_default: self.weight_default,
+            node_weights: self.node_weights.clone(),
+            decay_half_life_s: self.decay_half_life_s,
+            max_age_s: self.max_age_s,
+        }
+    }
+}
+
+/// `[quorum]`: the generic quorum engine's policies per kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuorumConfig {
+    /// Weigh acks by the link a node is heard over and its gossiped reputation, unless the
+    /// node has an entry in `node_weights`.
+    pub auto_weights: bool,
+    /// Uploads (shards stored).
+    pub upload: KindConfig,
+    /// Compute jobs.
+    pub job: KindConfig,
+    /// Wallet tokens (transactions); `required` is taken from `[wallet] quorum`.
+    pub token: KindConfig,
+}
+
+impl Default for QuorumConfig {
+    fn default() -> Self {
+        QuorumConfig {
+            auto_weights: true,
+            upload: KindConfig::default(),
+            job: KindConfig::default(),
+            token: KindConfig {
+                // Token finality is exact (integer weights, no decay); the engine mirrors it.
+                decay_half_life_s: 0.0,
+                max_age_s: 86_400.0,
+                ..KindConfig::default()
+            },
+        }
+    }
+}
+
+impl QuorumConfig {
+    /// The policies per kind.
+    pub fn policies(&self) -> Policies {
+        Policies {
+            upload: self.upload.policy(),
+            job: self.job.policy(),
+            token: self.token.policy(),
+        }
+    }
+}
+
+/// `[failover]`: the monitor that requeues stalled jobs and flags stalled uploads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FailoverConfig {
+    /// Least progress rise over `stall_age_s` that counts as moving (0..1).
+    pub min_progress_delta: f64,
+    /// Seconds without enough progress before an item is stalled.
+    pub stall_age_s: u64,
+    /// Least seconds between two requeues of one item.
+    pub cooldown_s: u64,
+    /// Most requeues per item.
+    pub max_retries: u32,
+    /// Milliseconds between checks.
+    pub check_interval_ms: u64,
+}
+
+impl Default for FailoverConfig {
+    fn default() -> Self {
+        FailoverConfig {
+            min_progress_delta: 0.05,
+            stall_age_s: 90,
+            cooldown_s: 60,
+            max_retries: 3,
+            check_interval_ms: 1000,
+        }
+    }
+}
+
+impl FailoverConfig {
+    /// The ledger's monitor with these settings.
+    pub fn monitor(&self) -> Monitor {
+        Monitor::default()
+            .with_min_progress_delta(self.min_progress_delta)
+            .with_stall_age_s(self.stall_age_s)
+            .with_cooldown_s(self.cooldown_s)
+            .with_max_retries(self.max_retries)
+    }
+}
+
+/// Checks the ledger sections of a config.
+pub fn validate(wallet: &WalletConfig) -> Result<(), String> {
+    if wallet.enabled() {
+        wallet.params()?;
+    }
+    wallet.settlement()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn pid(seed: u8) -> String {
+        let k = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
+        offgrid_ledger::peer_id_from_pubkey(k.verifying_key().as_bytes())
+    }
+
+    #[test]
+    fn float_weights_become_exact_milli_weights_and_zero_quorum_means_majority() {
+        let w = WalletConfig {
+            witnesses: (1..=5)
+                .map(|i| WitnessConfig {
+                    peer: pid(i),
+                    weight: 1.0,
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let p = w.params().unwrap();
+        assert_eq!(p.total_weight(), 5000);
+        assert_eq!(p.quorum_milli, 2501);
+        let w3 = WalletConfig {
+            quorum: 3.0,
+            ..w.clone()
+        };
+        assert_eq!(w3.params().unwrap().quorum_milli, 3000);
+        let low = WalletConfig { quorum: 2.5, ..w };
+        assert!(low.params().unwrap_err().contains("half"));
+        assert_eq!(
+            WalletConfig::default().settlement().unwrap().host_reserve_bps,
+            100
+        );
+    }
+}

@@ -1,0 +1,221 @@
+//! The ledger on the node: block DAG, wallet with witnessed transactions, settlement,
+//! the quorum engine with its failover monitor, and reputation gossip.
+//!
+//! The domain rules live in `offgrid-ledger`; this module wires them to storage and the
+//! network. One task, the [`service`], owns the DAG and the wallet. The swarm's event loop
+//! forwards gossip and sync traffic to it ([`LedgerIn`]) without waiting, and it answers
+//! through the event loop's command channel. API calls reach it through a
+//! [`LedgerHandle`]. Each round of work ends with one durable store commit *before* any
+//! message leaves, so a witness's `(slot → tx id)` promise is on disk before its
+//! attestation is sent, and a transaction is reported final only once stored.
+
+pub mod chain;
+pub mod config;
+pub mod failover;
+pub mod service;
+mod sync;
+mod views;
+pub mod wallet;
+
+use std::sync::{Arc, Mutex};
+
+use libp2p::{gossipsub::MessageId, request_response::ResponseChannel, PeerId};
+use offgrid_behaviours::ledger_sync;
+use offgrid_ledger::{ReputationCrdt, Tx};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+pub use self::failover::{JobTracker, QuorumEngine};
+use crate::store::Store;
+
+/// Capacity of the ledger service's input queue. When full, gossip is ignored (not relayed)
+/// rather than blocking the swarm.
+pub const INPUT_QUEUE: usize = 4096;
+
+/// Which ledger topic a gossip message came on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GossipKind {
+    /// `offgrid/blocks/1`.
+    Blocks,
+    /// `offgrid/tx/1`.
+    Tx,
+    /// `offgrid/reputation/1`.
+    Reputation,
+}
+
+/// Input of the ledger service.
+#[derive(Debug)]
+pub enum LedgerIn {
+    /// A gossip message awaiting validation.
+    Gossip {
+        /// Topic.
+        kind: GossipKind,
+        /// Payload.
+        data: Vec<u8>,
+        /// The publisher (signed by gossipsub).
+        source: Option<PeerId>,
+        /// The peer that forwarded it.
+        from: PeerId,
+        /// Id for the validation verdict.
+        message_id: MessageId,
+    },
+    /// A peer's sync request.
+    SyncRequest {
+        /// The peer.
+        peer: PeerId,
+        /// What it asks.
+        request: ledger_sync::Request,
+        /// Where the answer goes.
+        channel: ResponseChannel<ledger_sync::Response>,
+    },
+    /// A peer's answer to our sync request.
+    SyncResponse {
+        /// The peer.
+        peer: PeerId,
+        /// Its answer.
+        response: ledger_sync::Response,
+    },
+    /// A connection to a peer opened.
+    PeerUp(PeerId),
+    /// The last connection to a peer closed.
+    PeerDown(PeerId),
+    /// A peer subscribed to the transaction topic (pending items can now be published).
+    Subscribed(PeerId),
+    /// A local API call.
+    Api(ApiReq, oneshot::Sender<Result<Value, LedgerError>>),
+}
+
+/// A local API call to the ledger service.
+#[derive(Debug)]
+pub enum ApiReq {
+    /// Ledger and wallet summary.
+    Status,
+    /// Balance of an account (this node's when `None`).
+    Balance(Option<String>),
+    /// Sign a transfer from this node; submit it unless `submit` is false.
+    Send {
+        /// Destination account.
+        dst: String,
+        /// Micro-credits.
+        amount: u64,
+        /// Fee in micro-credits (the minimum when unset).
+        fee: Option<u64>,
+        /// Nonce (the next free one when unset).
+        nonce: Option<u64>,
+        /// Submit and gossip it; otherwise only return it signed.
+        submit: bool,
+    },
+    /// Submit a transaction signed elsewhere.
+    Submit(Tx),
+    /// Answer once the transaction is final.
+    WaitFinal(String),
+    /// One transaction.
+    TxShow(String),
+    /// Recent transactions, newest first.
+    TxList(usize),
+    /// Recent blocks, newest first.
+    Blocks(usize),
+    /// One block.
+    BlockShow(String),
+    /// Make a block from exported receipts now (an empty one if `allow_empty`).
+    CreateBlock {
+        /// Make a block even with no receipts waiting.
+        allow_empty: bool,
+    },
+    /// A receipt's inclusion proof (by receipt hash or job id).
+    Prove(String),
+    /// Put waiting receipts in blocks and mint what this node's batches are owed.
+    Settle,
+    /// Token items (transactions viewed as quorum items).
+    TokenItems(usize),
+    /// One token item.
+    TokenItem(String),
+    /// The merged reputation CRDT.
+    Reputation,
+    /// Diagnostics: publish a block with a broken signature.
+    PublishBadBlock,
+}
+
+/// Why a ledger call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LedgerError {
+    /// Nothing with that id.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request is invalid.
+    #[error("{0}")]
+    Invalid(String),
+    /// The wallet is not configured or the service stopped.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Storage or signing failed.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// A cloneable handle for the API: calls to the service, the job tracker and the store.
+#[derive(Clone)]
+pub struct LedgerHandle {
+    tx: mpsc::Sender<LedgerIn>,
+    tracker: Arc<JobTracker>,
+    store: Arc<Store>,
+}
+
+impl LedgerHandle {
+    /// Calls the service.
+    pub async fn call(&self, req: ApiReq) -> Result<Value, LedgerError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(LedgerIn::Api(req, reply))
+            .await
+            .map_err(|_| LedgerError::Unavailable("the ledger has stopped".into()))?;
+        rx.await
+            .map_err(|_| LedgerError::Unavailable("the ledger has stopped".into()))?
+    }
+
+    /// The sender the swarm's event loop forwards to.
+    pub fn link(&self) -> mpsc::Sender<LedgerIn> {
+        self.tx.clone()
+    }
+
+    /// The quorum engine and failover hook.
+    pub fn tracker(&self) -> Arc<JobTracker> {
+        self.tracker.clone()
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+}
+
+/// Starts the ledger service and the failover monitor.
+pub fn start(
+    cfg: &crate::config::Config,
+    identity: &crate::identity::Identity,
+    store: Arc<Store>,
+    client: crate::network::Client,
+    cancel: tokio_util::sync::CancellationToken,
+    tasks: &mut tokio::task::JoinSet<()>,
+) -> anyhow::Result<LedgerHandle> {
+    let reputation: Arc<Mutex<ReputationCrdt>> = Arc::new(Mutex::new(
+        store
+            .get::<ReputationCrdt>(crate::store::Table::Meta, service::REPUTATION_KEY)?
+            .unwrap_or_default(),
+    ));
+    let engine = QuorumEngine::load(cfg.quorum.clone(), store.clone(), reputation.clone())?;
+    let tracker = Arc::new(JobTracker::new(engine));
+    tasks.spawn(
+        tracker
+            .clone()
+            .run_monitor(cfg.failover.clone(), cancel.clone()),
+    );
+    let (tx, rx) = mpsc::channel(INPUT_QUEUE);
+    let svc = service::Service::new(cfg, identity, store.clone(), client, rx, reputation)?;
+    tasks.spawn(svc.run(cancel));
+    Ok(LedgerHandle {
+        tx,
+        tracker,
+        store,
+    })
+}

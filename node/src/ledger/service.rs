@@ -1,0 +1,668 @@
+//! The ledger service: one task owns the DAG and the wallet.
+//!
+//! Each round takes every input queued (up to a bound), applies it to the in-memory state,
+//! commits the resulting writes in one durable transaction, and only then publishes gossip,
+//! sends validation verdicts and sync traffic, and answers API calls. Batching rounds this
+//! way is the group commit that lets witnesses attest at a high rate.
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use ed25519_dalek::SigningKey;
+use libp2p::{gossipsub::MessageAcceptance, PeerId};
+use offgrid_behaviours::ledger_sync::{self, TxGossip, BLOCKS_TOPIC, REPUTATION_TOPIC, TX_TOPIC};
+use offgrid_ledger::{
+    dag::{Dag, InsertOutcome},
+    reputation::Entry,
+    settlement::{SettlementParams, SettlementValidator},
+    Block, ReputationCrdt,
+};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use super::{
+    chain,
+    config::LedgerConfig,
+    wallet::{Effects, WalletCore},
+    ApiReq, GossipKind, LedgerError, LedgerIn,
+};
+use crate::{
+    network::{Client, LedgerOut},
+    now_ms,
+    store::{Store, Table},
+};
+
+/// Meta key of the merged reputation CRDT.
+pub const REPUTATION_KEY: &str = "reputation_crdt";
+/// Most inputs handled in one round (one commit).
+const MAX_ROUND: usize = 512;
+/// Most items in one gossip message on the transaction topic.
+const MAX_GOSSIP_ITEMS: usize = 48;
+/// Most callers waiting for finality.
+const MAX_WAITERS: usize = 20_000;
+/// Timer resolution.
+const TICK: Duration = Duration::from_millis(100);
+
+type Reply = oneshot::Sender<Result<Value, LedgerError>>;
+
+/// Everything one round produced, released after the commit.
+#[derive(Default)]
+pub(super) struct Round {
+    pub(super) fx: Effects,
+    pub(super) outs: Vec<LedgerOut>,
+    pub(super) replies: Vec<(Reply, Result<Value, LedgerError>)>,
+    /// Retry the witness's waiting list after this round's changes.
+    pub(super) retry: bool,
+}
+
+/// Counters of rejected gossip, for diagnostics and tests.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Rejected {
+    /// Blocks that failed validation.
+    pub blocks: u64,
+    /// Transaction messages that failed validation.
+    pub txs: u64,
+    /// Ids of the last rejected blocks (bounded).
+    pub block_ids: Vec<String>,
+}
+
+/// The service state.
+pub struct Service {
+    pub(super) me: String,
+    pub(super) key: SigningKey,
+    pub(super) store: Arc<Store>,
+    pub(super) cfg: LedgerConfig,
+    pub(super) dag: Dag,
+    pub(super) wallet: Option<WalletCore>,
+    pub(super) settlement: SettlementParams,
+    pub(super) client: Client,
+    rx: mpsc::Receiver<LedgerIn>,
+    pub(super) peers: BTreeSet<PeerId>,
+    waiters: HashMap<String, Vec<Reply>>,
+    pub(super) rejected: Rejected,
+    pub(super) reputation: Arc<Mutex<ReputationCrdt>>,
+    last_block: Instant,
+    last_sync: Instant,
+    last_reputation: Instant,
+    last_republish: Instant,
+}
+
+impl Service {
+    /// Loads the DAG and the wallet from the store.
+    pub fn new(
+        cfg: &crate::config::Config,
+        identity: &crate::identity::Identity,
+        store: Arc<Store>,
+        client: Client,
+        rx: mpsc::Receiver<LedgerIn>,
+        reputation: Arc<Mutex<ReputationCrdt>>,
+    ) -> anyhow::Result<Self> {
+        let me = identity.peer_id().to_string();
+        let dag = chain::load_dag(&store)?;
+        let wallet = if cfg.wallet.enabled() {
+            let params = cfg.wallet.params().map_err(anyhow::Error::msg)?;
+            Some(WalletCore::load(me.clone(), params, &store)?)
+        } else {
+            None
+        };
+        info!(
+            blocks = dag.len(),
+            wallet = wallet.is_some(),
+            witness = wallet.as_ref().is_some_and(|w| w.is_witness()),
+            final_txs = wallet.as_ref().map_or(0, |w| w.final_ids().len()),
+            "ledger loaded"
+        );
+        let now = Instant::now();
+        Ok(Service {
+            me,
+            key: identity.signing_key().clone(),
+            store,
+            cfg: cfg.ledger.clone(),
+            dag,
+            wallet,
+            settlement: cfg.wallet.settlement().map_err(anyhow::Error::msg)?,
+            client,
+            rx,
+            peers: BTreeSet::new(),
+            waiters: HashMap::new(),
+            rejected: Rejected::default(),
+            reputation,
+            last_block: now,
+            last_sync: now,
+            last_reputation: now,
+            // Republish soon after a restart.
+            last_republish: now,
+        })
+    }
+
+    /// Runs until cancelled.
+    pub async fn run(mut self, cancel: CancellationToken) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut inputs = Vec::with_capacity(MAX_ROUND);
+        // A restarted witness retries what it had not signed yet.
+        let mut first = Round {
+            retry: true,
+            ..Default::default()
+        };
+        self.retry(&mut first);
+        self.flush(first).await;
+        loop {
+            let mut round = Round::default();
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => break,
+                n = self.rx.recv_many(&mut inputs, MAX_ROUND) => {
+                    if n == 0 {
+                        break;
+                    }
+                    for input in std::mem::take(&mut inputs) {
+                        self.handle(input, &mut round).await;
+                    }
+                }
+                _ = tick.tick() => self.on_tick(&mut round).await,
+            }
+            self.retry(&mut round);
+            self.flush(round).await;
+        }
+        self.persist_reputation();
+        info!("ledger stopped");
+    }
+
+    fn retry(&mut self, round: &mut Round) {
+        if !round.retry && round.fx.finalized.is_empty() {
+            return;
+        }
+        let Service {
+            wallet,
+            dag,
+            key,
+            settlement,
+            ..
+        } = self;
+        if let Some(w) = wallet.as_mut() {
+            let mints = SettlementValidator {
+                dag,
+                params: *settlement,
+            };
+            w.retry_waiting(key, &mints, &mut round.fx);
+        }
+    }
+
+    async fn handle(&mut self, input: LedgerIn, round: &mut Round) {
+        match input {
+            LedgerIn::Gossip {
+                kind,
+                data,
+                source,
+                from,
+                message_id,
+            } => {
+                let verdict = match kind {
+                    GossipKind::Blocks => self.on_block_gossip(&data, from, round),
+                    GossipKind::Tx => self.on_tx_gossip(&data, round),
+                    GossipKind::Reputation => self.on_reputation(&data, source),
+                };
+                round.outs.push(LedgerOut::Validate {
+                    message_id,
+                    from,
+                    acceptance: verdict,
+                });
+            }
+            LedgerIn::SyncRequest {
+                peer,
+                request,
+                channel,
+            } => {
+                let response = self.answer_sync(request);
+                debug!(%peer, "sync request answered");
+                round.outs.push(LedgerOut::Respond { channel, response });
+            }
+            LedgerIn::SyncResponse { peer, response } => self.on_sync_response(peer, response, round),
+            LedgerIn::PeerUp(peer) => {
+                if self.peers.insert(peer) {
+                    round.outs.push(LedgerOut::Request {
+                        peer,
+                        request: ledger_sync::Request::Tips,
+                    });
+                }
+            }
+            LedgerIn::PeerDown(peer) => {
+                self.peers.remove(&peer);
+            }
+            LedgerIn::Subscribed(_) => {
+                // Publish what is pending at the next tick.
+                self.last_republish = Instant::now() - Duration::from_secs(3600);
+            }
+            LedgerIn::Api(ApiReq::WaitFinal(id), reply) => self.wait_final(id, reply),
+            LedgerIn::Api(req, reply) => {
+                let r = self.api(req, round).await;
+                round.replies.push((reply, r));
+            }
+        }
+    }
+
+    fn wait_final(&mut self, id: String, reply: Reply) {
+        let Some(w) = &self.wallet else {
+            let _ = reply.send(Err(LedgerError::Unavailable("the wallet is not configured".into())));
+            return;
+        };
+        if w.final_ids().contains(&id) {
+            let _ = reply.send(self.tx_view(&id));
+            return;
+        }
+        let total: usize = self.waiters.values().map(Vec::len).sum();
+        if total >= MAX_WAITERS {
+            let _ = reply.send(Err(LedgerError::Unavailable("too many waiters".into())));
+            return;
+        }
+        self.waiters.entry(id).or_default().push(reply);
+    }
+
+    fn on_block_gossip(&mut self, data: &[u8], from: PeerId, round: &mut Round) -> MessageAcceptance {
+        let block: Block = match serde_json::from_slice(data) {
+            Ok(b) => b,
+            Err(e) => {
+                warn!(peer = %from, error = %e, "undecodable block rejected");
+                self.rejected.blocks += 1;
+                return MessageAcceptance::Reject;
+            }
+        };
+        let id = block.id();
+        match chain::insert_block(&mut self.dag, block, &mut round.fx) {
+            Ok(InsertOutcome::Inserted(ids)) => {
+                debug!(block = %id, joined = ids.len(), "block inserted");
+                round.retry = true;
+                MessageAcceptance::Accept
+            }
+            Ok(InsertOutcome::Duplicate) => MessageAcceptance::Accept,
+            Ok(InsertOutcome::MissingParents(missing)) => {
+                debug!(block = %id, missing = missing.len(), "fetching missing parents");
+                round.outs.push(LedgerOut::Request {
+                    peer: from,
+                    request: ledger_sync::Request::Blocks(
+                        missing
+                            .into_iter()
+                            .take(ledger_sync::MAX_IDS_PER_REQUEST)
+                            .collect(),
+                    ),
+                });
+                MessageAcceptance::Accept
+            }
+            Err(e) => {
+                warn!(peer = %from, block = %id, error = %e, "invalid block rejected");
+                self.rejected.blocks += 1;
+                if self.rejected.block_ids.len() < 64 {
+                    self.rejected.block_ids.push(id);
+                }
+                MessageAcceptance::Reject
+            }
+        }
+    }
+
+    fn on_tx_gossip(&mut self, data: &[u8], round: &mut Round) -> MessageAcceptance {
+        let Ok(msg) = serde_json::from_slice::<TxGossip>(data) else {
+            self.rejected.txs += 1;
+            return MessageAcceptance::Reject;
+        };
+        let Service {
+            wallet,
+            dag,
+            key,
+            settlement,
+            rejected,
+            ..
+        } = self;
+        let Some(w) = wallet.as_mut() else {
+            return MessageAcceptance::Ignore;
+        };
+        let mints = SettlementValidator {
+            dag,
+            params: *settlement,
+        };
+        let now = now_ms();
+        let mut bad = false;
+        for tx in &msg.txs {
+            if let Err(e) = w.on_tx(tx, key, &mints, now, &mut round.fx) {
+                debug!(error = %e, "invalid transaction in gossip");
+                bad = true;
+            }
+        }
+        for a in &msg.attests {
+            if let Err(e) = w.on_attest(a, now, &mut round.fx) {
+                debug!(error = %e, "invalid attestation in gossip");
+                bad = true;
+            }
+        }
+        if bad {
+            rejected.txs += 1;
+            MessageAcceptance::Reject
+        } else {
+            MessageAcceptance::Accept
+        }
+    }
+
+    fn on_reputation(&mut self, data: &[u8], source: Option<PeerId>) -> MessageAcceptance {
+        let (Ok(entries), Some(source)) = (serde_json::from_slice::<Vec<Entry>>(data), source)
+        else {
+            return MessageAcceptance::Reject;
+        };
+        if entries.len() > 4096 {
+            return MessageAcceptance::Reject;
+        }
+        let theirs = ReputationCrdt::from(entries);
+        if let Ok(mut r) = self.reputation.lock() {
+            // Only the publisher's own observations count: nobody can inflate another's.
+            r.merge_from(&source.to_string(), &theirs);
+        }
+        MessageAcceptance::Accept
+    }
+
+    /// Submits a transaction made here: handled as if received, then gossiped.
+    pub(super) fn submit_local(
+        &mut self,
+        tx: offgrid_ledger::Tx,
+        round: &mut Round,
+    ) -> Result<bool, LedgerError> {
+        let Service {
+            wallet,
+            dag,
+            key,
+            settlement,
+            ..
+        } = self;
+        let w = wallet
+            .as_mut()
+            .ok_or_else(|| LedgerError::Unavailable("the wallet is not configured".into()))?;
+        let mints = SettlementValidator {
+            dag,
+            params: *settlement,
+        };
+        let new = w
+            .on_tx(&tx, key, &mints, now_ms(), &mut round.fx)
+            .map_err(|e| LedgerError::Invalid(e.to_string()))?;
+        round.fx.txs.push(tx);
+        Ok(new)
+    }
+
+    async fn on_tick(&mut self, round: &mut Round) {
+        let now = Instant::now();
+        if now.duration_since(self.last_republish) >= Duration::from_millis(self.cfg.republish_ms.max(100))
+            && !self.peers.is_empty()
+        {
+            self.last_republish = now;
+            self.republish(round);
+        }
+        if now.duration_since(self.last_sync) >= Duration::from_secs(self.cfg.sync_interval_s.max(1)) {
+            self.last_sync = now;
+            for peer in &self.peers {
+                round.outs.push(LedgerOut::Request {
+                    peer: *peer,
+                    request: ledger_sync::Request::Tips,
+                });
+            }
+        }
+        if now.duration_since(self.last_block) >= Duration::from_secs(self.cfg.block_interval_s.max(1)) {
+            self.last_block = now;
+            if let Err(e) = self.make_blocks(false, round).await {
+                warn!(error = %e, "cannot make blocks");
+            }
+            if self.cfg.auto_settle {
+                self.settle_mints(round);
+            }
+        }
+        if now.duration_since(self.last_reputation)
+            >= Duration::from_secs(self.cfg.reputation_interval_s.max(1))
+        {
+            self.last_reputation = now;
+            self.publish_reputation(round);
+        }
+        self.waiters.retain(|_, v| {
+            v.retain(|r| !r.is_closed());
+            !v.is_empty()
+        });
+    }
+
+    fn republish(&mut self, round: &mut Round) {
+        let Service {
+            wallet,
+            dag,
+            key,
+            settlement,
+            me,
+            ..
+        } = self;
+        let Some(w) = wallet.as_mut() else { return };
+        let mints = SettlementValidator {
+            dag,
+            params: *settlement,
+        };
+        let pending = w.pending_txs(256);
+        let now = now_ms();
+        for tx in pending {
+            if tx.signer_peer_id() == *me {
+                round.fx.txs.push(tx.clone());
+            }
+            // Known and pending: a witness that signed it attests again.
+            let _ = w.on_tx(&tx, key, &mints, now, &mut round.fx);
+        }
+    }
+
+    /// Exports new receipts and makes one block per batch no block holds yet.
+    pub(super) async fn make_blocks(
+        &mut self,
+        allow_empty: bool,
+        round: &mut Round,
+    ) -> Result<Vec<String>, LedgerError> {
+        let store = self.store.clone();
+        let exported = tokio::task::spawn_blocking(move || {
+            crate::market::receipts::export(&store, now_ms()).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| LedgerError::Internal(e.to_string()))?
+        .map_err(LedgerError::Internal)?;
+        if let Some(b) = &exported {
+            debug!(root = %b.root, receipts = b.items.len(), "receipts exported");
+        }
+        let batches = chain::unblocked_batches(&self.store, &self.dag)
+            .map_err(|e| LedgerError::Internal(e.to_string()))?;
+        let mut ids = Vec::new();
+        for b in &batches {
+            let id = chain::make_block(&mut self.dag, &self.key, Some(b), now_ms(), &mut round.fx)
+                .map_err(|e| LedgerError::Internal(e.to_string()))?;
+            ids.push(id);
+        }
+        if ids.is_empty() && allow_empty {
+            ids.push(
+                chain::make_block(&mut self.dag, &self.key, None, now_ms(), &mut round.fx)
+                    .map_err(|e| LedgerError::Internal(e.to_string()))?,
+            );
+        }
+        if !ids.is_empty() {
+            round.retry = true;
+        }
+        Ok(ids)
+    }
+
+    /// Submits the mints this node's blocks are owed; returns their ids.
+    pub(super) fn settle_mints(&mut self, round: &mut Round) -> Vec<String> {
+        let Some(w) = &self.wallet else {
+            return Vec::new();
+        };
+        let mints = chain::settlement_mints(&self.dag, &self.key, &self.me, w.state(), &self.settlement);
+        let mut ids = Vec::new();
+        for tx in mints {
+            let id = tx.id();
+            match self.submit_local(tx, round) {
+                Ok(_) => ids.push(id),
+                Err(e) => warn!(tx = %id, error = %e, "mint not submitted"),
+            }
+        }
+        ids
+    }
+
+    fn publish_reputation(&mut self, round: &mut Round) {
+        let records: Vec<(String, crate::market::broker::Record)> =
+            match self.store.scan(Table::Reputation) {
+                Ok(r) => r,
+                Err(e) => {
+                    warn!(error = %e, "cannot read reputation");
+                    return;
+                }
+            };
+        let mut mine = ReputationCrdt::new();
+        for (subject, rec) in records {
+            mine.counters
+                .insert((self.me.clone(), subject), (rec.hits, rec.misses));
+        }
+        if mine.counters.is_empty() {
+            return;
+        }
+        if let Ok(mut r) = self.reputation.lock() {
+            r.merge(&mine);
+        }
+        self.persist_reputation();
+        let entries: Vec<Entry> = mine.entries().take(4096).collect();
+        match serde_json::to_vec(&entries) {
+            Ok(data) => round.outs.push(LedgerOut::Publish {
+                topic: REPUTATION_TOPIC,
+                data,
+            }),
+            Err(e) => warn!(error = %e, "cannot encode reputation"),
+        }
+    }
+
+    fn persist_reputation(&self) {
+        let snapshot = self.reputation.lock().map(|r| r.clone());
+        if let Ok(r) = snapshot {
+            if let Err(e) = self.store.put(Table::Meta, REPUTATION_KEY, &r) {
+                warn!(error = %e, "cannot persist reputation");
+            }
+        }
+    }
+
+    /// Commits the round's writes, then sends everything it produced.
+    async fn flush(&mut self, round: Round) {
+        let Round {
+            mut fx,
+            mut outs,
+            mut replies,
+            ..
+        } = round;
+        let committed = if fx.ops.is_empty() {
+            true
+        } else {
+            let ops = std::mem::take(&mut fx.ops);
+            let store = self.store.clone();
+            let r = tokio::task::spawn_blocking(move || {
+                store.write(|b| {
+                    for w in &ops {
+                        w.apply(b)?;
+                    }
+                    Ok(())
+                })
+            })
+            .await;
+            match r {
+                Ok(Ok(())) => true,
+                Ok(Err(e)) => {
+                    error!(error = %e, "ledger commit failed; nothing from this round is sent");
+                    false
+                }
+                Err(e) => {
+                    error!(error = %e, "ledger commit task failed");
+                    false
+                }
+            }
+        };
+        if !committed {
+            // Nothing promised in this round may leave: not attestations, not finality.
+            for (reply, _) in replies.drain(..) {
+                let _ = reply.send(Err(LedgerError::Internal("storage failed".into())));
+            }
+            outs.retain(|o| matches!(o, LedgerOut::Validate { .. } | LedgerOut::Respond { .. }));
+            fx = Effects::default();
+        }
+        for block in fx.blocks.drain(..) {
+            match serde_json::to_vec(&block) {
+                Ok(data) => outs.push(LedgerOut::Publish {
+                    topic: BLOCKS_TOPIC,
+                    data,
+                }),
+                Err(e) => warn!(error = %e, "cannot encode block"),
+            }
+        }
+        publish_txs(&mut outs, std::mem::take(&mut fx.txs), std::mem::take(&mut fx.attests));
+        if !fx.want_txs.is_empty() {
+            if let Some(peer) = self.peers.iter().next().copied() {
+                outs.push(LedgerOut::Request {
+                    peer,
+                    request: ledger_sync::Request::Txs(
+                        fx.want_txs
+                            .iter()
+                            .take(ledger_sync::MAX_IDS_PER_REQUEST)
+                            .cloned()
+                            .collect(),
+                    ),
+                });
+            }
+        }
+        for out in outs {
+            if self.client.ledger(out).await.is_err() {
+                return;
+            }
+        }
+        for (reply, r) in replies {
+            let _ = reply.send(r);
+        }
+        for id in &fx.finalized {
+            if let Some(ws) = self.waiters.remove(id) {
+                let view = self.tx_view(id);
+                for w in ws {
+                    let _ = w.send(view.clone());
+                }
+            }
+        }
+    }
+}
+
+/// Packs transactions and attestations into gossip messages of bounded size.
+fn publish_txs(
+    outs: &mut Vec<LedgerOut>,
+    txs: Vec<offgrid_ledger::Tx>,
+    attests: Vec<offgrid_ledger::Witness>,
+) {
+    // Deduplicate within the round (a tx may be queued twice, e.g. settle + republish).
+    let mut seen = BTreeMap::new();
+    for t in txs {
+        seen.entry(t.id()).or_insert(t);
+    }
+    let txs: Vec<_> = seen.into_values().collect();
+    for chunk in txs.chunks(MAX_GOSSIP_ITEMS) {
+        push_gossip(outs, TxGossip {
+            txs: chunk.to_vec(),
+            attests: Vec::new(),
+        });
+    }
+    for chunk in attests.chunks(MAX_GOSSIP_ITEMS * 2) {
+        push_gossip(outs, TxGossip {
+            txs: Vec::new(),
+            attests: chunk.to_vec(),
+        });
+    }
+}
+
+fn push_gossip(outs: &mut Vec<LedgerOut>, g: TxGossip) {
+    match serde_json::to_vec(&g) {
+        Ok(data) => outs.push(LedgerOut::Publish {
+            topic: TX_TOPIC,
+            data,
+        }),
+        Err(e) => warn!(error = %e, "cannot encode transaction gossip"),
+    }
+}

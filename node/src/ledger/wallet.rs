@@ -1,0 +1,547 @@
+//! The node's wallet: known transactions, the witness role, finality and balances.
+//!
+//! Pure state plus [`Effects`]: every method records the store writes and gossip it implies
+//! instead of doing I/O, and the service commits the writes *before* it publishes anything.
+//! That order is what makes a witness's promise durable: its `(slot → tx id)` record is on
+//! disk before its attestation leaves the node.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use ed25519_dalek::SigningKey;
+use offgrid_behaviours::ledger_sync::CertifiedTx;
+use offgrid_ledger::{
+    peer_id_from_pubkey,
+    quorum::{QuorumItem, QuorumKind},
+    wallet::{certified_weight, Finality, Slot, WitnessBody, SYSTEM},
+    ApplyOutcome, MintValidator, Signed, Tx, TxBody, TxKind, TxReject, WalletParams, WalletState,
+    Witness, WitnessState,
+};
+use serde::{Deserialize, Serialize};
+use tracing::{debug, error, warn};
+
+use crate::store::{Store, StoreError, Table};
+
+/// Most transactions a witness keeps waiting (future nonce, funds or batch still to come).
+pub const MAX_WAITING: usize = 10_000;
+
+/// Whether a transaction is final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TxStatus {
+    /// Seen, not (yet) certified by a quorum.
+    Pending,
+    /// Certified by witnesses whose weight reaches the quorum.
+    Final,
+}
+
+/// A transaction as the node stores it (`Table::Txs`, keyed by id).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TxRecord {
+    /// The signed transaction.
+    pub tx: Tx,
+    /// Pending or final.
+    pub status: TxStatus,
+    /// The attestations that made it final (empty while pending).
+    pub cert: Vec<Witness>,
+    /// When this node first saw it, Unix milliseconds.
+    pub received_ms: u64,
+    /// When this node saw it become final.
+    pub final_ms: Option<u64>,
+}
+
+/// A witness's durable promise (`Table::WitnessRecords`, keyed by [`Slot::key`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WitnessRecord {
+    /// The slot.
+    pub slot: Slot,
+    /// The only transaction this witness signs for it.
+    pub tx_id: String,
+}
+
+/// A store write a round will commit.
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// `Table::Txs`.
+    Tx(String, TxRecord),
+    /// `Table::WitnessRecords`.
+    Witness(String, WitnessRecord),
+    /// `Table::Blocks`.
+    Block(String, offgrid_ledger::Block),
+}
+
+impl Write {
+    /// Adds this write to a store transaction.
+    pub fn apply(&self, b: &mut crate::store::Batch<'_>) -> Result<(), StoreError> {
+        match self {
+            Write::Tx(k, v) => b.put(Table::Txs, k, v),
+            Write::Witness(k, v) => b.put(Table::WitnessRecords, k, v),
+            Write::Block(k, v) => b.put(Table::Blocks, k, v),
+        }
+    }
+}
+
+/// What a state change asks the service to do.
+#[derive(Debug, Default)]
+pub struct Effects {
+    /// Store writes, committed together before anything below is sent.
+    pub ops: Vec<Write>,
+    /// Transactions to gossip.
+    pub txs: Vec<Tx>,
+    /// Attestations to gossip.
+    pub attests: Vec<Witness>,
+    /// Transactions that became final.
+    pub finalized: Vec<String>,
+    /// Transactions certified by attestations but unknown here: fetch them.
+    pub want_txs: BTreeSet<String>,
+    /// Blocks to gossip.
+    pub blocks: Vec<offgrid_ledger::Block>,
+}
+
+/// Why a local send failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The witnesses would refuse it.
+    #[error("{0}")]
+    Rejected(#[from] TxReject),
+    /// Signing failed.
+    #[error("cannot sign: {0}")]
+    Sign(String),
+}
+
+/// The wallet state of one node.
+pub struct WalletCore {
+    me: String,
+    params: WalletParams,
+    state: WalletState,
+    witness: Option<WitnessState>,
+    finality: Finality,
+    records: HashMap<String, TxRecord>,
+    final_ids: BTreeSet<String>,
+    digest: [u8; 32],
+    waiting: BTreeMap<String, Tx>,
+    /// This node's transfers that are not final: nonce → id.
+    own_pending: BTreeMap<u64, String>,
+}
+
+impl WalletCore {
+    /// Restores the wallet from the store: witness records, then every known transaction;
+    /// final ones are applied in whatever order they come.
+    pub fn load(me: String, params: WalletParams, store: &Store) -> Result<Self, StoreError> {
+        let records: Vec<(String, WitnessRecord)> = store.scan(Table::WitnessRecords)?;
+        let invalid = |e| StoreError::Io(format!("wallet parameters: {e}"));
+        let witness = match params.weight_of(&me) {
+            Some(_) => Some(
+                WitnessState::from_records(
+                    params.clone(),
+                    records.into_iter().map(|(_, r)| (r.slot, r.tx_id)),
+                )
+                .map_err(invalid)?,
+            ),
+            None => None,
+        };
+        let mut core = WalletCore {
+            state: WalletState::new(&params).map_err(invalid)?,
+            finality: Finality::new(params.clone()).map_err(invalid)?,
+            me,
+            params,
+            witness,
+            records: HashMap::new(),
+            final_ids: BTreeSet::new(),
+            digest: [0; 32],
+            waiting: BTreeMap::new(),
+            own_pending: BTreeMap::new(),
+        };
+        for (id, rec) in store.scan::<TxRecord>(Table::Txs)? {
+            if rec.status == TxStatus::Final {
+                core.mark_final_in_memory(&id);
+                if let Err(e) = core.state.apply_final(&rec.tx) {
+                    error!(tx = %id, error = %e, "stored final transaction does not apply");
+                }
+            } else {
+                core.waiting.insert(id.clone(), rec.tx.clone());
+            }
+            core.records.insert(id, rec);
+        }
+        core.rebuild_own_pending();
+        Ok(core)
+    }
+
+    fn rebuild_own_pending(&mut self) {
+        let last = self.state.last_nonce(&self.me);
+        self.own_pending = self
+            .records
+            .iter()
+            .filter(|(_, r)| r.status == TxStatus::Pending)
+            .filter_map(|(id, r)| {
+                let b: TxBody = serde_json::from_slice(&r.tx.bytes).ok()?;
+                (b.kind == TxKind::Transfer && b.src == self.me && b.nonce > last)
+                    .then(|| (b.nonce, id.clone()))
+            })
+            .collect();
+    }
+
+    /// The wallet parameters.
+    pub fn params(&self) -> &WalletParams {
+        &self.params
+    }
+
+    /// Balances and nonces from final transactions.
+    pub fn state(&self) -> &WalletState {
+        &self.state
+    }
+
+    /// Whether this node is a listed witness.
+    pub fn is_witness(&self) -> bool {
+        self.witness.is_some()
+    }
+
+    /// A known transaction.
+    pub fn record(&self, id: &str) -> Option<&TxRecord> {
+        self.records.get(id)
+    }
+
+    /// Every known transaction.
+    pub fn records(&self) -> impl Iterator<Item = (&String, &TxRecord)> {
+        self.records.iter()
+    }
+
+    /// Ids of final transactions, ascending.
+    pub fn final_ids(&self) -> &BTreeSet<String> {
+        &self.final_ids
+    }
+
+    /// Number of final transactions and the XOR digest of their ids' hashes.
+    pub fn final_digest(&self) -> (u64, String) {
+        (self.final_ids.len() as u64, hex::encode(self.digest))
+    }
+
+    /// Up to `max` transactions that are not final yet, oldest first: the author keeps
+    /// spreading its own, and a witness re-attests those it signed (messages get lost).
+    pub fn pending_txs(&self, max: usize) -> Vec<Tx> {
+        let mut v: Vec<&TxRecord> = self
+            .records
+            .values()
+            .filter(|r| r.status == TxStatus::Pending && !self.is_dead(&r.tx))
+            .collect();
+        v.sort_by_key(|r| r.received_ms);
+        v.into_iter().take(max).map(|r| r.tx.clone()).collect()
+    }
+
+    /// Whether a pending transaction can never become final: its slot is taken by a final
+    /// one.
+    pub fn is_dead(&self, tx: &Tx) -> bool {
+        let Ok(b) = serde_json::from_slice::<TxBody>(&tx.bytes) else {
+            return true;
+        };
+        match b.kind {
+            TxKind::Transfer => b.nonce <= self.state.last_nonce(&b.src),
+            TxKind::Mint => self.state.is_minted(b.meta.as_deref().unwrap_or_default()),
+        }
+    }
+
+    /// The certificate-bearing form of a known transaction.
+    pub fn certified(&self, id: &str) -> Option<CertifiedTx> {
+        let r = self.records.get(id)?;
+        let cert = if r.cert.is_empty() {
+            self.finality.attestations(id)
+        } else {
+            r.cert.clone()
+        };
+        Some(CertifiedTx {
+            tx: r.tx.clone(),
+            cert,
+        })
+    }
+
+    /// The witnesses that attested `id` (peer ids).
+    pub fn witnesses_of(&self, id: &str) -> Vec<String> {
+        let atts = match self.records.get(id) {
+            Some(r) if !r.cert.is_empty() => r.cert.clone(),
+            _ => self.finality.attestations(id),
+        };
+        let mut v: Vec<String> = atts.iter().map(|w| w.signer_peer_id()).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// The transaction as a token item of the quorum engine: required weight = quorum, one
+    /// ack per attesting witness with its configured weight.
+    pub fn token_item(&self, id: &str) -> Option<QuorumItem> {
+        let r = self.records.get(id)?;
+        let mut item = QuorumItem::new(
+            QuorumKind::Token,
+            id,
+            self.params.quorum_milli as f64 / 1000.0,
+            r.received_ms,
+        );
+        for w in self.witnesses_of(id) {
+            let weight = self.params.weight_of(&w).unwrap_or(0) as f64 / 1000.0;
+            item.ack(w, weight, r.final_ms.unwrap_or(r.received_ms));
+        }
+        Some(item)
+    }
+
+    /// The next nonce for this node's own transfers, past its pending ones.
+    pub fn next_own_nonce(&self) -> u64 {
+        let last = self.state.last_nonce(&self.me);
+        let pending = self
+            .own_pending
+            .range(last.saturating_add(1)..)
+            .next_back()
+            .map_or(last, |(n, _)| *n);
+        pending.saturating_add(1)
+    }
+
+    /// Signs a transfer from this node. With `nonce` unset, takes the next free one.
+    #[allow(clippy::too_many_arguments)]
+    pub fn sign_transfer(
+        &self,
+        key: &SigningKey,
+        dst: &str,
+        amount: u64,
+        fee: u64,
+        nonce: Option<u64>,
+        meta: Option<String>,
+        now_ms: u64,
+    ) -> Result<Tx, SendError> {
+        let body = TxBody {
+            kind: TxKind::Transfer,
+            src: self.me.clone(),
+            dst: dst.to_owned(),
+            amount,
+            fee,
+            nonce: nonce.unwrap_or_else(|| self.next_own_nonce()),
+            meta,
+            author: self.me.clone(),
+            created_ms: now_ms,
+        };
+        if fee < self.params.tx_fee_min || fee > self.params.tx_fee_max {
+            return Err(TxReject::FeeOutOfRange(fee).into());
+        }
+        if amount == 0 {
+            return Err(TxReject::ZeroAmount.into());
+        }
+        if dst != SYSTEM && !offgrid_ledger::peer_id::is_peer_id(dst) {
+            return Err(TxReject::BadDestination.into());
+        }
+        Signed::sign(key, &body).map_err(|e| SendError::Sign(e.to_string()))
+    }
+
+    /// Takes in a transaction from gossip, sync or a local user. Checks its signature and
+    /// author (anything failing that is rejected and must not be relayed), stores it, and as
+    /// a witness attests it if the rules allow. Returns whether it was new.
+    pub fn on_tx(
+        &mut self,
+        tx: &Tx,
+        key: &SigningKey,
+        mints: &dyn MintValidator,
+        now_ms: u64,
+        fx: &mut Effects,
+    ) -> Result<bool, TxReject> {
+        let id = tx.id();
+        if let Some(r) = self.records.get(&id) {
+            // A re-publication: a witness that signed it attests again (lost messages).
+            if r.status == TxStatus::Pending {
+                let tx = r.tx.clone();
+                self.try_witness(&tx, key, mints, fx);
+            }
+            return Ok(false);
+        }
+        let body = tx.verify().map_err(|_| TxReject::BadSignature)?;
+        if body.author != peer_id_from_pubkey(&tx.pubkey) {
+            return Err(TxReject::AuthorMismatch);
+        }
+        let rec = TxRecord {
+            tx: tx.clone(),
+            status: TxStatus::Pending,
+            cert: Vec::new(),
+            received_ms: now_ms,
+            final_ms: None,
+        };
+        fx.ops.push(Write::Tx(id.clone(), rec.clone()));
+        self.records.insert(id.clone(), rec);
+        if body.kind == TxKind::Transfer
+            && body.src == self.me
+            && body.nonce > self.state.last_nonce(&self.me)
+        {
+            self.own_pending.insert(body.nonce, id.clone());
+        }
+        if self.finality.is_final(&id) {
+            self.finalize(&id, None, now_ms, fx);
+        } else {
+            self.try_witness(tx, key, mints, fx);
+        }
+        Ok(true)
+    }
+
+    /// As a witness: check, record (queued write), attest. Transactions that may become
+    /// valid later wait.
+    fn try_witness(
+        &mut self,
+        tx: &Tx,
+        key: &SigningKey,
+        mints: &dyn MintValidator,
+        fx: &mut Effects,
+    ) {
+        let Some(w) = self.witness.as_mut() else {
+            return;
+        };
+        let id = tx.id();
+        match w.check(&self.state, tx, mints) {
+            Ok(checked) => {
+                if !checked.already_recorded {
+                    if let Err(e) = w.record(checked.slot.clone(), id.clone()) {
+                        debug!(tx = %id, error = %e, "not recorded");
+                        return;
+                    }
+                    let rec = WitnessRecord {
+                        slot: checked.slot.clone(),
+                        tx_id: id.clone(),
+                    };
+                    fx.ops.push(Write::Witness(checked.slot.key(), rec));
+                }
+                self.waiting.remove(&id);
+                match w.attest(key, tx) {
+                    Ok(att) => {
+                        fx.attests.push(att.clone());
+                        if let Ok(true) = self.finality.add(&att) {
+                            self.finalize(&id, None, crate::now_ms(), fx);
+                        }
+                    }
+                    Err(e) => error!(tx = %id, error = %e, "cannot attest"),
+                }
+            }
+            Err(TxReject::BadNonce { expected, got }) if got > expected => self.wait(id, tx),
+            Err(TxReject::InsufficientFunds { .. }) | Err(TxReject::MintRejected) => {
+                self.wait(id, tx)
+            }
+            Err(e) => {
+                debug!(tx = %id, reason = %e, "witness refuses");
+                self.waiting.remove(&id);
+            }
+        }
+    }
+
+    fn wait(&mut self, id: String, tx: &Tx) {
+        if self.waiting.len() < MAX_WAITING || self.waiting.contains_key(&id) {
+            self.waiting.insert(id, tx.clone());
+        } else {
+            warn!(tx = %id, "witness wait list full; dropping");
+        }
+    }
+
+    /// Retries waiting transactions after the state changed (a final tx, a new block).
+    pub fn retry_waiting(
+        &mut self,
+        key: &SigningKey,
+        mints: &dyn MintValidator,
+        fx: &mut Effects,
+    ) {
+        if self.witness.is_none() || self.waiting.is_empty() {
+            return;
+        }
+        // Each round may unlock the next nonce; stop when a round changes nothing.
+        for _ in 0..64 {
+            let before = self.waiting.len();
+            let n_final = self.final_ids.len();
+            let txs: Vec<Tx> = self.waiting.values().cloned().collect();
+            for tx in txs {
+                let id = tx.id();
+                if self.records.get(&id).is_some_and(|r| r.status == TxStatus::Final) {
+                    self.waiting.remove(&id);
+                    continue;
+                }
+                self.try_witness(&tx, key, mints, fx);
+            }
+            if self.waiting.len() == before && self.final_ids.len() == n_final {
+                break;
+            }
+        }
+    }
+
+    /// Counts an attestation; finalizes its transaction at quorum.
+    pub fn on_attest(&mut self, w: &Witness, now_ms: u64, fx: &mut Effects) -> Result<(), String> {
+        // Cheap pre-check without verifying: attestations of final txs change nothing.
+        let body: WitnessBody =
+            serde_json::from_slice(&w.bytes).map_err(|e| format!("bad attestation: {e}"))?;
+        if self.final_ids.contains(&body.tx_id) {
+            return Ok(());
+        }
+        match self.finality.add(w) {
+            Ok(true) => {
+                self.finalize(&body.tx_id, None, now_ms, fx);
+                Ok(())
+            }
+            Ok(false) => Ok(()),
+            Err(offgrid_ledger::wallet::WitnessError::Full) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Takes in a transaction with its certificate (sync). Refused unless the certificate
+    /// reaches the quorum.
+    pub fn on_certified(&mut self, c: &CertifiedTx, now_ms: u64, fx: &mut Effects) -> bool {
+        let id = c.tx.id();
+        if self.final_ids.contains(&id) {
+            return true;
+        }
+        if certified_weight(&self.params, &id, &c.cert) < self.params.quorum_milli {
+            return false;
+        }
+        if c.tx.verify_signature().is_err() {
+            return false;
+        }
+        if !self.records.contains_key(&id) {
+            self.records.insert(
+                id.clone(),
+                TxRecord {
+                    tx: c.tx.clone(),
+                    status: TxStatus::Pending,
+                    cert: Vec::new(),
+                    received_ms: now_ms,
+                    final_ms: None,
+                },
+            );
+        }
+        self.finalize(&id, Some(c.cert.clone()), now_ms, fx);
+        true
+    }
+
+    fn mark_final_in_memory(&mut self, id: &str) {
+        if self.final_ids.insert(id.to_owned()) {
+            let h = blake3::hash(id.as_bytes());
+            for (d, b) in self.digest.iter_mut().zip(h.as_bytes()) {
+                *d ^= b;
+            }
+        }
+    }
+
+    /// Marks `id` final (queued write), applies it to balances and drops it from the
+    /// pending sets. A certified transaction this node has not seen is fetched.
+    fn finalize(&mut self, id: &str, cert: Option<Vec<Witness>>, now_ms: u64, fx: &mut Effects) {
+        if self.final_ids.contains(id) {
+            return;
+        }
+        let Some(rec) = self.records.get_mut(id) else {
+            fx.want_txs.insert(id.to_owned());
+            return;
+        };
+        rec.status = TxStatus::Final;
+        rec.cert = cert.unwrap_or_else(|| self.finality.attestations(id));
+        rec.final_ms = Some(now_ms);
+        let rec = rec.clone();
+        fx.ops.push(Write::Tx(id.to_owned(), rec.clone()));
+        self.finality.forget(id);
+        self.waiting.remove(id);
+        self.mark_final_in_memory(id);
+        match self.state.apply_final(&rec.tx) {
+            Ok(ApplyOutcome::Applied(_)) | Ok(ApplyOutcome::AlreadyApplied) => {}
+            Ok(ApplyOutcome::Deferred) => debug!(tx = %id, "final, waiting for an earlier one"),
+            Err(e) => error!(tx = %id, error = %e, "final transaction does not apply"),
+        }
+        let last = self.state.last_nonce(&self.me);
+        self.own_pending.retain(|n, pid| *n > last && pid != id);
+        fx.finalized.push(id.to_owned());
+    }
+}
