@@ -6,8 +6,8 @@
 
 use std::{path::Path, process::Command, time::Duration};
 
-use offgrid_e2e::{bin, loopback_args, wait_until, TestNode};
-use serde_json::{json, Value};
+use offgrid_e2e::{bin, wait_until, TestNode};
+use serde_json::Value;
 
 /// Genesis balance of node 0 in the wallet tests, micro-credits.
 pub const GENESIS: u64 = 1_000_000_000;
@@ -91,7 +91,6 @@ pub async fn start_mesh(opts: MeshOpts) -> Vec<TestNode> {
         assert_eq!(node.peer_id, ids[i]);
         nodes.push(node);
     }
-    let _ = loopback_args;
     nodes
 }
 
@@ -184,9 +183,4 @@ pub async fn final_transfers(n: &TestNode, src: &str) -> Vec<(u64, String)> {
 pub fn cli_send(n: &TestNode, dst: &str, amount: u64, fee: u64) -> String {
     let v = n.cli_json(&["tx", "send", dst, &amount.to_string(), "--fee", &fee.to_string()]);
     v["tx_id"].as_str().expect("tx_id").to_owned()
-}
-
-/// Unused helper kept for symmetry with the JSON body builders.
-pub fn send_body(dst: &str, amount: u64) -> Value {
-    json!({ "dst": dst, "amount": amount })
 }
