@@ -213,7 +213,11 @@ impl Default for QuorumConfig {
         QuorumConfig {
             auto_weights: true,
             upload: KindConfig::default(),
-            job: KindConfig::default(),
+            job: KindConfig {
+                // One host's ack over any link with an average reputation settles a job.
+                required: 0.5,
+                ..KindConfig::default()
+            },
             token: KindConfig {
                 // Token finality is exact (integer weights, no decay); the engine mirrors it.
                 decay_half_life_s: 0.0,

@@ -1,0 +1,121 @@
+//! Settlement and failover end to end: jobs run through the market, their receipts are
+//! settled once into exact host rewards, and a stalled job moves to the next host.
+
+mod ledger_common;
+
+use std::{collections::BTreeMap, time::Duration};
+
+use ledger_common::{balance, balances_agree, start_mesh, wait_connected, MeshOpts};
+use offgrid_e2e::{wait_until, TestNode};
+
+const T: Duration = Duration::from_secs(60);
+
+/// Waits until `broker` lists `hosts` as active hosts.
+async fn wait_hosts(broker: &TestNode, hosts: &[&TestNode]) {
+    for h in hosts {
+        wait_until(T, "the broker to see the host active", || async {
+            broker
+                .verified_peers()
+                .iter()
+                .any(|p| p["peer_id"] == h.peer_id.as_str() && p["active"] == true)
+                .then_some(())
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settling_pays_hosts_units_times_price_less_one_percent_exactly_once() {
+    let mut opts = MeshOpts::wallet(3, 2.0);
+    opts.extra = "[ledger]\nauto_settle = false\nblock_interval_s = 3600\nsync_interval_s = 1\n".into();
+    let nodes = start_mesh(opts).await;
+    wait_connected(&nodes, 2).await;
+    let broker = &nodes[0];
+    assert_eq!(broker.cli_json(&["toggle", "off"])["active"], false);
+    wait_hosts(broker, &[&nodes[1], &nodes[2]]).await;
+
+    // Jobs of several sizes; each receipt owes units × price / 10^6 micro-credits.
+    let mut owed: BTreeMap<String, u64> = BTreeMap::new();
+    let mut job_ids = Vec::new();
+    for size in ["1", "3", "2", "1", "5", "4"] {
+        let r = broker.cli_json(&["job", "run", "--type", "echo", "--size", size]);
+        let receipt = &r["receipt"];
+        let (units, price) = (receipt["units"].as_u64().unwrap(), receipt["price"].as_u64().unwrap());
+        *owed.entry(r["host"].as_str().unwrap().to_owned()).or_default() +=
+            units * price / 1_000_000;
+        job_ids.push(r["job_id"].as_str().unwrap().to_owned());
+    }
+    assert!(!owed.is_empty());
+
+    for host in &nodes[1..] {
+        let v = host.cli_json(&["settle"]);
+        let expected_mints = usize::from(owed.contains_key(&host.peer_id)) * 2;
+        assert_eq!(v["submitted"].as_u64().unwrap() as usize, expected_mints, "{v}");
+    }
+    let reserve: u64 = owed.values().map(|g| g / 100).sum();
+    for (host, gross) in &owed {
+        // units × price × 0.99, exactly: every gross here is a multiple of 100.
+        assert_eq!(gross % 100, 0);
+        let want = gross / 100 * 99;
+        for n in &nodes {
+            wait_until(T, "the host's reward to be final everywhere", || async {
+                (balance(n, host).await == want).then_some(())
+            })
+            .await;
+        }
+    }
+    wait_until(T, "the reserve to reach system", || async {
+        (balance(&nodes[2], "system").await == reserve).then_some(())
+    })
+    .await;
+
+    // Settling again pays nothing more.
+    for host in &nodes[1..] {
+        let v = host.cli_json(&["settle"]);
+        assert_eq!(v["submitted"], 0, "second settle minted again: {v}");
+    }
+    let accounts: Vec<&str> = owed.keys().map(String::as_str).chain(["system"]).collect();
+    let got = balances_agree(&nodes, &accounts).await;
+    let total: u64 = owed.values().sum();
+    assert_eq!(got.iter().sum::<u64>(), total, "minted exactly the gross owed");
+
+    // Every receipt is provable from any node, and the proof verifies in the CLI.
+    for job in &job_ids {
+        let p = nodes[0].cli_json(&["ledger", "prove", job]);
+        assert_eq!(p["verified_locally"], true, "{p}");
+        assert_eq!(p["verified"], true);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_job_is_reassigned_to_the_next_host() {
+    let host_cfg = |program: &str, args: &str, price: &str| {
+        format!(
+            "[executors.slow]\nkind = \"exec\"\nprogram = \"{program}\"\nargs = [{args}]\ntimeout_s = 60\n\n[host.prices]\nslow = {price}\n"
+        )
+    };
+    let opts = MeshOpts {
+        nodes: 3,
+        witnesses: 0,
+        quorum: 0.0,
+        extra: "[failover]\nstall_age_s = 1\ncooldown_s = 1\ncheck_interval_ms = 200\n".into(),
+        per_node: vec![
+            // The cheaper host wins the auction and then makes no progress.
+            (1, host_cfg("/bin/sleep", "\"30\"", "0.001")),
+            (2, host_cfg("/bin/cat", "", "0.002")),
+        ],
+    };
+    let nodes = start_mesh(opts).await;
+    let broker = &nodes[0];
+    wait_hosts(broker, &[&nodes[1], &nodes[2]]).await;
+    let r = broker.cli_json(&["job", "run", "--type", "slow", "--timeout", "60"]);
+    assert_eq!(r["host"], nodes[2].peer_id.as_str(), "{r}");
+    let attempts = r["attempts"].as_array().unwrap();
+    assert_eq!(attempts[0]["host"], nodes[1].peer_id.as_str());
+    let why = attempts[0]["outcome"].as_str().unwrap();
+    assert!(why.contains("requeued"), "{why}");
+    let item = broker.cli_json(&["quorum", "show", "job", r["job_id"].as_str().unwrap()]);
+    assert_eq!(item["reached"], true, "{item}");
+    assert_eq!(item["acks"][0]["node"], nodes[2].peer_id.as_str());
+    assert_eq!(item["progress"], 1.0);
+}
