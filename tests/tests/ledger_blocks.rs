@@ -18,6 +18,7 @@ fn blocks_only(nodes: usize, extra: &str) -> MeshOpts {
         quorum: 0.0,
         extra: extra.to_owned(),
         per_node: Vec::new(),
+        genesis: Vec::new(),
     }
 }
 

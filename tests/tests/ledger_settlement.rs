@@ -104,6 +104,7 @@ async fn a_stalled_job_is_reassigned_to_the_next_host() {
             (1, host_cfg("/bin/sleep", "\"30\"", "0.001")),
             (2, host_cfg("/bin/cat", "", "0.002")),
         ],
+        genesis: Vec::new(),
     };
     let nodes = start_mesh(opts).await;
     let broker = &nodes[0];

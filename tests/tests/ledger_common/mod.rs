@@ -24,6 +24,8 @@ pub struct MeshOpts {
     pub extra: String,
     /// Extra TOML for one node (index, text), e.g. executors.
     pub per_node: Vec<(usize, String)>,
+    /// More genesis balances besides node 0's.
+    pub genesis: Vec<(String, u64)>,
 }
 
 impl MeshOpts {
@@ -35,6 +37,7 @@ impl MeshOpts {
             quorum,
             extra: String::new(),
             per_node: Vec::new(),
+            genesis: Vec::new(),
         }
     }
 }
@@ -64,11 +67,15 @@ pub async fn start_mesh(opts: MeshOpts) -> Vec<TestNode> {
             .iter()
             .map(|p| format!("{{ peer = \"{p}\", weight = 1.0 }}"))
             .collect();
+        let genesis: Vec<String> = std::iter::once((ids[0].clone(), GENESIS))
+            .chain(opts.genesis.iter().cloned())
+            .map(|(a, v)| format!("{{ account = \"{a}\", amount = {v} }}"))
+            .collect();
         wallet = format!(
-            "[wallet]\nwitnesses = [{}]\nquorum = {:?}\ngenesis = [{{ account = \"{}\", amount = {GENESIS} }}]\ntx_fee_min = 0\ntx_fee_max = 10000\n",
+            "[wallet]\nwitnesses = [{}]\nquorum = {:?}\ngenesis = [{}]\ntx_fee_min = 0\ntx_fee_max = 10000\n",
             witnesses.join(", "),
             opts.quorum,
-            ids[0]
+            genesis.join(", ")
         );
     }
     let mut nodes: Vec<TestNode> = Vec::new();

@@ -1,0 +1,148 @@
+//! Prints wallet throughput (final transactions per second) with 3-of-5 witnesses on
+//! loopback, and p50/p99 time to finality. Goal: ≥ 1,000 tx/s with p99 ≤ 100 ms.
+//!
+//! Five node processes, all witnesses, quorum 3. The bench signs transfers itself from
+//! `ACCOUNTS` funded genesis accounts (one transfer per account per round, so no transfer
+//! waits for an earlier nonce), submits them round-robin to the five nodes with
+//! `POST /wallet/tx/submit` at `IN_FLIGHT` concurrency, and times each from submission to
+//! the node's answer that it is final. Three rounds; the medians are printed.
+//!
+//! Run: `cargo build --release -p offgrid-node -p offgrid-cli && cargo bench -p offgrid-e2e --bench wallet_finality`
+
+#[path = "../tests/ledger_common/mod.rs"]
+#[allow(dead_code)]
+mod ledger_common;
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use ed25519_dalek::SigningKey;
+use ledger_common::{start_mesh, wait_connected, MeshOpts};
+use offgrid_ledger::{peer_id_from_pubkey, Signed, TxBody, TxKind};
+use serde_json::{json, Value};
+use tokio::sync::Semaphore;
+
+const ACCOUNTS: usize = 2000;
+const IN_FLIGHT: usize = 256;
+const ROUNDS: u64 = 3;
+
+fn key(i: usize) -> SigningKey {
+    let mut seed = [7u8; 32];
+    seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
+    SigningKey::from_bytes(&seed)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn median<T: Copy + PartialOrd>(mut v: Vec<T>) -> T {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    v[v.len() / 2]
+}
+
+#[tokio::main]
+async fn main() {
+    let keys: Vec<SigningKey> = (0..ACCOUNTS).map(key).collect();
+    let ids: Vec<String> = keys
+        .iter()
+        .map(|k| peer_id_from_pubkey(k.verifying_key().as_bytes()))
+        .collect();
+    let mut opts = MeshOpts::wallet(5, 3.0);
+    opts.genesis = ids.iter().map(|a| (a.clone(), 1_000_000)).collect();
+    let nodes = start_mesh(opts).await;
+    wait_connected(&nodes, 4).await;
+    let dst = nodes[0].peer_id.clone();
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(IN_FLIGHT)
+        .build()
+        .expect("http client");
+    let targets: Arc<Vec<(String, String)>> = Arc::new(
+        nodes
+            .iter()
+            .map(|n| (n.api.clone(), n.token.clone()))
+            .collect(),
+    );
+    let profile = if offgrid_e2e::bin("offgrid-node")
+        .to_string_lossy()
+        .contains("/release/")
+    {
+        "release"
+    } else {
+        "debug"
+    };
+    let (mut rates, mut p50s, mut p99s) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 1..=ROUNDS {
+        let txs: Vec<Value> = keys
+            .iter()
+            .zip(&ids)
+            .map(|(k, src)| {
+                let body = TxBody {
+                    kind: TxKind::Transfer,
+                    src: src.clone(),
+                    dst: dst.clone(),
+                    amount: 1,
+                    fee: 0,
+                    nonce: round,
+                    meta: None,
+                    author: src.clone(),
+                    created_ms: round,
+                };
+                json!(Signed::sign(k, &body).expect("sign"))
+            })
+            .collect();
+        let limit = Arc::new(Semaphore::new(IN_FLIGHT));
+        let started = Instant::now();
+        let mut tasks = Vec::with_capacity(txs.len());
+        for (i, tx) in txs.into_iter().enumerate() {
+            let permit = limit.clone().acquire_owned().await.expect("semaphore");
+            let http = http.clone();
+            let targets = targets.clone();
+            tasks.push(tokio::spawn(async move {
+                let _permit = permit;
+                let (api, token) = &targets[i % targets.len()];
+                let t = Instant::now();
+                let v: Value = http
+                    .post(format!("{api}/wallet/tx/submit"))
+                    .bearer_auth(token)
+                    .json(&json!({ "tx": tx, "wait_ms": 30_000 }))
+                    .send()
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
+                (v["view"]["state"] == "final").then(|| t.elapsed())
+            }));
+        }
+        let mut lat = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            if let Ok(Some(d)) = t.await {
+                lat.push(d);
+            }
+        }
+        let wall = started.elapsed();
+        lat.sort();
+        let rate = lat.len() as f64 / wall.as_secs_f64();
+        let (p50, p99) = (percentile(&lat, 0.50), percentile(&lat, 0.99));
+        println!(
+            "round {round}: {} of {ACCOUNTS} final in {:.2} s = {rate:.0} tx/s; time to finality p50 {:.1} ms, p99 {:.1} ms",
+            lat.len(),
+            wall.as_secs_f64(),
+            p50.as_secs_f64() * 1e3,
+            p99.as_secs_f64() * 1e3
+        );
+        rates.push(rate);
+        p50s.push(p50);
+        p99s.push(p99);
+    }
+    println!(
+        "wallet finality, 3-of-5 witnesses on loopback ({profile} build, {ACCOUNTS} senders, {IN_FLIGHT} in flight): median {:.0} final tx/s, p50 {:.1} ms, p99 {:.1} ms — goal ≥ 1000 tx/s, p99 ≤ 100 ms",
+        median(rates),
+        median(p50s).as_secs_f64() * 1e3,
+        median(p99s).as_secs_f64() * 1e3,
+    );
+}
