@@ -1,0 +1,75 @@
+//! Put and get throughput of 64 MiB across 20 local hosts (real processes on loopback).
+//! Prints medians; asserts nothing. Goals on this machine: put ≥ 100 MB/s, get ≥ 150 MB/s.
+//!
+//! Run: `cargo build --release -p offgrid-node -p offgrid-cli && cargo bench -p offgrid-e2e --bench storage_put_get`
+//! Environment: `OFFGRID_BENCH_RUNS` (default 3), `OFFGRID_BENCH_MIB` (default 64).
+
+#[path = "../tests/storage_common/mod.rs"]
+mod storage_common;
+
+use std::time::Instant;
+
+use storage_common::{assert_same_file, mesh, write_random};
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+#[tokio::main]
+async fn main() {
+    let runs: usize = std::env::var("OFFGRID_BENCH_RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    let mib: usize = std::env::var("OFFGRID_BENCH_MIB")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(64);
+    let profile = if offgrid_e2e::bin("offgrid-node")
+        .to_string_lossy()
+        .contains("/release/")
+    {
+        "release"
+    } else {
+        "debug"
+    };
+    let (a, _hosts) = mesh(20, None).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let size = mib << 20;
+    let src = write_random(dir.path(), "bench.bin", size, 42, None);
+    let mb = size as f64 / 1e6;
+    for (scheme, args) in [
+        (
+            "ec 12/20, 64 KiB shards",
+            vec!["--k", "12", "--n", "20", "--shard-size", "64KiB"],
+        ),
+        (
+            "ec 12/20, 256 KiB shards",
+            vec!["--k", "12", "--n", "20", "--shard-size", "256KiB"],
+        ),
+    ] {
+        let (mut put, mut get, mut put_node, mut get_node) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for run in 0..runs {
+            let mut cmd = vec!["put", src.to_str().unwrap_or_default()];
+            cmd.extend(&args);
+            let t = Instant::now();
+            let v = a.cli_json(&cmd);
+            put.push(mb / t.elapsed().as_secs_f64());
+            put_node.push(mb / (v["duration_ms"].as_f64().unwrap_or(1.0) / 1000.0));
+            let asset = v["asset_id"].as_str().unwrap_or_default().to_owned();
+            let out = dir.path().join(format!("back-{run}.bin"));
+            let t = Instant::now();
+            let g = a.cli_json(&["get", &asset, "-o", out.to_str().unwrap_or_default()]);
+            get.push(mb / t.elapsed().as_secs_f64());
+            get_node.push(mb / (g["duration_ms"].as_f64().unwrap_or(1.0) / 1000.0));
+            assert_same_file(&src, &out);
+            let _ = std::fs::remove_file(&out);
+        }
+        println!(
+            "{mib} MiB across 20 hosts, {scheme} ({profile} build, {runs} runs): put median {:.0} MB/s (node {:.0}), get median {:.0} MB/s (node {:.0}) — goals put ≥ 100, get ≥ 150",
+            median(put), median(put_node), median(get), median(get_node)
+        );
+    }
+}
