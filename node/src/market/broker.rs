@@ -26,6 +26,9 @@ use crate::{
     store::{Store, StoreError, Table},
 };
 
+/// Shortest quote window when a candidate is reached by radio (`via` other than `ip`).
+pub const RADIO_QUOTE_WINDOW: Duration = Duration::from_secs(20);
+
 /// A job as the broker receives it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobSpec {
@@ -395,7 +398,12 @@ impl Broker {
     /// whose earlier quote is still valid, with capacity this broker has not used up, is not
     /// asked again.
     async fn collect_quotes(&self, job: &JobSpec, candidates: &[Candidate]) -> (Vec<Bid>, usize) {
-        let window = Duration::from_millis(self.cfg.quote_window_ms.max(1));
+        let mut window = Duration::from_millis(self.cfg.quote_window_ms.max(1));
+        // A quote over LoRa takes seconds of airtime (session setup included); the window
+        // still ends as soon as every candidate has answered.
+        if candidates.iter().any(|c| c.via != "ip") {
+            window = window.max(RADIO_QUOTE_WINDOW);
+        }
         let now = now_ms();
         let mut bids = Vec::new();
         let mut ask = Vec::new();

@@ -223,8 +223,9 @@ impl Gateway {
                 }
                 Err(e) => warn!(link = %link.name, error = %e, "beacon not sent"),
             }
-            let jitter = interval.mul_f64(0.1 * (rand::random::<f64>() - 0.5) * 2.0);
-            wait = (interval + jitter)
+            // ±10 % jitter.
+            wait = interval
+                .mul_f64(0.9 + 0.2 * rand::random::<f64>())
                 .max(lock(&link.announce).min_interval(airtime))
                 .max(MIN_BEACON_GAP);
         }
