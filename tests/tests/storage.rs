@@ -201,6 +201,10 @@ async fn resume_after_kill9_of_the_putting_node_sends_only_missing_shards() {
     // acknowledged but not yet saved at the kill. Sending everything again would cost
     // `before` (at least a quarter) more.
     let slack = 64 * shard;
+    eprintln!(
+        "resume: {before} bytes received before the kill, {after} in all, {all} bytes of shards, {} shards sent by the resumed put",
+        put["shards_sent"]
+    );
     assert!(
         after <= all + slack,
         "hosts received {after} bytes for {all} bytes of shards ({before} before the kill)"

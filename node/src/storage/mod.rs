@@ -18,12 +18,19 @@
 //! Placement: shards of a segment go to distinct hosts; with fewer hosts than n the scheme
 //! shrinks by [`offgrid_storage::ec::adapt`] (documented there). A host that fails or refuses
 //! is replaced by the next one; a host over quota is not asked again during that operation.
+//!
+//! Measured by `tests/benches/storage_put_get.rs` (release build, 64 MiB, 20 hosts and the
+//! client as 21 processes on this 2-core machine, medians of 3): RS 12/20 with 64 KiB shards
+//! put 41 MB/s, get 108–124 MB/s; with 256 KiB shards put 93–99 MB/s, get 162–195 MB/s.
+//! Small shards are bound by the per-shard cost on the hosts (two fsyncs before each ack)
+//! with 8 requests in flight.
 
 pub mod get;
 pub mod host;
 pub mod hosts;
 pub mod ops;
 pub mod put;
+mod reader;
 pub mod repair;
 pub mod share;
 pub mod transfer;

@@ -31,18 +31,24 @@ use std::{
 use futures::{stream::FuturesUnordered, StreamExt};
 use libp2p::PeerId;
 use offgrid_storage::{
-    crypto::{new_content_key, new_nonce, NONCE_LEN},
+    crypto::new_content_key,
     manifest::{new_asset_id, MANIFEST_VERSION},
-    prepare_segment_with_nonce, shard_hash, unwrap_key,
-    upload::{mtime_ms, now_ms, SegmentProgress, ShardProgress},
-    wrap_key, Codec, Manifest, PreparedShard, Scheme, SegmentReader, SignedManifest, UploadState,
+    unwrap_key,
+    upload::{mtime_ms, now_ms, SegmentProgress},
+    wrap_key, Codec, Manifest, Scheme, SegmentReader, SignedManifest, UploadState,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tracing::{debug, info};
 
-use super::{hosts::HostInfo, ops::Progress, transfer::StoreOutcome, Storage, StorageError};
+use super::{
+    hosts::HostInfo,
+    ops::Progress,
+    reader::{read_segments, Prepared, ResumeInfo},
+    transfer::StoreOutcome,
+    Storage, StorageError,
+};
 use crate::store::Table;
 
 /// Shortest interval between two saves of the upload state.
@@ -72,23 +78,6 @@ struct UploadRecord {
     state: UploadState,
 }
 
-/// What the reader thread hands over.
-enum Prepared {
-    /// A segment with the shards that still need a host.
-    Segment {
-        index: u64,
-        plain_len: u64,
-        /// Set for a segment not recorded before.
-        record: Option<SegmentProgress>,
-        shards: Vec<PreparedShard>,
-    },
-    /// The whole file was read.
-    End { file_blake3: [u8; 32], size: u64 },
-}
-
-/// Per recorded segment: nonce, plaintext hash, shard indices still missing.
-type ResumeInfo = Vec<(String, String, Vec<u16>)>;
-
 struct Job {
     segment: u64,
     shard: u16,
@@ -116,129 +105,6 @@ impl Drop for PutGuard<'_> {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         set.remove(&self.key);
-    }
-}
-
-fn read_segments(
-    path: PathBuf,
-    codec: Codec,
-    content_key: [u8; 32],
-    asset_id: [u8; 32],
-    resume: ResumeInfo,
-    tx: mpsc::Sender<Result<Prepared, StorageError>>,
-) {
-    let fail = |tx: &mpsc::Sender<_>, e: StorageError| {
-        let _ = tx.blocking_send(Err(e));
-    };
-    let file = match std::fs::File::open(&path) {
-        Ok(f) => f,
-        Err(e) => {
-            return fail(
-                &tx,
-                StorageError::Invalid(format!("cannot open {}: {e}", path.display())),
-            )
-        }
-    };
-    let mut reader = SegmentReader::new(std::io::BufReader::new(file), codec.segment_plain_len());
-    for item in reader.by_ref() {
-        let (index, plain) = match item {
-            Ok(x) => x,
-            Err(e) => {
-                return fail(
-                    &tx,
-                    StorageError::Invalid(format!("reading {}: {e}", path.display())),
-                )
-            }
-        };
-        let recorded = usize::try_from(index).ok().and_then(|i| resume.get(i));
-        let (nonce, missing, record) = match recorded {
-            Some((_, _, missing)) if missing.is_empty() => {
-                let skip = Prepared::Segment {
-                    index,
-                    plain_len: plain.len() as u64,
-                    record: None,
-                    shards: Vec::new(),
-                };
-                if tx.blocking_send(Ok(skip)).is_err() {
-                    return;
-                }
-                continue;
-            }
-            Some((nonce_hex, plain_hash, missing)) => {
-                if shard_hash(&plain) != *plain_hash {
-                    return fail(&tx, StorageError::Conflict(format!(
-                        "segment {index} of {} changed since the upload started; run the put again to restart it",
-                        path.display()
-                    )));
-                }
-                let nonce: Option<[u8; NONCE_LEN]> =
-                    hex::decode(nonce_hex).ok().and_then(|b| b.try_into().ok());
-                let Some(nonce) = nonce else {
-                    return fail(
-                        &tx,
-                        StorageError::Internal("malformed nonce in the upload state".into()),
-                    );
-                };
-                (nonce, Some(missing.clone()), false)
-            }
-            None => (new_nonce(), None, true),
-        };
-        let shards = match prepare_segment_with_nonce(
-            &codec,
-            &content_key,
-            &asset_id,
-            index,
-            &nonce,
-            &plain,
-        ) {
-            Ok(s) => s,
-            Err(e) => {
-                return fail(
-                    &tx,
-                    StorageError::Internal(format!("sealing segment {index}: {e}")),
-                )
-            }
-        };
-        let record = record.then(|| SegmentProgress {
-            index,
-            nonce: hex::encode(nonce),
-            plain_blake3: shard_hash(&plain),
-            cipher_len: (plain.len() + offgrid_storage::crypto::SEGMENT_OVERHEAD) as u64,
-            shards: shards
-                .iter()
-                .map(|s| ShardProgress {
-                    index: s.index,
-                    hash: s.hash.clone(),
-                    host: None,
-                })
-                .collect(),
-        });
-        let shards = match missing {
-            Some(missing) => shards
-                .into_iter()
-                .filter(|s| missing.contains(&s.index))
-                .collect(),
-            None => shards,
-        };
-        let msg = Prepared::Segment {
-            index,
-            plain_len: plain.len() as u64,
-            record,
-            shards,
-        };
-        if tx.blocking_send(Ok(msg)).is_err() {
-            return;
-        }
-    }
-    match reader.file_blake3() {
-        Some(file_blake3) => {
-            let size = reader.bytes_read();
-            let _ = tx.blocking_send(Ok(Prepared::End { file_blake3, size }));
-        }
-        None => fail(
-            &tx,
-            StorageError::Invalid(format!("{} could not be read to its end", path.display())),
-        ),
     }
 }
 

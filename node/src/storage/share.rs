@@ -109,7 +109,7 @@ impl Storage {
                 )
             })
             .collect();
-        rows.sort_by(|a, b| b.0.cmp(&a.0));
+        rows.sort_by_key(|r| std::cmp::Reverse(r.0));
         Ok(rows.into_iter().map(|(_, v)| v).collect())
     }
 
