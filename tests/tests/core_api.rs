@@ -222,6 +222,14 @@ async fn auction_contract_success_errors_idempotency_and_header_variant() {
     .await;
     assert_eq!(s, 401);
 
+    // The OpenAPI document describes the contract.
+    let doc: Value = reqwest::get(format!("{}/openapi.json", broker.api)).await.unwrap().json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for p in ["/auction", "/jobs", "/jobs/{id}", "/metrics", "/status"] {
+        assert!(doc["paths"][p].is_object(), "{p} documented");
+    }
+    assert!(doc["paths"]["/auction"]["post"]["responses"]["504"].is_object());
+
     // Metrics count what happened.
     let text = reqwest::get(format!("{}/metrics", broker.api))
         .await

@@ -252,7 +252,9 @@ async fn run_ticketed(s: &AppState, ticket: crate::adapter::jobs::Ticket, job: J
     outcome
 }
 
-async fn auction(
+#[utoipa::path(post, path = "/auction", tag = "core", request_body = super::openapi::CoreJob, security((), ("core_hmac_header" = [])),
+    responses((status = 200, description = "Completed", body = super::openapi::CoreCompleted), (status = 400, description = "invalid_request (names the problem)", body = super::openapi::ErrorBody), (status = 401, description = "invalid_signature or stale_timestamp", body = super::openapi::ErrorBody), (status = 409, description = "conflict: job_id used for another job", body = super::openapi::ErrorBody), (status = 413, description = "too_large", body = super::openapi::ErrorBody), (status = 429, description = "rate_limited (Retry-After)", body = super::openapi::ErrorBody), (status = 503, description = "no_hosts", body = super::openapi::ErrorBody), (status = 504, description = "job_timeout", body = super::openapi::ErrorBody)))]
+pub(crate) async fn auction(
     State(s): State<AppState>,
     headers: HeaderMap,
     req: Request,
@@ -303,7 +305,9 @@ fn state_json(id: &str, st: &JobState) -> Value {
     }
 }
 
-async fn submit(
+#[utoipa::path(post, path = "/jobs", tag = "core", request_body = super::openapi::CoreJob, security((), ("core_hmac_header" = [])),
+    responses((status = 202, description = "Accepted: {job_id, state: running, status_url}", body = super::openapi::JobStateBody), (status = 200, description = "Already ended: its state", body = super::openapi::JobStateBody), (status = 400, description = "invalid_request", body = super::openapi::ErrorBody), (status = 401, description = "invalid_signature or stale_timestamp", body = super::openapi::ErrorBody), (status = 409, description = "conflict", body = super::openapi::ErrorBody), (status = 413, description = "too_large", body = super::openapi::ErrorBody)))]
+pub(crate) async fn submit(
     State(s): State<AppState>,
     headers: HeaderMap,
     req: Request,
@@ -330,7 +334,9 @@ async fn submit(
     }
 }
 
-async fn job_state(
+#[utoipa::path(get, path = "/jobs/{id}", tag = "core", params(("id" = String, Path, description = "Job id")), security(("bearer" = []), ("core_hmac_header" = [])),
+    responses((status = 200, description = "The job's state", body = super::openapi::JobStateBody), (status = 401, description = "Unsigned: sign timestamp + \".\" + path with the X-Offgrid headers", body = super::openapi::ErrorBody), (status = 404, description = "Unknown job", body = super::openapi::ErrorBody)))]
+pub(crate) async fn job_state(
     State(s): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -350,7 +356,9 @@ async fn job_state(
     }
 }
 
-async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
+#[utoipa::path(get, path = "/metrics", tag = "core",
+    responses((status = 200, description = "Prometheus text: offgrid_jobs_total{outcome}, offgrid_job_duration_seconds, offgrid_broker_errors_total{kind}, offgrid_http_requests_total{route,status}, offgrid_peers, offgrid_active_hosts", content_type = "text/plain")))]
+pub(crate) async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
     let net = s.client.status().await?;
     let body = s.core.metrics.render(net.known_peers, net.active_hosts);
     Ok((

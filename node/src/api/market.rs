@@ -139,7 +139,9 @@ pub fn result_json(r: &JobResult) -> Value {
     })
 }
 
-async fn run(
+#[utoipa::path(post, path = "/market/run", tag = "market", request_body = super::openapi::MarketJob, security(("bearer" = [])),
+    responses((status = 200, description = "{job_id, host, price, price_micro, output, receipt, attempts, replicas, quotes, duration_ms}", body = super::openapi::AnyJson), (status = 400, description = "Invalid job", body = super::openapi::ErrorBody), (status = 401, description = "Missing or wrong token", body = super::openapi::ErrorBody), (status = 502, description = "all_hosts_failed or disagreement", body = super::openapi::ErrorBody), (status = 503, description = "no_hosts", body = super::openapi::ErrorBody), (status = 504, description = "job_timeout", body = super::openapi::ErrorBody)))]
+pub(crate) async fn run(
     State(s): State<AppState>,
     _: Authorized,
     JsonBody(b): JsonBody<RunBody>,
@@ -150,7 +152,7 @@ async fn run(
 }
 
 #[derive(Debug, Deserialize)]
-struct QuoteQuery {
+pub(crate) struct QuoteQuery {
     peer: String,
     #[serde(rename = "type")]
     job_type: String,
@@ -158,7 +160,9 @@ struct QuoteQuery {
     size: Option<String>,
 }
 
-async fn quote(
+#[utoipa::path(get, path = "/market/quote", tag = "market", params(("peer" = String, Query, description = "Host peer id"), ("type" = String, Query, description = "Job type"), ("size" = Option<String>, Query, description = "Units")),
+    responses((status = 200, description = "{price, price_micro, valid_until_ms, capacity_left} or {declined} or {busy, retry_after_ms}", body = super::openapi::AnyJson), (status = 400, description = "Bad peer id or size", body = super::openapi::ErrorBody), (status = 502, description = "peer_unreachable", body = super::openapi::ErrorBody)))]
+pub(crate) async fn quote(
     State(s): State<AppState>,
     Query(q): Query<QuoteQuery>,
 ) -> Result<Json<Value>, ApiError> {
@@ -196,7 +200,9 @@ async fn quote(
     }))
 }
 
-async fn export(State(s): State<AppState>, _: Authorized) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/receipts/export", tag = "market", security(("bearer" = [])),
+    responses((status = 200, description = "{count, root, batch: {root, created_at_ms, items: [{receipt: {signed, sig, pubkey}, index, proof}]}}", body = super::openapi::AnyJson), (status = 401, description = "Missing or wrong token", body = super::openapi::ErrorBody)))]
+pub(crate) async fn export(State(s): State<AppState>, _: Authorized) -> Result<Json<Value>, ApiError> {
     let store = s.store.clone();
     let batch = tokio::task::spawn_blocking(move || receipts::export(&store, now_ms()))
         .await
@@ -211,7 +217,9 @@ async fn export(State(s): State<AppState>, _: Authorized) -> Result<Json<Value>,
     }))
 }
 
-async fn reputation(State(s): State<AppState>) -> Json<Value> {
+#[utoipa::path(get, path = "/reputation", tag = "market",
+    responses((status = 200, description = "{reputation: [{peer, hits, misses, factor}]}", body = super::openapi::AnyJson)))]
+pub(crate) async fn reputation(State(s): State<AppState>) -> Json<Value> {
     let rows: Vec<Value> = s
         .broker
         .reputation()

@@ -10,6 +10,7 @@ pub mod error;
 pub mod extract;
 pub mod ledger;
 pub mod market;
+pub mod openapi;
 pub mod radio;
 pub mod storage;
 
@@ -99,6 +100,7 @@ pub fn router(state: AppState, cfg: &Config) -> Router {
         .merge(ledger::routes())
         .merge(storage::routes())
         .merge(adapter::routes())
+        .route("/openapi.json", get(openapi::openapi_json))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
@@ -151,7 +153,9 @@ async fn guard(
     resp
 }
 
-async fn status(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/status", tag = "node",
+    responses((status = 200, description = "peer_id, version, uptime_s, listen_addrs, peers {connected, known, active_hosts}, jobs_in_flight", body = openapi::AnyJson)))]
+pub(crate) async fn status(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
     let net = s.client.status().await?;
     Ok(Json(json!({
         "peer_id": net.peer_id,
@@ -167,7 +171,9 @@ async fn status(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
     })))
 }
 
-async fn peers(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/peers", tag = "node",
+    responses((status = 200, description = "{peers: [{peer_id, addrs, via, connected, first_seen_ms, last_seen_ms, active, verified, announcement}]}", body = openapi::AnyJson)))]
+pub(crate) async fn peers(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
     let peers = s.client.peers().await?;
     let list: Vec<Value> = peers
         .into_iter()
@@ -188,14 +194,16 @@ async fn peers(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({ "peers": list })))
 }
 
-async fn get_announce(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/announce", tag = "node",
+    responses((status = 200, description = "This node's current signed announcement content", body = openapi::AnyJson)))]
+pub(crate) async fn get_announce(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!(s.client.announcement().await?)))
 }
 
 /// Body of `POST /announce`: prices are decimal credits, as people write them.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct AnnounceBody {
+pub(crate) struct AnnounceBody {
     #[serde(default)]
     prices: Option<std::collections::BTreeMap<String, Credits>>,
     #[serde(default)]
@@ -208,7 +216,9 @@ struct AnnounceBody {
     active: Option<bool>,
 }
 
-async fn post_announce(
+#[utoipa::path(post, path = "/announce", tag = "node", request_body = openapi::AnnounceChange, security(("bearer" = [])),
+    responses((status = 200, description = "The new announcement", body = openapi::AnyJson), (status = 400, description = "Malformed request", body = openapi::ErrorBody), (status = 401, description = "Missing or wrong token", body = openapi::ErrorBody), (status = 413, description = "Body too large", body = openapi::ErrorBody)))]
+pub(crate) async fn post_announce(
     State(s): State<AppState>,
     _: Authorized,
     JsonBody(b): JsonBody<AnnounceBody>,
@@ -227,11 +237,13 @@ async fn post_announce(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ToggleBody {
+pub(crate) struct ToggleBody {
     active: bool,
 }
 
-async fn toggle(
+#[utoipa::path(post, path = "/toggle", tag = "node", request_body = openapi::ToggleBody, security(("bearer" = [])),
+    responses((status = 200, description = "{active, announcement}", body = openapi::AnyJson), (status = 400, description = "Malformed request", body = openapi::ErrorBody), (status = 401, description = "Missing or wrong token", body = openapi::ErrorBody)))]
+pub(crate) async fn toggle(
     State(s): State<AppState>,
     _: Authorized,
     JsonBody(b): JsonBody<ToggleBody>,
@@ -246,6 +258,8 @@ async fn toggle(
     Ok(Json(json!({ "active": ann.active, "announcement": ann })))
 }
 
-async fn pubkeys(State(s): State<AppState>) -> Json<PubKeys> {
+#[utoipa::path(get, path = "/pubkeys", tag = "node",
+    responses((status = 200, description = "{peer_id, ed25519, x25519}", body = openapi::AnyJson)))]
+pub(crate) async fn pubkeys(State(s): State<AppState>) -> Json<PubKeys> {
     Json((*s.keys).clone())
 }
