@@ -178,6 +178,7 @@ impl Node {
             limiter: Arc::new(metrics::RateLimiter::new(cfg.core.rate_limit_per_s, cfg.core.rate_limit_burst)),
             request_timeout_s: cfg.api.request_timeout_s,
         };
+        tasks.spawn(prune_jobs(state.core.clone(), cfg.core.idempotency_ttl_s, cancel.clone()));
         let app = api::router(state, &cfg);
         let shutdown = cancel.clone();
         tasks.spawn(async move {
@@ -232,6 +233,25 @@ impl Node {
         }
         let _ = std::fs::remove_file(self.data_dir.join(auth::URL_FILE));
         info!("node stopped");
+    }
+}
+
+/// Forgets ended Core jobs older than the idempotency window, every ten minutes, so the
+/// job table stays bounded.
+async fn prune_jobs(core: Arc<api::adapter::CoreState>, ttl_s: u64, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(600));
+    loop {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let core = core.clone();
+        match tokio::task::spawn_blocking(move || core.book.prune(ttl_s.saturating_mul(1000))).await {
+            Ok(Ok(n)) if n > 0 => info!(pruned = n, "forgot old Core job records"),
+            Ok(Err(e)) => warn!(error = %e, "cannot prune Core job records"),
+            _ => {}
+        }
     }
 }
 

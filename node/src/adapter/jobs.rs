@@ -191,7 +191,7 @@ impl JobBook {
             .store
             .scan::<Record>(Table::Jobs)?
             .into_iter()
-            .filter(|(_, r)| !r.running && r.created_ms < cutoff)
+            .filter(|(_, r)| !r.running && r.created_ms <= cutoff)
             .map(|(k, _)| k)
             .collect();
         self.store
@@ -269,6 +269,18 @@ mod tests {
             matches!(b.admit("j", "h").await.unwrap(), Admission::Run(_)),
             "runs again"
         );
+    }
+
+    #[tokio::test]
+    async fn prune_forgets_only_old_ended_jobs() {
+        let (_, b) = book();
+        let Admission::Run(t) = b.admit("old", "h").await.unwrap() else { panic!() };
+        b.finish(t, ok()).await.unwrap();
+        let Admission::Run(_running) = b.admit("running", "h").await.unwrap() else { panic!() };
+        assert_eq!(b.prune(60_000).unwrap(), 0, "nothing is old yet");
+        assert_eq!(b.prune(0).unwrap(), 1, "only the ended job goes");
+        assert_eq!(b.state("old").unwrap(), None);
+        assert_eq!(b.state("running").unwrap(), Some(JobState::Running));
     }
 
     #[tokio::test]
