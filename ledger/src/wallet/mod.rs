@@ -27,7 +27,7 @@ use std::collections::BTreeSet;
 pub use finality::{certified_weight, Finality, WitnessError};
 use serde::{Deserialize, Serialize};
 pub use state::{ApplyError, ApplyOutcome, WalletState, DEFAULT_MAX_PENDING};
-pub use witness::{AttestError, Checked, TxReject, WitnessState};
+pub use witness::{AttestError, Checked, TxReject, VerifiedTx, WitnessState};
 
 use crate::{peer_id::is_peer_id, signed::Signed};
 

@@ -3,7 +3,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{witness::check_shape, ParamsError, TxBody, TxKind, TxReject, WalletParams, SYSTEM};
-use crate::{signed::VerifyError, wallet::Tx};
+use crate::{
+    signed::VerifyError,
+    wallet::{Tx, VerifiedTx},
+};
 
 /// Default bound on final transactions waiting for an earlier nonce or for funds.
 pub const DEFAULT_MAX_PENDING: usize = 10_000;
@@ -134,7 +137,15 @@ impl WalletState {
     pub fn apply_final(&mut self, tx: &Tx) -> Result<ApplyOutcome, ApplyError> {
         let body = tx.verify()?;
         check_shape(&body, &tx.pubkey).map_err(ApplyError::Invalid)?;
-        let id = tx.id();
+        self.apply_body(tx.id(), body)
+    }
+
+    /// [`WalletState::apply_final`] for a transaction already verified.
+    pub fn apply_final_verified(&mut self, v: &VerifiedTx) -> Result<ApplyOutcome, ApplyError> {
+        self.apply_body(v.id().to_owned(), v.body().clone())
+    }
+
+    fn apply_body(&mut self, id: String, body: TxBody) -> Result<ApplyOutcome, ApplyError> {
         if self.pending.contains_key(&id) {
             return Ok(ApplyOutcome::Deferred);
         }

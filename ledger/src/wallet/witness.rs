@@ -98,6 +98,44 @@ pub struct Checked {
     pub already_recorded: bool,
 }
 
+/// A transaction whose signature was checked once and whose body was decoded, so a node
+/// can check, attest and apply it without verifying the same signature again. Only
+/// [`VerifiedTx::new`] builds one.
+#[derive(Debug, Clone)]
+pub struct VerifiedTx {
+    tx: Tx,
+    id: String,
+    body: TxBody,
+}
+
+impl VerifiedTx {
+    /// Verifies the signature, decodes the body and checks its form.
+    pub fn new(tx: &Tx) -> Result<Self, TxReject> {
+        let body = tx.verify().map_err(|_| TxReject::BadSignature)?;
+        check_shape(&body, &tx.pubkey)?;
+        Ok(VerifiedTx {
+            id: tx.id(),
+            tx: tx.clone(),
+            body,
+        })
+    }
+
+    /// The signed transaction.
+    pub fn tx(&self) -> &Tx {
+        &self.tx
+    }
+
+    /// Its id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Its decoded body.
+    pub fn body(&self) -> &TxBody {
+        &self.body
+    }
+}
+
 /// Stateless checks of a transaction's form, shared by witnesses and [`WalletState`].
 pub(crate) fn check_shape(body: &TxBody, signer: &[u8; 32]) -> Result<(), TxReject> {
     if body.author != peer_id_from_pubkey(signer) {
@@ -174,9 +212,18 @@ impl WitnessState {
         tx: &Tx,
         mints: &dyn MintValidator,
     ) -> Result<Checked, TxReject> {
-        let body = tx.verify().map_err(|_| TxReject::BadSignature)?;
-        check_shape(&body, &tx.pubkey)?;
-        let tx_id = tx.id();
+        self.check_verified(state, &VerifiedTx::new(tx)?, mints)
+    }
+
+    /// [`WitnessState::check`] for a transaction already verified.
+    pub fn check_verified(
+        &self,
+        state: &WalletState,
+        v: &VerifiedTx,
+        mints: &dyn MintValidator,
+    ) -> Result<Checked, TxReject> {
+        let body = v.body.clone();
+        let tx_id = v.id.clone();
         let slot = body.slot();
         if let Some(existing) = self.signed.get(&slot) {
             if *existing != tx_id {
@@ -243,7 +290,20 @@ impl WitnessState {
     /// slot was recorded for it first.
     pub fn attest(&self, key: &SigningKey, tx: &Tx) -> Result<Witness, AttestError> {
         let body = tx.verify()?;
-        let tx_id = tx.id();
+        self.attest_body(key, tx.id(), body)
+    }
+
+    /// [`WitnessState::attest`] for a transaction already verified.
+    pub fn attest_verified(&self, key: &SigningKey, v: &VerifiedTx) -> Result<Witness, AttestError> {
+        self.attest_body(key, v.id.clone(), v.body.clone())
+    }
+
+    fn attest_body(
+        &self,
+        key: &SigningKey,
+        tx_id: String,
+        body: TxBody,
+    ) -> Result<Witness, AttestError> {
         if self.signed.get(&body.slot()) != Some(&tx_id) {
             return Err(AttestError::NotRecorded);
         }

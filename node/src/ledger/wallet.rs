@@ -10,9 +10,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use ed25519_dalek::SigningKey;
 use offgrid_behaviours::ledger_sync::CertifiedTx;
 use offgrid_ledger::{
-    peer_id_from_pubkey,
     quorum::{QuorumItem, QuorumKind},
-    wallet::{certified_weight, Finality, Slot, WitnessBody, SYSTEM},
+    wallet::{certified_weight, Finality, Slot, VerifiedTx, WitnessBody, SYSTEM},
     ApplyOutcome, MintValidator, Signed, Tx, TxBody, TxKind, TxReject, WalletParams, WalletState,
     Witness, WitnessState,
 };
@@ -118,7 +117,9 @@ pub struct WalletCore {
     records: HashMap<String, TxRecord>,
     final_ids: BTreeSet<String>,
     digest: [u8; 32],
-    waiting: BTreeMap<String, Tx>,
+    waiting: BTreeMap<String, VerifiedTx>,
+    /// Verified forms of pending transactions, so no signature is checked twice.
+    verified: HashMap<String, VerifiedTx>,
     /// This node's transfers that are not final: nonce → id.
     own_pending: BTreeMap<u64, String>,
 }
@@ -149,6 +150,7 @@ impl WalletCore {
             final_ids: BTreeSet::new(),
             digest: [0; 32],
             waiting: BTreeMap::new(),
+            verified: HashMap::new(),
             own_pending: BTreeMap::new(),
         };
         for (id, rec) in store.scan::<TxRecord>(Table::Txs)? {
@@ -157,8 +159,10 @@ impl WalletCore {
                 if let Err(e) = core.state.apply_final(&rec.tx) {
                     error!(tx = %id, error = %e, "stored final transaction does not apply");
                 }
-            } else {
-                core.waiting.insert(id.clone(), rec.tx.clone());
+            } else if let Ok(v) = VerifiedTx::new(&rec.tx) {
+                // A restarted witness retries what it had not signed yet.
+                core.waiting.insert(id.clone(), v.clone());
+                core.verified.insert(id.clone(), v);
             }
             core.records.insert(id, rec);
         }
@@ -329,7 +333,7 @@ impl WalletCore {
     }
 
     /// Takes in a transaction from gossip, sync or a local user. Checks its signature and
-    /// author (anything failing that is rejected and must not be relayed), stores it, and as
+    /// form (anything failing that is rejected and must not be relayed), stores it, and as
     /// a witness attests it if the rules allow. Returns whether it was new.
     pub fn on_tx(
         &mut self,
@@ -343,15 +347,17 @@ impl WalletCore {
         if let Some(r) = self.records.get(&id) {
             // A re-publication: a witness that signed it attests again (lost messages).
             if r.status == TxStatus::Pending {
-                let tx = r.tx.clone();
-                self.try_witness(&tx, key, mints, fx);
+                let v = match self.verified.get(&id) {
+                    Some(v) => v.clone(),
+                    None => VerifiedTx::new(&r.tx)?,
+                };
+                self.try_witness(&v, key, mints, fx);
             }
             return Ok(false);
         }
-        let body = tx.verify().map_err(|_| TxReject::BadSignature)?;
-        if body.author != peer_id_from_pubkey(&tx.pubkey) {
-            return Err(TxReject::AuthorMismatch);
-        }
+        // The one signature check of this transaction on this node.
+        let v = VerifiedTx::new(tx)?;
+        let body = v.body();
         let rec = TxRecord {
             tx: tx.clone(),
             status: TxStatus::Pending,
@@ -367,10 +373,11 @@ impl WalletCore {
         {
             self.own_pending.insert(body.nonce, id.clone());
         }
+        self.verified.insert(id.clone(), v.clone());
         if self.finality.is_final(&id) {
             self.finalize(&id, None, now_ms, fx);
         } else {
-            self.try_witness(tx, key, mints, fx);
+            self.try_witness(&v, key, mints, fx);
         }
         Ok(true)
     }
@@ -379,7 +386,7 @@ impl WalletCore {
     /// valid later wait.
     fn try_witness(
         &mut self,
-        tx: &Tx,
+        v: &VerifiedTx,
         key: &SigningKey,
         mints: &dyn MintValidator,
         fx: &mut Effects,
@@ -387,8 +394,8 @@ impl WalletCore {
         let Some(w) = self.witness.as_mut() else {
             return;
         };
-        let id = tx.id();
-        match w.check(&self.state, tx, mints) {
+        let id = v.id().to_owned();
+        match w.check_verified(&self.state, v, mints) {
             Ok(checked) => {
                 if !checked.already_recorded {
                     if let Err(e) = w.record(checked.slot.clone(), id.clone()) {
@@ -402,7 +409,7 @@ impl WalletCore {
                     fx.ops.push(Write::Witness(checked.slot.key(), rec));
                 }
                 self.waiting.remove(&id);
-                match w.attest(key, tx) {
+                match w.attest_verified(key, v) {
                     Ok(att) => {
                         fx.attests.push(att.clone());
                         if let Ok(true) = self.finality.add(&att) {
@@ -412,9 +419,9 @@ impl WalletCore {
                     Err(e) => error!(tx = %id, error = %e, "cannot attest"),
                 }
             }
-            Err(TxReject::BadNonce { expected, got }) if got > expected => self.wait(id, tx),
+            Err(TxReject::BadNonce { expected, got }) if got > expected => self.wait(id, v),
             Err(TxReject::InsufficientFunds { .. }) | Err(TxReject::MintRejected) => {
-                self.wait(id, tx)
+                self.wait(id, v)
             }
             Err(e) => {
                 debug!(tx = %id, reason = %e, "witness refuses");
@@ -423,9 +430,9 @@ impl WalletCore {
         }
     }
 
-    fn wait(&mut self, id: String, tx: &Tx) {
+    fn wait(&mut self, id: String, v: &VerifiedTx) {
         if self.waiting.len() < MAX_WAITING || self.waiting.contains_key(&id) {
-            self.waiting.insert(id, tx.clone());
+            self.waiting.insert(id, v.clone());
         } else {
             warn!(tx = %id, "witness wait list full; dropping");
         }
@@ -445,14 +452,13 @@ impl WalletCore {
         for _ in 0..64 {
             let before = self.waiting.len();
             let n_final = self.final_ids.len();
-            let txs: Vec<Tx> = self.waiting.values().cloned().collect();
-            for tx in txs {
-                let id = tx.id();
-                if self.records.get(&id).is_some_and(|r| r.status == TxStatus::Final) {
-                    self.waiting.remove(&id);
+            let txs: Vec<VerifiedTx> = self.waiting.values().cloned().collect();
+            for v in txs {
+                if self.final_ids.contains(v.id()) {
+                    self.waiting.remove(v.id());
                     continue;
                 }
-                self.try_witness(&tx, key, mints, fx);
+                self.try_witness(&v, key, mints, fx);
             }
             if self.waiting.len() == before && self.final_ids.len() == n_final {
                 break;
@@ -535,7 +541,11 @@ impl WalletCore {
         self.finality.forget(id);
         self.waiting.remove(id);
         self.mark_final_in_memory(id);
-        match self.state.apply_final(&rec.tx) {
+        let applied = match self.verified.remove(id) {
+            Some(v) => self.state.apply_final_verified(&v),
+            None => self.state.apply_final(&rec.tx),
+        };
+        match applied {
             Ok(ApplyOutcome::Applied(_)) | Ok(ApplyOutcome::AlreadyApplied) => {}
             Ok(ApplyOutcome::Deferred) => debug!(tx = %id, "final, waiting for an earlier one"),
             Err(e) => error!(tx = %id, error = %e, "final transaction does not apply"),
