@@ -3,7 +3,7 @@
 use axum::{
     body::Bytes,
     extract::{FromRequest, FromRequestParts, Request},
-    http::{header, request::Parts, StatusCode},
+    http::{header, request::Parts},
 };
 use serde::de::DeserializeOwned;
 
@@ -12,17 +12,44 @@ use super::{error::ApiError, AppState};
 /// A JSON body: 413 beyond the body limit, 400 naming the problem when malformed.
 pub struct JsonBody<T>(pub T);
 
-/// Reads the raw body under the limit, mapping axum's rejections to [`ApiError`].
+/// Reads the raw body under the limit, mapping failures to [`ApiError`].
+///
+/// An oversized body is still read (and discarded) up to [`DRAIN_FACTOR`] times the limit
+/// before the 413 goes out: a client that is still sending then receives the answer instead
+/// of a reset connection. Beyond that the connection is simply closed.
 pub async fn read_body(req: Request, state: &AppState) -> Result<Bytes, ApiError> {
+    use futures::StreamExt;
     let limit = state.body_limit;
-    Bytes::from_request(req, state).await.map_err(|r| {
-        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::too_large(limit)
-        } else {
-            ApiError::invalid_request(format!("cannot read body: {}", r.body_text()))
+    if let Some(len) = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        if len > limit.saturating_mul(DRAIN_FACTOR) {
+            return Err(ApiError::too_large(limit));
         }
-    })
+    }
+    let mut stream = req.into_body().into_data_stream();
+    let mut buf = Vec::new();
+    let mut total = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::invalid_request(format!("cannot read body: {e}")))?;
+        total = total.saturating_add(chunk.len());
+        if total <= limit {
+            buf.extend_from_slice(&chunk);
+        } else if total > limit.saturating_mul(DRAIN_FACTOR) {
+            break;
+        }
+    }
+    if total > limit {
+        return Err(ApiError::too_large(limit));
+    }
+    Ok(Bytes::from(buf))
 }
+
+/// How far past the limit an oversized body is drained before answering 413.
+pub const DRAIN_FACTOR: usize = 8;
 
 /// Parses JSON with a message that names line, column and what was expected.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
