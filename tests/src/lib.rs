@@ -281,6 +281,41 @@ impl TestNode {
             .collect()
     }
 
+    /// Waits until this node lists `peer` with a verified announcement for which `cond`
+    /// holds, or panics after `timeout`.
+    pub async fn wait_peer(
+        &self,
+        peer: &str,
+        timeout: Duration,
+        what: &str,
+        cond: impl Fn(&Value) -> bool,
+    ) {
+        wait_until(timeout, what, || {
+            let ok = self
+                .verified_peers()
+                .iter()
+                .any(|p| p["peer_id"] == peer && cond(p));
+            async move { ok.then_some(()) }
+        })
+        .await;
+    }
+
+    /// Starts `offgrid --json <args>` on a thread (for a job that should still be running
+    /// while the test acts); join the handle for its output.
+    pub fn cli_in_background(&self, args: &[&str]) -> std::thread::JoinHandle<Output> {
+        let dir = self.dir.clone();
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        std::thread::spawn(move || {
+            Command::new(bin("offgrid"))
+                .arg("--data-dir")
+                .arg(&dir)
+                .arg("--json")
+                .args(&args)
+                .output()
+                .expect("run offgrid")
+        })
+    }
+
     /// Sends SIGKILL and waits for the process to go.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {

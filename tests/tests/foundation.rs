@@ -62,29 +62,23 @@ async fn toggle_off_shows_as_inactive_at_the_others() {
     let b = TestNode::start(&["--bootstrap", &a.addr]).await;
     let c = TestNode::start(&["--bootstrap", &a.addr]).await;
     for n in [&a, &c] {
-        wait_until(Duration::from_secs(10), "b to be known as active", || {
-            let ok = n
-                .verified_peers()
-                .iter()
-                .any(|p| p["peer_id"] == b.peer_id.as_str() && p["active"] == true);
-            async move { ok.then_some(()) }
-        })
+        n.wait_peer(
+            &b.peer_id,
+            Duration::from_secs(10),
+            "b to be known as active",
+            |p| p["active"] == true,
+        )
         .await;
     }
     let out = b.cli_json(&["toggle", "off"]);
     assert_eq!(out["active"], false);
     let t = std::time::Instant::now();
     for n in [&a, &c] {
-        wait_until(
+        n.wait_peer(
+            &b.peer_id,
             Duration::from_secs(10),
             "b to show as active: false",
-            || {
-                let ok = n
-                    .verified_peers()
-                    .iter()
-                    .any(|p| p["peer_id"] == b.peer_id.as_str() && p["active"] == false);
-                async move { ok.then_some(()) }
-            },
+            |p| p["active"] == false,
         )
         .await;
     }
@@ -92,13 +86,12 @@ async fn toggle_off_shows_as_inactive_at_the_others() {
     // The local announcement agrees, and a toggle back on propagates too.
     assert_eq!(b.cli_json(&["announce"])["active"], false);
     b.cli_json(&["toggle", "on"]);
-    wait_until(Duration::from_secs(10), "b active again at a", || {
-        let ok = a
-            .verified_peers()
-            .iter()
-            .any(|p| p["peer_id"] == b.peer_id.as_str() && p["active"] == true);
-        async move { ok.then_some(()) }
-    })
+    a.wait_peer(
+        &b.peer_id,
+        Duration::from_secs(10),
+        "b active again at a",
+        |p| p["active"] == true,
+    )
     .await;
 }
 
@@ -108,21 +101,15 @@ async fn kill9_and_restart_keeps_identity_peers_and_announcements() {
     let b = TestNode::start(&["--bootstrap", &a.addr]).await;
     // A run-time change that must survive too.
     b.cli_json(&["announce", "--price", "compute=0.05", "--burst", "3"]);
-    wait_until(Duration::from_secs(10), "a to know b's new price", || {
-        let ok = a.verified_peers().iter().any(|p| {
-            p["peer_id"] == b.peer_id.as_str() && p["announcement"]["prices"]["compute"] == 50_000
-        });
-        async move { ok.then_some(()) }
-    })
+    a.wait_peer(
+        &b.peer_id,
+        Duration::from_secs(10),
+        "a to know b's new price",
+        |p| p["announcement"]["prices"]["compute"] == 50_000,
+    )
     .await;
-    wait_until(Duration::from_secs(10), "b to know a", || {
-        let ok = b
-            .verified_peers()
-            .iter()
-            .any(|p| p["peer_id"] == a.peer_id.as_str());
-        async move { ok.then_some(()) }
-    })
-    .await;
+    b.wait_peer(&a.peer_id, Duration::from_secs(10), "b to know a", |_| true)
+        .await;
     let b_id = b.peer_id.clone();
     let a_id = a.peer_id.clone();
     let mut a = a;
@@ -234,14 +221,8 @@ async fn bad_api_input_gets_the_documented_error_and_changes_nothing() {
 async fn sigterm_shuts_down_within_two_seconds_and_flushes() {
     let a = TestNode::start(&[]).await;
     let mut b = TestNode::start(&["--bootstrap", &a.addr]).await;
-    wait_until(Duration::from_secs(10), "b to know a", || {
-        let ok = b
-            .verified_peers()
-            .iter()
-            .any(|p| p["peer_id"] == a.peer_id.as_str());
-        async move { ok.then_some(()) }
-    })
-    .await;
+    b.wait_peer(&a.peer_id, Duration::from_secs(10), "b to know a", |_| true)
+        .await;
     let (took, status) = b.terminate();
     eprintln!("SIGTERM → exit in {took:?}");
     assert!(status.success(), "clean exit, got {status}");

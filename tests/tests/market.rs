@@ -39,19 +39,14 @@ impl Market {
     }
 
     async fn wait_host(&self, h: &TestNode, cond: impl Fn(&Value) -> bool) {
-        wait_until(
-            Duration::from_secs(15),
-            "the broker to see the host's announcement",
-            || {
-                let ok = self
-                    .broker
-                    .verified_peers()
-                    .iter()
-                    .any(|p| p["peer_id"] == h.peer_id.as_str() && cond(p));
-                async move { ok.then_some(()) }
-            },
-        )
-        .await;
+        self.broker
+            .wait_peer(
+                &h.peer_id,
+                Duration::from_secs(15),
+                "the broker to see the host's announcement",
+                cond,
+            )
+            .await;
     }
 
     fn run(&self, payload: &str) -> Value {
@@ -110,25 +105,16 @@ async fn a_host_killed_after_winning_is_replaced_by_the_next_best() {
         (host_config("0.003", 8, None), vec![]),
     ])
     .await;
-    let broker_dir = m.broker.dir.clone();
-    let job = std::thread::spawn(move || {
-        std::process::Command::new(offgrid_e2e::bin("offgrid"))
-            .arg("--data-dir")
-            .arg(&broker_dir)
-            .args([
-                "--json",
-                "job",
-                "run",
-                "--type",
-                "echo",
-                "--payload",
-                "{\"k\":7}",
-                "--timeout",
-                "25",
-            ])
-            .output()
-            .unwrap()
-    });
+    let job = m.broker.cli_in_background(&[
+        "job",
+        "run",
+        "--type",
+        "echo",
+        "--payload",
+        "{\"k\":7}",
+        "--timeout",
+        "25",
+    ]);
     let winner = &m.hosts[0];
     wait_until(
         Duration::from_secs(10),
@@ -208,25 +194,16 @@ async fn a_busy_host_is_skipped() {
     ])
     .await;
     let busy = &m.hosts[0];
-    let broker_dir = m.broker.dir.clone();
-    let first = std::thread::spawn(move || {
-        std::process::Command::new(offgrid_e2e::bin("offgrid"))
-            .arg("--data-dir")
-            .arg(&broker_dir)
-            .args([
-                "--json",
-                "job",
-                "run",
-                "--type",
-                "echo",
-                "--payload",
-                "{}",
-                "--timeout",
-                "20",
-            ])
-            .output()
-            .unwrap()
-    });
+    let first = m.broker.cli_in_background(&[
+        "job",
+        "run",
+        "--type",
+        "echo",
+        "--payload",
+        "{}",
+        "--timeout",
+        "20",
+    ]);
     wait_until(
         Duration::from_secs(10),
         "the cheap host's only slot to be taken",
