@@ -280,3 +280,82 @@ async fn exported_receipts_verify_from_their_bytes_with_plain_ed25519() {
         "each receipt is exported once"
     );
 }
+
+/// A host whose echo executor lies: it prints a fixed document whatever the payload.
+fn liar_config(price: &str) -> String {
+    format!(
+        "[host.prices]\necho = {price}\n[executors.echo]\nkind = \"exec\"\nprogram = \"/bin/echo\"\nargs = [\"{{\\\"lie\\\":1}}\"]\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redundant_runs_are_accepted_when_outputs_agree_and_refused_when_they_differ() {
+    let m = Market::start(&[
+        (host_config("0.001", 8, None), vec![]),
+        (host_config("0.002", 8, None), vec![]),
+        (liar_config("0.003"), vec![]),
+    ])
+    .await;
+    let r = m.broker.cli_json(&[
+        "job",
+        "run",
+        "--type",
+        "echo",
+        "--payload",
+        "{\"r\":2}",
+        "--redundancy",
+        "2",
+    ]);
+    let mut replicas: Vec<String> = r["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    replicas.sort();
+    let mut honest = vec![m.hosts[0].peer_id.clone(), m.hosts[1].peer_id.clone()];
+    honest.sort();
+    assert_eq!(replicas, honest, "the two cheapest agree: {r}");
+    assert_eq!(r["output"]["r"], 2);
+
+    // With all three, the liar's output disagrees: the job is refused and says so.
+    let out = m.broker.cli(&[
+        "job",
+        "run",
+        "--type",
+        "echo",
+        "--payload",
+        "{\"r\":3}",
+        "--redundancy",
+        "3",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("disagree"), "{err}");
+    assert!(
+        err.contains(&m.hosts[2].peer_id),
+        "names the hosts and their output hashes: {err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executor_failures_reach_the_user_as_clear_job_errors() {
+    let missing = "[executors.echo]\nkind = \"exec\"\nprogram = \"/nonexistent/model-server\"\n";
+    let failing = "[executors.echo]\nkind = \"exec\"\nprogram = \"/bin/sh\"\nargs = [\"-c\", \"echo out of memory >&2; exit 3\"]\n";
+    let m = Market::start(&[(missing.to_string(), vec![]), (failing.to_string(), vec![])]).await;
+    let out = m
+        .broker
+        .cli(&["job", "run", "--type", "echo", "--payload", "{}"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(err.contains("all_hosts_failed"), "{err}");
+    assert!(
+        err.contains("cannot start \"/nonexistent/model-server\""),
+        "{err}"
+    );
+    assert!(
+        err.contains("exited with exit status: 3: out of memory"),
+        "{err}"
+    );
+}
