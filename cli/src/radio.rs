@@ -27,13 +27,20 @@ fn render_radio(v: &Value) -> String {
         return "no radio links (start the node with --radio or [[radio]] entries)\n".into();
     }
     let st = &v["status"];
-    let links = st["links"].as_array().map(|a| a.as_slice()).unwrap_or_default();
+    let links = st["links"]
+        .as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or_default();
     let rows: Vec<Vec<String>> = links
         .iter()
         .map(|l| {
             let budget = l["airtime_budget_ms"].as_u64().unwrap_or(0);
             let used = l["airtime_window_ms"].as_u64().unwrap_or(0);
-            let pct = if budget > 0 { 100.0 * used as f64 / budget as f64 } else { 0.0 };
+            let pct = if budget > 0 {
+                100.0 * used as f64 / budget as f64
+            } else {
+                0.0
+            };
             vec![
                 s(&l["name"]),
                 s(&l["via"]),
@@ -46,7 +53,15 @@ fn render_radio(v: &Value) -> String {
         })
         .collect();
     let mut out = table::render(
-        &["LINK", "VIA", "IN", "OUT", "AIRTIME/BUDGET", "BEACONS OUT/IN", "PEERS"],
+        &[
+            "LINK",
+            "VIA",
+            "IN",
+            "OUT",
+            "AIRTIME/BUDGET",
+            "BEACONS OUT/IN",
+            "PEERS",
+        ],
         &rows,
     );
     out.push_str(&format!(
@@ -57,7 +72,11 @@ fn render_radio(v: &Value) -> String {
         s(&st["beacons_replayed"])
     ));
     for l in links {
-        for p in l["peers"].as_array().map(|a| a.as_slice()).unwrap_or_default() {
+        for p in l["peers"]
+            .as_array()
+            .map(|a| a.as_slice())
+            .unwrap_or_default()
+        {
             out.push_str(&format!("{}: {}\n", s(&l["name"]), s(p)));
         }
     }
@@ -77,7 +96,9 @@ pub async fn mesh(api: &Api, json: bool) -> anyhow::Result<()> {
             s(&m["source"]),
             s(&m["mesh_ok"]),
             s(&m["neighbours"]),
-            m["path_metric"].as_f64().map_or("-".into(), |p| format!("{p:.3}")),
+            m["path_metric"]
+                .as_f64()
+                .map_or("-".into(), |p| format!("{p:.3}")),
             s(&m["routes"]),
             v["mesh_factor"].as_f64().unwrap_or(1.0)
         );

@@ -37,21 +37,39 @@ async fn run_echo(node: &TestNode, payload: &str) -> (bool, Value, String) {
         Command::new(bin("offgrid"))
             .arg("--data-dir")
             .arg(&dir)
-            .args(["--json", "job", "run", "--type", "echo", "--payload", &payload, "--timeout", "120"])
+            .args([
+                "--json",
+                "job",
+                "run",
+                "--type",
+                "echo",
+                "--payload",
+                &payload,
+                "--timeout",
+                "120",
+            ])
             .output()
             .expect("run offgrid")
     })
     .await
     .expect("join");
     let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    (out.status.success(), v, String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        v,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Waits until `a` lists `b` as a peer heard over `via`.
 async fn wait_heard(a: &TestNode, b: &TestNode, via: &str) {
     wait_until(Duration::from_secs(60), "a beacon to be heard", || async {
         let peers = a.get("/peers").await;
-        let p = peers["peers"].as_array()?.iter().find(|p| p["peer_id"] == b.peer_id.as_str())?.clone();
+        let p = peers["peers"]
+            .as_array()?
+            .iter()
+            .find(|p| p["peer_id"] == b.peer_id.as_str())?
+            .clone();
         (p["via"] == via).then_some(())
     })
     .await;
@@ -61,7 +79,12 @@ fn no_ip_connection(n: &TestNode, status: &Value) {
     let connected = status["peers"]["connected"]
         .as_u64()
         .or(status["connected_peers"].as_u64());
-    assert_eq!(connected, Some(0), "an IP connection was opened: {status}\n{}", n.log());
+    assert_eq!(
+        connected,
+        Some(0),
+        "an IP connection was opened: {status}\n{}",
+        n.log()
+    );
 }
 
 /// A socat PTY pair; killed on drop.
@@ -95,7 +118,10 @@ impl PtyPair {
         // Keep draining socat's log so it never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
         match paths.as_slice() {
-            [a, b] => Ok(PtyPair { child, paths: [a.clone(), b.clone()] }),
+            [a, b] => Ok(PtyPair {
+                child,
+                paths: [a.clone(), b.clone()],
+            }),
             _ => Err(format!("socat printed {paths:?}")),
         }
     }
@@ -165,7 +191,10 @@ async fn sim_lora_sf7_with_10_percent_loss_discovery_and_one_auction_complete() 
     assert!(ok, "job failed: {err}\nA: {}\nB: {}", a.log(), b.log());
     assert_eq!(r["host"], b.peer_id.as_str(), "{r}");
     assert_eq!(r["output"]["over"], "sim");
-    assert!(r["receipt"]["sig"].is_string(), "a signed receipt came back: {r}");
+    assert!(
+        r["receipt"]["sig"].is_string(),
+        "a signed receipt came back: {r}"
+    );
 
     let stats = hub.medium().stats();
     let lost: u64 = stats.values().map(|s| s.frames_lost).sum();
@@ -177,7 +206,10 @@ async fn sim_lora_sf7_with_10_percent_loss_discovery_and_one_auction_complete() 
         .and_then(|a| a.iter().find(|p| p["peer_id"] == b.peer_id.as_str()))
         .cloned()
         .unwrap_or(Value::Null);
-    assert_eq!(b_rec["via"], "lora", "offgrid --json peers shows via: {peers}");
+    assert_eq!(
+        b_rec["via"], "lora",
+        "offgrid --json peers shows via: {peers}"
+    );
     no_ip_connection(&a, &a.get("/status").await);
 }
 
@@ -196,17 +228,30 @@ async fn duty_cycle_of_1_percent_is_never_exceeded_as_counted_by_the_simulator()
     let started = std::time::Instant::now();
     let n = TestNode::start_with(&[], &[], Some(&cfg)).await;
     let station = station_of(n.get("/pubkeys").await["ed25519"].as_str().unwrap());
-    let radio = wait_until(Duration::from_secs(30), "the duty cycle to hold beacons back", || async {
-        let r = n.get("/radio").await;
-        (r["status"]["links"][0]["sends_deferred"].as_u64()? >= 3).then_some(r)
-    })
+    let radio = wait_until(
+        Duration::from_secs(30),
+        "the duty cycle to hold beacons back",
+        || async {
+            let r = n.get("/radio").await;
+            (r["status"]["links"][0]["sends_deferred"].as_u64()? >= 3).then_some(r)
+        },
+    )
     .await;
     let link_status = &radio["status"]["links"][0];
     assert_eq!(link_status["airtime_budget_ms"], 600, "{radio}");
-    let counted = hub.medium().node_stats(LinkAddr::Id(station)).expect("station on the hub");
+    let counted = hub
+        .medium()
+        .node_stats(LinkAddr::Id(station))
+        .expect("station on the hub");
     let elapsed = started.elapsed();
-    assert!(elapsed < Duration::from_secs(60), "the check must fit one window");
-    assert!(counted.frames_sent >= 1, "the node did transmit: {counted:?}");
+    assert!(
+        elapsed < Duration::from_secs(60),
+        "the check must fit one window"
+    );
+    assert!(
+        counted.frames_sent >= 1,
+        "the node did transmit: {counted:?}"
+    );
     assert!(
         counted.airtime_sent <= Duration::from_millis(600),
         "sent {:?} of airtime in {elapsed:?}, allowance 600 ms per minute",

@@ -34,5 +34,7 @@ async fn mesh(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
     let factor = status.as_ref().map_or(1.0, |m| {
         crate::market::scoring::mesh_factor(Some(m.mesh_ok), m.neighbours, m.path_metric)
     });
-    Ok(Json(json!({ "available": status.is_some(), "mesh": status, "mesh_factor": factor })))
+    Ok(Json(
+        json!({ "available": status.is_some(), "mesh": status, "mesh_factor": factor }),
+    ))
 }

@@ -185,7 +185,12 @@ fn stamp(mut s: MeshStatus) -> MeshStatus {
 }
 
 /// Starts the poller unless `source = "off"`.
-pub fn start(cfg: &MeshConfig, client: &Client, cancel: &CancellationToken, tasks: &mut JoinSet<()>) {
+pub fn start(
+    cfg: &MeshConfig,
+    client: &Client,
+    cancel: &CancellationToken,
+    tasks: &mut JoinSet<()>,
+) {
     if cfg.source == "off" {
         return;
     }

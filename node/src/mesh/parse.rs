@@ -87,7 +87,10 @@ fn bat_list(text: &str) -> Result<Vec<BatEntry>, ParseError> {
 }
 
 /// Parses `batctl … neighbors_json` and `batctl … originators_json` output.
-pub fn parse_batman(neighbors_json: &str, originators_json: &str) -> Result<MeshStatus, ParseError> {
+pub fn parse_batman(
+    neighbors_json: &str,
+    originators_json: &str,
+) -> Result<MeshStatus, ParseError> {
     let neigh = bat_list(neighbors_json)?;
     let orig = bat_list(originators_json)?;
     let neighbour_list: Vec<Neighbour> = neigh
@@ -159,7 +162,9 @@ pub fn parse_babel_dump(text: &str) -> Result<MeshStatus, ParseError> {
                 if field("installed").as_deref() == Some("yes") {
                     let m: f64 = field("metric")
                         .and_then(|m| m.parse().ok())
-                        .ok_or_else(|| ParseError::Invalid(format!("route without metric: {line}")))?;
+                        .ok_or_else(|| {
+                            ParseError::Invalid(format!("route without metric: {line}"))
+                        })?;
                     if m < 65535.0 {
                         metrics.push(m);
                     }
@@ -265,7 +270,10 @@ mod tests {
     #[test]
     fn manual_file() {
         let s = parse_manual(r#"{"mesh_ok": true, "neighbours": 3, "path_metric": 0.2}"#).unwrap();
-        assert_eq!((s.mesh_ok, s.neighbours, s.path_metric), (true, 3, Some(0.2)));
+        assert_eq!(
+            (s.mesh_ok, s.neighbours, s.path_metric),
+            (true, 3, Some(0.2))
+        );
         assert!(parse_manual(r#"{"mesh_ok": true, "path_metric": 3}"#).is_err());
         assert!(parse_manual(r#"{"neighbours": 3}"#).is_err());
     }

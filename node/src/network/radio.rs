@@ -161,11 +161,11 @@ impl EventLoop {
             return;
         };
         tokio::spawn(async move {
-            let r = match tokio::time::timeout(RADIO_REQUEST_TIMEOUT, h.request(peer, request)).await
-            {
-                Ok(r) => r,
-                Err(_) => Err("no answer over radio in time".into()),
-            };
+            let r =
+                match tokio::time::timeout(RADIO_REQUEST_TIMEOUT, h.request(peer, request)).await {
+                    Ok(r) => r,
+                    Err(_) => Err("no answer over radio in time".into()),
+                };
             let _ = reply.send(r);
         });
     }

@@ -74,7 +74,8 @@ impl LinkSpec {
                 let (path, baud) = match rest.rsplit_once('@') {
                     Some((p, b)) => (
                         p,
-                        b.parse().map_err(|_| format!("bad baud rate {b:?} in {s:?}"))?,
+                        b.parse()
+                            .map_err(|_| format!("bad baud rate {b:?} in {s:?}"))?,
                     ),
                     None => (rest, DEFAULT_BAUD),
                 };
@@ -136,7 +137,10 @@ impl RadioConfig {
             }
         }
         if self.duty_window_s == 0 {
-            return Err(format!("radio {}: duty_window_s must be positive", self.link));
+            return Err(format!(
+                "radio {}: duty_window_s must be positive",
+                self.link
+            ));
         }
         Ok(spec)
     }
@@ -171,7 +175,13 @@ mod tests {
             LinkSpec::parse("sim:127.0.0.1:7000").unwrap(),
             LinkSpec::Sim("127.0.0.1:7000".parse().unwrap())
         );
-        for bad in ["kiss:", "kiss:/dev/x@fast", "lora", "sim:nowhere", "udp:eth0"] {
+        for bad in [
+            "kiss:",
+            "kiss:/dev/x@fast",
+            "lora",
+            "sim:nowhere",
+            "udp:eth0",
+        ] {
             assert!(LinkSpec::parse(bad).is_err(), "{bad}");
         }
     }
@@ -180,8 +190,23 @@ mod tests {
     fn ranges_are_checked() {
         let ok = RadioConfig::from_spec("sim:127.0.0.1:1").unwrap();
         assert!(ok.validate().is_ok());
-        assert!(RadioConfig { sf: 13, ..ok.clone() }.validate().is_err());
-        assert!(RadioConfig { duty_cycle: 0.0, ..ok.clone() }.validate().is_err());
-        assert!(RadioConfig { duty_window_s: 0, ..ok }.validate().is_err());
+        assert!(RadioConfig {
+            sf: 13,
+            ..ok.clone()
+        }
+        .validate()
+        .is_err());
+        assert!(RadioConfig {
+            duty_cycle: 0.0,
+            ..ok.clone()
+        }
+        .validate()
+        .is_err());
+        assert!(RadioConfig {
+            duty_window_s: 0,
+            ..ok
+        }
+        .validate()
+        .is_err());
     }
 }

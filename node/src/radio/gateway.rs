@@ -162,8 +162,8 @@ impl Gateway {
             .filter_map(|t| ann.prices.get(t))
             .min()
             .map(|p| u32::try_from(*p).unwrap_or(u32::MAX));
-        let mut b = Beacon::new(&self.identity.signing_key().verifying_key(), seq)
-            .with_capabilities(caps);
+        let mut b =
+            Beacon::new(&self.identity.signing_key().verifying_key(), seq).with_capabilities(caps);
         if ann.active {
             b = b.with_flags(Flags::ACTIVE);
         }
@@ -201,7 +201,9 @@ impl Gateway {
                     tokio::time::sleep(MIN_BEACON_GAP + Duration::from_millis(rand::random::<u64>() % 500)).await;
                 }
             }
-            seq = seq.saturating_add(1).max(u32::try_from(now_ms() / 1000).unwrap_or(u32::MAX));
+            seq = seq
+                .saturating_add(1)
+                .max(u32::try_from(now_ms() / 1000).unwrap_or(u32::MAX));
             let Some(frame) = self.beacon_frame(seq, link).await else {
                 return; // the event loop has stopped
             };
@@ -215,7 +217,8 @@ impl Gateway {
             match link.tx.send(LinkAddr::Broadcast, &frame).await {
                 Ok(()) => {
                     link.beacons_sent.fetch_add(1, Ordering::Relaxed);
-                    link.beacon_bytes.store(frame.len() as u64, Ordering::Relaxed);
+                    link.beacon_bytes
+                        .store(frame.len() as u64, Ordering::Relaxed);
                     debug!(link = %link.name, seq, bytes = frame.len(), "beacon sent");
                 }
                 Err(LinkError::DutyCycle { retry_after }) => {
@@ -375,7 +378,11 @@ impl Gateway {
         let slot = lock(&self.sessions).entry(peer).or_default().clone();
         let mut guard = slot.lock().await;
         // A quote may be retried on a fresh session; a run is never sent twice.
-        let tries = if matches!(request, Request::Quote { .. }) { 2 } else { 1 };
+        let tries = if matches!(request, Request::Quote { .. }) {
+            2
+        } else {
+            1
+        };
         let mut last = String::new();
         for _ in 0..tries {
             let mut session = match guard.take() {
@@ -397,7 +404,13 @@ impl Gateway {
         let link = &self.links[heard.link];
         let conn = link.demux.free_conn();
         let rx = link.demux.register(conn).map_err(|e| e.to_string())?;
-        let stream = ArqStream::new(link.tx.clone(), rx, send_addr(heard.addr), conn, arq_config());
+        let stream = ArqStream::new(
+            link.tx.clone(),
+            rx,
+            send_addr(heard.addr),
+            conn,
+            arq_config(),
+        );
         Session::initiate(stream, self.identity.signing_key(), heard.key)
             .await
             .map_err(|e| e.to_string())
@@ -522,7 +535,10 @@ fn ip_addr(a: &str) -> Option<BeaconAddr> {
             if ip.is_loopback() || ip.is_unspecified() {
                 return None;
             }
-            Some(BeaconAddr::Tcp(std::net::SocketAddr::new(ip.into(), port.parse().ok()?)))
+            Some(BeaconAddr::Tcp(std::net::SocketAddr::new(
+                ip.into(),
+                port.parse().ok()?,
+            )))
         }
         _ => None,
     }

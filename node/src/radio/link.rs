@@ -71,9 +71,7 @@ impl Link for Budgeted {
         payload: &'a [u8],
     ) -> BoxFuture<'a, Result<(), LinkError>> {
         let airtime = self.inner.airtime(payload.len());
-        let reserved = self
-            .duty()
-            .try_reserve(airtime, Instant::now().into_std());
+        let reserved = self.duty().try_reserve(airtime, Instant::now().into_std());
         match reserved {
             Ok(()) => self.inner.send(dest, payload),
             Err(retry_after) => {

@@ -237,7 +237,9 @@ fn build_body(
             output_bytes: output.len() as u64,
         },
         proofs: Proofs {
-            input_blake3: blake3::hash(ctx.run.payload.as_bytes()).to_hex().to_string(),
+            input_blake3: blake3::hash(ctx.run.payload.as_bytes())
+                .to_hex()
+                .to_string(),
             output_blake3: blake3::hash(output.as_bytes()).to_hex().to_string(),
         },
         cids: Vec::new(),

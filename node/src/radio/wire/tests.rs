@@ -13,7 +13,10 @@ fn run() -> RunRequest {
     }
 }
 
-fn signed_receipt(key: &ed25519_dalek::SigningKey, cids: Vec<String>) -> (ReceiptContext, SignedReceipt) {
+fn signed_receipt(
+    key: &ed25519_dalek::SigningKey,
+    cids: Vec<String>,
+) -> (ReceiptContext, SignedReceipt) {
     let host_key = key.verifying_key().to_bytes();
     let host_id = offgrid_ledger::peer_id::peer_id_from_pubkey(&host_key);
     let ctx = ReceiptContext {
@@ -23,7 +26,12 @@ fn signed_receipt(key: &ed25519_dalek::SigningKey, cids: Vec<String>) -> (Receip
         host_id,
         host_key,
     };
-    let mut body = build_body(&ctx, &ctx.run.payload, "offgrid-local", (1_000_000_000, 3, 2, 7));
+    let mut body = build_body(
+        &ctx,
+        &ctx.run.payload,
+        "offgrid-local",
+        (1_000_000_000, 3, 2, 7),
+    );
     body.cids = cids;
     (ctx, Signed::sign(key, &body).unwrap())
 }
@@ -32,14 +40,23 @@ fn signed_receipt(key: &ed25519_dalek::SigningKey, cids: Vec<String>) -> (Receip
 fn requests_round_trip_and_uuids_take_16_bytes() {
     let now = 1_000_000_000;
     for req in [
-        Request::Quote { job_type: "echo".into(), units: 250_000 },
+        Request::Quote {
+            job_type: "echo".into(),
+            units: 250_000,
+        },
         Request::Run(run()),
-        Request::Run(RunRequest { job_id: "not-a-uuid".into(), ..run() }),
+        Request::Run(RunRequest {
+            job_id: "not-a-uuid".into(),
+            ..run()
+        }),
     ] {
         let b = encode_request(&req, now);
         assert_eq!(decode_request(&b, now).unwrap(), req);
     }
-    assert_eq!(encode_request(&Request::Run(run()), now).len(), 1 + 17 + 5 + 2 + 13 + 2 + 3);
+    assert_eq!(
+        encode_request(&Request::Run(run()), now).len(),
+        1 + 17 + 5 + 2 + 13 + 2 + 3
+    );
 }
 
 #[test]
@@ -47,12 +64,21 @@ fn compact_done_rebuilds_a_receipt_that_verifies() {
     let key = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
     let (ctx, receipt) = signed_receipt(&key, Vec::new());
     let req = Request::Run(ctx.run.clone());
-    let resp = Response::Done { output: ctx.run.payload.clone(), receipt: receipt.clone() };
+    let resp = Response::Done {
+        output: ctx.run.payload.clone(),
+        receipt: receipt.clone(),
+    };
     let b = encode_response(&resp, &req, 0);
     // type, flags, 4 timing varints, cluster tag, signature: no output, no JSON.
     assert!(b.len() <= 2 + 5 + 1 + 1 + 1 + 2 + 64, "{} bytes", b.len());
     let back = decode_response(&b, Some(&ctx), 0).unwrap();
-    let Response::Done { output, receipt: rebuilt } = back else { panic!("not done") };
+    let Response::Done {
+        output,
+        receipt: rebuilt,
+    } = back
+    else {
+        panic!("not done")
+    };
     assert_eq!(output, ctx.run.payload);
     assert_eq!(rebuilt.bytes, receipt.bytes);
     verify_receipt(&rebuilt).unwrap();
@@ -63,9 +89,16 @@ fn a_receipt_that_cannot_be_rebuilt_travels_whole() {
     let key = ed25519_dalek::SigningKey::from_bytes(&[4; 32]);
     let (ctx, receipt) = signed_receipt(&key, vec!["cid-1".into()]);
     let req = Request::Run(ctx.run.clone());
-    let resp = Response::Done { output: "other".into(), receipt: receipt.clone() };
+    let resp = Response::Done {
+        output: "other".into(),
+        receipt: receipt.clone(),
+    };
     let b = encode_response(&resp, &req, 0);
-    let Response::Done { output, receipt: back } = decode_response(&b, Some(&ctx), 0).unwrap() else {
+    let Response::Done {
+        output,
+        receipt: back,
+    } = decode_response(&b, Some(&ctx), 0).unwrap()
+    else {
         panic!("not done")
     };
     assert_eq!(output, "other");
@@ -78,7 +111,14 @@ fn a_forged_compact_receipt_does_not_verify() {
     let key = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
     let (ctx, receipt) = signed_receipt(&key, Vec::new());
     let req = Request::Run(ctx.run.clone());
-    let mut b = encode_response(&Response::Done { output: ctx.run.payload.clone(), receipt }, &req, 0);
+    let mut b = encode_response(
+        &Response::Done {
+            output: ctx.run.payload.clone(),
+            receipt,
+        },
+        &req,
+        0,
+    );
     let n = b.len();
     b[n - 1] ^= 1;
     let Response::Done { receipt, .. } = decode_response(&b, Some(&ctx), 0).unwrap() else {
@@ -89,12 +129,25 @@ fn a_forged_compact_receipt_does_not_verify() {
 
 #[test]
 fn other_responses_round_trip() {
-    let req = Request::Quote { job_type: "echo".into(), units: 1 };
+    let req = Request::Quote {
+        job_type: "echo".into(),
+        units: 1,
+    };
     for resp in [
-        Response::Quote { price: 1_250, valid_until_ms: 5_000, capacity_left: 7 },
-        Response::Declined { reason: "no".into() },
-        Response::Busy { retry_after_ms: 200 },
-        Response::Failed { error: "boom".into() },
+        Response::Quote {
+            price: 1_250,
+            valid_until_ms: 5_000,
+            capacity_left: 7,
+        },
+        Response::Declined {
+            reason: "no".into(),
+        },
+        Response::Busy {
+            retry_after_ms: 200,
+        },
+        Response::Failed {
+            error: "boom".into(),
+        },
     ] {
         let b = encode_response(&resp, &req, 0);
         assert_eq!(decode_response(&b, None, 0).unwrap(), resp);
@@ -109,7 +162,9 @@ fn decoders_never_panic_on_random_bytes() {
         x ^= x >> 7;
         x ^= x << 17;
         let len = (x % 96) as usize;
-        let bytes: Vec<u8> = (0..len).map(|i| (x >> (i % 8 * 8)) as u8 ^ i as u8).collect();
+        let bytes: Vec<u8> = (0..len)
+            .map(|i| (x >> (i % 8 * 8)) as u8 ^ i as u8)
+            .collect();
         let _ = decode_request(&bytes, 0);
         let _ = decode_response(&bytes, None, 0);
     }
