@@ -4,6 +4,9 @@
 //! serve the neighbour and the installed route at `GET /mesh` and through `offgrid mesh`.
 //! Skips with a printed reason without babeld or without the right to create namespaces.
 
+// A panic in a test is a failure with a message, which is what a test wants.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::{
     process::{Child, Command, Stdio},
     time::Duration,

@@ -147,6 +147,8 @@ impl RadioConfig {
 }
 
 #[cfg(test)]
+// A panic in a test is a failure with a message, which is what a test wants.
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

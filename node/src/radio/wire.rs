@@ -463,4 +463,6 @@ impl<'a> Reader<'a> {
 }
 
 #[cfg(test)]
+// A panic in a test is a failure with a message, which is what a test wants.
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests;
