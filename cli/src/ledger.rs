@@ -185,7 +185,10 @@ pub async fn tx(api: &Api, json: bool, cmd: TxCmd) -> anyhow::Result<()> {
                         ]
                     })
                     .collect();
-                table::render(&["ID", "STATE", "KIND", "SRC", "DST", "AMOUNT µ", "NONCE"], &rows)
+                table::render(
+                    &["ID", "STATE", "KIND", "SRC", "DST", "AMOUNT µ", "NONCE"],
+                    &rows,
+                )
             })
         }
     }
@@ -254,7 +257,9 @@ pub async fn ledger(api: &Api, json: bool, cmd: LedgerCmd) -> anyhow::Result<()>
         }
         LedgerCmd::Prove { receipt } => {
             let mut v = api.get(&format!("/ledger/prove/{receipt}")).await?;
-            let block = api.get(&format!("/ledger/blocks/{}", s(&v["block"]))).await?;
+            let block = api
+                .get(&format!("/ledger/blocks/{}", s(&v["block"])))
+                .await?;
             let checked = verify_proof(&v, &block["block"]);
             v["verified_locally"] = json!(checked.is_ok());
             if let Err(e) = &checked {
@@ -281,7 +286,11 @@ pub async fn ledger(api: &Api, json: bool, cmd: LedgerCmd) -> anyhow::Result<()>
         }
         LedgerCmd::MakeBlock { empty } => {
             let v = api
-                .post("/ledger/blocks", &json!({ "allow_empty": empty }), Duration::from_secs(30))
+                .post(
+                    "/ledger/blocks",
+                    &json!({ "allow_empty": empty }),
+                    Duration::from_secs(30),
+                )
                 .await?;
             output(json, &v, || {
                 let ids: Vec<String> = list(&v["created"]).iter().map(s).collect();
@@ -294,7 +303,9 @@ pub async fn ledger(api: &Api, json: bool, cmd: LedgerCmd) -> anyhow::Result<()>
         }
         LedgerCmd::Status => {
             let v = api.get("/ledger/status").await?;
-            output(json, &v, || serde_json::to_string_pretty(&v).unwrap_or_default() + "\n")
+            output(json, &v, || {
+                serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
+            })
         }
     }
 }
@@ -383,12 +394,17 @@ pub async fn quorum(api: &Api, json: bool, cmd: QuorumCmd) -> anyhow::Result<()>
                         ]
                     })
                     .collect();
-                table::render(&["KIND", "ID", "WEIGHT", "REQUIRED", "REACHED", "ACKS"], &rows)
+                table::render(
+                    &["KIND", "ID", "WEIGHT", "REQUIRED", "REACHED", "ACKS"],
+                    &rows,
+                )
             })
         }
         QuorumCmd::Policy => {
             let v = api.get("/quorum/policy").await?;
-            output(json, &v, || serde_json::to_string_pretty(&v).unwrap_or_default() + "\n")
+            output(json, &v, || {
+                serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
+            })
         }
     }
 }

@@ -134,7 +134,11 @@ async fn block_with_a_bad_signature_is_rejected_and_not_relayed() {
         t.contains(&json!(good)).then_some(())
     })
     .await;
-    assert_eq!(c.get("/ledger/status").await["peers"], 1, "c only talks to b");
+    assert_eq!(
+        c.get("/ledger/status").await["peers"],
+        1,
+        "c only talks to b"
+    );
 
     let bad = post(&a, "/ledger/debug/bad-block", json!({})).await["block"]
         .as_str()
@@ -157,7 +161,12 @@ async fn block_with_a_bad_signature_is_rejected_and_not_relayed() {
     assert_eq!(cs["rejected"]["blocks"], 0, "b relayed the bad block: {cs}");
     for n in [&a, &b, &c] {
         let (status, _) = n
-            .request(reqwest::Method::GET, &format!("/ledger/blocks/{bad}"), None, Vec::new())
+            .request(
+                reqwest::Method::GET,
+                &format!("/ledger/blocks/{bad}"),
+                None,
+                Vec::new(),
+            )
             .await;
         assert_eq!(status, 404, "bad block stored on {}", n.peer_id);
         assert_eq!(tips(n).await.0, 2);

@@ -27,7 +27,8 @@ async fn wait_hosts(broker: &TestNode, hosts: &[&TestNode]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settling_pays_hosts_units_times_price_less_one_percent_exactly_once() {
     let mut opts = MeshOpts::wallet(3, 2.0);
-    opts.extra = "[ledger]\nauto_settle = false\nblock_interval_s = 3600\nsync_interval_s = 1\n".into();
+    opts.extra =
+        "[ledger]\nauto_settle = false\nblock_interval_s = 3600\nsync_interval_s = 1\n".into();
     let nodes = start_mesh(opts).await;
     wait_connected(&nodes, 2).await;
     let broker = &nodes[0];
@@ -40,9 +41,13 @@ async fn settling_pays_hosts_units_times_price_less_one_percent_exactly_once() {
     for size in ["1", "3", "2", "1", "5", "4"] {
         let r = broker.cli_json(&["job", "run", "--type", "echo", "--size", size]);
         let receipt = &r["receipt"];
-        let (units, price) = (receipt["units"].as_u64().unwrap(), receipt["price"].as_u64().unwrap());
-        *owed.entry(r["host"].as_str().unwrap().to_owned()).or_default() +=
-            units * price / 1_000_000;
+        let (units, price) = (
+            receipt["units"].as_u64().unwrap(),
+            receipt["price"].as_u64().unwrap(),
+        );
+        *owed
+            .entry(r["host"].as_str().unwrap().to_owned())
+            .or_default() += units * price / 1_000_000;
         job_ids.push(r["job_id"].as_str().unwrap().to_owned());
     }
     assert!(!owed.is_empty());
@@ -50,7 +55,11 @@ async fn settling_pays_hosts_units_times_price_less_one_percent_exactly_once() {
     for host in &nodes[1..] {
         let v = host.cli_json(&["settle"]);
         let expected_mints = usize::from(owed.contains_key(&host.peer_id)) * 2;
-        assert_eq!(v["submitted"].as_u64().unwrap() as usize, expected_mints, "{v}");
+        assert_eq!(
+            v["submitted"].as_u64().unwrap() as usize,
+            expected_mints,
+            "{v}"
+        );
     }
     let reserve: u64 = owed.values().map(|g| g / 100).sum();
     for (host, gross) in &owed {
@@ -77,7 +86,11 @@ async fn settling_pays_hosts_units_times_price_less_one_percent_exactly_once() {
     let accounts: Vec<&str> = owed.keys().map(String::as_str).chain(["system"]).collect();
     let got = balances_agree(&nodes, &accounts).await;
     let total: u64 = owed.values().sum();
-    assert_eq!(got.iter().sum::<u64>(), total, "minted exactly the gross owed");
+    assert_eq!(
+        got.iter().sum::<u64>(),
+        total,
+        "minted exactly the gross owed"
+    );
 
     // Every receipt is provable from any node, and the proof verifies in the CLI.
     for job in &job_ids {

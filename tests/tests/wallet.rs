@@ -51,9 +51,7 @@ async fn double_spend_sent_to_different_halves_never_yields_two_finals() {
     let (a_dst, b_dst) = (nodes[1].peer_id.clone(), nodes[2].peer_id.clone());
     for nonce in 1..=5u64 {
         // Same nonce, two destinations, signed by the owner but not submitted by it.
-        let sign = |dst: &str| {
-            json!({ "dst": dst, "amount": 1_000 + nonce, "nonce": nonce, "submit": false })
-        };
+        let sign = |dst: &str| json!({ "dst": dst, "amount": 1_000 + nonce, "nonce": nonce, "submit": false });
         let a = post(&nodes[0], "/wallet/tx", sign(&a_dst)).await;
         let b = post(&nodes[0], "/wallet/tx", sign(&b_dst)).await;
         let (a_id, b_id) = (a["tx_id"].as_str().unwrap(), b["tx_id"].as_str().unwrap());
@@ -81,15 +79,27 @@ async fn double_spend_sent_to_different_halves_never_yields_two_finals() {
         let loser = if winner == a_id { b_id } else { a_id };
         for n in &nodes {
             let v = tx_on(n, loser).await;
-            assert_ne!(v["state"], "final", "both {a_id} and {b_id} final on {}", n.peer_id);
+            assert_ne!(
+                v["state"], "final",
+                "both {a_id} and {b_id} final on {}",
+                n.peer_id
+            );
             let finals = final_transfers(n, &src).await;
             let nonces: Vec<u64> = finals.iter().map(|(n, _)| *n).collect();
-            assert_eq!(nonces, (1..=nonce).collect::<Vec<_>>(), "one final per nonce");
+            assert_eq!(
+                nonces,
+                (1..=nonce).collect::<Vec<_>>(),
+                "one final per nonce"
+            );
         }
     }
     let accounts = [src.as_str(), a_dst.as_str(), b_dst.as_str(), "system"];
     let got = balances_agree(&nodes, &accounts).await;
-    assert_eq!(got.iter().sum::<u64>(), GENESIS, "supply unchanged by transfers");
+    assert_eq!(
+        got.iter().sum::<u64>(),
+        GENESIS,
+        "supply unchanged by transfers"
+    );
 }
 
 /// Every attestation in every final certificate matches its witness's durable record of
@@ -114,7 +124,10 @@ async fn assert_no_conflicting_signatures(nodes: &[TestNode], src: &str) {
         for r in v["records"].as_array().unwrap() {
             let slot = r["slot"].as_str().unwrap().to_owned();
             let tx = r["tx_id"].as_str().unwrap().to_owned();
-            assert!(per_slot.insert(slot.clone(), tx).is_none(), "two records for {slot}");
+            assert!(
+                per_slot.insert(slot.clone(), tx).is_none(),
+                "two records for {slot}"
+            );
         }
         records.insert(n.peer_id.clone(), per_slot);
     }
@@ -197,11 +210,20 @@ async fn kill9_during_a_transfer_burst_loses_no_final_tx_and_no_witness_signs_a_
     }
     for id in &final_before {
         for n in &nodes {
-            assert_eq!(tx_on(n, id).await["state"], "final", "final tx {id} lost on {}", n.peer_id);
+            assert_eq!(
+                tx_on(n, id).await["state"],
+                "final",
+                "final tx {id} lost on {}",
+                n.peer_id
+            );
         }
     }
     for n in &nodes {
-        let nonces: Vec<u64> = final_transfers(n, &src).await.iter().map(|(n, _)| *n).collect();
+        let nonces: Vec<u64> = final_transfers(n, &src)
+            .await
+            .iter()
+            .map(|(n, _)| *n)
+            .collect();
         assert_eq!(nonces, (1..=nonces.len() as u64).collect::<Vec<_>>());
         assert!(nonces.len() >= accepted.len());
     }

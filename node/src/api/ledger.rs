@@ -96,7 +96,10 @@ async fn status(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
     call(&s, ApiReq::Status).await
 }
 
-async fn blocks(State(s): State<AppState>, Query(q): Query<Limit>) -> Result<Json<Value>, ApiError> {
+async fn blocks(
+    State(s): State<AppState>,
+    Query(q): Query<Limit>,
+) -> Result<Json<Value>, ApiError> {
     call(&s, ApiReq::Blocks(q.get(100))).await
 }
 
@@ -236,19 +239,23 @@ async fn show_tx(
     }
 }
 
-async fn list_txs(State(s): State<AppState>, Query(q): Query<Limit>) -> Result<Json<Value>, ApiError> {
+async fn list_txs(
+    State(s): State<AppState>,
+    Query(q): Query<Limit>,
+) -> Result<Json<Value>, ApiError> {
     call(&s, ApiReq::TxList(q.get(100))).await
 }
 
 async fn witness_records(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
     let store = s.ledger.store().clone();
-    let rows = tokio::task::spawn_blocking(move || store.scan::<WitnessRecord>(Table::WitnessRecords))
-        .await
-        .map_err(|_| ApiError::internal())?
-        .map_err(|e| {
-            tracing::error!(error = %e, "cannot read witness records");
-            ApiError::internal()
-        })?;
+    let rows =
+        tokio::task::spawn_blocking(move || store.scan::<WitnessRecord>(Table::WitnessRecords))
+            .await
+            .map_err(|_| ApiError::internal())?
+            .map_err(|e| {
+                tracing::error!(error = %e, "cannot read witness records");
+                ApiError::internal()
+            })?;
     let records: Vec<Value> = rows
         .into_iter()
         .map(|(slot, r)| json!({ "slot": slot, "tx_id": r.tx_id }))
@@ -308,7 +315,7 @@ async fn quorum_list(
         }
     }
     items.retain(|i| kind.is_none_or(|k| i.kind == k));
-    items.sort_by(|a, b| b.created_ms.cmp(&a.created_ms));
+    items.sort_by_key(|i| std::cmp::Reverse(i.created_ms));
     items.truncate(limit);
     let views: Vec<Value> = items.iter().map(|i| item_view(&s, i)).collect();
     Ok(Json(json!({ "items": views })))

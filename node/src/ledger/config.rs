@@ -102,7 +102,9 @@ impl Default for WalletConfig {
 
 /// Float weight → integer milli-weight, rounded to the nearest.
 pub fn milli(w: f64) -> Option<u64> {
-    (w.is_finite() && w >= 0.0 && w < 1e12).then(|| (w * 1000.0).round() as u64)
+    (0.0..1e12)
+        .contains(&w)
+        .then(|| (w * 1000.0).round() as u64)
 }
 
 impl WalletConfig {
@@ -115,15 +117,17 @@ impl WalletConfig {
     pub fn params(&self) -> Result<WalletParams, String> {
         let mut witnesses = Vec::with_capacity(self.witnesses.len());
         for w in &self.witnesses {
-            let m = milli(w.weight)
-                .ok_or_else(|| format!("wallet.witnesses: bad weight {} for {}", w.weight, w.peer))?;
+            let m = milli(w.weight).ok_or_else(|| {
+                format!("wallet.witnesses: bad weight {} for {}", w.weight, w.peer)
+            })?;
             witnesses.push((w.peer.clone(), m));
         }
         let total: u64 = witnesses.iter().map(|(_, w)| *w).sum();
         let quorum_milli = if self.quorum == 0.0 {
             total / 2 + 1
         } else {
-            milli(self.quorum).ok_or_else(|| format!("wallet.quorum: bad weight {}", self.quorum))?
+            milli(self.quorum)
+                .ok_or_else(|| format!("wallet.quorum: bad weight {}", self.quorum))?
         };
         let params = WalletParams {
             witnesses,
@@ -320,7 +324,10 @@ mod tests {
         let low = WalletConfig { quorum: 2.5, ..w };
         assert!(low.params().unwrap_err().contains("half"));
         assert_eq!(
-            WalletConfig::default().settlement().unwrap().host_reserve_bps,
+            WalletConfig::default()
+                .settlement()
+                .unwrap()
+                .host_reserve_bps,
             100
         );
     }

@@ -19,7 +19,11 @@ fn unavailable() -> LedgerError {
 
 impl Service {
     /// Handles one API call; effects go into `round` and are released after the commit.
-    pub(super) async fn api(&mut self, req: ApiReq, round: &mut Round) -> Result<Value, LedgerError> {
+    pub(super) async fn api(
+        &mut self,
+        req: ApiReq,
+        round: &mut Round,
+    ) -> Result<Value, LedgerError> {
         match req {
             ApiReq::Status => Ok(self.status()),
             ApiReq::Balance(account) => {
@@ -98,8 +102,9 @@ impl Service {
                 Ok(json!({ "created": ids }))
             }
             ApiReq::Prove(q) => {
-                let p = super::chain::prove(&self.dag, &q)
-                    .ok_or_else(|| LedgerError::NotFound(format!("no receipt {q} in the ledger")))?;
+                let p = super::chain::prove(&self.dag, &q).ok_or_else(|| {
+                    LedgerError::NotFound(format!("no receipt {q} in the ledger"))
+                })?;
                 Ok(json!(p))
             }
             ApiReq::Settle => {
@@ -117,7 +122,7 @@ impl Service {
             ApiReq::TokenItems(limit) => {
                 let w = self.wallet.as_ref().ok_or_else(unavailable)?;
                 let mut recs: Vec<_> = w.records().collect();
-                recs.sort_by(|a, b| b.1.received_ms.cmp(&a.1.received_ms));
+                recs.sort_by_key(|r| std::cmp::Reverse(r.1.received_ms));
                 let items: Vec<Value> = recs
                     .into_iter()
                     .take(limit)
@@ -210,8 +215,8 @@ impl Service {
         let r = w
             .record(id)
             .ok_or_else(|| LedgerError::NotFound(format!("no transaction {id}")))?;
-        let body: TxBody =
-            serde_json::from_slice(&r.tx.bytes).map_err(|e| LedgerError::Internal(e.to_string()))?;
+        let body: TxBody = serde_json::from_slice(&r.tx.bytes)
+            .map_err(|e| LedgerError::Internal(e.to_string()))?;
         let witnesses = w.witnesses_of(id);
         let weight: u64 = witnesses
             .iter()

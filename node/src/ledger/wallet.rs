@@ -439,12 +439,7 @@ impl WalletCore {
     }
 
     /// Retries waiting transactions after the state changed (a final tx, a new block).
-    pub fn retry_waiting(
-        &mut self,
-        key: &SigningKey,
-        mints: &dyn MintValidator,
-        fx: &mut Effects,
-    ) {
+    pub fn retry_waiting(&mut self, key: &SigningKey, mints: &dyn MintValidator, fx: &mut Effects) {
         if self.witness.is_none() || self.waiting.is_empty() {
             return;
         }

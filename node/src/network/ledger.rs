@@ -108,12 +108,14 @@ impl EventLoop {
         kind_of(topic).is_some()
     }
 
-    fn to_ledger(&mut self, input: LedgerIn) -> Result<(), LedgerIn> {
+    fn send_to_ledger(&mut self, input: LedgerIn) -> Result<(), Box<LedgerIn>> {
         match &self.ledger.tx {
             Some(tx) => tx.try_send(input).map_err(|e| match e {
-                mpsc::error::TrySendError::Full(i) | mpsc::error::TrySendError::Closed(i) => i,
+                mpsc::error::TrySendError::Full(i) | mpsc::error::TrySendError::Closed(i) => {
+                    Box::new(i)
+                }
             }),
-            None => Err(input),
+            None => Err(Box::new(input)),
         }
     }
 
@@ -134,7 +136,8 @@ impl EventLoop {
             from,
             message_id,
         };
-        if let Err(LedgerIn::Gossip { message_id, .. }) = self.to_ledger(input) {
+        if let Err(LedgerIn::Gossip { message_id, .. }) = self.send_to_ledger(input).map_err(|b| *b)
+        {
             debug!(peer = %from, "ledger busy; gossip ignored");
             self.swarm
                 .behaviour_mut()
@@ -150,13 +153,13 @@ impl EventLoop {
         } else {
             LedgerIn::PeerDown(peer)
         };
-        let _ = self.to_ledger(input);
+        let _ = self.send_to_ledger(input);
     }
 
     /// A peer subscribed to a topic.
     pub(super) fn on_ledger_subscribed(&mut self, peer: PeerId, topic: &TopicHash) {
         if kind_of(topic) == Some(GossipKind::Tx) {
-            let _ = self.to_ledger(LedgerIn::Subscribed(peer));
+            let _ = self.send_to_ledger(LedgerIn::Subscribed(peer));
         }
     }
 
@@ -168,14 +171,14 @@ impl EventLoop {
                     request, channel, ..
                 } => {
                     // Dropping the channel when the service is busy fails the peer's request.
-                    let _ = self.to_ledger(LedgerIn::SyncRequest {
+                    let _ = self.send_to_ledger(LedgerIn::SyncRequest {
                         peer,
                         request,
                         channel,
                     });
                 }
                 request_response::Message::Response { response, .. } => {
-                    let _ = self.to_ledger(LedgerIn::SyncResponse { peer, response });
+                    let _ = self.send_to_ledger(LedgerIn::SyncResponse { peer, response });
                 }
             },
             request_response::Event::OutboundFailure { peer, error, .. } => {

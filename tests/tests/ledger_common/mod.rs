@@ -50,7 +50,11 @@ pub fn peer_id_of(dir: &Path) -> String {
         .args(["id", "--json"])
         .output()
         .expect("offgrid-node id");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).expect("id JSON");
     v["peer_id"].as_str().expect("peer_id").to_owned()
 }
@@ -104,10 +108,14 @@ pub async fn start_mesh(opts: MeshOpts) -> Vec<TestNode> {
 /// Waits until every node is connected to at least `min` ledger peers.
 pub async fn wait_connected(nodes: &[TestNode], min: u64) {
     for n in nodes {
-        wait_until(Duration::from_secs(30), "ledger peers connected", || async {
-            let s = n.get("/ledger/status").await;
-            (s["peers"].as_u64().unwrap_or(0) >= min).then_some(())
-        })
+        wait_until(
+            Duration::from_secs(30),
+            "ledger peers connected",
+            || async {
+                let s = n.get("/ledger/status").await;
+                (s["peers"].as_u64().unwrap_or(0) >= min).then_some(())
+            },
+        )
         .await;
     }
 }
@@ -129,7 +137,12 @@ pub async fn post(n: &TestNode, path: &str, body: Value) -> Value {
 /// A transaction's view on a node (`Value::Null` if unknown there).
 pub async fn tx_on(n: &TestNode, id: &str) -> Value {
     let (status, v) = n
-        .request(reqwest::Method::GET, &format!("/wallet/tx/{id}"), None, Vec::new())
+        .request(
+            reqwest::Method::GET,
+            &format!("/wallet/tx/{id}"),
+            None,
+            Vec::new(),
+        )
         .await;
     if status == 200 {
         v
@@ -141,9 +154,11 @@ pub async fn tx_on(n: &TestNode, id: &str) -> Value {
 /// Waits until `id` is final on every node.
 pub async fn wait_final_everywhere(nodes: &[TestNode], id: &str, timeout: Duration) {
     for n in nodes {
-        wait_until(timeout, &format!("tx {id} final on {}", n.peer_id), || async {
-            (tx_on(n, id).await["state"] == "final").then_some(())
-        })
+        wait_until(
+            timeout,
+            &format!("tx {id} final on {}", n.peer_id),
+            || async { (tx_on(n, id).await["state"] == "final").then_some(()) },
+        )
         .await;
     }
 }
@@ -166,7 +181,12 @@ pub async fn balances_agree(nodes: &[TestNode], accounts: &[&str]) -> Vec<u64> {
     };
     for n in &nodes[1..] {
         for (a, want) in accounts.iter().zip(&first) {
-            assert_eq!(balance(n, a).await, *want, "balance of {a} on {}", n.peer_id);
+            assert_eq!(
+                balance(n, a).await,
+                *want,
+                "balance of {a} on {}",
+                n.peer_id
+            );
         }
     }
     first
@@ -180,7 +200,12 @@ pub async fn final_transfers(n: &TestNode, src: &str) -> Vec<(u64, String)> {
         .unwrap()
         .iter()
         .filter(|t| t["state"] == "final" && t["kind"] == "transfer" && t["src"] == src)
-        .map(|t| (t["nonce"].as_u64().unwrap(), t["id"].as_str().unwrap().to_owned()))
+        .map(|t| {
+            (
+                t["nonce"].as_u64().unwrap(),
+                t["id"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     out.sort();
     out
@@ -188,6 +213,13 @@ pub async fn final_transfers(n: &TestNode, src: &str) -> Vec<(u64, String)> {
 
 /// Sends from a node through the CLI; returns the tx id.
 pub fn cli_send(n: &TestNode, dst: &str, amount: u64, fee: u64) -> String {
-    let v = n.cli_json(&["tx", "send", dst, &amount.to_string(), "--fee", &fee.to_string()]);
+    let v = n.cli_json(&[
+        "tx",
+        "send",
+        dst,
+        &amount.to_string(),
+        "--fee",
+        &fee.to_string(),
+    ]);
     v["tx_id"].as_str().expect("tx_id").to_owned()
 }
