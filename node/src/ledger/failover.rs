@@ -62,6 +62,9 @@ pub struct QuorumEngine {
     cfg: QuorumConfig,
     policies: Policies,
     items: BTreeMap<String, QuorumItem>,
+    /// Keys changed since the last flush (monitoring state: written in one transaction
+    /// per monitor pass, never an fsync per job on the broker's hot path).
+    dirty: std::collections::BTreeSet<String>,
     store: Arc<Store>,
     reputation: Arc<Mutex<ReputationCrdt>>,
 }
@@ -78,6 +81,7 @@ impl QuorumEngine {
             policies: cfg.policies(),
             cfg,
             items,
+            dirty: Default::default(),
             store,
             reputation,
         })
@@ -120,29 +124,46 @@ impl QuorumEngine {
     }
 
     fn save(&mut self, kind: QuorumKind, id: &str) {
-        let k = key(kind, id);
-        if let Some(item) = self.items.get(&k) {
-            if let Err(e) = self.store.put(Table::Quorum, &k, item) {
-                warn!(error = %e, item = %k, "cannot persist quorum item");
-            }
-        }
-        while self.items.len() > MAX_ITEMS {
-            let oldest = self
-                .items
-                .iter()
-                .min_by_key(|(_, i)| i.created_ms)
-                .map(|(k, _)| k.clone());
-            match oldest {
-                Some(o) => {
-                    self.items.remove(&o);
-                    let _ = self.store.delete(Table::Quorum, &o);
-                }
-                None => break,
+        self.dirty.insert(key(kind, id));
+        if self.items.len() > MAX_ITEMS {
+            // Evict the oldest tenth at once, so a full engine costs one sort per many
+            // inserts rather than a scan per insert.
+            let mut by_age: Vec<(u64, String)> = self.items.iter().map(|(k, i)| (i.created_ms, k.clone())).collect();
+            by_age.sort_unstable();
+            for (_, k) in by_age.into_iter().take(self.items.len() - MAX_ITEMS * 9 / 10) {
+                self.items.remove(&k);
+                self.dirty.insert(k);
             }
         }
     }
 
-    /// Starts (or restarts, after a requeue) an item with progress 0.
+    /// Writes every change since the last flush in one transaction.
+    pub fn flush(&mut self) {
+        if self.dirty.is_empty() {
+            return;
+        }
+        let changes: Vec<(String, Option<QuorumItem>)> = std::mem::take(&mut self.dirty)
+            .into_iter()
+            .map(|k| {
+                let item = self.items.get(&k).cloned();
+                (k, item)
+            })
+            .collect();
+        let res = self.store.write(|b| {
+            for (k, item) in &changes {
+                match item {
+                    Some(i) => b.put(Table::Quorum, k, i)?,
+                    None => b.delete(Table::Quorum, k)?,
+                }
+            }
+            Ok(())
+        });
+        if let Err(e) = res {
+            warn!(error = %e, "cannot persist quorum items");
+        }
+    }
+
+    /// Starts (or restarts) tracking an item with progress 0.
     pub fn start(&mut self, kind: QuorumKind, id: &str) {
         let now = now_ms();
         let mut item = QuorumItem::new(kind, id, self.required(kind), now);
@@ -309,7 +330,10 @@ impl JobTracker {
                 _ = tick.tick() => {}
             }
             self.check(&mut monitor, now_ms());
+            let me = self.clone();
+            let _ = tokio::task::spawn_blocking(move || me.with_engine(QuorumEngine::flush)).await;
         }
+        self.with_engine(QuorumEngine::flush);
     }
 }
 
