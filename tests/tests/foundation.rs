@@ -233,3 +233,59 @@ async fn sigterm_shuts_down_within_two_seconds_and_flushes() {
     );
     assert!(b.log().contains("node stopped"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_higher_id_bootstrap_node_on_a_new_port_rejoins() {
+    // Two identities, ordered: the bootstrap node gets the higher peer id, so the other
+    // side would normally be the one to dial — but it only knows the old address.
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let ids: Vec<String> = dirs
+        .iter()
+        .map(|d| {
+            let out = std::process::Command::new(offgrid_e2e::bin("offgrid-node"))
+                .arg("--data-dir")
+                .arg(d.path())
+                .args(["id", "--json"])
+                .output()
+                .unwrap();
+            serde_json::from_slice::<Value>(&out.stdout).unwrap()["peer_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let [d0, d1] = dirs;
+    let (high, low) = if ids[0] > ids[1] { (d0, d1) } else { (d1, d0) };
+    let boot_dir = high.path().to_owned();
+    let boot = TestNode::start_in(boot_dir.clone(), Some(high), vec![]).await;
+    let other = TestNode::start_in(
+        low.path().to_owned(),
+        Some(low),
+        vec!["--bootstrap".into(), boot.addr.clone()],
+    )
+    .await;
+    other
+        .wait_peer(
+            &boot.peer_id,
+            Duration::from_secs(10),
+            "the two to meet",
+            |p| p["connected"] == true,
+        )
+        .await;
+    let old_addr = boot.addr.clone();
+    let boot = boot.restart().await;
+    assert_ne!(
+        boot.addr, old_addr,
+        "port 0 gives a new port after the restart"
+    );
+    let t = std::time::Instant::now();
+    other
+        .wait_peer(
+            &boot.peer_id,
+            Duration::from_secs(40),
+            "the restarted node to reconnect",
+            |p| p["connected"] == true,
+        )
+        .await;
+    eprintln!("reconnected {:?} after the restart", t.elapsed());
+}

@@ -40,6 +40,8 @@ use crate::{
 const TICK: Duration = Duration::from_millis(250);
 /// Delay before announcing after a peer subscribes, so a burst of joins costs one message.
 const ANNOUNCE_DEBOUNCE: Duration = Duration::from_millis(200);
+/// How long the higher peer id waits for the lower one to dial before dialling itself.
+const HIGHER_ID_GRACE: Duration = Duration::from_secs(15);
 /// Longest wait between redials of an unreachable peer.
 const MAX_REDIAL_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -486,14 +488,21 @@ impl EventLoop {
         self.flush();
     }
 
-    /// Whether this node should be the one to dial `peer`. Only the lower peer id dials,
-    /// so two nodes that find each other at once never race two Noise handshakes.
+    /// Whether this node should be the one to dial `peer`. Only the lower peer id dials at
+    /// once, so two nodes that find each other at the same moment never race two Noise
+    /// handshakes; the higher one dials only after [`HIGHER_ID_GRACE`].
     fn we_dial(&self, peer: &PeerId) -> bool {
         self.identity.peer_id().to_bytes() < peer.to_bytes()
     }
 
     fn maybe_dial(&mut self, peer: PeerId, addrs: Vec<Multiaddr>, now: Instant) {
-        if addrs.is_empty() || self.swarm.is_connected(&peer) || !self.we_dial(&peer) {
+        if addrs.is_empty() || self.swarm.is_connected(&peer) {
+            return;
+        }
+        if !self.we_dial(&peer) && !self.redial.contains_key(&peer) {
+            // The lower id should dial us. If it has not after a grace period (it may only
+            // know an address we no longer listen on, say after our restart), we dial too.
+            self.redial.insert(peer, (now + HIGHER_ID_GRACE, HIGHER_ID_GRACE / 2));
             return;
         }
         if let Some((next, _)) = self.redial.get(&peer) {
