@@ -111,15 +111,12 @@ pub type Event = request_response::Event<Request, Response>;
 
 /// Builds the behaviour.
 pub fn behaviour(request_timeout: Duration, max_concurrent_streams: usize) -> Behaviour {
-    let codec = request_response::cbor::codec::Codec::default()
-        .set_request_size_maximum(MAX_REQUEST_BYTES)
-        .set_response_size_maximum(MAX_RESPONSE_BYTES);
-    request_response::Behaviour::with_codec(
-        codec,
-        [(PROTOCOL_NAME, request_response::ProtocolSupport::Full)],
-        request_response::Config::default()
-            .with_request_timeout(request_timeout)
-            .with_max_concurrent_streams(max_concurrent_streams),
+    crate::capped_cbor(
+        PROTOCOL_NAME,
+        MAX_REQUEST_BYTES,
+        MAX_RESPONSE_BYTES,
+        request_timeout,
+        max_concurrent_streams,
     )
 }
 

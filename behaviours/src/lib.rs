@@ -8,3 +8,32 @@ pub mod announce;
 pub mod auction;
 pub mod ledger_sync;
 pub mod shards;
+
+use std::time::Duration;
+
+use libp2p::{request_response, StreamProtocol};
+
+/// A request-response behaviour with a CBOR codec capped at `max_request` and
+/// `max_response` bytes: the one shape of every Offgrid protocol.
+pub fn capped_cbor<Req, Resp>(
+    protocol: StreamProtocol,
+    max_request: u64,
+    max_response: u64,
+    request_timeout: Duration,
+    max_concurrent_streams: usize,
+) -> request_response::cbor::Behaviour<Req, Resp>
+where
+    Req: Send + Clone + serde::Serialize + serde::de::DeserializeOwned + 'static,
+    Resp: Send + Clone + serde::Serialize + serde::de::DeserializeOwned + 'static,
+{
+    let codec = request_response::cbor::codec::Codec::default()
+        .set_request_size_maximum(max_request)
+        .set_response_size_maximum(max_response);
+    request_response::Behaviour::with_codec(
+        codec,
+        [(protocol, request_response::ProtocolSupport::Full)],
+        request_response::Config::default()
+            .with_request_timeout(request_timeout)
+            .with_max_concurrent_streams(max_concurrent_streams),
+    )
+}
