@@ -3,9 +3,9 @@
 //! Exit status: 0 ok, 1 failure (one line on stderr), 2 usage error.
 
 mod client;
+mod ledger;
 mod market;
 mod radio;
-mod ledger;
 mod storage;
 mod table;
 

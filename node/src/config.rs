@@ -486,7 +486,10 @@ impl std::fmt::Debug for CoreConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The HMAC keys are secrets: count them, never print them.
         f.debug_struct("CoreConfig")
-            .field("hmac_keys", &format_args!("<{} redacted>", self.hmac_keys.len()))
+            .field(
+                "hmac_keys",
+                &format_args!("<{} redacted>", self.hmac_keys.len()),
+            )
             .field("ed25519_keys", &self.ed25519_keys)
             .field("max_clock_skew_s", &self.max_clock_skew_s)
             .field("default_timeout_s", &self.default_timeout_s)

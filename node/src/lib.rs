@@ -2,6 +2,7 @@
 //! loop, the peer registry and the local HTTP API. `main.rs` is a thin shell around
 //! [`Node::start`].
 
+pub mod adapter;
 pub mod api;
 pub mod config;
 pub mod identity;
@@ -12,7 +13,6 @@ pub mod metrics;
 pub mod network;
 /// The radio gateway: beacons and the compact auction profile over LoRa, UDP and the simulator.
 pub mod radio;
-pub mod adapter;
 pub mod registry;
 pub mod storage;
 pub mod store;
@@ -122,9 +122,16 @@ impl Node {
         .context("starting the ledger")?;
         ev.attach_ledger(ledger.link());
         tasks.spawn(ev.run());
-        radio::start(&cfg.radio, &cfg.cluster_id, &identity, &client, &cancel, &mut tasks)
-            .await
-            .context("starting the radio gateway")?;
+        radio::start(
+            &cfg.radio,
+            &cfg.cluster_id,
+            &identity,
+            &client,
+            &cancel,
+            &mut tasks,
+        )
+        .await
+        .context("starting the radio gateway")?;
         mesh::start(&cfg.mesh, &client, &cancel, &mut tasks);
 
         let reputation = Arc::new(market::broker::Reputation::load(&store)?);
@@ -137,13 +144,15 @@ impl Node {
             reputation.clone(),
         )?;
         tasks.spawn(storage.clone().background_repair(cancel.clone()));
-        let broker = Arc::new(market::broker::Broker::new(
-            client.clone(),
-            identity.peer_id(),
-            cfg.market.clone(),
-            reputation.clone(),
-        )
-        .with_job_tracker(ledger.tracker()));
+        let broker = Arc::new(
+            market::broker::Broker::new(
+                client.clone(),
+                identity.peer_id(),
+                cfg.market.clone(),
+                reputation.clone(),
+            )
+            .with_job_tracker(ledger.tracker()),
+        );
         tasks.spawn(flush_reputation(reputation, store.clone(), cancel.clone()));
 
         let listener = TcpListener::bind(&cfg.api_listen)
@@ -175,10 +184,17 @@ impl Node {
                 metrics: Arc::new(metrics::Metrics::new()),
                 default_timeout_s: cfg.core.default_timeout_s,
             }),
-            limiter: Arc::new(metrics::RateLimiter::new(cfg.core.rate_limit_per_s, cfg.core.rate_limit_burst)),
+            limiter: Arc::new(metrics::RateLimiter::new(
+                cfg.core.rate_limit_per_s,
+                cfg.core.rate_limit_burst,
+            )),
             request_timeout_s: cfg.api.request_timeout_s,
         };
-        tasks.spawn(prune_jobs(state.core.clone(), cfg.core.idempotency_ttl_s, cancel.clone()));
+        tasks.spawn(prune_jobs(
+            state.core.clone(),
+            cfg.core.idempotency_ttl_s,
+            cancel.clone(),
+        ));
         let app = api::router(state, &cfg);
         let shutdown = cancel.clone();
         tasks.spawn(async move {
@@ -247,7 +263,8 @@ async fn prune_jobs(core: Arc<api::adapter::CoreState>, ttl_s: u64, cancel: Canc
             _ = tick.tick() => {}
         }
         let core = core.clone();
-        match tokio::task::spawn_blocking(move || core.book.prune(ttl_s.saturating_mul(1000))).await {
+        match tokio::task::spawn_blocking(move || core.book.prune(ttl_s.saturating_mul(1000))).await
+        {
             Ok(Ok(n)) if n > 0 => info!(pruned = n, "forgot old Core job records"),
             Ok(Err(e)) => warn!(error = %e, "cannot prune Core job records"),
             _ => {}

@@ -102,7 +102,12 @@ fn effective_config(args: &Args) -> anyhow::Result<Config> {
     }
     // Core's HMAC keys: comma-separated for rotation; replaces the file's list.
     if let Ok(keys) = std::env::var("OFFGRID_AUTH_KEY") {
-        cfg.core.hmac_keys = keys.split(',').map(str::trim).filter(|k| !k.is_empty()).map(String::from).collect();
+        cfg.core.hmac_keys = keys
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(String::from)
+            .collect();
     }
     cfg.validate()?;
     Ok(cfg)

@@ -354,7 +354,11 @@ pub enum Op {
 
 impl Op {
     /// A put of a serialisable value.
-    pub fn put<T: Serialize + ?Sized>(table: Table, key: impl Into<String>, value: &T) -> Result<Op, StoreError> {
+    pub fn put<T: Serialize + ?Sized>(
+        table: Table,
+        key: impl Into<String>,
+        value: &T,
+    ) -> Result<Op, StoreError> {
         let key = key.into();
         let bytes = serde_json::to_vec(value).map_err(|source| StoreError::Codec {
             table: table.name(),
@@ -433,14 +437,17 @@ mod tests {
         for i in 0..100u32 {
             let w = w.clone();
             tasks.push(tokio::spawn(async move {
-                w.commit(vec![Op::put(Table::Jobs, format!("{i:03}"), &i).unwrap()]).await
+                w.commit(vec![Op::put(Table::Jobs, format!("{i:03}"), &i).unwrap()])
+                    .await
             }));
         }
         for t in tasks {
             t.await.unwrap().unwrap();
         }
         assert_eq!(s.len(Table::Jobs).unwrap(), 100);
-        w.commit(vec![Op::Delete(Table::Jobs, "000".into())]).await.unwrap();
+        w.commit(vec![Op::Delete(Table::Jobs, "000".into())])
+            .await
+            .unwrap();
         assert_eq!(s.get::<u32>(Table::Jobs, "000").unwrap(), None);
     }
 

@@ -2,6 +2,9 @@
 //!
 //! Run: `cargo build --release -p offgrid-node -p offgrid-cli && cargo bench -p offgrid-e2e --bench idle_rss`
 
+// Test support: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Duration;
 
 use offgrid_e2e::{wait_until, TestNode};
@@ -38,7 +41,10 @@ async fn main() {
     }
     samples.sort_unstable();
     let median = samples[samples.len() / 2];
-    let profile = if offgrid_e2e::bin("offgrid-node").to_string_lossy().contains("/release/") {
+    let profile = if offgrid_e2e::bin("offgrid-node")
+        .to_string_lossy()
+        .contains("/release/")
+    {
         "release"
     } else {
         "debug"

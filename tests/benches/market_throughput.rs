@@ -12,6 +12,9 @@
 //! Run: `cargo build --release -p offgrid-node -p offgrid-cli && cargo bench -p offgrid-e2e --bench market_throughput`
 //! (env `JOBS`, default 4000; `CLIENTS`, default 16).
 
+// Test support: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::{
     sync::Arc,
     time::{Duration, Instant},

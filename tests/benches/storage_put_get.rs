@@ -4,6 +4,9 @@
 //! Run: `cargo build --release -p offgrid-node -p offgrid-cli && cargo bench -p offgrid-e2e --bench storage_put_get`
 //! Environment: `OFFGRID_BENCH_RUNS` (default 3), `OFFGRID_BENCH_MIB` (default 64).
 
+// Test support: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "../tests/storage_common/mod.rs"]
 mod storage_common;
 

@@ -10,8 +10,10 @@
 //!
 //! Run: `cargo build --release -p offgrid-node -p offgrid-cli && cargo bench -p offgrid-e2e --bench wallet_finality`
 
+// Test support: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "../tests/ledger_common/mod.rs"]
-#[allow(dead_code)]
 mod ledger_common;
 
 use std::{

@@ -8,6 +8,9 @@
 //! --workspace` builds them before any test runs (the node and CLI crates have
 //! integration tests of their own, which makes cargo build their binaries).
 
+// Test support: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::{
     future::Future,
     path::{Path, PathBuf},

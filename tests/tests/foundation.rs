@@ -1,5 +1,8 @@
 //! Foundation end to end: discovery, announcements, toggle, restart, bad input, shutdown.
 
+// Test support: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Duration;
 
 use offgrid_e2e::{wait_until, TestNode};

@@ -1,6 +1,9 @@
 //! Ledger blocks end to end: gossip and sync converge every node on one DAG, an offline
 //! node catches up, and a block with a bad signature is rejected and not relayed.
 
+// Test support: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod ledger_common;
 
 use std::time::Duration;

@@ -1,6 +1,9 @@
 //! Settlement and failover end to end: jobs run through the market, their receipts are
 //! settled once into exact host rewards, and a stalled job moves to the next host.
 
+// Test support: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod ledger_common;
 
 use std::{collections::BTreeMap, time::Duration};

@@ -1,5 +1,8 @@
 //! Compute market end to end: one broker and three hosts as separate processes.
 
+// Test support: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Duration;
 
 use base64::{engine::general_purpose::STANDARD as B64, Engine as _};

@@ -2,6 +2,9 @@
 //! alone (no bootstrap). mDNS never runs in the root namespace: its multicast would leave
 //! the machine. Skips with a printed reason where namespaces cannot be created.
 
+// Test support: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::{
     path::Path,
     process::{Child, Command, Stdio},
@@ -18,11 +21,18 @@ struct Netns {
 }
 
 fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip").args(args).output().map_err(|e| format!("ip: {e}"))?;
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("ip: {e}"))?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
     }
 }
 
@@ -30,14 +40,20 @@ impl Netns {
     fn create(tag: &str) -> Result<Self, String> {
         let id = std::process::id() % 100_000;
         let names = [format!("og{tag}{id}a"), format!("og{tag}{id}b")];
-        let ns = Netns { names: names.clone(), children: Vec::new() };
+        let ns = Netns {
+            names: names.clone(),
+            children: Vec::new(),
+        };
         ip(&["netns", "add", &names[0]])?;
         ip(&["netns", "add", &names[1]])?;
         let (va, vb) = (format!("v{tag}{id}a"), format!("v{tag}{id}b"));
         ip(&["link", "add", &va, "type", "veth", "peer", "name", &vb])?;
         ip(&["link", "set", &va, "netns", &names[0]])?;
         ip(&["link", "set", &vb, "netns", &names[1]])?;
-        for (n, (dev, addr)) in names.iter().zip([(&va, "10.79.0.1/24"), (&vb, "10.79.0.2/24")]) {
+        for (n, (dev, addr)) in names
+            .iter()
+            .zip([(&va, "10.79.0.1/24"), (&vb, "10.79.0.2/24")])
+        {
             ip(&["-n", n, "addr", "add", addr, "dev", dev])?;
             ip(&["-n", n, "link", "set", dev, "up"])?;
             ip(&["-n", n, "link", "set", "lo", "up"])?;
@@ -52,7 +68,12 @@ impl Netns {
             .arg(bin("offgrid-node"))
             .arg("--data-dir")
             .arg(data_dir)
-            .args(["--listen", "/ip4/0.0.0.0/tcp/0", "--api-listen", "127.0.0.1:0"])
+            .args([
+                "--listen",
+                "/ip4/0.0.0.0/tcp/0",
+                "--api-listen",
+                "127.0.0.1:0",
+            ])
             .env("RUST_LOG", "info,libp2p_mdns=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -73,7 +94,10 @@ impl Netns {
             .args(args)
             .output()
             .ok()?;
-        out.status.success().then(|| serde_json::from_slice(&out.stdout).ok()).flatten()
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).ok())
+            .flatten()
     }
 }
 
@@ -94,7 +118,9 @@ async fn two_nodes_in_two_namespaces_find_each_other_by_mdns_alone() {
     let mut ns = match Netns::create("m") {
         Ok(ns) => ns,
         Err(e) => {
-            eprintln!("SKIPPED: cannot create network namespaces here ({e}); run as root to test mDNS");
+            eprintln!(
+                "SKIPPED: cannot create network namespaces here ({e}); run as root to test mDNS"
+            );
             return;
         }
     };
@@ -113,21 +139,29 @@ async fn two_nodes_in_two_namespaces_find_each_other_by_mdns_alone() {
     }
     for (i, d) in dirs.iter().enumerate() {
         let other = ids[1 - i].clone();
-        let peer = wait_until(Duration::from_secs(20), "mDNS discovery with a verified announcement", || {
-            let v = ns.cli_json(i, d.path(), &["peers"]);
-            let other = other.clone();
-            async move {
-                v?["peers"]
-                    .as_array()?
-                    .iter()
-                    .find(|p| p["peer_id"] == other.as_str() && p["verified"] == true)
-                    .cloned()
-            }
-        })
+        let peer = wait_until(
+            Duration::from_secs(20),
+            "mDNS discovery with a verified announcement",
+            || {
+                let v = ns.cli_json(i, d.path(), &["peers"]);
+                let other = other.clone();
+                async move {
+                    v?["peers"]
+                        .as_array()?
+                        .iter()
+                        .find(|p| p["peer_id"] == other.as_str() && p["verified"] == true)
+                        .cloned()
+                }
+            },
+        )
         .await;
         assert_eq!(peer["via"], "ip");
         assert!(
-            peer["addrs"].as_array().unwrap().iter().any(|a| a.as_str().unwrap().contains("10.79.0.")),
+            peer["addrs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a.as_str().unwrap().contains("10.79.0.")),
             "learned the veth address: {peer}"
         );
     }

@@ -2,6 +2,9 @@
 //! corruption, no plaintext on hosts, resume after kill -9, refusals, sharing, repair and
 //! policies. Helpers are in `storage_common.rs`.
 
+// Test support: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod storage_common;
 
 use std::time::Duration;

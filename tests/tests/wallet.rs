@@ -1,6 +1,9 @@
 //! Wallet end to end with real node processes: witnessed transfers reach finality with a
 //! quorum, double spends never finalise twice, and a crash loses nothing final.
 
+// Test support: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod ledger_common;
 
 use std::{collections::BTreeMap, time::Duration};

@@ -294,7 +294,11 @@ impl WitnessState {
     }
 
     /// [`WitnessState::attest`] for a transaction already verified.
-    pub fn attest_verified(&self, key: &SigningKey, v: &VerifiedTx) -> Result<Witness, AttestError> {
+    pub fn attest_verified(
+        &self,
+        key: &SigningKey,
+        v: &VerifiedTx,
+    ) -> Result<Witness, AttestError> {
         self.attest_body(key, v.id.clone(), v.body.clone())
     }
 

@@ -85,11 +85,14 @@ pub enum JobState {
     Done(Outcome),
 }
 
+/// Jobs running in this process: id → (content hash, where their answer will appear).
+type Live = HashMap<String, (String, watch::Receiver<Option<Outcome>>)>;
+
 /// The job book.
 pub struct JobBook {
     store: Arc<Store>,
     writer: GroupWriter,
-    live: Mutex<HashMap<String, (String, watch::Receiver<Option<Outcome>>)>>,
+    live: Mutex<Live>,
 }
 
 impl JobBook {
@@ -102,10 +105,7 @@ impl JobBook {
         }
     }
 
-    fn live(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, (String, watch::Receiver<Option<Outcome>>)>>
-    {
+    fn live(&self) -> std::sync::MutexGuard<'_, Live> {
         // Poisoning would only follow a panic while inserting into the map.
         self.live.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -274,9 +274,13 @@ mod tests {
     #[tokio::test]
     async fn prune_forgets_only_old_ended_jobs() {
         let (_, b) = book();
-        let Admission::Run(t) = b.admit("old", "h").await.unwrap() else { panic!() };
+        let Admission::Run(t) = b.admit("old", "h").await.unwrap() else {
+            panic!()
+        };
         b.finish(t, ok()).await.unwrap();
-        let Admission::Run(_running) = b.admit("running", "h").await.unwrap() else { panic!() };
+        let Admission::Run(_running) = b.admit("running", "h").await.unwrap() else {
+            panic!()
+        };
         assert_eq!(b.prune(60_000).unwrap(), 0, "nothing is old yet");
         assert_eq!(b.prune(0).unwrap(), 1, "only the ended job goes");
         assert_eq!(b.state("old").unwrap(), None);

@@ -275,7 +275,7 @@ pub(crate) async fn auction(
                 .await
                 .map_err(|_| ApiError::internal())?
                 .clone();
-            Ok(respond(o.unwrap_or_else(|| Outcome {
+            Ok(respond(o.unwrap_or(Outcome {
                 status: 500,
                 body: Value::Null,
             })))

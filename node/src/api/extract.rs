@@ -34,7 +34,8 @@ pub async fn read_body(req: Request, state: &AppState) -> Result<Bytes, ApiError
     let mut buf = Vec::new();
     let mut total = 0usize;
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ApiError::invalid_request(format!("cannot read body: {e}")))?;
+        let chunk =
+            chunk.map_err(|e| ApiError::invalid_request(format!("cannot read body: {e}")))?;
         total = total.saturating_add(chunk.len());
         if total <= limit {
             buf.extend_from_slice(&chunk);

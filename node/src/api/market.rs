@@ -202,7 +202,10 @@ pub(crate) async fn quote(
 
 #[utoipa::path(get, path = "/receipts/export", tag = "market", security(("bearer" = [])),
     responses((status = 200, description = "{count, root, batch: {root, created_at_ms, items: [{receipt: {signed, sig, pubkey}, index, proof}]}}", body = super::openapi::AnyJson), (status = 401, description = "Missing or wrong token", body = super::openapi::ErrorBody)))]
-pub(crate) async fn export(State(s): State<AppState>, _: Authorized) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn export(
+    State(s): State<AppState>,
+    _: Authorized,
+) -> Result<Json<Value>, ApiError> {
     let store = s.store.clone();
     let batch = tokio::task::spawn_blocking(move || receipts::export(&store, now_ms()))
         .await

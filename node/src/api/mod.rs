@@ -136,17 +136,25 @@ async fn guard(
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip());
     let resp = if let Err(wait) = s.limiter.check(client, Instant::now()) {
-        ApiError::other(axum::http::StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many requests from this client")
-            .retry_after(wait)
-            .into_response()
+        ApiError::other(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many requests from this client",
+        )
+        .retry_after(wait)
+        .into_response()
     } else if is_job_route(&route) {
         next.run(req).await
     } else {
         let limit = std::time::Duration::from_secs(s.request_timeout_s.max(1));
         match tokio::time::timeout(limit, next.run(req)).await {
             Ok(r) => r,
-            Err(_) => ApiError::other(axum::http::StatusCode::SERVICE_UNAVAILABLE, "timeout", "the request timed out")
-                .into_response(),
+            Err(_) => ApiError::other(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                "the request timed out",
+            )
+            .into_response(),
         }
     };
     s.core.metrics.http(&route, resp.status().as_u16());

@@ -211,7 +211,12 @@ impl Modify for Table {
             let json = |d: &str, r: &str| {
                 ResponseBuilder::new()
                     .description(d)
-                    .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name(r))).build())
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name(r)))
+                            .build(),
+                    )
                     .build()
             };
             let mut op = OperationBuilder::new()
@@ -223,12 +228,20 @@ impl Modify for Table {
             if *auth {
                 op = op
                     .response("401", json("missing or wrong bearer token", "ErrorBody"))
-                    .security(utoipa::openapi::security::SecurityRequirement::new("bearer", Vec::<String>::new()));
+                    .security(utoipa::openapi::security::SecurityRequirement::new(
+                        "bearer",
+                        Vec::<String>::new(),
+                    ));
             }
             let m = if *method == "post" {
                 op = op.request_body(Some(
                     RequestBodyBuilder::new()
-                        .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("AnyJson"))).build())
+                        .content(
+                            "application/json",
+                            ContentBuilder::new()
+                                .schema(Some(Ref::from_schema_name("AnyJson")))
+                                .build(),
+                        )
                         .build(),
                 ));
                 HttpMethod::Post
@@ -295,11 +308,17 @@ mod tests {
                 let rest = &text[i + 8..];
                 let route = &rest[..rest.find('"').unwrap()];
                 if !documented.iter().any(|d| d == route) {
-                    missing.push(format!("{route} ({})", path.file_name().unwrap().to_string_lossy()));
+                    missing.push(format!(
+                        "{route} ({})",
+                        path.file_name().unwrap().to_string_lossy()
+                    ));
                 }
             }
         }
-        assert!(missing.is_empty(), "routes missing from the OpenAPI document: {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "routes missing from the OpenAPI document: {missing:?}"
+        );
         let json = doc.to_json().unwrap();
         assert!(json.contains("\"openapi\":\"3.1.0\""));
         for schema in ["ErrorBody", "CoreJob", "CoreCompleted"] {

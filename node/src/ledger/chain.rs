@@ -92,7 +92,9 @@ pub fn make_block(
     now_ms: u64,
     fx: &mut Effects,
 ) -> Result<String, BlockError> {
-    let receipts = batch.map(|b| b.receipts().cloned().collect()).unwrap_or_default();
+    let receipts = batch
+        .map(|b| b.receipts().cloned().collect())
+        .unwrap_or_default();
     let block = dag.build_block(key, receipts, now_ms)?;
     let id = block.id();
     insert_block(dag, block.clone(), fx)?;
@@ -170,12 +172,7 @@ pub fn prove(dag: &Dag, query: &str) -> Option<ReceiptProof> {
     })?;
     let (block, proof) = dag.find_receipt(&hash)?;
     let b = dag.get_valid(&block)?;
-    let receipt = b
-        .body
-        .batch
-        .receipts
-        .get(proof.index as usize)?
-        .clone();
+    let receipt = b.body.batch.receipts.get(proof.index as usize)?.clone();
     let root = b.body.batch.root.clone();
     let root_bytes = hex_hash(&root)?;
     Some(ReceiptProof {

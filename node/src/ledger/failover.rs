@@ -76,7 +76,10 @@ impl QuorumEngine {
         store: Arc<Store>,
         reputation: Arc<Mutex<ReputationCrdt>>,
     ) -> Result<Self, crate::store::StoreError> {
-        let items = store.scan::<QuorumItem>(Table::Quorum)?.into_iter().collect();
+        let items = store
+            .scan::<QuorumItem>(Table::Quorum)?
+            .into_iter()
+            .collect();
         Ok(QuorumEngine {
             policies: cfg.policies(),
             cfg,
@@ -105,11 +108,7 @@ impl QuorumEngine {
             return *w;
         }
         if self.cfg.auto_weights {
-            let score = self
-                .reputation
-                .lock()
-                .map(|r| r.score(node))
-                .unwrap_or(0.5);
+            let score = self.reputation.lock().map(|r| r.score(node)).unwrap_or(0.5);
             return auto_weight(via, score);
         }
         p.weight_default
@@ -128,9 +127,16 @@ impl QuorumEngine {
         if self.items.len() > MAX_ITEMS {
             // Evict the oldest tenth at once, so a full engine costs one sort per many
             // inserts rather than a scan per insert.
-            let mut by_age: Vec<(u64, String)> = self.items.iter().map(|(k, i)| (i.created_ms, k.clone())).collect();
+            let mut by_age: Vec<(u64, String)> = self
+                .items
+                .iter()
+                .map(|(k, i)| (i.created_ms, k.clone()))
+                .collect();
             by_age.sort_unstable();
-            for (_, k) in by_age.into_iter().take(self.items.len() - MAX_ITEMS * 9 / 10) {
+            for (_, k) in by_age
+                .into_iter()
+                .take(self.items.len() - MAX_ITEMS * 9 / 10)
+            {
                 self.items.remove(&k);
                 self.dirty.insert(k);
             }
@@ -321,8 +327,7 @@ impl JobTracker {
     /// The monitor task: checks every `check_interval_ms` until cancelled.
     pub async fn run_monitor(self: Arc<Self>, cfg: FailoverConfig, cancel: CancellationToken) {
         let mut monitor = cfg.monitor();
-        let mut tick =
-            tokio::time::interval(Duration::from_millis(cfg.check_interval_ms.max(50)));
+        let mut tick = tokio::time::interval(Duration::from_millis(cfg.check_interval_ms.max(50)));
         loop {
             tokio::select! {
                 biased;

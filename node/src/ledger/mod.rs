@@ -213,9 +213,5 @@ pub fn start(
     let (tx, rx) = mpsc::channel(INPUT_QUEUE);
     let svc = service::Service::new(cfg, identity, store.clone(), client, rx, reputation)?;
     tasks.spawn(svc.run(cancel));
-    Ok(LedgerHandle {
-        tx,
-        tracker,
-        store,
-    })
+    Ok(LedgerHandle { tx, tracker, store })
 }

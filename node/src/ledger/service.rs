@@ -223,7 +223,9 @@ impl Service {
                 debug!(%peer, "sync request answered");
                 round.outs.push(LedgerOut::Respond { channel, response });
             }
-            LedgerIn::SyncResponse { peer, response } => self.on_sync_response(peer, response, round),
+            LedgerIn::SyncResponse { peer, response } => {
+                self.on_sync_response(peer, response, round)
+            }
             LedgerIn::PeerUp(peer) => {
                 if self.peers.insert(peer) {
                     round.outs.push(LedgerOut::Request {
@@ -249,7 +251,9 @@ impl Service {
 
     fn wait_final(&mut self, id: String, reply: Reply) {
         let Some(w) = &self.wallet else {
-            let _ = reply.send(Err(LedgerError::Unavailable("the wallet is not configured".into())));
+            let _ = reply.send(Err(LedgerError::Unavailable(
+                "the wallet is not configured".into(),
+            )));
             return;
         };
         if w.final_ids().contains(&id) {
@@ -264,7 +268,12 @@ impl Service {
         self.waiters.entry(id).or_default().push(reply);
     }
 
-    fn on_block_gossip(&mut self, data: &[u8], from: PeerId, round: &mut Round) -> MessageAcceptance {
+    fn on_block_gossip(
+        &mut self,
+        data: &[u8],
+        from: PeerId,
+        round: &mut Round,
+    ) -> MessageAcceptance {
         let block: Block = match serde_json::from_slice(data) {
             Ok(b) => b,
             Err(e) => {
@@ -392,13 +401,16 @@ impl Service {
 
     async fn on_tick(&mut self, round: &mut Round) {
         let now = Instant::now();
-        if now.duration_since(self.last_republish) >= Duration::from_millis(self.cfg.republish_ms.max(100))
+        if now.duration_since(self.last_republish)
+            >= Duration::from_millis(self.cfg.republish_ms.max(100))
             && !self.peers.is_empty()
         {
             self.last_republish = now;
             self.republish(round);
         }
-        if now.duration_since(self.last_sync) >= Duration::from_secs(self.cfg.sync_interval_s.max(1)) {
+        if now.duration_since(self.last_sync)
+            >= Duration::from_secs(self.cfg.sync_interval_s.max(1))
+        {
             self.last_sync = now;
             for peer in &self.peers {
                 round.outs.push(LedgerOut::Request {
@@ -407,7 +419,9 @@ impl Service {
                 });
             }
         }
-        if now.duration_since(self.last_block) >= Duration::from_secs(self.cfg.block_interval_s.max(1)) {
+        if now.duration_since(self.last_block)
+            >= Duration::from_secs(self.cfg.block_interval_s.max(1))
+        {
             self.last_block = now;
             if let Err(e) = self.make_blocks(false, round).await {
                 warn!(error = %e, "cannot make blocks");
@@ -494,7 +508,8 @@ impl Service {
         let Some(w) = &self.wallet else {
             return Vec::new();
         };
-        let mints = chain::settlement_mints(&self.dag, &self.key, &self.me, w.state(), &self.settlement);
+        let mints =
+            chain::settlement_mints(&self.dag, &self.key, &self.me, w.state(), &self.settlement);
         let mut ids = Vec::new();
         for tx in mints {
             let id = tx.id();
@@ -597,7 +612,11 @@ impl Service {
                 Err(e) => warn!(error = %e, "cannot encode block"),
             }
         }
-        publish_txs(&mut outs, std::mem::take(&mut fx.txs), std::mem::take(&mut fx.attests));
+        publish_txs(
+            &mut outs,
+            std::mem::take(&mut fx.txs),
+            std::mem::take(&mut fx.attests),
+        );
         if !fx.want_txs.is_empty() {
             if let Some(peer) = self.peers.iter().next().copied() {
                 outs.push(LedgerOut::Request {
@@ -644,16 +663,22 @@ fn publish_txs(
     }
     let txs: Vec<_> = seen.into_values().collect();
     for chunk in txs.chunks(MAX_GOSSIP_ITEMS) {
-        push_gossip(outs, TxGossip {
-            txs: chunk.to_vec(),
-            attests: Vec::new(),
-        });
+        push_gossip(
+            outs,
+            TxGossip {
+                txs: chunk.to_vec(),
+                attests: Vec::new(),
+            },
+        );
     }
     for chunk in attests.chunks(MAX_GOSSIP_ITEMS * 2) {
-        push_gossip(outs, TxGossip {
-            txs: Vec::new(),
-            attests: chunk.to_vec(),
-        });
+        push_gossip(
+            outs,
+            TxGossip {
+                txs: Vec::new(),
+                attests: chunk.to_vec(),
+            },
+        );
     }
 }
 

@@ -237,14 +237,26 @@ impl QuoteCache {
             }
             let key = (peer.to_owned(), job_type.to_owned());
             let dispatched = m.get(&key).map_or(0, |c| c.dispatched);
-            m.insert(key, Cached { price, valid_until_ms, capacity_left, dispatched });
+            m.insert(
+                key,
+                Cached {
+                    price,
+                    valid_until_ms,
+                    capacity_left,
+                    dispatched,
+                },
+            );
         });
     }
 
     fn dispatched(&self, peer: &str, job_type: &str, start: bool) {
         self.with(|m| {
             if let Some(c) = m.get_mut(&(peer.to_owned(), job_type.to_owned())) {
-                c.dispatched = if start { c.dispatched.saturating_add(1) } else { c.dispatched.saturating_sub(1) };
+                c.dispatched = if start {
+                    c.dispatched.saturating_add(1)
+                } else {
+                    c.dispatched.saturating_sub(1)
+                };
             }
         });
     }
@@ -265,6 +277,8 @@ pub struct Broker {
     tracker: Option<Arc<crate::ledger::JobTracker>>,
 }
 
+// Short-lived and moved once per attempt; boxing the success would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 enum RunOutcome {
     Ok {
         output: String,
@@ -431,9 +445,19 @@ impl Broker {
         let until = tokio::time::Instant::now() + window;
         while let Ok(Some((cand, resp))) = tokio::time::timeout_at(until, pending.next()).await {
             match resp {
-                Ok(Response::Quote { price, valid_until_ms, capacity_left }) => {
+                Ok(Response::Quote {
+                    price,
+                    valid_until_ms,
+                    capacity_left,
+                }) => {
                     count += 1;
-                    self.quotes.put(&cand.peer.to_string(), &job.job_type, price, valid_until_ms, capacity_left);
+                    self.quotes.put(
+                        &cand.peer.to_string(),
+                        &job.job_type,
+                        price,
+                        valid_until_ms,
+                        capacity_left,
+                    );
                     bids.push(self.bid(&cand, price));
                 }
                 Ok(other) => debug!(peer = %cand.peer, answer = ?other, "no quote"),
@@ -540,9 +564,13 @@ impl Broker {
             let o = match &self.tracker {
                 // The failover monitor may requeue a stalled attempt: the next host gets it.
                 Some(t) => t
-                    .watch(&job.job_id, &bid.peer, &bid.via, self.attempt(job, &bid, deadline), |o| {
-                        matches!(o, RunOutcome::Ok { .. })
-                    })
+                    .watch(
+                        &job.job_id,
+                        &bid.peer,
+                        &bid.via,
+                        self.attempt(job, &bid, deadline),
+                        |o| matches!(o, RunOutcome::Ok { .. }),
+                    )
                     .await
                     .unwrap_or_else(RunOutcome::Failed),
                 None => self.attempt(job, &bid, deadline).await,
@@ -643,7 +671,11 @@ mod tests {
         assert_eq!(q.get("h", "echo", 1_000), None, "expired");
         q.dispatched("h", "echo", true);
         q.dispatched("h", "echo", true);
-        assert_eq!(q.get("h", "echo", 500), None, "our own jobs use up the capacity it quoted");
+        assert_eq!(
+            q.get("h", "echo", 500),
+            None,
+            "our own jobs use up the capacity it quoted"
+        );
         q.dispatched("h", "echo", false);
         assert_eq!(q.get("h", "echo", 500), Some(100));
         q.forget("h");

@@ -243,7 +243,9 @@ impl Host {
                 let op = Op::put(Table::Receipts, receipt_key(receipt, now_ms()), receipt);
                 if let Err(e) = async { writer.commit(vec![op?]).await }.await {
                     warn!(error = %e, "cannot persist receipt; failing the job");
-                    response = Response::Failed { error: "host cannot persist its receipt".into() };
+                    response = Response::Failed {
+                        error: "host cannot persist its receipt".into(),
+                    };
                 }
             }
             // The loop outlives every run task; if it is gone the node is stopping.

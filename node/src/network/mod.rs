@@ -6,21 +6,21 @@
 
 mod behaviour;
 mod event_loop;
-mod radio;
 mod ledger;
+mod radio;
 mod shards;
 
 use std::collections::BTreeMap;
 
 pub use behaviour::{Behaviour, BehaviourEvent, KAD_PROTOCOL, PROTOCOL_VERSION};
 pub use event_loop::{EventLoop, HostSettings};
-pub use radio::{covers, BeaconInfo, RadioCommand, RadioState};
 pub use ledger::{LedgerLink, LedgerOut};
 use libp2p::{Multiaddr, PeerId};
 use offgrid_behaviours::{
     announce::Announcement,
     auction::{Request, Response},
 };
+pub use radio::{covers, BeaconInfo, RadioCommand, RadioState};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 

@@ -2,7 +2,7 @@
 //! config (witnesses, genesis) names each other, so the peer ids are learned first with
 //! `offgrid-node id`.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(dead_code)]
 
 use std::{path::Path, process::Command, time::Duration};
 

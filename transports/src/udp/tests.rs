@@ -112,7 +112,7 @@ async fn multicast_between_two_namespaces() {
         children.push((role, child));
     }
     for (role, child) in children {
-        let out = timeout(Duration::from_secs(30), child.wait_with_output())
+        let out = timeout(Duration::from_secs(40), child.wait_with_output())
             .await
             .unwrap_or_else(|_| panic!("endpoint {role} did not finish"))
             .unwrap();
@@ -152,7 +152,7 @@ async fn netns_endpoint() {
         Err(LinkError::AddrNotSupported(_))
     ));
 
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + Duration::from_secs(25);
     let mut peer: Option<LinkAddr> = None;
     let mut peer_heard_me = false;
     let mut got_unicast = role == "a";
