@@ -20,6 +20,8 @@ use std::{
 
 use serde_json::Value;
 
+pub mod netns;
+
 /// Path of a workspace binary (`offgrid-node`, `offgrid`).
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");

@@ -8,68 +8,31 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::Duration,
 };
 
-use offgrid_e2e::{wait_until, TestNode};
+use offgrid_e2e::{
+    netns::{ip, VethPair},
+    wait_until, TestNode,
+};
 
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("ip: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-/// Two namespaces, a veth pair and a babeld in each; all removed on drop.
+/// A veth pair of namespaces with a babeld in each, each announcing a /32 of its own.
 struct BabelPair {
-    names: [String; 2],
-    daemons: Vec<Child>,
+    net: VethPair,
     dir: tempfile::TempDir,
 }
 
 impl BabelPair {
     fn create() -> Result<BabelPair, String> {
-        let id = std::process::id() % 100_000;
-        let names = [format!("ogbab{id}a"), format!("ogbab{id}b")];
+        let net = VethPair::create("bab", "10.78.0")?;
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let mut pair = BabelPair {
-            names: names.clone(),
-            daemons: Vec::new(),
-            dir,
-        };
-        ip(&["netns", "add", &names[0]])?;
-        ip(&["netns", "add", &names[1]])?;
-        let devs = [format!("vbab{id}a"), format!("vbab{id}b")];
-        ip(&[
-            "link", "add", &devs[0], "type", "veth", "peer", "name", &devs[1],
-        ])?;
+        let mut pair = BabelPair { net, dir };
         for i in 0..2 {
-            let (ns, dev) = (&names[i], &devs[i]);
-            ip(&["link", "set", dev, "netns", ns])?;
+            let (ns, dev) = (pair.net.names[i].clone(), pair.net.devs[i].clone());
             ip(&[
                 "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("10.78.0.{}/24", i + 1),
-                "dev",
-                dev,
-            ])?;
-            ip(&["-n", ns, "link", "set", dev, "up"])?;
-            ip(&["-n", ns, "link", "set", "lo", "up"])?;
-            ip(&[
-                "-n",
-                ns,
+                &ns,
                 "addr",
                 "add",
                 &format!("10.78.{}.1/32", i + 1),
@@ -90,8 +53,10 @@ impl BabelPair {
                 ),
             )
             .map_err(|e| e.to_string())?;
-            let child = Command::new("ip")
-                .args(["netns", "exec", ns, "babeld", "-c"])
+            let child = pair
+                .net
+                .command(i, "babeld")
+                .arg("-c")
                 .arg(&conf)
                 .arg("-I")
                 .arg(d.join(format!("babeld-{i}.pid")))
@@ -104,25 +69,13 @@ impl BabelPair {
                 .stderr(Stdio::null())
                 .spawn()
                 .map_err(|e| format!("babeld: {e}"))?;
-            pair.daemons.push(child);
+            pair.net.adopt(child);
         }
         Ok(pair)
     }
 
     fn socket(&self, i: usize) -> std::path::PathBuf {
         self.dir.path().join(format!("babeld-{i}.sock"))
-    }
-}
-
-impl Drop for BabelPair {
-    fn drop(&mut self) {
-        for c in &mut self.daemons {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for n in &self.names {
-            let _ = ip(&["netns", "del", n]);
-        }
     }
 }
 
