@@ -41,6 +41,13 @@ use crate::{
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "node.redb";
 
+/// Whether a test fault is switched on: `OFFGRID_FAULT_INJECT` holds a comma-separated
+/// list (`forge_receipt`, `bad_block`). Off in normal operation; the node logs a warning
+/// when one is on.
+pub fn fault_injected(name: &str) -> bool {
+    std::env::var("OFFGRID_FAULT_INJECT").is_ok_and(|v| v.split(',').any(|f| f.trim() == name))
+}
+
 /// Unix time in milliseconds.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()

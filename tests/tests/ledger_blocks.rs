@@ -119,6 +119,8 @@ async fn a_node_that_was_offline_catches_up_by_sync() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn block_with_a_bad_signature_is_rejected_and_not_relayed() {
+    // The nodes inherit this: it switches on the bad-block test hook (a 404 otherwise).
+    std::env::set_var("OFFGRID_FAULT_INJECT", "bad_block");
     // a — b — c: c accepts one connection only, so it hears a only through b.
     let quiet = "[ledger]\nsync_interval_s = 3600\n";
     let mut mesh = start_mesh(blocks_only(2, quiet)).await;

@@ -140,7 +140,12 @@ async fn reputation(State(s): State<AppState>) -> Result<Json<Value>, ApiError> 
     call(&s, ApiReq::Reputation).await
 }
 
+/// Test hook: exists only when `OFFGRID_FAULT_INJECT` includes `bad_block`.
 async fn bad_block(State(s): State<AppState>, _: Authorized) -> Result<Json<Value>, ApiError> {
+    if !crate::fault_injected("bad_block") {
+        return Err(ApiError::not_found("no such route"));
+    }
+    tracing::warn!("FAULT INJECTION: publishing a block with a bad signature");
     call(&s, ApiReq::PublishBadBlock).await
 }
 

@@ -183,7 +183,7 @@ const TABLE: &[(&str, &str, &str, &str, bool)] = &[
     ("get", "/ledger/prove/{receipt}", "ledger", "Merkle inclusion proof of a receipt", false),
     ("post", "/ledger/settle", "ledger", "Settle receipt batches in the ledger (mint host rewards)", true),
     ("get", "/ledger/reputation", "ledger", "Merged reputation counters (CRDT)", false),
-    ("post", "/ledger/debug/bad-block", "ledger", "Publish a block with a bad signature (tests of rejection)", true),
+    ("post", "/ledger/debug/bad-block", "ledger", "Test hook, only with OFFGRID_FAULT_INJECT=bad_block: publish a block with a bad signature", true),
     ("get", "/wallet/balance", "wallet", "Balance of an account (final transactions only)", false),
     ("post", "/wallet/tx", "wallet", "Sign and send a transfer: {dst, amount, fee} → tx id", true),
     ("post", "/wallet/tx/submit", "wallet", "Submit a transaction signed elsewhere", true),

@@ -42,9 +42,10 @@ pub enum Fault {
 
 impl Fault {
     fn from_env() -> Self {
-        match std::env::var("OFFGRID_FAULT_INJECT").as_deref() {
-            Ok("forge_receipt") => Fault::ForgeReceipt,
-            _ => Fault::None,
+        if crate::fault_injected("forge_receipt") {
+            Fault::ForgeReceipt
+        } else {
+            Fault::None
         }
     }
 }
