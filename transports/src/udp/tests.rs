@@ -76,6 +76,23 @@ fn two_namespaces(ns: &mut Netns) -> Result<(), String> {
         ip(&["-n", n, "link", "set", "lo", "up"])?;
         ip(&["-n", n, "route", "add", "224.0.0.0/4", "dev", dev])?;
     }
+    // Endpoints start only once both ends have carrier (a veth is down until its peer is up).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    for (n, dev) in [(&a, "veth0"), (&b, "veth1")] {
+        loop {
+            let out = std::process::Command::new("ip")
+                .args(["-n", n, "link", "show", dev])
+                .output()
+                .map_err(|e| e.to_string())?;
+            if String::from_utf8_lossy(&out.stdout).contains("state UP") {
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(format!("{dev} in {n} never came up"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
     Ok(())
 }
 
@@ -139,7 +156,7 @@ async fn netns_endpoint() {
     let iface: Ipv4Addr = iface.parse().unwrap();
     let peer_role = if role == "a" { "b" } else { "a" };
     let mut link = UdpLink::bind(UdpConfig::new(iface)).unwrap();
-    let me = link.tx.local_addr();
+    let mut me = link.tx.local_addr();
     assert!(matches!(
         link.send(LinkAddr::Broadcast, &[0u8; 1201]).await,
         Err(LinkError::Oversize {
@@ -157,11 +174,21 @@ async fn netns_endpoint() {
     let mut peer_heard_me = false;
     let mut got_unicast = role == "a";
     let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut silent_since = Instant::now();
     loop {
         assert!(
             Instant::now() < deadline,
-            "{role}: no exchange before the deadline"
+            "{role}: no exchange before the deadline (me {me}, peer {peer:?}, peer heard me {peer_heard_me}, got unicast {got_unicast}, stats {:?})",
+            link.tx.stats()
         );
+        if peer.is_none() && silent_since.elapsed() > Duration::from_secs(5) {
+            // Heard nothing at all: bind and join the group afresh, as a daemon would after
+            // its interface flapped.
+            println!("{role}: nothing heard for 5 s; re-joining the group");
+            link = UdpLink::bind(UdpConfig::new(iface)).unwrap();
+            me = link.tx.local_addr();
+            silent_since = Instant::now();
+        }
         if peer.is_some() && peer_heard_me && got_unicast {
             break;
         }
@@ -189,8 +216,9 @@ async fn netns_endpoint() {
             }
         }
     }
-    // Make sure the peer hears that we heard it before we go.
-    for _ in 0..5 {
+    // Make sure the peer hears that we heard it (and gets a's unicast) before we go: keep
+    // answering for 3 s, so a slower peer is not left waiting for frames that stopped.
+    for _ in 0..30 {
         let hello = format!("hello:{role}:1");
         link.send(LinkAddr::Broadcast, hello.as_bytes())
             .await
