@@ -80,6 +80,13 @@ impl HostSettings {
         }
     }
 
+    /// Moves to the next announcement seq. Time-based, so a restart continues above the
+    /// last one; persisted, so a clock that restarts in the past (a board without an RTC)
+    /// never makes peers see the node's announcements as stale.
+    fn bump_seq(&mut self) {
+        self.seq = self.seq.saturating_add(1).max(now_ms());
+    }
+
     fn apply(&mut self, u: HostUpdate) -> Result<(), String> {
         if let Some(p) = u.min_oncall_percent {
             if p > 100 {
@@ -268,14 +275,16 @@ impl EventLoop {
             }
             Command::UpdateHost { update, reply } => {
                 let mut next = self.settings.clone();
+                // One durable write holds both the change and the new announcement seq.
                 let result = next.apply(update).and_then(|()| {
+                    next.bump_seq();
                     self.store
                         .put(Table::Settings, SETTINGS_KEY, &next)
                         .map_err(|e| format!("cannot save settings: {e}"))
                 });
                 let _ = reply.send(result.map(|()| {
                     self.settings = next;
-                    self.publish_announcement();
+                    self.send_announcement();
                     self.announcement()
                 }));
             }
@@ -437,16 +446,20 @@ impl EventLoop {
         }
     }
 
-    /// Issues a new announcement (new seq) and publishes it.
+    /// Issues a new announcement: bumps and persists the seq, then publishes.
     fn publish_announcement(&mut self) {
-        self.settings.seq = self.settings.seq.saturating_add(1).max(now_ms());
-        // The seq is persisted so a restarted node never reuses one.
+        self.settings.bump_seq();
         if let Err(e) = self
             .store
             .put(Table::Settings, SETTINGS_KEY, &self.settings)
         {
             warn!(error = %e, "cannot persist announcement seq");
         }
+        self.send_announcement();
+    }
+
+    /// Signs and publishes the announcement with the current seq.
+    fn send_announcement(&mut self) {
         self.announce_due = None;
         self.last_announce = Instant::now();
         let ann = self.announcement();
