@@ -12,6 +12,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
+    cell::RefCell,
     future::Future,
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
@@ -21,6 +22,26 @@ use std::{
 use serde_json::Value;
 
 pub mod netns;
+
+thread_local! {
+    /// The message of the panic unwinding this thread, kept so that it can be printed again
+    /// after the node logs (CI shows the tail of the output, and the logs are long).
+    static FAILURE: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Installs, once per process, a panic hook that records the message for [`TestNode`]'s
+/// drop and then runs the default hook.
+fn record_failures() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let text = info.to_string();
+            FAILURE.with(|f| *f.borrow_mut() = Some(text));
+            previous(info);
+        }));
+    });
+}
 
 /// Path of a workspace binary (`offgrid-node`, `offgrid`).
 pub fn bin(name: &str) -> PathBuf {
@@ -110,6 +131,7 @@ impl TestNode {
         env: &[(&str, &str)],
         config: Option<&str>,
     ) -> TestNode {
+        record_failures();
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().to_owned();
         let mut args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
@@ -371,6 +393,11 @@ impl Drop for TestNode {
     fn drop(&mut self) {
         if std::thread::panicking() {
             eprintln!("--- log of node {} ---\n{}", self.peer_id, self.log());
+            FAILURE.with(|f| {
+                if let Some(text) = f.borrow().as_deref() {
+                    eprintln!("--- the test failed: {text} ---");
+                }
+            });
         }
         self.kill9();
     }

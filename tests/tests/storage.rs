@@ -376,7 +376,9 @@ async fn repair_after_6_hosts_die_brings_every_segment_back_to_20_shards() {
     let check = a.cli_json(&["storage", "check", &asset]);
     assert_eq!(check["reachable_min"], 14, "{check}");
     let fresh = start_many(6, &["--bootstrap", &a.addr], None).await;
-    wait_for_hosts(&a, 20).await;
+    // The dead hosts are still listed (their last announcement said active), so a count
+    // of 20 would pass before any new host is known: wait for each new one by id.
+    wait_for_these_hosts(&a, &fresh).await;
     let report = a.cli_json(&["repair", &asset]);
     assert_eq!(report["reachable_min_after"], 20, "{report}");
     let check = a.cli_json(&["storage", "check", &asset]);

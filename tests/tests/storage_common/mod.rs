@@ -54,6 +54,26 @@ pub async fn wait_for_hosts(node: &TestNode, n: usize) {
     .await;
 }
 
+/// Waits until `node` knows each of `hosts` as a verified, active storage host. Use this
+/// rather than a count when dead hosts may still be listed.
+pub async fn wait_for_these_hosts(node: &TestNode, hosts: &[TestNode]) {
+    for h in hosts {
+        node.wait_peer(
+            &h.peer_id,
+            Duration::from_secs(60),
+            "a new storage host to be known",
+            |p| {
+                p["active"] == true
+                    && p["announcement"]["capacity"]["storage_bytes"]
+                        .as_u64()
+                        .unwrap_or(0)
+                        > 0
+            },
+        )
+        .await;
+    }
+}
+
 /// A client node and `hosts` storage hosts that bootstrapped from it.
 pub async fn mesh(hosts: usize, host_config: Option<&str>) -> (TestNode, Vec<TestNode>) {
     let a = TestNode::start(&[]).await;
