@@ -32,6 +32,23 @@ pub struct PeerRecord {
     pub announcement: Option<Announcement>,
     /// That announcement as signed, so it can be re-verified or relayed.
     pub signed_announcement: Option<SignedAnnouncement>,
+    /// What the peer's latest verified radio beacon said (peers heard only by radio have no
+    /// announcement).
+    #[serde(default)]
+    pub beacon: Option<BeaconSummary>,
+}
+
+/// The part of a verified radio beacon the registry keeps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BeaconSummary {
+    /// The ACTIVE flag.
+    pub active: bool,
+    /// The capability bitmap (`offgrid_transports::beacon::Capabilities`).
+    pub capabilities: u16,
+    /// The advertised price, micro-credits.
+    pub price: Option<u32>,
+    /// When it was heard, Unix milliseconds.
+    pub heard_ms: u64,
 }
 
 impl PeerRecord {
@@ -45,12 +62,23 @@ impl PeerRecord {
             connected: false,
             announcement: None,
             signed_announcement: None,
+            beacon: None,
         }
     }
 
     /// Whether the peer's latest announcement says it takes jobs.
     pub fn is_active(&self) -> bool {
         self.announcement.as_ref().is_some_and(|a| a.active)
+    }
+
+    /// Whether the peer says it takes jobs, by its announcement or else by its latest
+    /// beacon; `None` when it has said neither.
+    pub fn says_active(&self) -> Option<bool> {
+        match (&self.announcement, &self.beacon) {
+            (Some(a), _) => Some(a.active),
+            (None, Some(b)) => Some(b.active),
+            (None, None) => None,
+        }
     }
 }
 
@@ -133,6 +161,23 @@ impl Registry {
                     r.addrs.remove(0);
                 }
             }
+        }
+    }
+
+    /// Records a verified beacon heard on `via` at `addr`.
+    pub fn beacon(&mut self, peer: &str, addr: &str, via: &str, summary: BeaconSummary) {
+        let now = summary.heard_ms;
+        self.observe(peer, Some(addr), via, now);
+        let r = self.entry(peer, via, now);
+        // A changed flag or price is news to a user of the API, like a new announcement.
+        let news = r
+            .beacon
+            .as_ref()
+            .map(|b| (b.active, b.capabilities, b.price))
+            != Some((summary.active, summary.capabilities, summary.price));
+        r.beacon = Some(summary);
+        if news {
+            self.urgent = true;
         }
     }
 
@@ -260,6 +305,41 @@ mod tests {
             sig: String::new(),
             public_key: String::new(),
         }
+    }
+
+    #[test]
+    fn a_peer_heard_only_by_beacon_shows_the_beacons_active_flag_until_it_announces() {
+        let mut r = Registry::new(10);
+        assert_eq!(r.get("p").map(PeerRecord::says_active), None);
+        let heard = |active, heard_ms| BeaconSummary {
+            active,
+            capabilities: 1,
+            price: Some(7),
+            heard_ms,
+        };
+        r.beacon("p", "/offgrid-radio/kiss0/01", "lora", heard(true, 5));
+        let rec = r.get("p").unwrap();
+        assert_eq!(rec.says_active(), Some(true));
+        assert_eq!(rec.via, "lora");
+        assert_eq!(rec.addrs, vec!["/offgrid-radio/kiss0/01".to_owned()]);
+        // Not a market candidate over IP: that takes an announcement.
+        assert!(!rec.is_active());
+        r.beacon("p", "/offgrid-radio/kiss0/01", "lora", heard(false, 6));
+        assert_eq!(r.get("p").unwrap().says_active(), Some(false));
+        // An announcement, once there, is what the peer says.
+        r.announce(ann("p", 1, true), signed(), "ip", 7);
+        assert_eq!(r.get("p").unwrap().says_active(), Some(true));
+        // The beacon survives a store round trip; records written before it existed load.
+        let json = serde_json::to_string(r.get("p").unwrap()).unwrap();
+        let back: PeerRecord = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.beacon, Some(heard(false, 6)));
+        let old = json.replace(
+            r#","beacon":{"active":false,"capabilities":1,"price":7,"heard_ms":6}"#,
+            "",
+        );
+        assert!(old.len() < json.len());
+        let back: PeerRecord = serde_json::from_str(&old).unwrap();
+        assert_eq!(back.beacon, None);
     }
 
     #[test]

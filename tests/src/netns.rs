@@ -2,7 +2,13 @@
 //! LAN of their own (mDNS, Babel). Multicast never leaves them. Everything — processes
 //! started through [`VethPair::spawn`] and the namespaces — is removed on drop.
 
-use std::process::{Child, Command};
+use std::{
+    path::Path,
+    process::{Child, Command, Output, Stdio},
+    time::Duration,
+};
+
+use serde_json::Value;
 
 /// Runs `ip` with `args`; the error says which command failed and why.
 pub fn ip(args: &[&str]) -> Result<(), String> {
@@ -65,6 +71,24 @@ impl VethPair {
             ip(&["-n", ns, "link", "set", dev, "up"])?;
             ip(&["-n", ns, "link", "set", "lo", "up"])?;
         }
+        // A veth has no carrier until its peer is up; multicast joined before that can go
+        // unheard, so callers get the pair only once both ends are up.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        for i in 0..2 {
+            loop {
+                let out = Command::new("ip")
+                    .args(["-n", &names[i], "link", "show", &devs[i]])
+                    .output()
+                    .map_err(|e| format!("ip: {e}"))?;
+                if String::from_utf8_lossy(&out.stdout).contains("state UP") {
+                    break;
+                }
+                if std::time::Instant::now() > deadline {
+                    return Err(format!("{} in {} never came up", devs[i], names[i]));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         Ok(pair)
     }
 
@@ -78,6 +102,54 @@ impl VethPair {
     /// Keeps a child for cleanup (killed on drop).
     pub fn adopt(&mut self, child: Child) {
         self.children.push(child);
+    }
+
+    /// Starts `offgrid-node` in namespace `i` on `data_dir` (log in `node.log` there) with
+    /// its API on a free loopback port of that namespace and `args` after; killed on drop.
+    pub fn spawn_node(&mut self, i: usize, data_dir: &Path, args: &[&str]) -> Result<(), String> {
+        let log = std::fs::File::create(data_dir.join("node.log")).map_err(|e| e.to_string())?;
+        let child = self
+            .command(i, crate::bin("offgrid-node"))
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--api-listen", "127.0.0.1:0"])
+            .args(args)
+            .env("RUST_LOG", "info,libp2p_mdns=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        self.adopt(child);
+        Ok(())
+    }
+
+    /// `offgrid --json <args>` in namespace `i` against the node on `data_dir`; `None`
+    /// unless it succeeds with JSON.
+    pub fn cli_json(&self, i: usize, data_dir: &Path, args: &[&str]) -> Option<Value> {
+        self.cli(i, data_dir, args)
+            .ok()
+            .filter(|out| out.status.success())
+            .and_then(|out| serde_json::from_slice(&out.stdout).ok())
+    }
+
+    /// `offgrid --json <args>` in namespace `i` against the node on `data_dir`.
+    pub fn cli(&self, i: usize, data_dir: &Path, args: &[&str]) -> std::io::Result<Output> {
+        self.command(i, crate::bin("offgrid"))
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--json")
+            .args(args)
+            .output()
+    }
+
+    /// Waits until the node on `data_dir` in namespace `i` answers; returns its peer id.
+    pub async fn wait_started(&self, i: usize, data_dir: &Path) -> String {
+        crate::wait_until(Duration::from_secs(30), "node to start", || {
+            let v = self.cli_json(i, data_dir, &["status"]);
+            async move { v.and_then(|v| v["peer_id"].as_str().map(str::to_owned)) }
+        })
+        .await
     }
 }
 

@@ -152,6 +152,17 @@ async fn kiss_over_a_pty_pair_nodes_discover_by_beacon_and_complete_an_echo_job(
     let b = TestNode::start_with(&[], &[], Some(&b_cfg)).await;
     wait_heard(&a, &b, "lora").await;
     wait_heard(&b, &a, "lora").await;
+    // Heard only by beacon: no announcement, yet the peer's ACTIVE flag shows.
+    let peers = a.get("/peers").await;
+    let rec = peers["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["peer_id"] == b.peer_id.as_str())
+        .unwrap();
+    assert_eq!(rec["announcement"], Value::Null, "{rec}");
+    assert_eq!(rec["active"], true, "{rec}");
+    assert_eq!(rec["beacon"]["active"], true, "{rec}");
 
     let (ok, r, err) = run_echo(&a, r#"{"over":"kiss"}"#).await;
     assert!(ok, "job failed: {err}\nA: {}\nB: {}", a.log(), b.log());

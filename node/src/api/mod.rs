@@ -180,7 +180,7 @@ pub(crate) async fn status(State(s): State<AppState>) -> Result<Json<Value>, Api
 }
 
 #[utoipa::path(get, path = "/peers", tag = "node",
-    responses((status = 200, description = "{peers: [{peer_id, addrs, via, connected, first_seen_ms, last_seen_ms, active, verified, announcement}]}", body = openapi::AnyJson)))]
+    responses((status = 200, description = "{peers: [{peer_id, addrs, via, connected, first_seen_ms, last_seen_ms, active (by announcement, else by beacon), verified, announcement, beacon}]}", body = openapi::AnyJson)))]
 pub(crate) async fn peers(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
     let peers = s.client.peers().await?;
     let list: Vec<Value> = peers
@@ -193,9 +193,10 @@ pub(crate) async fn peers(State(s): State<AppState>) -> Result<Json<Value>, ApiE
                 "connected": p.connected,
                 "first_seen_ms": p.first_seen_ms,
                 "last_seen_ms": p.last_seen_ms,
-                "active": p.announcement.as_ref().map(|a| a.active),
+                "active": p.says_active(),
                 "verified": p.signed_announcement.is_some(),
                 "announcement": p.announcement,
+                "beacon": p.beacon,
             })
         })
         .collect();

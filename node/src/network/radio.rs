@@ -22,6 +22,7 @@ use crate::{
     mesh::MeshStatus,
     now_ms,
     radio::{RadioHandle, RadioStatus},
+    registry::BeaconSummary,
 };
 
 /// Longest a request over radio may take before its caller is told it failed.
@@ -120,7 +121,17 @@ impl EventLoop {
                 for ip in &b.ip_addrs {
                     self.registry.observe(&peer, Some(ip), b.via, now);
                 }
-                self.registry.observe(&peer, Some(&b.addr), b.via, now);
+                self.registry.beacon(
+                    &peer,
+                    &b.addr,
+                    b.via,
+                    BeaconSummary {
+                        active: b.active,
+                        capabilities: b.capabilities,
+                        price: b.price,
+                        heard_ms: now,
+                    },
+                );
                 debug!(%peer, via = b.via, active = b.active, "beacon merged");
                 self.radio.peers.insert(b.peer, b);
             }

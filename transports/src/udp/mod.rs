@@ -10,6 +10,11 @@
 //!
 //! With loopback on, our own multicast comes back to us; frames whose source is our send
 //! socket are dropped, so a node never hears itself (as on a radio).
+//!
+//! After [`UdpConfig::rejoin_after`] without a frame from anyone else the receive socket
+//! leaves and re-joins the group: a membership made while the interface was down or
+//! flapping (a Wi-Fi reassociation, a veth whose peer was not up yet) can otherwise stay
+//! deaf until restart.
 
 use std::{
     net::{Ipv4Addr, SocketAddr, SocketAddrV4},
@@ -50,6 +55,8 @@ pub struct UdpConfig {
     pub rx_queue: usize,
     /// Bit rate for the airtime model. Wi-Fi sends multicast at a basic rate, often 1 Mbit/s.
     pub bitrate_bps: u64,
+    /// Silence after which the group is re-joined (see the module docs).
+    pub rejoin_after: Duration,
 }
 
 impl UdpConfig {
@@ -63,7 +70,14 @@ impl UdpConfig {
             mtu: UDP_MTU,
             rx_queue: DEFAULT_RX_QUEUE,
             bitrate_bps: 1_000_000,
+            rejoin_after: Duration::from_secs(10),
         }
+    }
+
+    /// Sets the silence after which the group is re-joined.
+    pub fn with_rejoin_after(mut self, after: Duration) -> Self {
+        self.rejoin_after = after;
+        self
     }
 
     /// Sets the multicast group and port.
@@ -128,7 +142,12 @@ impl Endpoint<UdpTx> {
         let counters = Arc::new(LinkCounters::default());
         let (queue, rx) = mpsc::channel(config.rx_queue.max(1));
         tokio::spawn(read_loop(
-            recv,
+            Group {
+                socket: recv,
+                addr: *group.ip(),
+                interface: config.interface,
+                rejoin_after: config.rejoin_after,
+            },
             send.clone(),
             local,
             config.mtu,
@@ -149,8 +168,27 @@ fn is_own(src: SocketAddr, local: SocketAddr) -> bool {
     src.port() == local.port() && (local.ip().is_unspecified() || src.ip() == local.ip())
 }
 
+/// The receive socket and its membership.
+struct Group {
+    socket: UdpSocket,
+    addr: Ipv4Addr,
+    interface: Ipv4Addr,
+    rejoin_after: Duration,
+}
+
+impl Group {
+    fn rejoin(&self) {
+        // Leaving fails if the kernel already dropped the membership; joining is what counts.
+        let _ = self.socket.leave_multicast_v4(self.addr, self.interface);
+        match self.socket.join_multicast_v4(self.addr, self.interface) {
+            Ok(()) => debug!(group = %self.addr, "silent for a while; re-joined the group"),
+            Err(e) => debug!(group = %self.addr, error = %e, "cannot re-join the group yet"),
+        }
+    }
+}
+
 async fn read_loop(
-    group: UdpSocket,
+    group: Group,
     unicast: Arc<UdpSocket>,
     local: SocketAddr,
     mtu: usize,
@@ -160,10 +198,17 @@ async fn read_loop(
     // One byte more than the MTU tells an oversize datagram from a full one.
     let mut gbuf = vec![0u8; mtu + 1];
     let mut ubuf = vec![0u8; mtu + 1];
+    let mut heard = tokio::time::Instant::now();
     loop {
+        let silence = tokio::time::sleep_until(heard + group.rejoin_after);
         let (res, buf) = tokio::select! {
-            r = group.recv_from(&mut gbuf) => (r, &gbuf),
+            r = group.socket.recv_from(&mut gbuf) => (r, &gbuf),
             r = unicast.recv_from(&mut ubuf) => (r, &ubuf),
+            () = silence => {
+                group.rejoin();
+                heard = tokio::time::Instant::now();
+                continue;
+            }
         };
         let (n, src) = match res {
             Ok(r) => r,
@@ -177,6 +222,7 @@ async fn read_loop(
         if is_own(src, local) {
             continue;
         }
+        heard = tokio::time::Instant::now();
         if n > mtu {
             counters.malformed(1);
             continue;
