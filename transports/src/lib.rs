@@ -1,5 +1,5 @@
 //! Offgrid-Net radio links: KISS serial LoRa, UDP multicast, simulated radio, BLE, signed
-//! beacons, and the fragmentation/ARQ layer a libp2p transport over radio builds on.
+//! beacons, the fragmentation/ARQ layer, and a libp2p transport over radio built on it.
 //!
 //! Every link speaks the same small contract ([`link::Link`]): datagrams of at most
 //! [`link::Link::mtu`] bytes to a [`link::LinkAddr`] or to everyone in range, received on a
@@ -17,6 +17,7 @@
 //! | [`ble`] | Bluetooth LE: service UUID, name codec, advertisement parsing, ATT chunking |
 //! | [`frag`] | segmentation + selective-repeat ARQ: a reliable byte stream over a link |
 //! | [`demux`] | one link shared by beacons and several ARQ streams |
+//! | [`p2p`] | `RadioTransport`: a libp2p `Transport` over a link (Noise + Yamux run on it), `/offgrid-radio/<link>/<addr>` addresses |
 
 // A panic in a test is a failure with a message, which is what a test wants.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
@@ -28,6 +29,7 @@ pub mod frag;
 pub mod kiss;
 pub mod link;
 pub mod lora;
+pub mod p2p;
 pub mod sim;
 pub mod udp;
 
