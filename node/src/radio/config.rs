@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields, default)]
 pub struct RadioConfig {
     /// Which link: `kiss:<serial path>[@<baud>]` (a LoRa TNC speaking KISS), `udp` or
-    /// `udp:<interface IPv4>` (multicast 239.23.0.7:47007), or `sim:<hub host:port>` (the
+    /// `udp:<interface IPv4>` (multicast 239.23.0.7:47007), `ble` (the first Bluetooth
+    /// adapter; needs a build with `--features ble`), or `sim:<hub host:port>` (the
     /// simulated LoRa medium of `offgrid_transports::sim::SimHub`, for tests).
     pub link: String,
     /// LoRa spreading factor (7..=12) used for the airtime model of a KISS link. A simulated
@@ -60,6 +61,8 @@ pub enum LinkSpec {
     Udp(Option<std::net::Ipv4Addr>),
     /// A station on a simulator hub.
     Sim(std::net::SocketAddr),
+    /// The first Bluetooth LE adapter (BlueZ).
+    Ble,
 }
 
 /// Baud rate of a KISS TNC unless the spec names one.
@@ -93,8 +96,14 @@ impl LinkSpec {
                 .parse()
                 .map(LinkSpec::Sim)
                 .map_err(|_| format!("bad hub address in {s:?} (want sim:<ip>:<port>)")),
+            "ble" if rest.is_empty() && cfg!(feature = "ble") => Ok(LinkSpec::Ble),
+            "ble" if rest.is_empty() => Err(
+                "radio \"ble\": this offgrid-node was built without Bluetooth; rebuild it with \
+                 --features ble"
+                    .into(),
+            ),
             _ => Err(format!(
-                "unknown radio {s:?}: use kiss:<path>[@<baud>], udp[:<ip>] or sim:<ip>:<port>"
+                "unknown radio {s:?}: use kiss:<path>[@<baud>], udp[:<ip>], ble or sim:<ip>:<port>"
             )),
         }
     }
@@ -105,6 +114,7 @@ impl LinkSpec {
             LinkSpec::Kiss { .. } => "kiss",
             LinkSpec::Udp(_) => "udp",
             LinkSpec::Sim(_) => "sim",
+            LinkSpec::Ble => "ble",
         }
     }
 }
@@ -186,6 +196,18 @@ mod tests {
         ] {
             assert!(LinkSpec::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn ble_is_a_link_only_in_a_build_with_bluetooth() {
+        let r = LinkSpec::parse("ble");
+        if cfg!(feature = "ble") {
+            assert_eq!(r.unwrap(), LinkSpec::Ble);
+        } else {
+            let e = r.unwrap_err();
+            assert!(e.contains("--features ble"), "{e}");
+        }
+        assert!(LinkSpec::parse("ble:hci1").is_err());
     }
 
     #[test]

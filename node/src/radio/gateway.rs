@@ -224,6 +224,11 @@ impl Gateway {
                 Err(LinkError::DutyCycle { retry_after }) => {
                     debug!(link = %link.name, ?retry_after, "duty cycle spent; beacon deferred");
                 }
+                Err(LinkError::AddrNotSupported(LinkAddr::Broadcast)) => {
+                    // A BLE central cannot advertise: it only hears beacons.
+                    info!(link = %link.name, "this link cannot broadcast; no beacons sent on it");
+                    return;
+                }
                 Err(e) => warn!(link = %link.name, error = %e, "beacon not sent"),
             }
             // ±10 % jitter.

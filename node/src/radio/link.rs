@@ -113,6 +113,26 @@ pub async fn open(
             UdpLink::bind(UdpConfig::new(iface))?.into_dyn()
         }
         LinkSpec::Sim(hub) => SimLink::connect_hub(*hub, station).await?.into_dyn(),
+        #[cfg(feature = "ble")]
+        LinkSpec::Ble => {
+            let ble = |e: offgrid_transports::ble::BleError| {
+                LinkError::Io(std::io::Error::other(e.to_string()))
+            };
+            let adapter = offgrid_transports::ble::scanner::default_adapter()
+                .await
+                .map_err(ble)?;
+            offgrid_transports::ble::link::BleLink::start(adapter)
+                .await
+                .map_err(ble)?
+                .into_dyn()
+        }
+        // `LinkSpec::parse` refuses `ble` in a build without the feature.
+        #[cfg(not(feature = "ble"))]
+        LinkSpec::Ble => {
+            return Err(LinkError::Io(std::io::Error::other(
+                "built without Bluetooth (--features ble)",
+            )))
+        }
     };
     let duty = DutyCycle::with_window(cfg.duty_cycle, Duration::from_secs(cfg.duty_window_s));
     let (tx, rx) = ep.split();

@@ -28,11 +28,15 @@
 //! machine has no Bluetooth): scanning real adapters, GATT connections, notification delivery,
 //! MTU negotiation. To use it on real hardware: run BlueZ (`bluetoothd`), power the adapter on
 //! (`bluetoothctl power on`), give the daemon access to the system bus (root or the `bluetooth`
-//! group), and enable `[[radio]] kind = "ble"` in the node's config.
+//! group), build `offgrid-node` with `--features ble`, and add `[[radio]] link = "ble"` to its
+//! config. [`link::BleLink`] makes the adapter one radio link of the node's gateway: beacons
+//! from advertisements in, frames over GATT to peers that expose the Offgrid service.
 
 pub mod chunk;
 #[cfg(feature = "ble")]
 pub mod gatt;
+#[cfg(feature = "ble")]
+pub mod link;
 #[cfg(feature = "ble")]
 pub mod scanner;
 
