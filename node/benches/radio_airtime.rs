@@ -2,6 +2,12 @@
 //! one auction round (quote + run + receipt), measured on the simulated LoRa medium (no
 //! loss, so every frame counts once), beside Reticulum's figures measured with rns 1.5.7.
 //!
+//! Then the same on stock libp2p over [`RadioTransport`] (multistream-select + Noise XX +
+//! Yamux, the auction protocol's request-response CBOR codec), with the same ARQ settings on
+//! a fresh medium: the connection setup until the first request can be sent, a quote round
+//! on the new connection and on a warm one, and the auction round. These figures are why
+//! the node speaks the compact profile on radio (see `node/src/radio/mod.rs`).
+//!
 //! Run: `cargo bench -p offgrid-node --bench radio_airtime`. Prints figures; asserts nothing.
 
 // A benchmark that cannot set up its link has nothing to measure: failing loudly is right.
@@ -10,9 +16,18 @@
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
-use offgrid_behaviours::auction::{Request, Response, RunRequest};
+use futures::StreamExt;
+use libp2p::{
+    core::{transport::Transport as _, upgrade::Version},
+    identity::Keypair,
+    multiaddr::Protocol,
+    noise, request_response,
+    swarm::SwarmEvent,
+    yamux, PeerId, Swarm, SwarmBuilder,
+};
+use offgrid_behaviours::auction::{self, Request, Response, RunRequest};
 use offgrid_ledger::{
-    receipt::{Metrics, Proofs, ReceiptBody, RECEIPT_VERSION},
+    receipt::{Metrics, Proofs, ReceiptBody, SignedReceipt, RECEIPT_VERSION},
     signed::Signed,
 };
 use offgrid_node::radio::{arq_config, session::Session, wire};
@@ -21,6 +36,7 @@ use offgrid_transports::{
     demux::Demux,
     frag::ArqStream,
     lora::LoraParams,
+    p2p::{self, RadioAddr, RadioTransport},
     sim::{SimConfig, SimMedium},
     Link, LinkAddr,
 };
@@ -48,6 +64,14 @@ fn minus(a: Air, b: Air) -> Air {
     }
 }
 
+fn plus(a: Air, b: Air) -> Air {
+    Air {
+        frames: a.frames + b.frames,
+        bytes: a.bytes + b.bytes,
+        airtime: a.airtime + b.airtime,
+    }
+}
+
 fn row(what: &str, a: Air, goal: &str, rns: &str) {
     println!(
         "{what:<34} {:>4} B {:>3} frames {:>8.0} ms   goal {goal:<8} Reticulum {rns}",
@@ -57,15 +81,25 @@ fn row(what: &str, a: Air, goal: &str, rns: &str) {
     );
 }
 
+/// What the compact profile measured, and the messages the stock run repeats.
+struct Compact {
+    setup: Air,
+    round: Air,
+    run: RunRequest,
+    receipt: SignedReceipt,
+    now: u64,
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    rt.block_on(run());
+    let compact = rt.block_on(run());
+    rt.block_on(stock_libp2p(compact));
 }
 
-async fn run() {
+async fn run() -> Compact {
     let lora = LoraParams::new(7, 125_000);
     let medium = SimMedium::new(SimConfig::default().with_lora(lora));
     let (a_tx, a_rx) = medium.attach(LinkAddr::Id(1)).split();
@@ -257,4 +291,244 @@ async fn run() {
             t(220),
         );
     }
+    Compact {
+        setup: setup_air,
+        round: round_air,
+        run,
+        receipt,
+        now,
+    }
+}
+
+/// What stock libp2p spent over the radio transport.
+struct Stock {
+    setup: Air,
+    listener_up: bool,
+    first_quote: Air,
+    warm_quote: Air,
+    auction: Air,
+}
+
+fn stock_swarm(medium: &SimMedium, station: u64, secret: [u8; 32]) -> Swarm<auction::Behaviour> {
+    let key = Keypair::ed25519_from_bytes(secret).expect("key");
+    SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_other_transport(|key| {
+            let cfg = p2p::Config::default().with_arq(arq_config());
+            let (radio, _beacons) =
+                RadioTransport::new("lora0", medium.attach(LinkAddr::Id(station)), cfg)?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                radio
+                    .upgrade(Version::V1Lazy)
+                    .authenticate(noise::Config::new(key)?)
+                    .multiplex(yamux::Config::default()),
+            )
+        })
+        .expect("transport")
+        .with_behaviour(|_| auction::behaviour(Duration::from_secs(600), 8))
+        .expect("behaviour")
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+        .build()
+}
+
+/// Drives `swarm` until the medium has been silent for two seconds (the last ACKs are out).
+async fn settle(medium: &SimMedium, swarm: &mut Swarm<auction::Behaviour>) {
+    loop {
+        let frames = on_air(medium).frames;
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            loop {
+                swarm.select_next_some().await;
+            }
+        })
+        .await;
+        if on_air(medium).frames == frames {
+            return;
+        }
+    }
+}
+
+/// Sends `req` to `host` and drives `swarm` until its answer.
+async fn ask(swarm: &mut Swarm<auction::Behaviour>, host: PeerId, req: Request) -> Response {
+    swarm.behaviour_mut().send_request(&host, req);
+    loop {
+        match swarm.select_next_some().await {
+            SwarmEvent::Behaviour(request_response::Event::Message {
+                message: request_response::Message::Response { response, .. },
+                ..
+            }) => return response,
+            SwarmEvent::Behaviour(request_response::Event::OutboundFailure { error, .. }) => {
+                panic!("request failed: {error}")
+            }
+            SwarmEvent::ConnectionClosed { cause, .. } => panic!("connection closed: {cause:?}"),
+            _ => {}
+        }
+    }
+}
+
+async fn stock_libp2p(compact: Compact) {
+    let medium = SimMedium::new(SimConfig::default().with_lora(LoraParams::new(7, 125_000)));
+    let mut broker = stock_swarm(&medium, 1, [1; 32]);
+    let mut host = stock_swarm(&medium, 2, [2; 32]);
+    let host_id = *host.local_peer_id();
+    let listen = RadioAddr::new("lora0", LinkAddr::Broadcast).expect("addr");
+    host.listen_on(listen.to_multiaddr()).expect("listen");
+    let host_addr = loop {
+        if let SwarmEvent::NewListenAddr { address, .. } = host.select_next_some().await {
+            break address;
+        }
+    };
+    let quote_answer = Response::Quote {
+        price: 1_000,
+        valid_until_ms: compact.now + 5_000,
+        capacity_left: 8,
+    };
+    let done = Response::Done {
+        output: compact.run.payload.clone(),
+        receipt: compact.receipt.clone(),
+    };
+    let (up_tx, mut up_rx) = tokio::sync::oneshot::channel();
+    let host_task = tokio::spawn(async move {
+        let mut up_tx = Some(up_tx);
+        loop {
+            match host.select_next_some().await {
+                SwarmEvent::ConnectionEstablished { .. } => {
+                    if let Some(t) = up_tx.take() {
+                        let _ = t.send(());
+                    }
+                }
+                SwarmEvent::Behaviour(request_response::Event::Message {
+                    message:
+                        request_response::Message::Request {
+                            request, channel, ..
+                        },
+                    ..
+                }) => {
+                    let answer = match request {
+                        Request::Run(_) => done.clone(),
+                        _ => quote_answer.clone(),
+                    };
+                    let _ = host.behaviour_mut().send_response(channel, answer);
+                }
+                _ => {}
+            }
+        }
+    });
+
+    // 1. Connection setup, until the broker's Swarm reports the connection (the first request
+    //    can be sent from then on).
+    let before = on_air(&medium);
+    broker
+        .dial(host_addr.with(Protocol::P2p(host_id)))
+        .expect("dial");
+    loop {
+        match broker.select_next_some().await {
+            SwarmEvent::ConnectionEstablished { .. } => break,
+            SwarmEvent::OutgoingConnectionError { error, .. } => panic!("dial failed: {error}"),
+            _ => {}
+        }
+    }
+    settle(&medium, &mut broker).await;
+    let setup = minus(on_air(&medium), before);
+    // With `V1Lazy` the dialer's Yamux proposal rides on its first data, so the host may only
+    // see the connection complete with the first request.
+    let listener_up = up_rx.try_recv().is_ok();
+
+    // 2. A quote round on the new connection, then one on the warm connection.
+    let quote = || Request::Quote {
+        job_type: "echo".into(),
+        units: compact.run.units,
+    };
+    let mut rounds = Vec::new();
+    for _ in 0..2 {
+        let before = on_air(&medium);
+        let r = ask(&mut broker, host_id, quote()).await;
+        assert!(matches!(r, Response::Quote { .. }));
+        settle(&medium, &mut broker).await;
+        rounds.push(minus(on_air(&medium), before));
+    }
+
+    // 3. The auction round the compact profile measures: quote, run, done with the receipt.
+    let before = on_air(&medium);
+    ask(&mut broker, host_id, quote()).await;
+    let r = ask(&mut broker, host_id, Request::Run(compact.run.clone())).await;
+    assert!(matches!(r, Response::Done { .. }));
+    settle(&medium, &mut broker).await;
+    let auction = minus(on_air(&medium), before);
+    host_task.abort();
+    print_stock(
+        &compact,
+        &Stock {
+            setup,
+            listener_up,
+            first_quote: rounds[0],
+            warm_quote: rounds[1],
+            auction,
+        },
+    );
+}
+
+fn print_stock(compact: &Compact, stock: &Stock) {
+    println!(
+        "\nStock libp2p over offgrid_transports::p2p::RadioTransport (multistream-select + Noise XX \
+         + Yamux,\nthe auction protocol's request-response CBOR), same medium and ARQ settings:\n"
+    );
+    let air = |a: Air| {
+        format!(
+            "{:>4} B {:>3} frames {:>6.0} ms",
+            a.bytes,
+            a.frames,
+            a.airtime.as_secs_f64() * 1000.0
+        )
+    };
+    println!(
+        "{:<34} {:<27}   {:<27}   Reticulum",
+        "", "stock libp2p", "compact profile"
+    );
+    let line = |what: &str, stock: Air, compact: Option<Air>, rns: &str| {
+        println!(
+            "{what:<34} {}   {:<27}   {rns}",
+            air(stock),
+            compact.map(air).unwrap_or_else(|| "-".into())
+        )
+    };
+    line(
+        "connection setup (to 1st request)",
+        stock.setup,
+        Some(compact.setup),
+        "link setup 296 B",
+    );
+    line(
+        "quote round on the new connection",
+        stock.first_quote,
+        None,
+        "request + response 250 B",
+    );
+    line(
+        "quote round (warm connection)",
+        stock.warm_quote,
+        None,
+        "request + response 250 B",
+    );
+    line(
+        "auction round: quote+run+receipt",
+        stock.auction,
+        Some(compact.round),
+        "request + response 250 B",
+    );
+    line(
+        "setup + auction round",
+        plus(stock.setup, stock.auction),
+        Some(plus(compact.setup, compact.round)),
+        "546 B",
+    );
+    println!(
+        "\n  the host's Swarm reported the connection {} the first request; every request opens a \
+         Yamux stream\n  and negotiates the protocol name on it; Done carries the full signed \
+         receipt, which the compact profile rebuilds",
+        if stock.listener_up {
+            "before"
+        } else {
+            "only with"
+        }
+    );
 }
