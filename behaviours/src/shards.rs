@@ -5,6 +5,10 @@
 //! [`MAX_MANIFEST_BYTES`]; the codec's caps are those plus [`FRAMING_BYTES`]. Shard bytes
 //! travel as CBOR byte strings ([`Bytes`]), not as arrays of integers.
 //!
+//! [`Request::StoreBatch`] carries up to [`MAX_BATCH_SHARDS`] shards of at most
+//! [`MAX_BATCH_BYTES`] together for one host, which makes them durable together (one group
+//! commit) and answers one [`ShardOutcome`] per shard; a batch counts as one store slot.
+//!
 //! A host answers [`Response::Busy`] when its store slots are taken (the client waits
 //! `retry_after_ms` plus jitter and retries), [`Response::QuotaExceeded`] when the shard
 //! would not fit (the client places it elsewhere), [`Response::NotFound`] and
@@ -28,12 +32,25 @@ pub const MAX_SHARD_BYTES: usize = 1 << 20;
 pub const MAX_MANIFEST_BYTES: usize = 8 << 20;
 /// Most hashes in one [`Request::Has`].
 pub const MAX_HAS_HASHES: usize = 4096;
+/// Most shards in one [`Request::StoreBatch`].
+pub const MAX_BATCH_SHARDS: usize = 64;
+/// Most shard bytes in one [`Request::StoreBatch`] (the sum of its shards' lengths).
+pub const MAX_BATCH_BYTES: usize = 4 << 20;
 /// Room for the CBOR framing, the hash and the enum tags around the payload.
 pub const FRAMING_BYTES: usize = 64 * 1024;
-/// Largest request on the wire.
-pub const MAX_REQUEST_BYTES: u64 = (MAX_MANIFEST_BYTES + FRAMING_BYTES) as u64;
+/// Largest request on the wire (a manifest or a full batch, whichever is larger).
+pub const MAX_REQUEST_BYTES: u64 =
+    (max(MAX_MANIFEST_BYTES, MAX_BATCH_BYTES) + FRAMING_BYTES) as u64;
 /// Largest response on the wire.
 pub const MAX_RESPONSE_BYTES: u64 = (MAX_MANIFEST_BYTES + FRAMING_BYTES) as u64;
+
+const fn max(a: usize, b: usize) -> usize {
+    if a > b {
+        a
+    } else {
+        b
+    }
+}
 
 /// Bytes that serialise as one CBOR byte string (serde's default for `Vec<u8>` is an array
 /// of integers, about twice the size and far slower to code).
@@ -105,6 +122,12 @@ pub enum Request {
         /// The shard.
         bytes: Bytes,
     },
+    /// Keep these shards (all for this host); answered by [`Response::StoredBatch`]. At most
+    /// [`MAX_BATCH_SHARDS`] shards and [`MAX_BATCH_BYTES`] bytes, else refused whole.
+    StoreBatch {
+        /// The shards.
+        shards: Vec<ShardData>,
+    },
     /// Return this shard.
     Fetch {
         /// BLAKE3 hex.
@@ -134,12 +157,49 @@ impl Request {
     pub fn kind(&self) -> &'static str {
         match self {
             Request::Store { .. } => "store",
+            Request::StoreBatch { .. } => "store_batch",
             Request::Fetch { .. } => "fetch",
             Request::Has { .. } => "has",
             Request::StoreManifest { .. } => "store_manifest",
             Request::FetchManifest { .. } => "fetch_manifest",
         }
     }
+}
+
+/// One shard of a [`Request::StoreBatch`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardData {
+    /// BLAKE3 hex of the bytes.
+    pub hash: String,
+    /// The shard.
+    pub bytes: Bytes,
+}
+
+/// What became of one shard of a [`Request::StoreBatch`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ShardOutcome {
+    /// Durable on the host (fsynced or group-committed, and renamed).
+    Stored {
+        /// The host already had it.
+        already_had: bool,
+    },
+    /// The shard does not fit in the host's quota.
+    QuotaExceeded {
+        /// Bytes used.
+        used: u64,
+        /// The quota.
+        quota: u64,
+    },
+    /// The host could not take this shard now (e.g. another store of it is in progress).
+    Busy {
+        /// Suggested wait, milliseconds.
+        retry_after_ms: u64,
+    },
+    /// This shard was not acceptable (bad hash, bytes that do not match it, write failure).
+    Refused {
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Host → client.
@@ -149,6 +209,12 @@ pub enum Response {
     Stored {
         /// The host already had it.
         already_had: bool,
+    },
+    /// Answer to [`Request::StoreBatch`]: one outcome per shard, in order. Only shards
+    /// answered [`ShardOutcome::Stored`] are durable.
+    StoredBatch {
+        /// Per shard, in the order of the request.
+        outcomes: Vec<ShardOutcome>,
     },
     /// The shard asked for (verified against its hash by the host before sending).
     Shard {
@@ -231,6 +297,28 @@ mod tests {
         );
         let back = futures_lite_block(codec.read_request(&PROTOCOL_NAME, &mut buf.as_slice()));
         assert_eq!(back, req);
+    }
+
+    #[test]
+    fn a_full_batch_fits_the_request_cap() {
+        let shard = vec![7u8; MAX_BATCH_BYTES / MAX_BATCH_SHARDS];
+        let req = Request::StoreBatch {
+            shards: (0..MAX_BATCH_SHARDS)
+                .map(|_| ShardData {
+                    hash: "cd".repeat(32),
+                    bytes: Bytes(shard.clone()),
+                })
+                .collect(),
+        };
+        let mut codec = request_response::cbor::codec::Codec::<Request, Response>::default()
+            .set_request_size_maximum(MAX_REQUEST_BYTES);
+        let mut buf = Vec::new();
+        futures_lite_block(codec.write_request(&PROTOCOL_NAME, &mut buf, req.clone()));
+        assert!(buf.len() as u64 <= MAX_REQUEST_BYTES, "{} bytes", buf.len());
+        let back = futures_lite_block(codec.read_request(&PROTOCOL_NAME, &mut buf.as_slice()));
+        assert_eq!(back, req);
+        // The framing allowance covers the per-shard overhead of a full batch.
+        assert!(buf.len() - MAX_BATCH_BYTES < FRAMING_BYTES);
     }
 
     /// Polls a future that never waits (in-memory I/O) to completion.

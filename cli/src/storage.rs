@@ -422,11 +422,16 @@ async fn follow(
     });
     let mut last_line = Instant::now();
     loop {
-        tokio::time::sleep(POLL).await;
+        // The node holds the answer until the operation ends or POLL passes; a node that
+        // ignores `wait_ms` answers at once, and then we wait out the rest of POLL here.
+        let asked = Instant::now();
         let v = api
-            .get(&format!("/storage/ops/{id}"))
+            .get(&format!("/storage/ops/{id}?wait_ms={}", POLL.as_millis()))
             .await
             .with_context(|| format!("following {what} {id}"))?;
+        if v["state"] == "running" {
+            tokio::time::sleep(POLL.saturating_sub(asked.elapsed())).await;
+        }
         let p = &v["progress"];
         let (done, total) = (
             p["done_bytes"].as_u64().unwrap_or(0),

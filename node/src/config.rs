@@ -421,7 +421,7 @@ impl Default for StorageConfig {
             max_concurrent_stores: 4,
             max_concurrent_fetches: 16,
             busy_retry_ms: 20,
-            max_in_flight: 8,
+            max_in_flight: 16,
             request_timeout_s: 30,
             max_attempts: 3,
             shard_size: 64 * 1024,

@@ -13,6 +13,11 @@
 //! directory is fsynced. A shard acknowledged to a peer therefore survives `kill -9` and power
 //! loss. Methods take `&self` and are safe to call from several threads; they block on disk
 //! I/O, so async callers use `spawn_blocking`.
+//!
+//! **Group commit.** [`ShardStore::put_many`] stores a batch under the same contract with a
+//! fixed number of durability barriers whatever the batch size: write every temporary file,
+//! one barrier (the data is durable), rename them all, one barrier (the names are durable),
+//! and only then report any of them stored. See [`GroupSync`] for what a barrier is.
 
 use std::{
     collections::HashSet,
@@ -24,6 +29,12 @@ use std::{
 };
 
 use crate::{is_valid_hash, shard_hash};
+
+mod batch;
+
+pub use batch::GroupSync;
+#[cfg(test)]
+use batch::TestHook;
 
 const SHARDS_DIR: &str = "shards";
 const QUARANTINE_DIR: &str = "quarantine";
@@ -112,6 +123,22 @@ pub struct ShardStore {
     dir: PathBuf,
     quota: u64,
     state: Mutex<Accounting>,
+    group_sync: GroupSync,
+    /// Called before each barrier of a batch; tests inject failures and crashes here.
+    #[cfg(test)]
+    hook: Option<TestHook>,
+}
+
+/// What [`ShardStore::reserve`] decided for one shard.
+enum Reserved {
+    /// A sound copy is already stored at this path.
+    Had(PathBuf),
+    /// Write it: quota and the in-flight mark are taken.
+    New {
+        path: PathBuf,
+        tmp_id: u64,
+        len: u64,
+    },
 }
 
 impl ShardStore {
@@ -153,7 +180,17 @@ impl ShardStore {
             dir,
             quota: quota_bytes,
             state: Mutex::new(accounting),
+            group_sync: GroupSync::default(),
+            #[cfg(test)]
+            hook: None,
         })
+    }
+
+    /// Chooses how [`ShardStore::put_many`] makes a batch durable.
+    #[must_use]
+    pub fn with_group_sync(mut self, group_sync: GroupSync) -> Self {
+        self.group_sync = group_sync;
+        self
     }
 
     fn state(&self) -> MutexGuard<'_, Accounting> {
@@ -203,6 +240,24 @@ impl ShardStore {
     /// [`StoreError::HashMismatch`], [`StoreError::QuotaExceeded`], [`StoreError::InFlight`],
     /// [`StoreError::InvalidHash`] or [`StoreError::Io`].
     pub fn put(&self, hash: &str, bytes: &[u8]) -> Result<PutOutcome, StoreError> {
+        let (path, tmp_id, len) = match self.reserve(hash, bytes)? {
+            Reserved::Had(path) => {
+                // The earlier put fsynced the file before its rename; fsync the directory
+                // again in case that put was killed between the rename and its directory
+                // fsync.
+                sync_dir(path.parent().unwrap_or(&self.dir))?;
+                return Ok(PutOutcome::AlreadyHad);
+            }
+            Reserved::New { path, tmp_id, len } => (path, tmp_id, len),
+        };
+        let result = self.write_durably(hash, &path, bytes, tmp_id);
+        self.release(hash, len, result.is_ok());
+        result.map(|()| PutOutcome::Stored)
+    }
+
+    /// Checks a shard offered for storing and, unless a sound copy is already there, takes
+    /// its quota and marks it in flight (undone by [`ShardStore::release`]).
+    fn reserve(&self, hash: &str, bytes: &[u8]) -> Result<Reserved, StoreError> {
         let path = self.path_of(hash)?;
         let actual = shard_hash(bytes);
         if actual != hash {
@@ -212,44 +267,50 @@ impl ShardStore {
             });
         }
         if path.is_file() && self.existing_is_sound(hash, &path)? {
-            // The earlier put fsynced the file before its rename; fsync the directory again in
-            // case that put was killed between the rename and its directory fsync.
-            sync_dir(path.parent().unwrap_or(&self.dir))?;
-            return Ok(PutOutcome::AlreadyHad);
+            return Ok(Reserved::Had(path));
         }
         let len = bytes.len() as u64;
-        let tmp_id = {
-            let mut state = self.state();
-            if state.in_flight.contains(hash) {
-                return Err(StoreError::InFlight(hash.to_owned()));
-            }
-            if path.is_file() {
-                return Ok(PutOutcome::AlreadyHad);
-            }
-            if state.used.saturating_add(len) > self.quota {
-                return Err(StoreError::QuotaExceeded {
-                    used: state.used,
-                    quota: self.quota,
-                });
-            }
-            state.used += len;
-            state.in_flight.insert(hash.to_owned());
-            state.next_tmp += 1;
-            state.next_tmp
-        };
-        let result = self.write_durably(hash, &path, bytes, tmp_id);
+        let mut state = self.state();
+        if state.in_flight.contains(hash) {
+            return Err(StoreError::InFlight(hash.to_owned()));
+        }
+        if path.is_file() {
+            // Stored by a put that finished after our check; it did its own barriers.
+            return Ok(Reserved::Had(path));
+        }
+        if state.used.saturating_add(len) > self.quota {
+            return Err(StoreError::QuotaExceeded {
+                used: state.used,
+                quota: self.quota,
+            });
+        }
+        state.used += len;
+        state.in_flight.insert(hash.to_owned());
+        state.next_tmp += 1;
+        Ok(Reserved::New {
+            path,
+            tmp_id: state.next_tmp,
+            len,
+        })
+    }
+
+    /// Ends a reservation: the shard now counts as stored, or its quota is given back.
+    fn release(&self, hash: &str, len: u64, stored: bool) {
         let mut state = self.state();
         state.in_flight.remove(hash);
-        match result {
-            Ok(()) => {
-                state.count += 1;
-                Ok(PutOutcome::Stored)
-            }
-            Err(e) => {
-                state.used -= len;
-                Err(e)
-            }
+        if stored {
+            state.count += 1;
+        } else {
+            state.used -= len;
         }
+    }
+
+    /// The temporary name a write of `hash` uses before its rename.
+    fn tmp_path(parent: &Path, hash: &str, tmp_id: u64) -> PathBuf {
+        parent.join(format!(
+            "{TMP_PREFIX}{hash}-{}-{tmp_id}",
+            std::process::id()
+        ))
     }
 
     /// Whether the file already stored under `hash` still matches it; a rotten one is
@@ -279,10 +340,7 @@ impl ShardStore {
             // The new prefix directory's own entry must survive a crash too.
             sync_dir(&self.dir.join(SHARDS_DIR))?;
         }
-        let tmp = parent.join(format!(
-            "{TMP_PREFIX}{hash}-{}-{tmp_id}",
-            std::process::id()
-        ));
+        let tmp = Self::tmp_path(parent, hash, tmp_id);
         let written = (|| {
             let mut file = File::create(&tmp).map_err(io_err("create", &tmp))?;
             file.write_all(bytes).map_err(io_err("write", &tmp))?;

@@ -2,7 +2,10 @@
 //! Prints medians; asserts nothing. Goals on this machine: put ≥ 100 MB/s, get ≥ 150 MB/s.
 //!
 //! Run: `cargo build --release -p offgrid-node -p offgrid-cli && cargo bench -p offgrid-e2e --bench storage_put_get`
-//! Environment: `OFFGRID_BENCH_RUNS` (default 3), `OFFGRID_BENCH_MIB` (default 64).
+//! Environment: `OFFGRID_BENCH_RUNS` (default 3), `OFFGRID_BENCH_MIB` (default 64),
+//! `OFFGRID_BENCH_PROFILE=DIR`: record each put and get of the first run system-wide with
+//! `perf record -a` into `DIR/<shard size>-<put|get>.data` (the client is the lowest pid;
+//! `perf report --sort pid,sym` splits client from hosts).
 
 // Test support: a panic is how a test fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -10,13 +13,44 @@
 #[path = "../tests/storage_common/mod.rs"]
 mod storage_common;
 
-use std::time::Instant;
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command},
+    time::Instant,
+};
 
 use storage_common::{assert_same_file, mesh, write_random};
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
+}
+
+/// `perf record -a` into `dir/name.data` until dropped (then SIGINT so perf writes its file).
+struct Perf(Child);
+
+impl Perf {
+    fn start(dir: Option<&Path>, name: &str) -> Option<Perf> {
+        let out: PathBuf = dir?.join(format!("{name}.data"));
+        let child = Command::new("perf")
+            .args(["record", "-a", "-F", "999", "-q", "-o"])
+            .arg(&out)
+            .spawn()
+            .map_err(|e| eprintln!("cannot start perf: {e}"))
+            .ok()?;
+        // perf needs a moment to open its events; without it the first samples are lost.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        Some(Perf(child))
+    }
+}
+
+impl Drop for Perf {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
 }
 
 #[tokio::main]
@@ -37,6 +71,7 @@ async fn main() {
     } else {
         "debug"
     };
+    let profile_dir = std::env::var_os("OFFGRID_BENCH_PROFILE").map(PathBuf::from);
     let (a, _hosts) = mesh(20, None).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let size = mib << 20;
@@ -57,15 +92,26 @@ async fn main() {
         for run in 0..runs {
             let mut cmd = vec!["put", src.to_str().unwrap_or_default()];
             cmd.extend(&args);
+            let size_tag = args[args.len() - 1].to_owned();
+            let perf = Perf::start(
+                profile_dir.as_deref().filter(|_| run == 0),
+                &format!("{size_tag}-put"),
+            );
             let t = Instant::now();
             let v = a.cli_json(&cmd);
             put.push(mb / t.elapsed().as_secs_f64());
+            drop(perf);
             put_node.push(mb / (v["duration_ms"].as_f64().unwrap_or(1.0) / 1000.0));
             let asset = v["asset_id"].as_str().unwrap_or_default().to_owned();
             let out = dir.path().join(format!("back-{run}.bin"));
+            let perf = Perf::start(
+                profile_dir.as_deref().filter(|_| run == 0),
+                &format!("{size_tag}-get"),
+            );
             let t = Instant::now();
             let g = a.cli_json(&["get", &asset, "-o", out.to_str().unwrap_or_default()]);
             get.push(mb / t.elapsed().as_secs_f64());
+            drop(perf);
             get_node.push(mb / (g["duration_ms"].as_f64().unwrap_or(1.0) / 1000.0));
             assert_same_file(&src, &out);
             let _ = std::fs::remove_file(&out);

@@ -3,12 +3,14 @@
 //! Put, get and repair are long-running: the POST answers `202 {"op_id": …}` at once and
 //! `GET /storage/ops/{id}` gives progress and, when finished, `"state": "done"` with the
 //! result or `"state": "failed"` with `error` and `message` (the same codes as the HTTP
-//! errors). Paths are absolute paths on the node's own disk.
+//! errors). `?wait_ms=N` (at most 5000) holds that answer until the operation ends or N ms
+//! pass, so a client learns of the end at once instead of at its next poll. Paths are
+//! absolute paths on the node's own disk.
 
 use std::{path::PathBuf, sync::Arc};
 
 use axum::{
-    extract::{Path, State},
+    extract::{Path, Query, State},
     http::StatusCode,
     routing::{get, post},
     Json, Router,
@@ -198,12 +200,26 @@ async fn get_file(
     Ok(started(&op))
 }
 
-async fn op(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    storage(&s)
+#[derive(Debug, Deserialize)]
+struct OpQuery {
+    #[serde(default)]
+    wait_ms: u64,
+}
+
+async fn op(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<OpQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let op = storage(&s)
         .ops
         .get(&id)
-        .map(|o| Json(o.json()))
-        .ok_or_else(|| ApiError::not_found(format!("no operation {id:?}")))
+        .ok_or_else(|| ApiError::not_found(format!("no operation {id:?}")))?;
+    let wait = q.wait_ms.min(crate::storage::ops::MAX_WAIT_MS);
+    if wait > 0 {
+        op.wait_end(std::time::Duration::from_millis(wait)).await;
+    }
+    Ok(Json(op.json()))
 }
 
 async fn status(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {

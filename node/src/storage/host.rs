@@ -3,7 +3,9 @@
 //! Shards live in an [`offgrid_storage::ShardStore`] under `<data-dir>/shards` (hash checked
 //! on store and on fetch, durable before the ack, a quota). At most
 //! `storage.max_concurrent_stores` stores run at once and `storage.max_concurrent_fetches`
-//! fetches (or has/manifest requests); beyond, the host answers
+//! fetches (or has/manifest requests) — a batch of stores takes one store slot and is
+//! group-committed ([`ShardStore::put_many`]: two durability barriers per batch, acks only
+//! after the second); beyond, the host answers
 //! [`Response::Busy`] at once instead of queueing, so a client moves on or waits, and a flood
 //! costs the host no memory. Disk work runs in `spawn_blocking`.
 //!
@@ -20,7 +22,10 @@ use std::{
 };
 
 use libp2p::PeerId;
-use offgrid_behaviours::shards::{Bytes, Request, Response, MAX_HAS_HASHES, MAX_SHARD_BYTES};
+use offgrid_behaviours::shards::{
+    Bytes, Request, Response, ShardData, ShardOutcome, MAX_BATCH_BYTES, MAX_BATCH_SHARDS,
+    MAX_HAS_HASHES, MAX_SHARD_BYTES,
+};
 use offgrid_storage::{is_valid_hash, PutOutcome, ShardStore, SignedManifest, StoreError};
 use serde::Serialize;
 use tokio::sync::Semaphore;
@@ -166,6 +171,7 @@ impl ShardHost {
     pub fn handle(self: &Arc<Self>, peer: PeerId, request: Request) -> Handled {
         match request {
             Request::Store { hash, bytes } => self.store_shard(peer, hash, bytes.0),
+            Request::StoreBatch { shards } => self.store_batch(peer, shards),
             Request::Fetch { hash } => {
                 if !is_valid_hash(&hash) {
                     return Self::refuse("malformed shard hash");
@@ -249,43 +255,91 @@ impl ShardHost {
         let this = self.clone();
         self.blocking(move || {
             let _permit = permit;
-            let len = bytes.len() as u64;
             let result = this.shards.put(&hash, &bytes);
-            let c = &this.counters;
-            match result {
-                Ok(outcome) => {
-                    c.received_bytes.fetch_add(len, Ordering::Relaxed);
-                    c.received_shards.fetch_add(1, Ordering::Relaxed);
-                    let already_had = outcome == PutOutcome::AlreadyHad;
-                    if !already_had {
-                        c.stored_shards.fetch_add(1, Ordering::Relaxed);
-                    }
-                    debug!(%peer, hash = %&hash[..12], len, already_had, "shard stored");
-                    Response::Stored { already_had }
-                }
-                Err(StoreError::QuotaExceeded { used, quota }) => {
-                    c.quota_refusals.fetch_add(1, Ordering::Relaxed);
+            match this.outcome(peer, &hash, bytes.len(), result) {
+                ShardOutcome::Stored { already_had } => Response::Stored { already_had },
+                ShardOutcome::QuotaExceeded { used, quota } => {
                     Response::QuotaExceeded { used, quota }
                 }
-                Err(StoreError::InFlight(_)) => {
-                    c.busy.fetch_add(1, Ordering::Relaxed);
-                    Response::Busy {
-                        retry_after_ms: this.busy_retry_ms,
-                    }
-                }
-                Err(e @ (StoreError::HashMismatch { .. } | StoreError::InvalidHash(_))) => {
-                    Response::Refused {
-                        reason: e.to_string(),
-                    }
-                }
-                Err(e) => {
-                    warn!(error = %e, "cannot store shard");
-                    Response::Refused {
-                        reason: "the host cannot write the shard".into(),
-                    }
-                }
+                ShardOutcome::Busy { retry_after_ms } => Response::Busy { retry_after_ms },
+                ShardOutcome::Refused { reason } => Response::Refused { reason },
             }
         })
+    }
+
+    /// A batch: checked whole against the caps, then group-committed on one store slot.
+    fn store_batch(self: &Arc<Self>, peer: PeerId, shards: Vec<ShardData>) -> Handled {
+        if shards.is_empty() || shards.len() > MAX_BATCH_SHARDS {
+            return Self::refuse(format!("a batch holds 1 to {MAX_BATCH_SHARDS} shards"));
+        }
+        let total: usize = shards.iter().map(|s| s.bytes.0.len()).sum();
+        if total > MAX_BATCH_BYTES || shards.iter().any(|s| s.bytes.0.len() > MAX_SHARD_BYTES) {
+            return Self::refuse(format!(
+                "a batch holds at most {MAX_BATCH_BYTES} bytes, {MAX_SHARD_BYTES} per shard"
+            ));
+        }
+        let Ok(permit) = self.stores.clone().try_acquire_owned() else {
+            return self.busy();
+        };
+        let this = self.clone();
+        self.blocking(move || {
+            let _permit = permit;
+            let items: Vec<(&str, &[u8])> = shards
+                .iter()
+                .map(|s| (s.hash.as_str(), s.bytes.0.as_slice()))
+                .collect();
+            let results = this.shards.put_many(&items);
+            let outcomes = shards
+                .iter()
+                .zip(results)
+                .map(|(s, r)| this.outcome(peer, &s.hash, s.bytes.0.len(), r))
+                .collect();
+            Response::StoredBatch { outcomes }
+        })
+    }
+
+    /// Counts and logs what a store did, and says what to answer for it.
+    fn outcome(
+        &self,
+        peer: PeerId,
+        hash: &str,
+        len: usize,
+        result: Result<PutOutcome, StoreError>,
+    ) -> ShardOutcome {
+        let c = &self.counters;
+        match result {
+            Ok(outcome) => {
+                c.received_bytes.fetch_add(len as u64, Ordering::Relaxed);
+                c.received_shards.fetch_add(1, Ordering::Relaxed);
+                let already_had = outcome == PutOutcome::AlreadyHad;
+                if !already_had {
+                    c.stored_shards.fetch_add(1, Ordering::Relaxed);
+                }
+                debug!(%peer, hash = %hash.get(..12).unwrap_or(hash), len, already_had, "shard stored");
+                ShardOutcome::Stored { already_had }
+            }
+            Err(StoreError::QuotaExceeded { used, quota }) => {
+                c.quota_refusals.fetch_add(1, Ordering::Relaxed);
+                ShardOutcome::QuotaExceeded { used, quota }
+            }
+            Err(StoreError::InFlight(_)) => {
+                c.busy.fetch_add(1, Ordering::Relaxed);
+                ShardOutcome::Busy {
+                    retry_after_ms: self.busy_retry_ms,
+                }
+            }
+            Err(e @ (StoreError::HashMismatch { .. } | StoreError::InvalidHash(_))) => {
+                ShardOutcome::Refused {
+                    reason: e.to_string(),
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot store shard");
+                ShardOutcome::Refused {
+                    reason: "the host cannot write the shard".into(),
+                }
+            }
+        }
     }
 
     fn fetch(&self, hash: &str) -> Response {

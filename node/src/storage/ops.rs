@@ -1,7 +1,9 @@
 //! Long-running storage operations (put, get, repair) and their progress.
 //!
 //! `POST /storage/put` and friends start an operation and answer its id at once; the CLI
-//! polls `GET /storage/ops/{id}` for progress and the outcome. Operations run in the node,
+//! polls `GET /storage/ops/{id}` for progress and the outcome (with `?wait_ms=` the poll
+//! returns as soon as the operation ends, so a short operation is not stretched to the
+//! next poll). Operations run in the node,
 //! so a CLI that goes away does not stop them. At most [`MAX_OPS`] are remembered; the
 //! oldest finished ones are forgotten first.
 
@@ -19,6 +21,8 @@ use super::StorageError;
 
 /// Operations remembered.
 pub const MAX_OPS: usize = 256;
+/// Longest wait of one `GET /storage/ops/{id}?wait_ms=`.
+pub const MAX_WAIT_MS: u64 = 5_000;
 
 /// Progress counters of one operation.
 #[derive(Debug, Default)]
@@ -73,6 +77,7 @@ pub struct Op {
     /// Its counters.
     pub progress: Arc<Progress>,
     outcome: Mutex<Outcome>,
+    ended: tokio::sync::Notify,
 }
 
 impl Op {
@@ -90,6 +95,19 @@ impl Op {
                 message: e.to_string(),
             },
         };
+        self.ended.notify_waiters();
+    }
+
+    /// Waits until the operation has ended or `wait` has passed, whichever comes first.
+    pub async fn wait_end(&self, wait: std::time::Duration) {
+        let ended = self.ended.notified();
+        tokio::pin!(ended);
+        // Registered before the check, so an end between the check and the wait is seen.
+        ended.as_mut().enable();
+        if !self.running() {
+            return;
+        }
+        let _ = tokio::time::timeout(wait, ended).await;
     }
 
     /// Whether it is still running.
@@ -146,6 +164,7 @@ impl Ops {
             started_ms,
             progress: Arc::default(),
             outcome: Mutex::new(Outcome::Running),
+            ended: tokio::sync::Notify::new(),
         });
         let mut map = self.lock();
         if map.len() >= MAX_OPS {
@@ -171,5 +190,42 @@ impl Ops {
     /// Operations still running.
     pub fn running(&self) -> usize {
         self.lock().values().filter(|o| o.running()).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_waiting_poll_returns_when_the_op_ends_not_at_its_deadline() {
+        let ops = Ops::default();
+        let op = ops.start("put");
+        let finisher = op.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            finisher.finish(Ok(json!({"ok": true})));
+        });
+        let t = tokio::time::Instant::now();
+        op.wait_end(Duration::from_secs(60)).await;
+        // Woken by the end (30 ms), far from the 60 s deadline even on a loaded machine.
+        assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+        assert_eq!(op.json()["state"], "done");
+        // Ended already: returns without waiting for the deadline.
+        let t = tokio::time::Instant::now();
+        op.wait_end(Duration::from_secs(60)).await;
+        assert!(t.elapsed() < Duration::from_secs(30));
+    }
+
+    #[tokio::test]
+    async fn a_waiting_poll_of_a_running_op_gives_up_at_its_deadline() {
+        let ops = Ops::default();
+        let op = ops.start("get");
+        let t = tokio::time::Instant::now();
+        op.wait_end(Duration::from_millis(50)).await;
+        assert!(t.elapsed() >= Duration::from_millis(50));
+        assert!(op.running());
     }
 }

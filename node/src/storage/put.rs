@@ -4,8 +4,12 @@
 //! (XChaCha20-Poly1305 under a fresh content key, asset id + segment index as associated
 //! data), erasure-codes and hashes it, and hands the shards over a channel of capacity one;
 //! at most a few segments (a 16 MiB budget, 2 to 8 segments) are held while their shards are
-//! in flight, so memory does not grow with the file. Up to `storage.max_in_flight` stores
-//! run at once. Shard i of segment s goes to the planned host `top[(s + i) mod |top|]` among
+//! in flight, so memory does not grow with the file. Shards are sent per host in batches
+//! (`StoreBatch`, within the protocol's caps): everything waiting for a host goes in one
+//! request, which the host makes durable with one group commit; at most
+//! [`PER_HOST_IN_FLIGHT`] batches per host and `storage.max_in_flight` in all are in flight,
+//! so batches grow by themselves when hosts are slower than the reader and stay small when
+//! they are not. Shard i of segment s goes to the planned host `top[(s + i) mod |top|]` among
 //! the n best-scored hosts, so every segment's shards land on distinct hosts and the data
 //! shards rotate over them; a host that fails, refuses or is full is replaced by the best
 //! host not yet holding a shard of that segment.
@@ -30,6 +34,7 @@ use std::{
 
 use futures::{stream::FuturesUnordered, StreamExt};
 use libp2p::PeerId;
+use offgrid_behaviours::shards::{MAX_BATCH_BYTES, MAX_BATCH_SHARDS};
 use offgrid_storage::{
     crypto::new_content_key,
     manifest::{new_asset_id, MANIFEST_VERSION},
@@ -55,6 +60,9 @@ use crate::store::Table;
 pub const PERSIST_EVERY: Duration = Duration::from_millis(50);
 /// Bytes of prepared shards held at once (at least two segments).
 const SEGMENT_BUDGET: usize = 16 << 20;
+/// Store requests (batches) in flight to one host: two, so that the next batch travels
+/// while the host commits the previous one.
+const PER_HOST_IN_FLIGHT: usize = 2;
 
 /// What to put.
 #[derive(Debug, Clone)]
@@ -223,6 +231,9 @@ impl Storage {
         let mut queue: VecDeque<Job> = VecDeque::new();
         let mut open: HashMap<u64, OpenSegment> = HashMap::new();
         let mut inflight = FuturesUnordered::new();
+        // Jobs given a host but not sent yet, and requests in flight per host.
+        let mut assigned: HashMap<PeerId, VecDeque<Job>> = HashMap::new();
+        let mut per_host: HashMap<PeerId, usize> = HashMap::new();
         let mut end: Option<([u8; 32], u64)> = None;
         let mut reader_done = false;
         let (mut sent, mut bytes_sent) = (0u64, 0u64);
@@ -231,23 +242,16 @@ impl Storage {
         let mut dirty = false;
 
         loop {
-            while inflight.len() < max {
-                let Some(mut job) = queue.pop_front() else {
-                    break;
-                };
+            // Give every queued shard a host.
+            while let Some(mut job) = queue.pop_front() {
                 let Some(seg) = open.get_mut(&job.segment) else {
                     continue;
                 };
-                let pick = pick_host(&hosts, top, &job, &seg.used, &excluded);
-                match pick {
+                match pick_host(&hosts, top, &job, &seg.used, &excluded) {
                     Some(peer) => {
                         seg.used.insert(peer);
                         job.tried.push(peer);
-                        let fut = async move {
-                            let outcome = self.store_on(peer, &job.hash, &job.bytes).await;
-                            (job, peer, outcome)
-                        };
-                        inflight.push(fut);
+                        assigned.entry(peer).or_default().push_back(job);
                     }
                     None => {
                         debug!(
@@ -263,39 +267,84 @@ impl Storage {
                     }
                 }
             }
-            if reader_done && inflight.is_empty() && queue.is_empty() {
+            // Send each host what waits for it as one batch, oldest segments first; what
+            // arrives for a host while its requests are in flight makes its next batch.
+            let mut ready: Vec<(u64, PeerId)> = assigned
+                .iter()
+                .filter(|(p, q)| {
+                    !q.is_empty() && per_host.get(*p).copied().unwrap_or(0) < PER_HOST_IN_FLIGHT
+                })
+                .filter_map(|(p, q)| Some((q.front()?.segment, *p)))
+                .collect();
+            ready.sort_unstable();
+            for (_, peer) in ready {
+                if inflight.len() >= max {
+                    break;
+                }
+                let Some(waiting) = assigned.get_mut(&peer) else {
+                    continue;
+                };
+                let batch = take_batch(waiting);
+                *per_host.entry(peer).or_default() += 1;
+                inflight.push(async move {
+                    let outcomes = {
+                        let items: Vec<(&str, &[u8])> = batch
+                            .iter()
+                            .map(|j| (j.hash.as_str(), j.bytes.as_slice()))
+                            .collect();
+                        self.store_batch_on(peer, &items).await
+                    };
+                    (peer, batch, outcomes)
+                });
+            }
+            let waiting = assigned.values().any(|q| !q.is_empty());
+            if reader_done && inflight.is_empty() && queue.is_empty() && !waiting {
                 break;
             }
-            let want_more = !reader_done && open.len() < window && queue.len() < 2 * max;
+            let want_more = !reader_done && open.len() < window;
             tokio::select! {
-                Some((job, peer, outcome)) = inflight.next(), if !inflight.is_empty() => {
-                    let seg_index = job.segment;
-                    match outcome {
-                        StoreOutcome::Stored => {
-                            record.state.ack(seg_index, job.shard, &peer.to_string())
-                                .map_err(|e| StorageError::Internal(e.to_string()))?;
-                            dirty = true;
-                            sent += 1;
-                            bytes_sent += job.bytes.len() as u64;
-                            Progress::add(&progress.shards_done, 1);
-                            Progress::add(&progress.bytes_sent, job.bytes.len() as u64);
-                            if let Some(seg) = open.get_mut(&seg_index) {
-                                seg.outstanding -= 1;
-                                if seg.outstanding == 0 {
-                                    Progress::add(&progress.done_bytes, seg.plain_len);
-                                    open.remove(&seg_index);
+                Some((peer, batch, outcomes)) = inflight.next(), if !inflight.is_empty() => {
+                    if let Some(n) = per_host.get_mut(&peer) {
+                        *n = n.saturating_sub(1);
+                    }
+                    for (job, outcome) in batch.into_iter().zip(outcomes) {
+                        let seg_index = job.segment;
+                        match outcome {
+                            StoreOutcome::Stored => {
+                                record.state.ack(seg_index, job.shard, &peer.to_string())
+                                    .map_err(|e| StorageError::Internal(e.to_string()))?;
+                                dirty = true;
+                                sent += 1;
+                                bytes_sent += job.bytes.len() as u64;
+                                Progress::add(&progress.shards_done, 1);
+                                Progress::add(&progress.bytes_sent, job.bytes.len() as u64);
+                                if let Some(seg) = open.get_mut(&seg_index) {
+                                    seg.outstanding -= 1;
+                                    if seg.outstanding == 0 {
+                                        Progress::add(&progress.done_bytes, seg.plain_len);
+                                        open.remove(&seg_index);
+                                    }
                                 }
                             }
-                        }
-                        other => {
-                            debug!(%peer, segment = seg_index, shard = job.shard, outcome = ?other, "store failed; trying another host");
-                            if matches!(other, StoreOutcome::Full | StoreOutcome::Unreachable(_)) {
-                                excluded.insert(peer);
+                            other => {
+                                debug!(%peer, segment = seg_index, shard = job.shard, outcome = ?other, "store failed; trying another host");
+                                if matches!(other, StoreOutcome::Full | StoreOutcome::Unreachable(_)) {
+                                    excluded.insert(peer);
+                                }
+                                if let Some(seg) = open.get_mut(&seg_index) {
+                                    seg.used.remove(&peer);
+                                }
+                                queue.push_front(job);
                             }
-                            if let Some(seg) = open.get_mut(&seg_index) {
+                        }
+                    }
+                    if excluded.contains(&peer) {
+                        // What still waits for a host we gave up on goes to others.
+                        for job in assigned.remove(&peer).unwrap_or_default() {
+                            if let Some(seg) = open.get_mut(&job.segment) {
                                 seg.used.remove(&peer);
                             }
-                            queue.push_front(job);
+                            queue.push_back(job);
                         }
                     }
                 }
@@ -515,6 +564,21 @@ impl Storage {
             .filter(|r| matches!(r, Ok(offgrid_behaviours::shards::Response::ManifestStored)))
             .count()
     }
+}
+
+/// Takes the oldest waiting shards for one host, within the batch caps of the protocol.
+fn take_batch(waiting: &mut VecDeque<Job>) -> Vec<Job> {
+    let mut batch = Vec::new();
+    let mut bytes = 0;
+    while let Some(next) = waiting.front() {
+        let fits = batch.len() < MAX_BATCH_SHARDS && bytes + next.bytes.len() <= MAX_BATCH_BYTES;
+        if !batch.is_empty() && !fits {
+            break;
+        }
+        bytes += next.bytes.len();
+        batch.extend(waiting.pop_front());
+    }
+    batch
 }
 
 /// The host for a job: the planned one when usable, else the best usable host.

@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
-use offgrid_behaviours::shards::{Bytes, Request, Response};
+use offgrid_behaviours::shards::{Bytes, Request, Response, ShardData, ShardOutcome};
 
 use super::Storage;
 use crate::network::ClientError;
@@ -120,6 +120,68 @@ impl Storage {
             Err(e) => {
                 self.reputation.miss(&host);
                 StoreOutcome::Unreachable(e)
+            }
+        }
+    }
+
+    /// Stores several shards on one host in one request (one group commit there); one
+    /// outcome per shard, in order. A failure of the whole request is every shard's outcome.
+    pub(crate) async fn store_batch_on(
+        &self,
+        peer: PeerId,
+        shards: &[(&str, &[u8])],
+    ) -> Vec<StoreOutcome> {
+        let request = Request::StoreBatch {
+            shards: shards
+                .iter()
+                .map(|(hash, bytes)| ShardData {
+                    hash: (*hash).to_owned(),
+                    bytes: Bytes(bytes.to_vec()),
+                })
+                .collect(),
+        };
+        let host = peer.to_string();
+        let all = |o: StoreOutcome| vec![o; shards.len()];
+        match self.ask_host(peer, request).await {
+            Ok(Response::StoredBatch { outcomes }) if outcomes.len() == shards.len() => {
+                let outcomes: Vec<StoreOutcome> = outcomes
+                    .into_iter()
+                    .map(|o| match o {
+                        ShardOutcome::Stored { .. } => StoreOutcome::Stored,
+                        ShardOutcome::QuotaExceeded { used, quota } => {
+                            tracing::debug!(%peer, used, quota, "host full");
+                            StoreOutcome::Full
+                        }
+                        ShardOutcome::Busy { .. } => {
+                            StoreOutcome::Refused("busy with the same shard".into())
+                        }
+                        ShardOutcome::Refused { reason } => StoreOutcome::Refused(reason),
+                    })
+                    .collect();
+                if outcomes.contains(&StoreOutcome::Stored) {
+                    self.reputation.hit(&host);
+                } else if outcomes
+                    .iter()
+                    .any(|o| matches!(o, StoreOutcome::Refused(_)))
+                {
+                    self.reputation.miss(&host);
+                }
+                outcomes
+            }
+            Ok(Response::QuotaExceeded { used, quota }) => {
+                tracing::debug!(%peer, used, quota, "host full");
+                all(StoreOutcome::Full)
+            }
+            Ok(Response::Refused { reason }) => {
+                self.reputation.miss(&host);
+                all(StoreOutcome::Refused(reason))
+            }
+            Ok(other) => all(StoreOutcome::Refused(format!(
+                "unexpected answer {other:?}"
+            ))),
+            Err(e) => {
+                self.reputation.miss(&host);
+                all(StoreOutcome::Unreachable(e))
             }
         }
     }
