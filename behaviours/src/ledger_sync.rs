@@ -21,9 +21,11 @@ pub const PROTOCOL_NAME: StreamProtocol = StreamProtocol::new("/offgrid/ledger-s
 pub const BLOCKS_TOPIC: &str = "offgrid/blocks/1";
 /// Gossipsub topic of transactions and witness attestations (JSON of [`TxGossip`]).
 pub const TX_TOPIC: &str = "offgrid/tx/1";
-/// Gossipsub topic of reputation counters (JSON list of
-/// `offgrid_ledger::reputation::Entry`, the publisher's own observations).
-pub const REPUTATION_TOPIC: &str = "offgrid/reputation/1";
+/// Gossipsub topic of reputation counters: JSON of an
+/// `offgrid_ledger::reputation::SignedReport`, the publisher's own observations signed with
+/// its node key. (Version 1 carried bare entries and relied on gossipsub's message
+/// signature, which nodes no longer send.)
+pub const REPUTATION_TOPIC: &str = "offgrid/reputation/2";
 
 /// Largest request on the wire.
 pub const MAX_REQUEST_BYTES: u64 = 64 * 1024;
@@ -44,6 +46,14 @@ pub struct TxGossip {
     /// Signed witness attestations.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attests: Vec<Witness>,
+    /// The publisher's message counter. Gossip message ids are hashes of the content, so
+    /// this makes a republication of the same items a new message rather than a duplicate.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub seq: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A final transaction with the attestations that make it final (its certificate).

@@ -34,7 +34,7 @@ pub use quorum::{auto_weight, Monitor, Policies, Policy, QuorumItem, QuorumKind,
 pub use receipt::{
     core_view, verify_receipt, Metrics, Proofs, ReceiptBody, ReceiptError, SignedReceipt,
 };
-pub use reputation::ReputationCrdt;
+pub use reputation::{ReputationCrdt, ReputationReport, SignedReport};
 pub use settlement::{
     settle, verify_mint, MintPlan, SettleError, SettlementParams, SettlementValidator,
 };

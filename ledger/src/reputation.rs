@@ -12,7 +12,89 @@
 
 use std::collections::BTreeMap;
 
+use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
+
+use crate::{
+    peer_id::peer_id_from_pubkey,
+    signed::{SignError, Signed, VerifyError},
+};
+
+/// Most entries in one [`ReputationReport`].
+pub const MAX_REPORT_ENTRIES: usize = 4096;
+
+/// What a node gossips: its own observations, signed with its node key so that a receiver
+/// knows who observed them without trusting the gossip envelope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReputationReport {
+    /// Peer id of the observer, who signs the report.
+    pub observer: String,
+    /// When the report was made, Unix milliseconds (informational).
+    pub issued_ms: u64,
+    /// The observer's own entries (each with `observer` equal to the report's).
+    pub entries: Vec<Entry>,
+}
+
+/// A signed [`ReputationReport`] as it travels on the reputation topic.
+pub type SignedReport = Signed<ReputationReport>;
+
+/// Why a received reputation report is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// The signature or the encoding is invalid.
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+    /// `observer` is not the signer's peer id.
+    #[error("observer does not match the signing key")]
+    ObserverMismatch,
+    /// An entry speaks for another observer.
+    #[error("entry of another observer")]
+    ForeignEntry,
+    /// More than [`MAX_REPORT_ENTRIES`] entries.
+    #[error("too many entries")]
+    TooLarge,
+}
+
+impl ReputationReport {
+    /// Signs the entries `replica` holds for the observer `key`, at most
+    /// [`MAX_REPORT_ENTRIES`] of them.
+    pub fn sign(
+        key: &SigningKey,
+        replica: &ReputationCrdt,
+        issued_ms: u64,
+    ) -> Result<SignedReport, SignError> {
+        let observer = peer_id_from_pubkey(key.verifying_key().as_bytes());
+        let entries = replica
+            .entries()
+            .filter(|e| e.observer == observer)
+            .take(MAX_REPORT_ENTRIES)
+            .collect();
+        Signed::sign(
+            key,
+            &ReputationReport {
+                observer,
+                issued_ms,
+                entries,
+            },
+        )
+    }
+
+    /// Checks a received report (signature over the shipped bytes, then its form) and
+    /// returns the observer and its entries, ready for [`ReputationCrdt::merge_from`].
+    pub fn open(signed: &SignedReport) -> Result<(String, ReputationCrdt), ReportError> {
+        let report = signed.verify()?;
+        if report.observer != signed.signer_peer_id() {
+            return Err(ReportError::ObserverMismatch);
+        }
+        if report.entries.len() > MAX_REPORT_ENTRIES {
+            return Err(ReportError::TooLarge);
+        }
+        if report.entries.iter().any(|e| e.observer != report.observer) {
+            return Err(ReportError::ForeignEntry);
+        }
+        Ok((report.observer, ReputationCrdt::from(report.entries)))
+    }
+}
 
 /// One replicated entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -177,6 +259,58 @@ mod tests {
         );
         let back: ReputationCrdt = serde_json::from_value(json).unwrap();
         assert_eq!(back, r);
+    }
+
+    #[test]
+    fn signed_report_carries_only_the_signers_entries() {
+        let key = SigningKey::from_bytes(&[3; 32]);
+        let me = peer_id_from_pubkey(key.verifying_key().as_bytes());
+        let mut r = ReputationCrdt::new();
+        r.record(&me, "x", true);
+        r.record(&me, "y", false);
+        r.record("someone-else", "x", false);
+        let signed = ReputationReport::sign(&key, &r, 7).unwrap();
+        let wire = serde_json::to_vec(&signed).unwrap();
+        let back: SignedReport = serde_json::from_slice(&wire).unwrap();
+        let (observer, theirs) = ReputationReport::open(&back).unwrap();
+        assert_eq!(observer, me);
+        assert_eq!(theirs.totals("x"), (1, 0));
+        assert_eq!(theirs.totals("y"), (0, 1));
+        assert_eq!(theirs.counters.len(), 2);
+    }
+
+    #[test]
+    fn forged_or_foreign_reports_are_refused() {
+        let key = SigningKey::from_bytes(&[4; 32]);
+        let me = peer_id_from_pubkey(key.verifying_key().as_bytes());
+        let mut r = ReputationCrdt::new();
+        r.record(&me, "x", true);
+        let signed = ReputationReport::sign(&key, &r, 1).unwrap();
+        // A flipped byte breaks the signature.
+        let mut bad = signed.clone();
+        let last = bad.bytes.len() - 3;
+        bad.bytes[last] ^= 1;
+        assert!(matches!(
+            ReputationReport::open(&bad),
+            Err(ReportError::Verify(VerifyError::BadSignature))
+        ));
+        // Another key re-signs the victim's report: the observer is not the signer.
+        let thief = SigningKey::from_bytes(&[5; 32]);
+        let body: ReputationReport = signed.verify().unwrap();
+        let stolen = Signed::sign(&thief, &body).unwrap();
+        assert!(matches!(
+            ReputationReport::open(&stolen),
+            Err(ReportError::ObserverMismatch)
+        ));
+        // A signer that speaks for another observer.
+        let liar = peer_id_from_pubkey(thief.verifying_key().as_bytes());
+        let mut foreign = body.clone();
+        foreign.observer = liar;
+        let foreign = Signed::sign(&thief, &foreign).unwrap();
+        assert!(matches!(
+            ReputationReport::open(&foreign),
+            Err(ReportError::ForeignEntry)
+        ));
     }
 
     fn replica() -> impl Strategy<Value = ReputationCrdt> {

@@ -24,7 +24,7 @@ mod witness;
 
 use std::collections::BTreeSet;
 
-pub use finality::{certified_weight, Finality, WitnessError};
+pub use finality::{certified_weight, Finality, VerifiedWitness, WitnessError};
 use serde::{Deserialize, Serialize};
 pub use state::{ApplyError, ApplyOutcome, WalletState, DEFAULT_MAX_PENDING};
 pub use witness::{AttestError, Checked, TxReject, VerifiedTx, WitnessState};

@@ -1,7 +1,7 @@
 use ed25519_dalek::SigningKey;
 
 use super::*;
-use crate::peer_id::peer_id_from_pubkey;
+use crate::{peer_id::peer_id_from_pubkey, signed::VerifyError};
 
 pub(crate) fn key(seed: u8) -> SigningKey {
     SigningKey::from_bytes(&[seed; 32])
@@ -390,4 +390,143 @@ fn final_transactions_apply_in_any_order() {
         state.apply_final(&conflicting),
         Err(ApplyError::Conflict)
     ));
+}
+
+/// An attestation of `tx` by witness `seed`, made without any witness bookkeeping.
+fn attestation(seed: u8, tx: &Tx) -> Witness {
+    let body = tx.verify().unwrap();
+    let att = WitnessBody {
+        tx_id: tx.id(),
+        src: body.src,
+        nonce: body.nonce,
+        witness: pid(seed),
+    };
+    Signed::sign(&key(seed), &att).unwrap()
+}
+
+#[test]
+fn batch_verification_judges_each_attestation_on_its_own() {
+    let p = params();
+    let mut fin = Finality::new(p.clone()).unwrap();
+    let tx = transfer(ALICE, &pid(BOB), 1, 1, 1);
+    let id = tx.id();
+    let good: Vec<Witness> = [1, 2, 3].iter().map(|s| attestation(*s, &tx)).collect();
+    let mut tampered = attestation(4, &tx);
+    tampered.sig[10] ^= 1;
+    let outsider = attestation(9, &tx);
+    let mut batch = vec![
+        good[0].clone(),
+        tampered,
+        good[1].clone(),
+        outsider,
+        good[2].clone(),
+    ];
+    batch.push(Signed::from_parts(b"not json".to_vec(), [0; 64], [0; 32]));
+    let results = fin.verify(&batch);
+    let verdicts: Vec<bool> = results.iter().map(Result::is_ok).collect();
+    assert_eq!(verdicts, [true, false, true, false, true, false]);
+    assert!(matches!(
+        results[3],
+        Err(WitnessError::NotAWitness(ref w)) if *w == pid(9)
+    ));
+    let mut finals = Vec::new();
+    for v in results.into_iter().flatten() {
+        assert_eq!(v.tx_id(), id);
+        finals.push(fin.add_verified(v).unwrap());
+    }
+    assert_eq!(finals, [false, false, true]);
+    assert_eq!(certified_weight(&p, &id, &batch), 3000);
+    assert_eq!(fin.certified_weight(&id, &batch), 3000);
+}
+
+#[test]
+fn an_attestation_is_only_trusted_unchecked_when_identical_to_a_counted_one() {
+    let p = params();
+    let mut fin = Finality::new(p).unwrap();
+    let tx = transfer(ALICE, &pid(BOB), 1, 1, 1);
+    let good = attestation(1, &tx);
+    assert!(!fin.add(&good).unwrap());
+    // The very same attestation again: accepted (and counted once).
+    assert!(fin.verify(std::slice::from_ref(&good))[0].is_ok());
+    // Witness 1 and the same transaction, but a broken signature: refused, though witness 1's
+    // attestation of this transaction is already counted.
+    let mut bad_sig = good.clone();
+    bad_sig.sig[0] ^= 1;
+    assert!(matches!(
+        fin.verify(std::slice::from_ref(&bad_sig))[0],
+        Err(WitnessError::Verify(VerifyError::BadSignature))
+    ));
+    // Other bytes under witness 1's name with the counted signature: refused.
+    let mut body = good.verify().unwrap();
+    body.nonce = 2;
+    let other = Signed::<WitnessBody>::from_parts(
+        serde_json::to_vec(&body).unwrap(),
+        good.sig,
+        good.pubkey,
+    );
+    assert!(fin.add(&other).is_err());
+    assert_eq!(fin.weight(&tx.id()), 1000);
+}
+
+#[test]
+fn own_attestations_count_without_a_signature_check() {
+    let p = params();
+    let state = WalletState::new(&p).unwrap();
+    let mut fin = Finality::new(p.clone()).unwrap();
+    let tx = transfer(ALICE, &pid(BOB), 1, 1, 1);
+    let v = VerifiedTx::new(&tx).unwrap();
+    let mut finals = Vec::new();
+    for seed in [1, 2, 3] {
+        let mut ws = WitnessState::new(p.clone()).unwrap();
+        // Not recorded yet: no attestation.
+        assert!(matches!(
+            ws.attest_own(&key(seed), &v),
+            Err(AttestError::NotRecorded)
+        ));
+        let c = ws.check_verified(&state, &v, &accept_all).unwrap();
+        ws.record(c.slot, c.tx_id).unwrap();
+        let own = ws.attest_own(&key(seed), &v).unwrap();
+        // The very bytes a peer would check.
+        assert_eq!(own.attestation(), &ws.attest(&key(seed), &tx).unwrap());
+        assert!(own.attestation().verify_signature().is_ok());
+        assert_eq!(own.witness(), pid(seed));
+        finals.push(fin.add_verified(own).unwrap());
+    }
+    assert_eq!(finals, [false, false, true]);
+    // A node that is not a listed witness cannot count its own attestation.
+    let mut outsider = WitnessState::new(p).unwrap();
+    let c = outsider.check_verified(&state, &v, &accept_all).unwrap();
+    outsider.record(c.slot, c.tx_id).unwrap();
+    let own = outsider.attest_own(&key(9), &v).unwrap();
+    let mut fresh = Finality::new(params()).unwrap();
+    assert!(matches!(
+        fresh.add_verified(own),
+        Err(WitnessError::NotAWitness(_))
+    ));
+}
+
+#[test]
+fn batched_transaction_checks_agree_with_single_checks() {
+    let good = transfer(ALICE, &pid(BOB), 1, 1, 1);
+    let mut tampered = transfer(BOB, &pid(ALICE), 1, 1, 1);
+    tampered.bytes[12] ^= 1;
+    // Signed by Carol but claims Alice as author.
+    let mut body = good.verify().unwrap();
+    body.nonce = 2;
+    let wrong_author = Signed::sign(&key(CAROL), &body).unwrap();
+    let zero = transfer(CAROL, &pid(ALICE), 0, 1, 1);
+    let txs = [&good, &tampered, &wrong_author, &zero, &good];
+    let many = VerifiedTx::new_many(&txs);
+    assert_eq!(many.len(), txs.len());
+    for (tx, batched) in txs.iter().zip(&many) {
+        let single = VerifiedTx::new(tx);
+        assert_eq!(batched.as_ref().err(), single.as_ref().err());
+        if let (Ok(a), Ok(b)) = (batched, single) {
+            assert_eq!((a.id(), a.body()), (b.id(), b.body()));
+        }
+    }
+    assert!(many[0].is_ok() && many[4].is_ok());
+    assert_eq!(many[1].as_ref().err(), Some(&TxReject::BadSignature));
+    assert_eq!(many[2].as_ref().err(), Some(&TxReject::AuthorMismatch));
+    assert_eq!(many[3].as_ref().err(), Some(&TxReject::ZeroAmount));
 }

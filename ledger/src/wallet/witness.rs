@@ -2,15 +2,15 @@
 
 use std::collections::BTreeMap;
 
-use ed25519_dalek::SigningKey;
+use ed25519_dalek::{SigningKey, VerifyingKey};
 
 use super::{
-    is_account, MintValidator, ParamsError, Slot, Tx, TxBody, TxKind, WalletParams, WalletState,
-    Witness, WitnessBody, MAX_META_LEN, SYSTEM,
+    finality::VerifiedWitness, is_account, MintValidator, ParamsError, Slot, Tx, TxBody, TxKind,
+    WalletParams, WalletState, Witness, WitnessBody, MAX_META_LEN, SYSTEM,
 };
 use crate::{
     peer_id::peer_id_from_pubkey,
-    signed::{SignError, Signed, VerifyError},
+    signed::{verify_signatures, SignError, Signed, VerifyError},
 };
 
 /// Why a witness refuses to sign a transaction.
@@ -118,6 +118,26 @@ impl VerifiedTx {
             tx: tx.clone(),
             body,
         })
+    }
+
+    /// [`VerifiedTx::new`] for many transactions (e.g. one gossip message), with their
+    /// signatures checked in one batch. One result per input, in order.
+    pub fn new_many(txs: &[&Tx]) -> Vec<Result<Self, TxReject>> {
+        let sigs = verify_signatures(txs, |pk| VerifyingKey::from_bytes(pk).ok());
+        txs.iter()
+            .zip(sigs)
+            .map(|(tx, sig)| {
+                sig.map_err(|_| TxReject::BadSignature)?;
+                let body: TxBody =
+                    serde_json::from_slice(&tx.bytes).map_err(|_| TxReject::BadSignature)?;
+                check_shape(&body, &tx.pubkey)?;
+                Ok(VerifiedTx {
+                    id: tx.id(),
+                    tx: (*tx).clone(),
+                    body,
+                })
+            })
+            .collect()
     }
 
     /// The signed transaction.
@@ -302,21 +322,42 @@ impl WitnessState {
         self.attest_body(key, v.id.clone(), v.body.clone())
     }
 
+    /// [`WitnessState::attest_verified`], returned in the form [`super::Finality`] counts
+    /// without checking the signature this node has just made.
+    pub fn attest_own(
+        &self,
+        key: &SigningKey,
+        v: &VerifiedTx,
+    ) -> Result<VerifiedWitness, AttestError> {
+        let body = self.attestation_body(key, v.id.clone(), v.body.clone())?;
+        let att = Signed::sign(key, &body)?;
+        Ok(VerifiedWitness::signed_here(att, body))
+    }
+
     fn attest_body(
         &self,
         key: &SigningKey,
         tx_id: String,
         body: TxBody,
     ) -> Result<Witness, AttestError> {
+        let att = self.attestation_body(key, tx_id, body)?;
+        Ok(Signed::sign(key, &att)?)
+    }
+
+    fn attestation_body(
+        &self,
+        key: &SigningKey,
+        tx_id: String,
+        body: TxBody,
+    ) -> Result<WitnessBody, AttestError> {
         if self.signed.get(&body.slot()) != Some(&tx_id) {
             return Err(AttestError::NotRecorded);
         }
-        let att = WitnessBody {
+        Ok(WitnessBody {
             tx_id,
             src: body.src,
             nonce: body.nonce,
             witness: peer_id_from_pubkey(key.verifying_key().as_bytes()),
-        };
-        Ok(Signed::sign(key, &att)?)
+        })
     }
 }

@@ -50,10 +50,8 @@ pub enum LedgerIn {
     Gossip {
         /// Topic.
         kind: GossipKind,
-        /// Payload.
+        /// Payload. Gossip messages are unsigned: every payload carries its own signatures.
         data: Vec<u8>,
-        /// The publisher (signed by gossipsub).
-        source: Option<PeerId>,
         /// The peer that forwarded it.
         from: PeerId,
         /// Id for the validation verdict.

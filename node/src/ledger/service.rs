@@ -16,9 +16,8 @@ use libp2p::{gossipsub::MessageAcceptance, PeerId};
 use offgrid_behaviours::ledger_sync::{self, TxGossip, BLOCKS_TOPIC, REPUTATION_TOPIC, TX_TOPIC};
 use offgrid_ledger::{
     dag::{Dag, InsertOutcome},
-    reputation::Entry,
     settlement::{SettlementParams, SettlementValidator},
-    Block, ReputationCrdt,
+    Block, ReputationCrdt, ReputationReport, SignedReport,
 };
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
@@ -69,6 +68,8 @@ pub struct Rejected {
     pub txs: u64,
     /// Ids of the last rejected blocks (bounded).
     pub block_ids: Vec<String>,
+    /// Reputation reports that failed validation (bad signature or form).
+    pub reputation: u64,
 }
 
 /// The service state.
@@ -90,6 +91,9 @@ pub struct Service {
     last_sync: Instant,
     last_reputation: Instant,
     last_republish: Instant,
+    /// Counter of this node's transaction gossip messages (see [`TxGossip::seq`]); starts at
+    /// the clock so a restart continues above the last one.
+    gossip_seq: u64,
 }
 
 impl Service {
@@ -137,6 +141,7 @@ impl Service {
             last_reputation: now,
             // Republish soon after a restart.
             last_republish: now,
+            gossip_seq: now_ms(),
         })
     }
 
@@ -199,14 +204,13 @@ impl Service {
             LedgerIn::Gossip {
                 kind,
                 data,
-                source,
                 from,
                 message_id,
             } => {
                 let verdict = match kind {
                     GossipKind::Blocks => self.on_block_gossip(&data, from, round),
                     GossipKind::Tx => self.on_tx_gossip(&data, round),
-                    GossipKind::Reputation => self.on_reputation(&data, source),
+                    GossipKind::Reputation => self.on_reputation(&data, from),
                 };
                 round.outs.push(LedgerOut::Validate {
                     message_id,
@@ -335,20 +339,10 @@ impl Service {
             params: *settlement,
         };
         let now = now_ms();
-        let mut bad = false;
-        for tx in &msg.txs {
-            if let Err(e) = w.on_tx(tx, key, &mints, now, &mut round.fx) {
-                debug!(error = %e, "invalid transaction in gossip");
-                bad = true;
-            }
-        }
-        for a in &msg.attests {
-            if let Err(e) = w.on_attest(a, now, &mut round.fx) {
-                debug!(error = %e, "invalid attestation in gossip");
-                bad = true;
-            }
-        }
-        if bad {
+        // Each list's signatures are checked in one batch.
+        let bad = w.on_txs(&msg.txs, key, &mints, now, &mut round.fx)
+            + w.on_attests(&msg.attests, now, &mut round.fx);
+        if bad > 0 {
             rejected.txs += 1;
             MessageAcceptance::Reject
         } else {
@@ -356,20 +350,20 @@ impl Service {
         }
     }
 
-    fn on_reputation(&mut self, data: &[u8], source: Option<PeerId>) -> MessageAcceptance {
-        let (Ok(entries), Some(source)) = (serde_json::from_slice::<Vec<Entry>>(data), source)
-        else {
-            return MessageAcceptance::Reject;
+    /// A reputation report: merged only if signed by its observer's key (gossip messages
+    /// carry no authenticated source).
+    fn on_reputation(&mut self, data: &[u8], from: PeerId) -> MessageAcceptance {
+        let Ok(mut r) = self.reputation.lock() else {
+            return MessageAcceptance::Ignore;
         };
-        if entries.len() > 4096 {
-            return MessageAcceptance::Reject;
+        match merge_report(data, &self.me, &mut r) {
+            Ok(_) => MessageAcceptance::Accept,
+            Err(e) => {
+                debug!(peer = %from, error = %e, "reputation report rejected");
+                self.rejected.reputation += 1;
+                MessageAcceptance::Reject
+            }
         }
-        let theirs = ReputationCrdt::from(entries);
-        if let Ok(mut r) = self.reputation.lock() {
-            // Only the publisher's own observations count: nobody can inflate another's.
-            r.merge_from(&source.to_string(), &theirs);
-        }
-        MessageAcceptance::Accept
     }
 
     /// Submits a transaction made here: handled as if received, then gossiped.
@@ -542,8 +536,10 @@ impl Service {
             r.merge(&mine);
         }
         self.persist_reputation();
-        let entries: Vec<Entry> = mine.entries().take(4096).collect();
-        match serde_json::to_vec(&entries) {
+        let signed = ReputationReport::sign(&self.key, &mine, now_ms())
+            .map_err(|e| e.to_string())
+            .and_then(|r| serde_json::to_vec(&r).map_err(|e| e.to_string()));
+        match signed {
             Ok(data) => round.outs.push(LedgerOut::Publish {
                 topic: REPUTATION_TOPIC,
                 data,
@@ -614,6 +610,7 @@ impl Service {
         }
         publish_txs(
             &mut outs,
+            &mut self.gossip_seq,
             std::mem::take(&mut fx.txs),
             std::mem::take(&mut fx.attests),
         );
@@ -650,9 +647,27 @@ impl Service {
     }
 }
 
+/// Checks a gossiped reputation report and merges the signer's own observations into
+/// `into`. Returns the observer, or `None` for this node's own report (nothing to merge).
+fn merge_report(
+    data: &[u8],
+    me: &str,
+    into: &mut ReputationCrdt,
+) -> Result<Option<String>, String> {
+    let signed: SignedReport = serde_json::from_slice(data).map_err(|e| e.to_string())?;
+    let (observer, theirs) = ReputationReport::open(&signed).map_err(|e| e.to_string())?;
+    if observer == me {
+        return Ok(None);
+    }
+    // Only the signer's own observations count: nobody can inflate another's.
+    into.merge_from(&observer, &theirs);
+    Ok(Some(observer))
+}
+
 /// Packs transactions and attestations into gossip messages of bounded size.
 fn publish_txs(
     outs: &mut Vec<LedgerOut>,
+    seq: &mut u64,
     txs: Vec<offgrid_ledger::Tx>,
     attests: Vec<offgrid_ledger::Witness>,
 ) {
@@ -663,20 +678,24 @@ fn publish_txs(
     }
     let txs: Vec<_> = seen.into_values().collect();
     for chunk in txs.chunks(MAX_GOSSIP_ITEMS) {
+        *seq += 1;
         push_gossip(
             outs,
             TxGossip {
                 txs: chunk.to_vec(),
                 attests: Vec::new(),
+                seq: *seq,
             },
         );
     }
     for chunk in attests.chunks(MAX_GOSSIP_ITEMS * 2) {
+        *seq += 1;
         push_gossip(
             outs,
             TxGossip {
                 txs: Vec::new(),
                 attests: chunk.to_vec(),
+                seq: *seq,
             },
         );
     }
@@ -689,5 +708,56 @@ fn push_gossip(outs: &mut Vec<LedgerOut>, g: TxGossip) {
             data,
         }),
         Err(e) => warn!(error = %e, "cannot encode transaction gossip"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use offgrid_ledger::{peer_id_from_pubkey, Signed};
+
+    use super::*;
+
+    fn observer(seed: u8) -> (SigningKey, String) {
+        let key = SigningKey::from_bytes(&[seed; 32]);
+        let id = peer_id_from_pubkey(key.verifying_key().as_bytes());
+        (key, id)
+    }
+
+    #[test]
+    fn a_signed_reputation_report_is_merged_under_its_signer() {
+        let (key, them) = observer(1);
+        let mut theirs = ReputationCrdt::new();
+        theirs.record(&them, "host", true);
+        let data = serde_json::to_vec(&ReputationReport::sign(&key, &theirs, 5).unwrap()).unwrap();
+        let mut mine = ReputationCrdt::new();
+        assert_eq!(merge_report(&data, "me", &mut mine), Ok(Some(them.clone())));
+        assert_eq!(mine.totals("host"), (1, 0));
+        // Our own report coming back changes nothing.
+        let mut other = ReputationCrdt::new();
+        assert_eq!(merge_report(&data, &them, &mut other), Ok(None));
+        assert!(other.counters.is_empty());
+    }
+
+    #[test]
+    fn a_reputation_report_with_a_bad_signature_is_rejected_and_not_merged() {
+        let (key, them) = observer(2);
+        let mut theirs = ReputationCrdt::new();
+        theirs.record(&them, "host", false);
+        let mut signed = ReputationReport::sign(&key, &theirs, 5).unwrap();
+        signed.sig[7] ^= 1;
+        let mut mine = ReputationCrdt::new();
+        let data = serde_json::to_vec(&signed).unwrap();
+        assert!(merge_report(&data, "me", &mut mine).is_err());
+        // A report re-signed by someone else under the victim's name.
+        let (thief, _) = observer(3);
+        let body: ReputationReport = serde_json::from_slice(&signed.bytes).unwrap();
+        let stolen = serde_json::to_vec(&Signed::sign(&thief, &body).unwrap()).unwrap();
+        assert!(merge_report(&stolen, "me", &mut mine).is_err());
+        // The old unsigned form (a bare list of entries) is no longer accepted.
+        let bare = serde_json::to_vec(&theirs).unwrap();
+        assert!(merge_report(&bare, "me", &mut mine).is_err());
+        assert!(mine.counters.is_empty());
     }
 }

@@ -11,7 +11,7 @@ use ed25519_dalek::SigningKey;
 use offgrid_behaviours::ledger_sync::CertifiedTx;
 use offgrid_ledger::{
     quorum::{QuorumItem, QuorumKind},
-    wallet::{certified_weight, Finality, Slot, VerifiedTx, WitnessBody, SYSTEM},
+    wallet::{Finality, Slot, VerifiedTx, WitnessBody, SYSTEM},
     ApplyOutcome, MintValidator, Signed, Tx, TxBody, TxKind, TxReject, WalletParams, WalletState,
     Witness, WitnessState,
 };
@@ -344,19 +344,86 @@ impl WalletCore {
         fx: &mut Effects,
     ) -> Result<bool, TxReject> {
         let id = tx.id();
-        if let Some(r) = self.records.get(&id) {
-            // A re-publication: a witness that signed it attests again (lost messages).
-            if r.status == TxStatus::Pending {
-                let v = match self.verified.get(&id) {
-                    Some(v) => v.clone(),
-                    None => VerifiedTx::new(&r.tx)?,
-                };
-                self.try_witness(&v, key, mints, fx);
-            }
+        if self.records.contains_key(&id) {
+            self.on_known_tx(&id, key, mints, fx)?;
             return Ok(false);
         }
         // The one signature check of this transaction on this node.
         let v = VerifiedTx::new(tx)?;
+        self.on_new_tx(v, key, mints, now_ms, fx);
+        Ok(true)
+    }
+
+    /// [`WalletCore::on_tx`] for the transactions of one gossip message: the signatures of
+    /// those new here are checked in one batch. Returns how many were invalid.
+    pub fn on_txs(
+        &mut self,
+        txs: &[Tx],
+        key: &SigningKey,
+        mints: &dyn MintValidator,
+        now_ms: u64,
+        fx: &mut Effects,
+    ) -> usize {
+        let mut bad = 0;
+        let mut new = Vec::new();
+        for tx in txs {
+            let id = tx.id();
+            if self.records.contains_key(&id) {
+                if let Err(e) = self.on_known_tx(&id, key, mints, fx) {
+                    debug!(tx = %id, error = %e, "invalid known transaction");
+                    bad += 1;
+                }
+            } else {
+                new.push(tx);
+            }
+        }
+        for v in VerifiedTx::new_many(&new) {
+            match v {
+                // The same transaction twice in one message is taken in once.
+                Ok(v) if self.records.contains_key(v.id()) => {}
+                Ok(v) => self.on_new_tx(v, key, mints, now_ms, fx),
+                Err(e) => {
+                    debug!(error = %e, "invalid transaction in gossip");
+                    bad += 1;
+                }
+            }
+        }
+        bad
+    }
+
+    /// A re-publication of a known transaction: a witness that signed it attests again
+    /// (messages get lost).
+    fn on_known_tx(
+        &mut self,
+        id: &str,
+        key: &SigningKey,
+        mints: &dyn MintValidator,
+        fx: &mut Effects,
+    ) -> Result<(), TxReject> {
+        let Some(r) = self.records.get(id) else {
+            return Ok(());
+        };
+        if r.status == TxStatus::Pending {
+            let v = match self.verified.get(id) {
+                Some(v) => v.clone(),
+                None => VerifiedTx::new(&r.tx)?,
+            };
+            self.try_witness(&v, key, mints, fx);
+        }
+        Ok(())
+    }
+
+    /// Stores a transaction seen here for the first time and, as a witness, attests it.
+    fn on_new_tx(
+        &mut self,
+        v: VerifiedTx,
+        key: &SigningKey,
+        mints: &dyn MintValidator,
+        now_ms: u64,
+        fx: &mut Effects,
+    ) {
+        let id = v.id().to_owned();
+        let tx = v.tx();
         let body = v.body();
         let rec = TxRecord {
             tx: tx.clone(),
@@ -379,7 +446,6 @@ impl WalletCore {
         } else {
             self.try_witness(&v, key, mints, fx);
         }
-        Ok(true)
     }
 
     /// As a witness: check, record (queued write), attest. Transactions that may become
@@ -409,10 +475,11 @@ impl WalletCore {
                     fx.ops.push(Write::Witness(checked.slot.key(), rec));
                 }
                 self.waiting.remove(&id);
-                match w.attest_verified(key, v) {
-                    Ok(att) => {
-                        fx.attests.push(att.clone());
-                        if let Ok(true) = self.finality.add(&att) {
+                // Our own attestation counts without checking the signature just made.
+                match w.attest_own(key, v) {
+                    Ok(own) => {
+                        fx.attests.push(own.attestation().clone());
+                        if let Ok(true) = self.finality.add_verified(own) {
                             self.finalize(&id, None, crate::now_ms(), fx);
                         }
                     }
@@ -463,21 +530,52 @@ impl WalletCore {
 
     /// Counts an attestation; finalizes its transaction at quorum.
     pub fn on_attest(&mut self, w: &Witness, now_ms: u64, fx: &mut Effects) -> Result<(), String> {
+        match self.on_attests(std::slice::from_ref(w), now_ms, fx) {
+            0 => Ok(()),
+            _ => Err("invalid attestation".into()),
+        }
+    }
+
+    /// Counts the attestations of one gossip message, their signatures checked in one batch;
+    /// finalizes transactions at quorum. Returns how many were invalid.
+    pub fn on_attests(&mut self, ws: &[Witness], now_ms: u64, fx: &mut Effects) -> usize {
+        let mut bad = 0;
         // Cheap pre-check without verifying: attestations of final txs change nothing.
-        let body: WitnessBody =
-            serde_json::from_slice(&w.bytes).map_err(|e| format!("bad attestation: {e}"))?;
-        if self.final_ids.contains(&body.tx_id) {
-            return Ok(());
-        }
-        match self.finality.add(w) {
-            Ok(true) => {
-                self.finalize(&body.tx_id, None, now_ms, fx);
-                Ok(())
+        let mut open = Vec::with_capacity(ws.len());
+        for w in ws {
+            match serde_json::from_slice::<WitnessBody>(&w.bytes) {
+                Ok(body) if self.final_ids.contains(&body.tx_id) => {}
+                Ok(_) => open.push(w.clone()),
+                Err(e) => {
+                    debug!(error = %e, "undecodable attestation");
+                    bad += 1;
+                }
             }
-            Ok(false) => Ok(()),
-            Err(offgrid_ledger::wallet::WitnessError::Full) => Ok(()),
-            Err(e) => Err(e.to_string()),
         }
+        for r in self.finality.verify(&open) {
+            let v = match r {
+                Ok(v) => v,
+                Err(e) => {
+                    debug!(error = %e, "invalid attestation");
+                    bad += 1;
+                    continue;
+                }
+            };
+            // An earlier attestation of this message may have finalized it.
+            if self.final_ids.contains(v.tx_id()) {
+                continue;
+            }
+            let id = v.tx_id().to_owned();
+            match self.finality.add_verified(v) {
+                Ok(true) => self.finalize(&id, None, now_ms, fx),
+                Ok(false) | Err(offgrid_ledger::wallet::WitnessError::Full) => {}
+                Err(e) => {
+                    debug!(tx = %id, error = %e, "attestation not counted");
+                    bad += 1;
+                }
+            }
+        }
+        bad
     }
 
     /// Takes in a transaction with its certificate (sync). Refused unless the certificate
@@ -487,7 +585,7 @@ impl WalletCore {
         if self.final_ids.contains(&id) {
             return true;
         }
-        if certified_weight(&self.params, &id, &c.cert) < self.params.quorum_milli {
+        if self.finality.certified_weight(&id, &c.cert) < self.params.quorum_milli {
             return false;
         }
         if c.tx.verify_signature().is_err() {

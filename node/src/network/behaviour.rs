@@ -43,6 +43,22 @@ pub struct Behaviour {
     pub shards: offgrid_behaviours::shards::Behaviour,
 }
 
+/// The gossip message id: BLAKE3 of the topic and the payload, truncated to 20 bytes.
+///
+/// Messages carry no source or sequence number (see [`Behaviour::new`]), so the content is
+/// the id: copies of one message arriving from several peers are recognised as duplicates,
+/// and no peer can claim an id for different content. Publishers that send the same items
+/// again make the payload differ (announcements carry a new seq, transaction gossip a
+/// counter, reputation reports a timestamp).
+pub fn content_message_id(message: &gossipsub::Message) -> gossipsub::MessageId {
+    let mut h = blake3::Hasher::new();
+    let topic = message.topic.as_str().as_bytes();
+    h.update(&(topic.len() as u64).to_le_bytes());
+    h.update(topic);
+    h.update(&message.data);
+    gossipsub::MessageId::new(&h.finalize().as_bytes()[..20])
+}
+
 /// Errors building the behaviour.
 pub type BuildError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -62,9 +78,16 @@ impl Behaviour {
             identify::Config::new(PROTOCOL_VERSION.into(), key.public())
                 .with_agent_version(format!("offgrid-node/{}", env!("CARGO_PKG_VERSION"))),
         );
+        // Gossip messages are not signed by gossipsub: every payload (announcement, block,
+        // transactions and attestations, reputation report) carries its own Ed25519
+        // signature, which the node checks before the message is relayed. Signing and
+        // checking the envelope too doubled the signature work of the wallet, and gossipsub
+        // checks the envelope of every duplicate copy it receives. Without an authenticated
+        // source, message ids are content hashes; nothing may trust `Message::source`.
         let gossip_cfg = gossipsub::ConfigBuilder::default()
             .heartbeat_interval(Duration::from_millis(500))
-            .validation_mode(gossipsub::ValidationMode::Strict)
+            .validation_mode(gossipsub::ValidationMode::None)
+            .message_id_fn(content_message_id)
             // We verify our own signatures before a message is forwarded.
             .validate_messages()
             .max_transmit_size(net.max_gossip_bytes)
@@ -73,10 +96,8 @@ impl Behaviour {
             .mesh_outbound_min(0)
             .build()
             .map_err(|e| format!("gossipsub config: {e}"))?;
-        let gossipsub = gossipsub::Behaviour::new(
-            gossipsub::MessageAuthenticity::Signed(key.clone()),
-            gossip_cfg,
-        )?;
+        let gossipsub =
+            gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, gossip_cfg)?;
         let mdns = if cfg.mdns {
             Some(mdns::tokio::Behaviour::new(
                 mdns::Config {
@@ -120,5 +141,45 @@ impl Behaviour {
             mdns: mdns.into(),
             kad,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use libp2p::gossipsub::{Message, TopicHash};
+
+    use super::*;
+
+    fn msg(topic: &str, data: &[u8]) -> Message {
+        Message {
+            source: None,
+            data: data.to_vec(),
+            sequence_number: None,
+            topic: TopicHash::from_raw(topic),
+        }
+    }
+
+    #[test]
+    fn message_ids_hash_topic_and_content_only() {
+        let a = content_message_id(&msg("offgrid/tx/1", b"{}"));
+        assert_eq!(a, content_message_id(&msg("offgrid/tx/1", b"{}")));
+        assert_eq!(a.0.len(), 20);
+        assert_ne!(a, content_message_id(&msg("offgrid/tx/1", b"{ }")));
+        assert_ne!(a, content_message_id(&msg("offgrid/blocks/1", b"{}")));
+        // A claimed source or sequence number does not change the id: it is not authenticated.
+        let mut spoofed = msg("offgrid/tx/1", b"{}");
+        spoofed.source = Some(libp2p::PeerId::random());
+        spoofed.sequence_number = Some(7);
+        assert_eq!(a, content_message_id(&spoofed));
+    }
+
+    #[test]
+    fn the_behaviour_builds_with_unsigned_gossip() {
+        let key = Keypair::generate_ed25519();
+        let cfg = Config {
+            mdns: false,
+            ..Config::default()
+        };
+        assert!(Behaviour::new(&key, &cfg).is_ok());
     }
 }

@@ -132,7 +132,6 @@ impl EventLoop {
         let input = LedgerIn::Gossip {
             kind,
             data: message.data,
-            source: message.source,
             from,
             message_id,
         };
