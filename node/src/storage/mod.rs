@@ -20,10 +20,10 @@
 //! is replaced by the next one; a host over quota is not asked again during that operation.
 //!
 //! Measured by `tests/benches/storage_put_get.rs` (release build, 64 MiB, 20 hosts and the
-//! client as 21 processes on this 2-core machine, medians of 3): RS 12/20 with 64 KiB shards
-//! put 41 MB/s, get 108–124 MB/s; with 256 KiB shards put 93–99 MB/s, get 162–195 MB/s.
-//! Small shards are bound by the per-shard cost on the hosts (two fsyncs before each ack)
-//! with 8 requests in flight.
+//! client as 21 processes on this 2-core machine, medians of 3, CLI wall time): RS 12/20 with
+//! 64 KiB shards put 100–107 MB/s, get 131–161 MB/s; with 256 KiB shards put 127–130 MB/s,
+//! get 216–224 MB/s. Before store batches and the hosts' group commit, 64 KiB puts were
+//! bound by the hosts' per-shard cost (two fsyncs and one request per shard) at 50 MB/s.
 
 pub mod get;
 pub mod host;
