@@ -37,6 +37,19 @@ pub struct VethPair {
 }
 
 impl VethPair {
+    /// [`VethPair::create`], or `None` after printing why the test `what` is skipped (no
+    /// root, no `ip`): namespace tests skip with a reason rather than fail where they
+    /// cannot run.
+    pub fn create_or_skip(tag: &str, prefix: &str, what: &str) -> Option<Self> {
+        match Self::create(tag, prefix) {
+            Ok(pair) => Some(pair),
+            Err(e) => {
+                eprintln!("SKIPPED: cannot create network namespaces here ({e}); run as root to test {what}");
+                None
+            }
+        }
+    }
+
     /// Creates the pair; `tag` (a few letters) keeps names unique per test, `prefix` is
     /// the first three octets of the /24 (e.g. `"10.79.0"`). Fails without root.
     pub fn create(tag: &str, prefix: &str) -> Result<Self, String> {

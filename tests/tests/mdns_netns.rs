@@ -11,14 +11,8 @@ use offgrid_e2e::{netns::VethPair, wait_until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_in_two_namespaces_find_each_other_by_mdns_alone() {
-    let mut ns = match VethPair::create("m", "10.79.0") {
-        Ok(ns) => ns,
-        Err(e) => {
-            eprintln!(
-                "SKIPPED: cannot create network namespaces here ({e}); run as root to test mDNS"
-            );
-            return;
-        }
+    let Some(mut ns) = VethPair::create_or_skip("m", "10.79.0", "mDNS") else {
+        return;
     };
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     for (i, d) in dirs.iter().enumerate() {

@@ -17,14 +17,8 @@ const PREFIX: &str = "10.79.2";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn radio_udp_in_two_namespaces_discovers_by_beacon_and_runs_an_echo_job() {
-    let mut ns = match VethPair::create("u", PREFIX) {
-        Ok(ns) => ns,
-        Err(e) => {
-            eprintln!(
-                "SKIPPED: cannot create network namespaces here ({e}); run as root to test --radio udp"
-            );
-            return;
-        }
+    let Some(mut ns) = VethPair::create_or_skip("u", PREFIX, "--radio udp") else {
+        return;
     };
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     for (i, d) in dirs.iter().enumerate() {
