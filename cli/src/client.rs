@@ -88,6 +88,15 @@ impl Api {
         self.send(req, timeout).await
     }
 
+    /// DELETE with the bearer token; answers the JSON document.
+    pub async fn delete(&self, path: &str, timeout: Duration) -> anyhow::Result<Value> {
+        let mut req = self.http.delete(format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        self.send(req, timeout).await
+    }
+
     async fn send(&self, req: reqwest::RequestBuilder, timeout: Duration) -> anyhow::Result<Value> {
         let resp = req.timeout(timeout).send().await.map_err(|e| {
             if e.is_connect() {

@@ -1,6 +1,8 @@
 //! `offgrid`: the command-line client of a local `offgrid-node`.
 //!
-//! Exit status: 0 ok, 1 failure (one line on stderr), 2 usage error.
+//! Exit status: 0 ok, 1 failure (one line on stderr), 2 usage error; 130 (SIGINT) or 143
+//! (SIGTERM) when `put`, `get` or `repair` was interrupted, after cancelling the node's
+//! operation (one line on stderr says so and how to resume).
 
 mod client;
 mod ledger;
@@ -126,6 +128,10 @@ fn main() -> std::process::ExitCode {
     match rt.block_on(run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
+            if let Some(i) = e.downcast_ref::<storage::Interrupted>() {
+                eprintln!("offgrid: {i}");
+                return std::process::ExitCode::from(i.code);
+            }
             let msg = format!("{e:#}").replace('\n', " ");
             eprintln!("offgrid: {msg}");
             std::process::ExitCode::FAILURE

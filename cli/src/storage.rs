@@ -3,8 +3,14 @@
 //! The node does the work: the CLI sends absolute paths, starts the operation, and polls
 //! `GET /storage/ops/{id}` for progress — an indicatif bar on a terminal, a plain line now
 //! and then otherwise (on stderr, so `--json` output stays one document on stdout).
+//!
+//! Stopping the CLI stops the operation: on SIGINT (Ctrl-C) or SIGTERM while following
+//! one, the CLI sends `DELETE /storage/ops/{id}`, waits for the node to end it, prints one
+//! line saying so and how to resume, and exits 130 (SIGINT) or 143 (SIGTERM), the shell's
+//! 128 + signal number. A second signal while cancelling exits at once.
 
 use std::{
+    fmt,
     io::IsTerminal as _,
     path::PathBuf,
     time::{Duration, Instant},
@@ -201,7 +207,15 @@ pub async fn run(api: &Api, json: bool, cmd: StorageCmd) -> anyhow::Result<()> {
             if let Some(name) = name {
                 body["name"] = name.into();
             }
-            let v = follow(api, json, "/storage/put", &body, "put").await?;
+            let v = follow(
+                api,
+                json,
+                "/storage/put",
+                &body,
+                "put",
+                "its progress is kept: run the same `offgrid put` again to resume",
+            )
+            .await?;
             output(json, &v, || {
                 format!(
                     "asset     {}\nsize      {} bytes\nscheme    {}{}\nshards    {} placed on {} hosts ({} sent now{})\ntime      {} ms\n",
@@ -222,7 +236,15 @@ pub async fn run(api: &Api, json: bool, cmd: StorageCmd) -> anyhow::Result<()> {
             if let Some(k) = key {
                 body["key"] = k.into();
             }
-            let v = follow(api, json, "/storage/get", &body, "get").await?;
+            let v = follow(
+                api,
+                json,
+                "/storage/get",
+                &body,
+                "get",
+                "nothing was written: run the same `offgrid get` again to start over",
+            )
+            .await?;
             output(json, &v, || {
                 format!(
                     "wrote     {} ({} bytes, whole-file BLAKE3 verified)\nshards    {} fetched, {} corrupt bypassed, {} hosts unreachable\ntime      {} ms\n",
@@ -282,12 +304,16 @@ pub async fn run(api: &Api, json: bool, cmd: StorageCmd) -> anyhow::Result<()> {
             })
         }
         StorageCmd::Repair { asset } => {
+            let hint = format!(
+                "the shards rebuilt so far are kept: run `offgrid repair {asset}` again to finish"
+            );
             let v = follow(
                 api,
                 json,
                 "/storage/repair",
                 &json!({ "asset": asset }),
                 "repair",
+                &hint,
             )
             .await?;
             output(json, &v, || {
@@ -394,14 +420,83 @@ pub async fn run(api: &Api, json: bool, cmd: StorageCmd) -> anyhow::Result<()> {
     }
 }
 
-/// Starts an operation and follows it to its end, showing progress.
+/// The CLI was stopped by a signal while following an operation; `main` prints the
+/// message and exits with `code`.
+#[derive(Debug)]
+pub struct Interrupted {
+    /// Exit status: 128 + the signal's number.
+    pub code: u8,
+    /// The one line for stderr.
+    pub message: String,
+}
+
+impl fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// SIGINT and SIGTERM, registered before an operation starts so that a signal that comes
+/// while it is being started is not lost (nor kills the CLI before it can cancel).
+#[cfg(unix)]
+struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+#[cfg(unix)]
+impl Signals {
+    fn new() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            int: signal(SignalKind::interrupt()).context("listening for SIGINT")?,
+            term: signal(SignalKind::terminate()).context("listening for SIGTERM")?,
+        })
+    }
+
+    /// The next signal's exit status: 130 for SIGINT, 143 for SIGTERM.
+    async fn recv(&mut self) -> u8 {
+        tokio::select! {
+            _ = self.int.recv() => 130,
+            _ = self.term.recv() => 143,
+        }
+    }
+}
+
+/// Ctrl-C where there are no Unix signals.
+#[cfg(not(unix))]
+struct Signals;
+
+#[cfg(not(unix))]
+impl Signals {
+    fn new() -> anyhow::Result<Self> {
+        Ok(Signals)
+    }
+
+    /// The next Ctrl-C's exit status, 130.
+    async fn recv(&mut self) -> u8 {
+        let _ = tokio::signal::ctrl_c().await;
+        130
+    }
+}
+
+/// How long the CLI waits for the node to confirm a cancellation (the node itself waits at
+/// most 5 s for the operation to end).
+const CANCEL_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Starts an operation and follows it to its end, showing progress. A signal cancels it
+/// on the node; `resume` tells the user what to run next.
 async fn follow(
     api: &Api,
     json: bool,
     path: &str,
     body: &Value,
     what: &str,
+    resume: &str,
 ) -> anyhow::Result<Value> {
+    let mut signals = Signals::new()?;
     let started = api.post(path, body, Duration::from_secs(30)).await?;
     let id = s(&started["op_id"]);
     if id.is_empty() {
@@ -424,14 +519,27 @@ async fn follow(
     loop {
         // The node holds the answer until the operation ends or POLL passes; a node that
         // ignores `wait_ms` answers at once, and then we wait out the rest of POLL here.
-        let asked = Instant::now();
-        let v = api
-            .get(&format!("/storage/ops/{id}?wait_ms={}", POLL.as_millis()))
-            .await
-            .with_context(|| format!("following {what} {id}"))?;
-        if v["state"] == "running" {
-            tokio::time::sleep(POLL.saturating_sub(asked.elapsed())).await;
-        }
+        let poll = async {
+            let asked = Instant::now();
+            let v = api
+                .get(&format!("/storage/ops/{id}?wait_ms={}", POLL.as_millis()))
+                .await
+                .with_context(|| format!("following {what} {id}"))?;
+            if v["state"] == "running" {
+                tokio::time::sleep(POLL.saturating_sub(asked.elapsed())).await;
+            }
+            anyhow::Ok(v)
+        };
+        let v = tokio::select! {
+            biased;
+            code = signals.recv() => {
+                if let Some(b) = &bar {
+                    b.abandon();
+                }
+                return Err(cancel(api, &id, what, resume, code, &mut signals).await.into());
+            }
+            v = poll => v?,
+        };
         let p = &v["progress"];
         let (done, total) = (
             p["done_bytes"].as_u64().unwrap_or(0),
@@ -464,9 +572,84 @@ async fn follow(
     }
 }
 
+/// Cancels operation `id` on the node after a signal and says what became of it.
+async fn cancel(
+    api: &Api,
+    id: &str,
+    what: &str,
+    resume: &str,
+    code: u8,
+    signals: &mut Signals,
+) -> Interrupted {
+    let route = format!("/storage/ops/{id}");
+    let answer = tokio::select! {
+        biased;
+        _ = signals.recv() => None,
+        r = api.delete(&route, CANCEL_TIMEOUT) => Some(r),
+    };
+    let message = match answer {
+        Some(Ok(v)) => cancel_message(&v, id, what, resume),
+        Some(Err(e)) => format!(
+            "interrupted; could not cancel {what} {id} on the node ({e:#}), so it may still be running"
+        ),
+        None => format!(
+            "interrupted again; {what} {id} may still be running on the node (`offgrid` did not wait for it to stop)"
+        ),
+    };
+    Interrupted { code, message }
+}
+
+/// The line printed after `DELETE /storage/ops/{id}` answered `v`.
+fn cancel_message(v: &Value, id: &str, what: &str, resume: &str) -> String {
+    match v["state"].as_str() {
+        Some("cancelled") => format!("{what} cancelled (operation {id}); {resume}"),
+        Some("running") => {
+            format!("{what} is being cancelled on the node (operation {id}); {resume}")
+        }
+        Some("done") => format!(
+            "interrupted, but the {what} had already finished (operation {id}; `offgrid ls` lists the assets)"
+        ),
+        _ => format!(
+            "interrupted; the {what} had already failed (operation {id}): {}: {}",
+            s(&v["error"]),
+            s(&v["message"])
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cancel_says_what_happened_and_how_to_resume_in_one_line() {
+        let hint = "its progress is kept: run the same `offgrid put` again to resume";
+        let line = cancel_message(&json!({"state": "cancelled"}), "op-1", "put", hint);
+        assert_eq!(
+            line,
+            "put cancelled (operation op-1); its progress is kept: run the same `offgrid put` again to resume"
+        );
+        let line = cancel_message(
+            &json!({"state": "running", "cancel_requested": true}),
+            "op-1",
+            "put",
+            hint,
+        );
+        assert!(
+            line.contains("being cancelled") && line.contains("resume"),
+            "{line}"
+        );
+        let line = cancel_message(&json!({"state": "done"}), "op-1", "get", "x");
+        assert!(line.contains("already finished"), "{line}");
+        let line = cancel_message(
+            &json!({"state": "failed", "error": "no_hosts", "message": "only 0"}),
+            "op-1",
+            "put",
+            hint,
+        );
+        assert!(line.contains("no_hosts: only 0"), "{line}");
+        assert!(!line.contains('\n'));
+    }
 
     #[test]
     fn sizes_parse_with_units() {

@@ -343,6 +343,20 @@ impl TestNode {
         })
     }
 
+    /// Starts `offgrid <args>` against this node and returns at once, with stdout and
+    /// stderr piped (for a test that signals the CLI while it runs).
+    pub fn cli_spawn(&self, args: &[&str]) -> Child {
+        Command::new(bin("offgrid"))
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn offgrid")
+    }
+
     /// Sends SIGKILL and waits for the process to go.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -386,6 +400,37 @@ impl TestNode {
     /// Data directory path.
     pub fn data_dir(&self) -> &Path {
         &self.dir
+    }
+}
+
+/// Sends signal `name` (`INT`, `TERM`, …) to process `pid`. std cannot send signals; the
+/// kill(1) command does it without unsafe code.
+pub fn send_signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{name} {pid} failed");
+}
+
+/// Waits until `child` exits, or kills it and panics after `timeout`; returns its status
+/// and what it wrote to its piped stdout and stderr.
+pub async fn wait_output(mut child: Child, timeout: Duration, what: &str) -> Output {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if child.try_wait().expect("try_wait").is_some() {
+            return child.wait_with_output().expect("child output");
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("child output");
+            panic!(
+                "timed out after {timeout:?} waiting for {what} to exit; stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

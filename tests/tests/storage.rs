@@ -213,13 +213,54 @@ async fn resume_after_kill9_of_the_putting_node_sends_only_missing_shards() {
         "hosts received {after} bytes for {all} bytes of shards ({before} before the kill)"
     );
     assert!(put["shards_sent"].as_u64().unwrap() < total_shards, "{put}");
+    let asset = put["asset_id"].as_str().unwrap();
     let out = dir.path().join("back.bin");
-    a.cli_json(&[
-        "get",
-        put["asset_id"].as_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+
+    // A get cancelled mid-flight leaves nothing at the destination, not even its temporary
+    // file (one fetch in flight at a time keeps it running long enough).
+    let outs = tempfile::tempdir().unwrap();
+    let partial = outs.path().join("partial.bin");
+    let body = json!({ "asset": asset, "out": partial });
+    let (code, started) = a
+        .request(
+            reqwest::Method::POST,
+            "/storage/get",
+            Some(&a.token),
+            body.to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(code, 202, "{started}");
+    let get_op = started["op_id"].as_str().unwrap().to_owned();
+    wait_until(
+        Duration::from_secs(60),
+        "the get to fetch its first shards",
+        || async {
+            let v = a.get(&format!("/storage/ops/{get_op}")).await;
+            assert_eq!(
+                v["state"], "running",
+                "the get ended before it could be cancelled: {v}"
+            );
+            (v["progress"]["shards_done"].as_u64()? > 0).then_some(())
+        },
+    )
+    .await;
+    let (code, v) = a
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/storage/ops/{get_op}"),
+            Some(&a.token),
+            Vec::new(),
+        )
+        .await;
+    assert_eq!((code, v["state"].clone()), (200, json!("cancelled")), "{v}");
+    let left: Vec<_> = std::fs::read_dir(outs.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "a cancelled get left {left:?}");
+
+    a.cli_json(&["get", asset, "-o", out.to_str().unwrap()]);
     assert_same_file(&src, &out);
 }
 
@@ -449,4 +490,366 @@ async fn signed_policy_verifies_and_a_tampered_one_does_not() {
     let out = a.cli(&["policy", "verify", file.to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("signature does not verify"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_repair_brings_every_segment_back_to_n_shards_without_the_repair_command() {
+    // The owner checks its assets every second, and any missing shard is below the
+    // threshold (margin n - k = 4), so the outcome does not depend on which round first sees
+    // which new host.
+    let owner = "[storage]\nrepair_interval_s = 1\nrepair_margin = 4\n";
+    let (a, mut hosts) = mesh_with(Some(owner), 8, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = write_random(dir.path(), "bg.bin", 300 << 10, 9, None);
+    let put = a.cli_json(&[
+        "put",
+        src.to_str().unwrap(),
+        "--k",
+        "4",
+        "--n",
+        "8",
+        "--shard-size",
+        "16KiB",
+    ]);
+    let asset = put["asset_id"].as_str().unwrap().to_owned();
+    let segments = put["segments"].as_u64().unwrap();
+    assert_eq!(put["hosts"], 8, "{put}");
+    assert_eq!(put["shards_placed"].as_u64().unwrap(), segments * 8);
+    for h in hosts.iter_mut().take(3) {
+        h.kill9();
+    }
+    // Every live host holds a shard of every segment, so the timer has nowhere to put
+    // rebuilt shards yet: each segment stays at 5 of 8.
+    let counts = reachable(&a, &asset).await;
+    assert!(counts.iter().all(|c| *c == 5), "{counts:?}");
+    let fresh = start_many(3, &["--bootstrap", &a.addr], None).await;
+    // The dead hosts are still listed (their last announcement said active), so wait for
+    // each new one by id.
+    wait_for_these_hosts(&a, &fresh).await;
+    let t = std::time::Instant::now();
+    wait_until(
+        Duration::from_secs(60),
+        "the background repair to bring every segment back to 8 shards",
+        || async {
+            let counts = reachable(&a, &asset).await;
+            counts.iter().all(|c| *c == 8).then_some(())
+        },
+    )
+    .await;
+    eprintln!(
+        "background repair: back to 8 of 8 {} ms after the new hosts were known",
+        t.elapsed().as_millis()
+    );
+    // The repair command never ran: no operation was started on the owner.
+    let ls = a.cli_json(&["ls"]);
+    let row = ls["assets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["asset_id"] == asset.as_str())
+        .cloned()
+        .unwrap();
+    assert!(row["revision"].as_u64().unwrap() >= 1, "{row}");
+    assert!(
+        a.log().contains("background repair"),
+        "no background repair in the log"
+    );
+    for h in &fresh {
+        let held = h.cli_json(&["storage", "status"])["host"]["shards"]
+            .as_u64()
+            .unwrap();
+        assert_eq!(held, segments, "a new host holds one shard per segment");
+    }
+    let out = dir.path().join("back.bin");
+    a.cli_json(&["get", &asset, "-o", out.to_str().unwrap()]);
+    assert_same_file(&src, &out);
+}
+
+/// Owner config for the cancellation tests: one store request in flight, so that a put of
+/// a few tens of MiB takes long enough to be caught mid-flight.
+const SLOW_PUT: &str = "[storage]\nmax_in_flight = 1\n";
+
+/// Starts a put through the API and returns its operation id once some but not all of its
+/// shards are placed.
+async fn put_caught_mid_flight(a: &TestNode, body: &Value) -> String {
+    let (code, started) = a
+        .request(
+            reqwest::Method::POST,
+            "/storage/put",
+            Some(&a.token),
+            body.to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(code, 202, "{started}");
+    let op = started["op_id"].as_str().unwrap().to_owned();
+    wait_until(
+        Duration::from_secs(60),
+        "the put to place its first shards",
+        || async {
+            let v = a.get(&format!("/storage/ops/{op}")).await;
+            assert_eq!(
+                v["state"], "running",
+                "the put ended before it could be cancelled: {v}"
+            );
+            let p = &v["progress"];
+            let (done, total) = (p["shards_done"].as_u64()?, p["shards_total"].as_u64()?);
+            (done > 0 && done < total).then_some(())
+        },
+    )
+    .await;
+    op
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_cancelled_mid_flight_ends_cancelled_keeps_its_progress_and_resumes() {
+    let (a, hosts) = mesh_with(Some(SLOW_PUT), 4, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = write_random(dir.path(), "cancel.bin", 16 << 20, 10, None);
+    let shard = 16 * 1024u64;
+    let body = json!({ "path": src, "mode": "ec", "k": 2, "n": 4, "shard_size": shard });
+    let t = std::time::Instant::now();
+    let op = put_caught_mid_flight(&a, &body).await;
+    let caught = t.elapsed();
+
+    // Bad input first, while it runs: the documented JSON error shape.
+    let (code, v) = a
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/storage/ops/{op}"),
+            None,
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(
+        (code, v["error"].clone()),
+        (401, json!("unauthorized")),
+        "{v}"
+    );
+    let (code, v) = a
+        .request(
+            reqwest::Method::DELETE,
+            "/storage/ops/no-such-op",
+            Some(&a.token),
+            Vec::new(),
+        )
+        .await;
+    assert_eq!((code, v["error"].clone()), (404, json!("not_found")), "{v}");
+    assert!(v["message"].as_str().unwrap().contains("no-such-op"), "{v}");
+
+    let t = std::time::Instant::now();
+    let (code, v) = a
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/storage/ops/{op}"),
+            Some(&a.token),
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(code, 200, "the node answers once the put has ended: {v}");
+    let cancel_ms = t.elapsed().as_millis();
+    assert_eq!(v["state"], "cancelled", "{v}");
+    assert_eq!(v["error"], "cancelled", "{v}");
+    assert!(v["message"].as_str().unwrap().contains("resume"), "{v}");
+    let total_shards = v["progress"]["shards_total"].as_u64().unwrap();
+    let done = v["progress"]["shards_done"].as_u64().unwrap();
+    assert!(done > 0 && done < total_shards, "{v}");
+    // The state stays cancelled; a second DELETE changes nothing.
+    let again = a.get(&format!("/storage/ops/{op}")).await;
+    assert_eq!(again["state"], "cancelled", "{again}");
+    let (code, again) = a
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/storage/ops/{op}"),
+            Some(&a.token),
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(
+        (code, again["state"].clone()),
+        (200, json!("cancelled")),
+        "{again}"
+    );
+
+    // Nothing runs any more and the upload progress is kept for a resume.
+    let status = a.get("/storage/status").await;
+    assert_eq!(status["ops_running"], 0, "{status}");
+    assert_eq!(status["uploads_in_progress"], 1, "{status}");
+    // The requests in flight were dropped: the hosts stop receiving well short of the file.
+    let before = settled_received_bytes(&hosts).await;
+    let all = total_shards * shard;
+    assert!(
+        before > 0 && before < all,
+        "hosts received {before} of {all} bytes"
+    );
+
+    let t = std::time::Instant::now();
+    let put = a.cli_json(&[
+        "put",
+        src.to_str().unwrap(),
+        "--k",
+        "2",
+        "--n",
+        "4",
+        "--shard-size",
+        "16KiB",
+    ]);
+    assert_eq!(put["resumed"], true, "{put}");
+    assert!(put["shards_sent"].as_u64().unwrap() < total_shards, "{put}");
+    let after = settled_received_bytes(&hosts).await;
+    // All shards once, plus at most the batches in flight at the cancel (one request of at
+    // most 64 shards with max_in_flight = 1) and acknowledgements not yet saved.
+    assert!(
+        after <= all + 128 * shard,
+        "hosts received {after} bytes for {all}"
+    );
+    eprintln!(
+        "cancel: caught after {} ms, cancelled in {cancel_ms} ms with {done}/{total_shards} shards, resumed put {} ms ({} shards sent)",
+        caught.as_millis(),
+        t.elapsed().as_millis(),
+        put["shards_sent"]
+    );
+    let asset = put["asset_id"].as_str().unwrap();
+    let out = dir.path().join("back.bin");
+
+    // A get cancelled mid-flight leaves nothing at the destination, not even its temporary
+    // file (one fetch in flight at a time keeps it running long enough).
+    let outs = tempfile::tempdir().unwrap();
+    let partial = outs.path().join("partial.bin");
+    let body = json!({ "asset": asset, "out": partial });
+    let (code, started) = a
+        .request(
+            reqwest::Method::POST,
+            "/storage/get",
+            Some(&a.token),
+            body.to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(code, 202, "{started}");
+    let get_op = started["op_id"].as_str().unwrap().to_owned();
+    wait_until(
+        Duration::from_secs(60),
+        "the get to fetch its first shards",
+        || async {
+            let v = a.get(&format!("/storage/ops/{get_op}")).await;
+            assert_eq!(
+                v["state"], "running",
+                "the get ended before it could be cancelled: {v}"
+            );
+            (v["progress"]["shards_done"].as_u64()? > 0).then_some(())
+        },
+    )
+    .await;
+    let (code, v) = a
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/storage/ops/{get_op}"),
+            Some(&a.token),
+            Vec::new(),
+        )
+        .await;
+    assert_eq!((code, v["state"].clone()), (200, json!("cancelled")), "{v}");
+    let left: Vec<_> = std::fs::read_dir(outs.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "a cancelled get left {left:?}");
+
+    a.cli_json(&["get", asset, "-o", out.to_str().unwrap()]);
+    assert_same_file(&src, &out);
+}
+
+/// Runs `offgrid put` (k 2, n 4, 16 KiB shards) on `src`, sends it `signal` once the hosts
+/// have received more than `received_before` bytes, and returns its exit code and the
+/// operation id named in its last line, after checking that line.
+async fn signal_put_mid_flight(
+    a: &TestNode,
+    hosts: &[TestNode],
+    src: &std::path::Path,
+    received_before: u64,
+    signal: &str,
+) -> (Option<i32>, String) {
+    let cli = a.cli_spawn(&[
+        "put",
+        src.to_str().unwrap(),
+        "--k",
+        "2",
+        "--n",
+        "4",
+        "--shard-size",
+        "16KiB",
+    ]);
+    let pid = cli.id();
+    // The CLI listens for signals before it starts the put, so once hosts receive its
+    // shards the signal reaches its handler.
+    wait_until(
+        Duration::from_secs(60),
+        "the CLI's put to send shards",
+        || async {
+            let status = a.get("/storage/status").await;
+            let mut received = 0;
+            for h in hosts {
+                received += h.get("/storage/status").await["host"]["received_bytes"]
+                    .as_u64()
+                    .unwrap_or(0);
+            }
+            (status["ops_running"] == 1 && received > received_before).then_some(())
+        },
+    )
+    .await;
+    offgrid_e2e::send_signal(pid, signal);
+    let out = offgrid_e2e::wait_output(cli, Duration::from_secs(30), "offgrid put").await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let line = stderr.lines().last().unwrap_or_default();
+    let rest = line
+        .strip_prefix("offgrid: put cancelled (operation ")
+        .unwrap_or_else(|| panic!("unexpected last line after SIG{signal}: {stderr}"));
+    assert!(
+        line.ends_with("its progress is kept: run the same `offgrid put` again to resume"),
+        "{line}"
+    );
+    (
+        out.status.code(),
+        rest[..rest.find(')').unwrap()].to_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_or_sigterm_to_offgrid_put_cancels_the_put_on_the_node() {
+    let (a, hosts) = mesh_with(Some(SLOW_PUT), 4, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = write_random(dir.path(), "sigint.bin", 16 << 20, 11, None);
+    let (code, op) = signal_put_mid_flight(&a, &hosts, &src, 0, "INT").await;
+    assert_eq!(code, Some(130), "SIGINT exits 128 + 2");
+    let v = a.get(&format!("/storage/ops/{op}")).await;
+    assert_eq!(
+        (v["kind"].clone(), v["state"].clone()),
+        (json!("put"), json!("cancelled")),
+        "{v}"
+    );
+    let status = a.get("/storage/status").await;
+    assert_eq!(status["ops_running"], 0, "{status}");
+    assert_eq!(status["uploads_in_progress"], 1, "{status}");
+
+    // The same put resumes, and SIGTERM cancels it the same way.
+    let before = settled_received_bytes(&hosts).await;
+    let (code, op2) = signal_put_mid_flight(&a, &hosts, &src, before, "TERM").await;
+    assert_eq!(code, Some(143), "SIGTERM exits 128 + 15");
+    assert_ne!(op, op2);
+    let v = a.get(&format!("/storage/ops/{op2}")).await;
+    assert_eq!(v["state"], "cancelled", "{v}");
+    let status = a.get("/storage/status").await;
+    assert_eq!(
+        (
+            status["ops_running"].clone(),
+            status["uploads_in_progress"].clone()
+        ),
+        (json!(0), json!(1)),
+        "{status}"
+    );
 }

@@ -169,6 +169,7 @@ const TABLE: &[(&str, &str, &str, &str, bool)] = &[
     ("post", "/storage/put", "storage", "Encrypt, erasure-code and place a local file: {path, mode, k, n, r, shard_size} → operation id", true),
     ("post", "/storage/get", "storage", "Fetch, verify, decode and decrypt an asset to a local file: {asset, out}", true),
     ("get", "/storage/ops/{id}", "storage", "Progress and result of a put, get or repair", false),
+    ("delete", "/storage/ops/{id}", "storage", "Cancel a running put, get or repair: 200 with its final state (`cancelled`, or its outcome if it ended first), 202 with `cancel_requested` while it winds down; a cancelled put resumes when run again", true),
     ("get", "/storage/status", "storage", "Shard store usage, quota and received-bytes counters", false),
     ("get", "/storage/assets", "storage", "Assets this node can read", false),
     ("get", "/storage/assets/{id}/check", "storage", "Reachable shards per segment of an asset", false),
@@ -233,7 +234,13 @@ impl Modify for Table {
                         Vec::<String>::new(),
                     ));
             }
-            let m = if *method == "post" {
+            let m = if *method == "delete" {
+                op = op.response(
+                    "202",
+                    json("accepted, still winding down (cancel_requested)", "AnyJson"),
+                );
+                HttpMethod::Delete
+            } else if *method == "post" {
                 op = op.request_body(Some(
                     RequestBodyBuilder::new()
                         .content(
@@ -324,5 +331,10 @@ mod tests {
         for schema in ["ErrorBody", "CoreJob", "CoreCompleted"] {
             assert!(json.contains(schema), "{schema}");
         }
+        // Routes with two methods keep both operations.
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let ops = &v["paths"]["/storage/ops/{id}"];
+        assert!(ops["get"].is_object() && ops["delete"].is_object(), "{ops}");
+        assert!(ops["delete"]["responses"]["401"].is_object(), "{ops}");
     }
 }

@@ -4,8 +4,11 @@
 //! `GET /storage/ops/{id}` gives progress and, when finished, `"state": "done"` with the
 //! result or `"state": "failed"` with `error` and `message` (the same codes as the HTTP
 //! errors). `?wait_ms=N` (at most 5000) holds that answer until the operation ends or N ms
-//! pass, so a client learns of the end at once instead of at its next poll. Paths are
-//! absolute paths on the node's own disk.
+//! pass, so a client learns of the end at once instead of at its next poll.
+//! `DELETE /storage/ops/{id}` (bearer token) cancels a running operation: it answers `200`
+//! with the operation's state once it has ended (`"state": "cancelled"`, or its outcome if it
+//! ended first), or `202` with `"cancel_requested": true` if it is still winding down after
+//! 5 s. Paths are absolute paths on the node's own disk.
 
 use std::{path::PathBuf, sync::Arc};
 
@@ -31,7 +34,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/storage/put", post(put))
         .route("/storage/get", post(get_file))
-        .route("/storage/ops/{id}", get(op))
+        .route("/storage/ops/{id}", get(op).delete(cancel_op))
         .route("/storage/status", get(status))
         .route("/storage/assets", get(list))
         .route("/storage/assets/{id}/check", get(check))
@@ -53,7 +56,7 @@ impl From<StorageError> for ApiError {
             StorageError::NotEnoughShards { .. }
             | StorageError::Incomplete { .. }
             | StorageError::Integrity(_) => StatusCode::BAD_GATEWAY,
-            StorageError::Conflict(_) => StatusCode::CONFLICT,
+            StorageError::Conflict(_) | StorageError::Cancelled(_) => StatusCode::CONFLICT,
             StorageError::Internal(_) => return ApiError::internal(),
         };
         ApiError::other(status, e.code(), e.to_string())
@@ -146,7 +149,9 @@ async fn put(
     let op = st.ops.start("put");
     let task_op = op.clone();
     tokio::spawn(async move {
-        let r = st.put(params, task_op.progress.clone()).await;
+        let r = st
+            .put(params, task_op.progress.clone(), &task_op.cancel_token())
+            .await;
         task_op.finish(r);
     });
     Ok(started(&op))
@@ -194,7 +199,9 @@ async fn get_file(
     let op = st.ops.start("get");
     let task_op = op.clone();
     tokio::spawn(async move {
-        let r = st.get(params, task_op.progress.clone()).await;
+        let r = st
+            .get(params, task_op.progress.clone(), &task_op.cancel_token())
+            .await;
         task_op.finish(r);
     });
     Ok(started(&op))
@@ -220,6 +227,30 @@ async fn op(
         op.wait_end(std::time::Duration::from_millis(wait)).await;
     }
     Ok(Json(op.json()))
+}
+
+/// `DELETE /storage/ops/{id}`: cancels the operation and waits (at most
+/// [`MAX_WAIT_MS`](crate::storage::ops::MAX_WAIT_MS)) for it to end.
+async fn cancel_op(
+    State(s): State<AppState>,
+    _: Authorized,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let op = storage(&s)
+        .ops
+        .get(&id)
+        .ok_or_else(|| ApiError::not_found(format!("no operation {id:?}")))?;
+    op.cancel();
+    op.wait_end(std::time::Duration::from_millis(
+        crate::storage::ops::MAX_WAIT_MS,
+    ))
+    .await;
+    let status = if op.running() {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(op.json())))
 }
 
 async fn status(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
@@ -288,7 +319,12 @@ async fn repair(
     let task_op = op.clone();
     tokio::spawn(async move {
         let r = st
-            .repair(&b.asset, Threshold::All, Some(task_op.progress.clone()))
+            .repair(
+                &b.asset,
+                Threshold::All,
+                Some(task_op.progress.clone()),
+                &task_op.cancel_token(),
+            )
             .await
             .map(|report| json!(report));
         task_op.finish(r);

@@ -27,6 +27,7 @@ use offgrid_storage::{
 };
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use super::{ops::Progress, transfer::FetchOutcome, Storage, StorageError};
@@ -116,13 +117,18 @@ impl Storage {
 
     /// Gets an asset; see the module docs.
     ///
+    /// `cancel` stops it: the fetches in flight are dropped and the temporary file is
+    /// removed, so nothing appears at the destination; it returns
+    /// [`StorageError::Cancelled`].
+    ///
     /// # Errors
     /// [`StorageError`]: unknown asset, not shared with us, wrong key, fewer than k
-    /// reachable shards of a segment, or a failed integrity check.
+    /// reachable shards of a segment, a failed integrity check, or cancelled.
     pub async fn get(
         &self,
         params: GetParams,
         progress: Arc<Progress>,
+        cancel: &CancellationToken,
     ) -> Result<Value, StorageError> {
         let started = Instant::now();
         if !offgrid_storage::is_valid_hash(&params.asset) {
@@ -191,6 +197,7 @@ impl Storage {
         let mut fetches = FuturesUnordered::new();
         let mut decodes = FuturesUnordered::new();
         let (mut fetched, mut corrupt_total, mut failed_total) = (0u64, 0u64, 0u64);
+        let mut stopped = false;
 
         'segments: while next_write < manifest.segment_count {
             while next_seg < manifest.segment_count && active.len() < window {
@@ -265,6 +272,10 @@ impl Storage {
                 }
             }
             tokio::select! {
+                _ = cancel.cancelled() => {
+                    stopped = true;
+                    break 'segments;
+                }
                 Some((segment, index, hash, peer, outcome)) = fetches.next(), if !fetches.is_empty() => {
                     let Some(seg) = active.get_mut(&segment) else { continue };
                     seg.inflight -= 1;
@@ -312,6 +323,21 @@ impl Storage {
                     }
                 }
             }
+        }
+        if stopped {
+            // Drop the fetches in flight; the writer, short of segments, removes its
+            // temporary file.
+            drop(fetches);
+            drop(decodes);
+            drop(wtx);
+            let _ = writer.await;
+            info!(asset = %manifest.asset_id, segments = next_write, "get cancelled");
+            return Err(StorageError::Cancelled(format!(
+                "get of {} cancelled after {next_write} of {} segments; nothing was written to {}",
+                manifest.asset_id,
+                manifest.segment_count,
+                params.out.display()
+            )));
         }
         drop(wtx);
         let path = writer

@@ -6,7 +6,7 @@
 //! (`/offgrid/shards/1.0.0`, see `network/shards.rs`) and keeps manifests and upload
 //! progress in the node's store. The CLI is a thin client: the node reads and writes the
 //! files (absolute paths on its own disk) in long-running operations ([`ops`]) whose
-//! progress the CLI polls.
+//! progress the CLI polls, and which it cancels when it is interrupted.
 //!
 //! - [`host`]: this node as a host of other nodes' shards (quota, busy, counters).
 //! - [`hosts`]: which hosts to use: active peers heard on IP links that offer storage,
@@ -39,7 +39,7 @@ use std::sync::Arc;
 
 use offgrid_storage::SignedManifest;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use self::{host::ShardHost, hosts::HostStats, ops::Ops};
 use crate::{
@@ -127,9 +127,13 @@ pub enum StorageError {
         /// Hosts that were usable.
         hosts: usize,
     },
-    /// Another operation on the same file is running.
+    /// Another operation on the same file or asset is running.
     #[error("{0}")]
     Conflict(String),
+    /// The operation was cancelled (`DELETE /storage/ops/{id}`, or shutdown); the message
+    /// says what was kept and how to resume.
+    #[error("{0}")]
+    Cancelled(String),
     /// The rebuilt file does not match the manifest (size or whole-file hash).
     #[error("integrity check failed: {0}")]
     Integrity(String),
@@ -151,6 +155,7 @@ impl StorageError {
             StorageError::NotEnoughShards { .. } => "not_enough_shards",
             StorageError::Incomplete { .. } => "upload_incomplete",
             StorageError::Conflict(_) => "conflict",
+            StorageError::Cancelled(_) => "cancelled",
             StorageError::Integrity(_) => "integrity",
             StorageError::Internal(_) => "internal",
         }
@@ -175,6 +180,9 @@ pub struct Storage {
     pub ops: Ops,
     /// Source paths with a put running (one put per file at a time).
     pub(crate) active_puts: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Assets with a repair running (the background check and `offgrid repair` would
+    /// otherwise both sign revision r + 1 and one would drop the other's new hosts).
+    pub(crate) active_repairs: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Storage {
@@ -201,6 +209,7 @@ impl Storage {
             stats: HostStats::default(),
             ops: Ops::default(),
             active_puts: Default::default(),
+            active_repairs: Default::default(),
         }))
     }
 
@@ -243,7 +252,9 @@ impl Storage {
     }
 
     /// Runs the background check of this node's assets every `repair_interval_s` until
-    /// shutdown.
+    /// shutdown. Each round lists the owned assets again and asks [`Storage::candidates`]
+    /// for the hosts known now, so hosts that joined since the last round are used.
+    /// Shutdown cancels a repair in progress; what it already rebuilt is kept.
     pub async fn background_repair(self: Arc<Self>, cancel: CancellationToken) {
         let secs = self.cfg.repair_interval_s;
         if secs == 0 {
@@ -269,13 +280,17 @@ impl Storage {
             for asset in owned {
                 let margin = usize::from(self.cfg.repair_margin);
                 match self
-                    .repair(&asset, repair::Threshold::Margin(margin), None)
+                    .repair(&asset, repair::Threshold::Margin(margin), None, &cancel)
                     .await
                 {
                     Ok(r) if r.shards_rebuilt > 0 => {
                         info!(asset, rebuilt = r.shards_rebuilt, "background repair");
                     }
                     Ok(_) => {}
+                    Err(StorageError::Cancelled(_)) => break,
+                    Err(StorageError::Conflict(_)) => {
+                        debug!(asset, "background check: a repair is already running");
+                    }
                     Err(e) => warn!(asset, error = %e, "background repair failed"),
                 }
                 if cancel.is_cancelled() {
@@ -283,6 +298,34 @@ impl Storage {
                 }
             }
         }
+    }
+}
+
+/// A key held in one of the "running" sets (puts per path, repairs per asset) until drop.
+pub(crate) struct Claim<'a> {
+    set: &'a std::sync::Mutex<std::collections::HashSet<String>>,
+    key: String,
+}
+
+impl<'a> Claim<'a> {
+    /// Takes `key`, or `None` when an operation holds it already.
+    pub(crate) fn take(
+        set: &'a std::sync::Mutex<std::collections::HashSet<String>>,
+        key: &str,
+    ) -> Option<Self> {
+        // A poisoned lock only means a panic while inserting or removing; the set is whole.
+        let mut held = set.lock().unwrap_or_else(|p| p.into_inner());
+        held.insert(key.to_owned()).then(|| Claim {
+            set,
+            key: key.to_owned(),
+        })
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        let mut held = self.set.lock().unwrap_or_else(|p| p.into_inner());
+        held.remove(&self.key);
     }
 }
 

@@ -4,8 +4,11 @@
 //! polls `GET /storage/ops/{id}` for progress and the outcome (with `?wait_ms=` the poll
 //! returns as soon as the operation ends, so a short operation is not stretched to the
 //! next poll). Operations run in the node,
-//! so a CLI that goes away does not stop them. At most [`MAX_OPS`] are remembered; the
-//! oldest finished ones are forgotten first.
+//! so a CLI that goes away does not stop them; `DELETE /storage/ops/{id}` does (the CLI
+//! sends it when interrupted). A cancelled operation stops at its next step, drops the shard
+//! requests it has in flight, keeps what it finished (a put its upload progress, a repair the
+//! shards it already rebuilt) and ends in the state `cancelled`. At most [`MAX_OPS`] are
+//! remembered; the oldest finished ones are forgotten first.
 
 use std::{
     collections::BTreeMap,
@@ -16,6 +19,7 @@ use std::{
 };
 
 use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
 
 use super::StorageError;
 
@@ -64,6 +68,7 @@ enum Outcome {
     Running,
     Done(Value),
     Failed { code: &'static str, message: String },
+    Cancelled { message: String },
 }
 
 /// One operation.
@@ -78,6 +83,7 @@ pub struct Op {
     pub progress: Arc<Progress>,
     outcome: Mutex<Outcome>,
     ended: tokio::sync::Notify,
+    cancel: CancellationToken,
 }
 
 impl Op {
@@ -86,10 +92,11 @@ impl Op {
         self.outcome.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Records the outcome.
+    /// Records the outcome. [`StorageError::Cancelled`] ends it as `cancelled`.
     pub fn finish(&self, result: Result<Value, StorageError>) {
         *self.lock() = match result {
             Ok(v) => Outcome::Done(v),
+            Err(StorageError::Cancelled(message)) => Outcome::Cancelled { message },
             Err(e) => Outcome::Failed {
                 code: e.code(),
                 message: e.to_string(),
@@ -115,6 +122,19 @@ impl Op {
         matches!(*self.lock(), Outcome::Running)
     }
 
+    /// The token the operation watches; cancelled by [`Op::cancel`].
+    pub fn cancel_token(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+
+    /// Asks the operation to stop. It ends as `cancelled` once it has dropped its requests
+    /// and saved what it finished; an operation that has ended already is left as it is.
+    pub fn cancel(&self) {
+        if self.running() {
+            self.cancel.cancel();
+        }
+    }
+
     /// The JSON view for `GET /storage/ops/{id}`.
     pub fn json(&self) -> Value {
         let mut v = json!({
@@ -124,7 +144,12 @@ impl Op {
             "progress": self.progress.json(),
         });
         match &*self.lock() {
-            Outcome::Running => v["state"] = "running".into(),
+            Outcome::Running => {
+                v["state"] = "running".into();
+                if self.cancel.is_cancelled() {
+                    v["cancel_requested"] = true.into();
+                }
+            }
             Outcome::Done(result) => {
                 v["state"] = "done".into();
                 v["result"] = result.clone();
@@ -132,6 +157,11 @@ impl Op {
             Outcome::Failed { code, message } => {
                 v["state"] = "failed".into();
                 v["error"] = (*code).into();
+                v["message"] = message.clone().into();
+            }
+            Outcome::Cancelled { message } => {
+                v["state"] = "cancelled".into();
+                v["error"] = "cancelled".into();
                 v["message"] = message.clone().into();
             }
         }
@@ -165,6 +195,7 @@ impl Ops {
             progress: Arc::default(),
             outcome: Mutex::new(Outcome::Running),
             ended: tokio::sync::Notify::new(),
+            cancel: CancellationToken::new(),
         });
         let mut map = self.lock();
         if map.len() >= MAX_OPS {
@@ -217,6 +248,33 @@ mod tests {
         let t = tokio::time::Instant::now();
         op.wait_end(Duration::from_secs(60)).await;
         assert!(t.elapsed() < Duration::from_secs(30));
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_op_reports_cancel_requested_then_cancelled() {
+        let ops = Ops::default();
+        let op = ops.start("put");
+        let token = op.cancel_token();
+        assert!(!token.is_cancelled());
+        op.cancel();
+        assert!(token.is_cancelled());
+        // Still winding down: running, with the request noted.
+        let v = op.json();
+        assert_eq!(
+            (v["state"].clone(), v["cancel_requested"].clone()),
+            (json!("running"), json!(true))
+        );
+        op.finish(Err(StorageError::Cancelled("put cancelled".into())));
+        let v = op.json();
+        assert_eq!(v["state"], "cancelled");
+        assert_eq!(v["error"], "cancelled");
+        assert_eq!(ops.running(), 0);
+        // Cancelling a finished op changes nothing.
+        let done = ops.start("get");
+        done.finish(Ok(json!({"ok": true})));
+        done.cancel();
+        assert!(!done.cancel_token().is_cancelled());
+        assert_eq!(done.json()["state"], "done");
     }
 
     #[tokio::test]

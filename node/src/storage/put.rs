@@ -22,6 +22,9 @@
 //! recorded nonces (reproducing identical shards) and sends only the shards that no host
 //! acknowledged (plus at most the last [`PERSIST_EVERY`] of acknowledgements not yet saved).
 //!
+//! A cancelled put (`DELETE /storage/ops/{id}`, which the CLI sends on Ctrl-C) drops its
+//! requests in flight and saves the upload state as it stands, so the same put resumes too.
+//!
 //! The upload is complete when every segment has at least k acknowledged shards; then the
 //! owner signs the manifest, keeps it and sends it to every host that holds a shard.
 
@@ -45,6 +48,7 @@ use offgrid_storage::{
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use super::{
@@ -52,7 +56,7 @@ use super::{
     ops::Progress,
     reader::{read_segments, Prepared, ResumeInfo},
     transfer::StoreOutcome,
-    Storage, StorageError,
+    Claim, Storage, StorageError,
 };
 use crate::store::Table;
 
@@ -100,32 +104,21 @@ struct OpenSegment {
     used: HashSet<PeerId>,
 }
 
-struct PutGuard<'a> {
-    storage: &'a Storage,
-    key: String,
-}
-
-impl Drop for PutGuard<'_> {
-    fn drop(&mut self) {
-        let mut set = self
-            .storage
-            .active_puts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        set.remove(&self.key);
-    }
-}
-
 impl Storage {
     /// Puts a file; see the module docs.
     ///
+    /// `cancel` stops it: the store requests in flight are dropped, the reader stops, and
+    /// the upload progress is saved (so the same put later resumes) before it returns
+    /// [`StorageError::Cancelled`].
+    ///
     /// # Errors
     /// [`StorageError`]: bad input, too few hosts, an upload that could not place k shards of
-    /// every segment (resumable), or a local failure.
+    /// every segment (resumable), cancelled (resumable), or a local failure.
     pub async fn put(
         &self,
         params: PutParams,
         progress: Arc<Progress>,
+        cancel: &CancellationToken,
     ) -> Result<Value, StorageError> {
         let started = Instant::now();
         if !params.path.is_absolute() {
@@ -134,17 +127,10 @@ impl Storage {
             ));
         }
         let key = params.path.display().to_string();
-        {
-            let mut set = self.active_puts.lock().unwrap_or_else(|p| p.into_inner());
-            if !set.insert(key.clone()) {
-                return Err(StorageError::Conflict(format!(
-                    "a put of {key} is already running"
-                )));
-            }
-        }
-        let _guard = PutGuard {
-            storage: self,
-            key: key.clone(),
+        let Some(_claim) = Claim::take(&self.active_puts, &key) else {
+            return Err(StorageError::Conflict(format!(
+                "a put of {key} is already running"
+            )));
         };
         let meta = tokio::fs::metadata(&params.path)
             .await
@@ -240,6 +226,7 @@ impl Storage {
         let mut persist: Option<tokio::task::JoinHandle<()>> = None;
         let mut last_persist = Instant::now();
         let mut dirty = false;
+        let mut stopped = false;
 
         loop {
             // Give every queued shard a host.
@@ -303,6 +290,10 @@ impl Storage {
             }
             let want_more = !reader_done && open.len() < window;
             tokio::select! {
+                _ = cancel.cancelled() => {
+                    stopped = true;
+                    break;
+                }
                 Some((peer, batch, outcomes)) = inflight.next(), if !inflight.is_empty() => {
                     if let Some(n) = per_host.get_mut(&peer) {
                         *n = n.saturating_sub(1);
@@ -378,9 +369,30 @@ impl Storage {
                 dirty = false;
             }
         }
+        if stopped {
+            // Drop the requests in flight (their shards count as not placed and are sent
+            // again on resume) and stop the reader, which fails its next send.
+            drop(inflight);
+            drop(rx);
+        }
         let _ = reader.await;
         if let Some(h) = persist.take() {
             let _ = h.await;
+        }
+        if stopped {
+            self.save_upload(&key, &record).await?;
+            let placed = record
+                .state
+                .segments
+                .iter()
+                .flat_map(|s| &s.shards)
+                .filter(|s| s.host.is_some())
+                .count();
+            info!(asset = %record.state.asset_id, path = %key, placed, sent, "put cancelled");
+            return Err(StorageError::Cancelled(format!(
+                "put of {key} cancelled with {placed} of {} shards placed; its progress is kept: run the same put again to resume",
+                record.state.segment_count * n as u64
+            )));
         }
         let Some((file_blake3, size)) = end else {
             return Err(StorageError::Internal(

@@ -6,22 +6,28 @@
 //! background check, all n for `offgrid repair` — is rebuilt: any k verified shards are
 //! fetched, the sealed segment is reconstructed and re-encoded (no key needed: shards are
 //! ciphertext), each rebuilt shard must hash to the manifest's hash, and the missing ones
-//! are stored on active hosts that hold no shard of that segment yet. The owner then signs
-//! the manifest with the new hosts (revision + 1), keeps it and sends it to every host.
+//! are stored on active hosts that hold no shard of that segment yet (a host that fails a
+//! store is not asked again during that repair; a segment with no such host left is not
+//! rebuilt at all). The owner then signs the manifest with the new hosts (revision + 1),
+//! keeps it and sends it to every host. One repair of an asset runs at a time.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use futures::{stream::FuturesUnordered, Future, StreamExt};
 use libp2p::PeerId;
 use offgrid_behaviours::shards::{Request, Response, MAX_HAS_HASHES};
 use offgrid_storage::{shard_hash, Codec, Manifest, ShardEntry, SignedManifest};
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use super::{
     ops::Progress,
     transfer::{FetchOutcome, StoreOutcome},
-    Storage, StorageError,
+    Claim, Storage, StorageError,
 };
 
 /// When a segment is repaired.
@@ -130,14 +136,31 @@ impl Storage {
 
     /// Repairs an asset this node owns; see the module docs.
     ///
+    /// `cancel` stops it between steps: the shard requests in flight are dropped, and the
+    /// shards rebuilt so far are kept (the manifest is signed with them) before it returns
+    /// [`StorageError::Cancelled`].
+    ///
     /// # Errors
-    /// [`StorageError::NotOwner`], [`StorageError::NotFound`], or a local failure.
+    /// [`StorageError::NotOwner`], [`StorageError::NotFound`],
+    /// [`StorageError::Conflict`] while another repair of the asset runs,
+    /// [`StorageError::Cancelled`], or a local failure.
     pub async fn repair(
         &self,
         asset: &str,
         threshold: Threshold,
         progress: Option<Arc<Progress>>,
+        cancel: &CancellationToken,
     ) -> Result<RepairReport, StorageError> {
+        let Some(_claim) = Claim::take(&self.active_repairs, asset) else {
+            return Err(StorageError::Conflict(format!(
+                "a repair of {asset} is already running"
+            )));
+        };
+        let cancelled = |rebuilt: u64| {
+            StorageError::Cancelled(format!(
+                "repair of {asset} cancelled after rebuilding {rebuilt} shard(s), which are kept; run `offgrid repair {asset}` again to finish"
+            ))
+        };
         let (mut manifest, _) = self.find_manifest(asset).await?;
         if manifest.owner_pubkey != hex::encode(self.identity.public_key()) {
             return Err(StorageError::NotOwner {
@@ -156,13 +179,17 @@ impl Storage {
             Threshold::Margin(m) => (k + m).min(n),
             Threshold::All => n,
         };
-        let (present, down) = self.check_presence(&manifest).await;
+        let (present, down) = cancel
+            .run_until_cancelled(self.check_presence(&manifest))
+            .await
+            .ok_or_else(|| cancelled(0))?;
         let hosts = self.candidates().await?;
-        let spare: Vec<PeerId> = hosts
-            .iter()
-            .map(|h| h.peer)
-            .filter(|p| !down.contains(p))
-            .collect();
+        // Hosts that did not answer: those named in the manifest that failed the check,
+        // and any that fail a store below. Dead hosts stay in the registry (their last
+        // announcement said active), so without this each one would be retried for every
+        // shard.
+        let mut dead: HashSet<PeerId> = down.into_iter().collect();
+        let spare: Vec<PeerId> = hosts.iter().map(|h| h.peer).collect();
         if let Some(p) = &progress {
             Progress::add(&p.shards_total, manifest.segment_count * n as u64);
         }
@@ -177,6 +204,7 @@ impl Storage {
             segments_lost: 0,
             revision: manifest.revision,
         };
+        let mut stopped = false;
         for (si, seg) in manifest.segments.iter_mut().enumerate() {
             let reachable: Vec<&ShardEntry> = seg
                 .shards
@@ -186,27 +214,39 @@ impl Storage {
                 .collect();
             let count = reachable.len();
             report.reachable_min_before = report.reachable_min_before.min(count);
-            if count >= limit || count < k {
+            let mut holders: Vec<PeerId> = reachable
+                .iter()
+                .filter_map(|e| e.host.parse().ok())
+                .collect();
+            let has_spare = spare
+                .iter()
+                .any(|p| !holders.contains(p) && !dead.contains(p));
+            // Nothing to do, nothing to rebuild from, nowhere to put it (fetching k shards
+            // would be wasted), or cancelled: the segment stays as it is.
+            if stopped || count >= limit || count < k || !has_spare || cancel.is_cancelled() {
+                stopped |= cancel.is_cancelled();
                 if count < k {
                     report.segments_lost += 1;
                 }
                 report.reachable_min_after = report.reachable_min_after.min(count);
                 continue;
             }
-            let rebuilt = self
-                .rebuild_segment(&codec, si as u64, seg.cipher_len, &reachable)
+            let rebuilt = cancel
+                .run_until_cancelled(self.rebuild_segment(
+                    &codec,
+                    si as u64,
+                    seg.cipher_len,
+                    &reachable,
+                ))
                 .await;
-            let Some(shards) = rebuilt else {
+            let Some(shards) = rebuilt.flatten() else {
+                stopped |= cancel.is_cancelled();
                 report.reachable_min_after = report.reachable_min_after.min(count);
                 continue;
             };
-            let mut holders: Vec<PeerId> = reachable
-                .iter()
-                .filter_map(|e| e.host.parse().ok())
-                .collect();
             let reachable_idx: Vec<u16> = reachable.iter().map(|e| e.index).collect();
             let mut placed = count;
-            for (index, bytes) in shards.iter().enumerate() {
+            'shards: for (index, bytes) in shards.iter().enumerate() {
                 let index = index as u16;
                 if reachable_idx.contains(&index) {
                     continue;
@@ -224,29 +264,42 @@ impl Storage {
                 let offset = si % spare.len().max(1);
                 let order = spare[offset..].iter().chain(&spare[..offset]);
                 for peer in order
-                    .filter(|p| !holders.contains(p))
+                    .filter(|p| !holders.contains(p) && !dead.contains(p))
                     .copied()
                     .collect::<Vec<_>>()
                 {
-                    if self.store_on(peer, &hash, bytes).await == StoreOutcome::Stored {
-                        holders.push(peer);
-                        seg.shards.retain(|e| e.index != index);
-                        seg.shards.push(ShardEntry {
-                            index,
-                            hash: hash.clone(),
-                            host: peer.to_string(),
-                        });
-                        placed += 1;
-                        report.shards_rebuilt += 1;
-                        if let Some(p) = &progress {
-                            Progress::add(&p.shards_done, 1);
+                    let Some(outcome) = cancel
+                        .run_until_cancelled(self.store_on(peer, &hash, bytes))
+                        .await
+                    else {
+                        stopped = true;
+                        break 'shards;
+                    };
+                    match outcome {
+                        StoreOutcome::Stored => {
+                            holders.push(peer);
+                            seg.shards.retain(|e| e.index != index);
+                            seg.shards.push(ShardEntry {
+                                index,
+                                hash: hash.clone(),
+                                host: peer.to_string(),
+                            });
+                            placed += 1;
+                            report.shards_rebuilt += 1;
+                            if let Some(p) = &progress {
+                                Progress::add(&p.shards_done, 1);
+                            }
+                            break;
                         }
-                        break;
+                        StoreOutcome::Unreachable(_) | StoreOutcome::Full => {
+                            dead.insert(peer);
+                        }
+                        StoreOutcome::Refused(_) => {}
                     }
                 }
             }
             seg.shards.sort_by_key(|e| e.index);
-            report.segments_repaired += 1;
+            report.segments_repaired += u64::from(placed > count);
             report.reachable_min_after = report.reachable_min_after.min(placed);
         }
         if report.reachable_min_before == usize::MAX {
@@ -265,8 +318,12 @@ impl Storage {
             asset,
             rebuilt = report.shards_rebuilt,
             lost = report.segments_lost,
+            cancelled = stopped,
             "repair done"
         );
+        if stopped {
+            return Err(cancelled(report.shards_rebuilt));
+        }
         Ok(report)
     }
 

@@ -76,10 +76,29 @@ pub async fn wait_for_these_hosts(node: &TestNode, hosts: &[TestNode]) {
 
 /// A client node and `hosts` storage hosts that bootstrapped from it.
 pub async fn mesh(hosts: usize, host_config: Option<&str>) -> (TestNode, Vec<TestNode>) {
-    let a = TestNode::start(&[]).await;
+    mesh_with(None, hosts, host_config).await
+}
+
+/// [`mesh`] with a config file for the client node too.
+pub async fn mesh_with(
+    owner_config: Option<&str>,
+    hosts: usize,
+    host_config: Option<&str>,
+) -> (TestNode, Vec<TestNode>) {
+    let a = TestNode::start_with(&[], &[], owner_config).await;
     let list = start_many(hosts, &["--bootstrap", &a.addr], host_config).await;
     wait_for_hosts(&a, hosts).await;
     (a, list)
+}
+
+/// Reachable shards per segment of `asset`, as the owner's check sees them now.
+pub async fn reachable(owner: &TestNode, asset: &str) -> Vec<u64> {
+    owner.get(&format!("/storage/assets/{asset}/check")).await["reachable"]
+        .as_array()
+        .expect("reachable counts")
+        .iter()
+        .map(|c| c.as_u64().expect("a count"))
+        .collect()
 }
 
 /// Writes `len` pseudo-random bytes (xorshift, `seed`), with `marker` copied in at a few
