@@ -216,50 +216,6 @@ async fn resume_after_kill9_of_the_putting_node_sends_only_missing_shards() {
     let asset = put["asset_id"].as_str().unwrap();
     let out = dir.path().join("back.bin");
 
-    // A get cancelled mid-flight leaves nothing at the destination, not even its temporary
-    // file (one fetch in flight at a time keeps it running long enough).
-    let outs = tempfile::tempdir().unwrap();
-    let partial = outs.path().join("partial.bin");
-    let body = json!({ "asset": asset, "out": partial });
-    let (code, started) = a
-        .request(
-            reqwest::Method::POST,
-            "/storage/get",
-            Some(&a.token),
-            body.to_string().into_bytes(),
-        )
-        .await;
-    assert_eq!(code, 202, "{started}");
-    let get_op = started["op_id"].as_str().unwrap().to_owned();
-    wait_until(
-        Duration::from_secs(60),
-        "the get to fetch its first shards",
-        || async {
-            let v = a.get(&format!("/storage/ops/{get_op}")).await;
-            assert_eq!(
-                v["state"], "running",
-                "the get ended before it could be cancelled: {v}"
-            );
-            (v["progress"]["shards_done"].as_u64()? > 0).then_some(())
-        },
-    )
-    .await;
-    let (code, v) = a
-        .request(
-            reqwest::Method::DELETE,
-            &format!("/storage/ops/{get_op}"),
-            Some(&a.token),
-            Vec::new(),
-        )
-        .await;
-    assert_eq!((code, v["state"].clone()), (200, json!("cancelled")), "{v}");
-    let left: Vec<_> = std::fs::read_dir(outs.path())
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name())
-        .collect();
-    assert!(left.is_empty(), "a cancelled get left {left:?}");
-
     a.cli_json(&["get", asset, "-o", out.to_str().unwrap()]);
     assert_same_file(&src, &out);
 }
@@ -711,8 +667,16 @@ async fn a_put_cancelled_mid_flight_ends_cancelled_keeps_its_progress_and_resume
     let asset = put["asset_id"].as_str().unwrap();
     let out = dir.path().join("back.bin");
 
-    // A get cancelled mid-flight leaves nothing at the destination, not even its temporary
-    // file (one fetch in flight at a time keeps it running long enough).
+    get_cancelled_mid_flight_leaves_nothing(&a, asset).await;
+
+    a.cli_json(&["get", asset, "-o", out.to_str().unwrap()]);
+    assert_same_file(&src, &out);
+}
+
+/// Starts a get of `asset`, cancels it once it has fetched some shards, and checks that it
+/// ends `cancelled` and leaves nothing at the destination, not even its temporary file (one
+/// fetch in flight at a time keeps it running long enough).
+async fn get_cancelled_mid_flight_leaves_nothing(a: &TestNode, asset: &str) {
     let outs = tempfile::tempdir().unwrap();
     let partial = outs.path().join("partial.bin");
     let body = json!({ "asset": asset, "out": partial });
@@ -754,9 +718,6 @@ async fn a_put_cancelled_mid_flight_ends_cancelled_keeps_its_progress_and_resume
         .map(|e| e.file_name())
         .collect();
     assert!(left.is_empty(), "a cancelled get left {left:?}");
-
-    a.cli_json(&["get", asset, "-o", out.to_str().unwrap()]);
-    assert_same_file(&src, &out);
 }
 
 /// Runs `offgrid put` (k 2, n 4, 16 KiB shards) on `src`, sends it `signal` once the hosts
