@@ -814,3 +814,57 @@ async fn sigint_or_sigterm_to_offgrid_put_cancels_the_put_on_the_node() {
         "{status}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_put_stops_the_node_within_2_s_and_the_put_resumes_after_restart() {
+    let (a, hosts) = mesh_with(Some(SLOW_PUT), 4, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = write_random(dir.path(), "term.bin", 16 << 20, 11, None);
+    let shard = 16 * 1024u64;
+    let body = json!({ "path": src, "mode": "ec", "k": 2, "n": 4, "shard_size": shard });
+    let op = put_caught_mid_flight(&a, &body).await;
+    let total_shards = a.get(&format!("/storage/ops/{op}")).await["progress"]["shards_total"]
+        .as_u64()
+        .unwrap();
+
+    // The put in flight is cancelled with the node: it saves its progress and the node
+    // still stops within the lifecycle's 2 s.
+    let mut a = a;
+    let (took, status) = a.terminate();
+    eprintln!("SIGTERM mid-put: exit in {took:?} ({status})");
+    assert!(status.success(), "the node exited with {status}");
+    assert!(took < Duration::from_secs(2), "exit took {took:?}");
+    let before = settled_received_bytes(&hosts).await;
+
+    let a = a.restart().await;
+    let status = a.get("/storage/status").await;
+    assert_eq!(status["uploads_in_progress"], 1, "{status}");
+    let put = a.cli_json(&[
+        "put",
+        src.to_str().unwrap(),
+        "--k",
+        "2",
+        "--n",
+        "4",
+        "--shard-size",
+        "16KiB",
+    ]);
+    assert_eq!(put["resumed"], true, "{put}");
+    assert!(put["shards_sent"].as_u64().unwrap() < total_shards, "{put}");
+    let after = settled_received_bytes(&hosts).await;
+    let all = total_shards * shard;
+    // All shards once, plus at most the batch in flight at the stop (one request of at most
+    // 64 shards with max_in_flight = 1).
+    assert!(
+        after <= all + 64 * shard,
+        "hosts received {after} bytes for {all} ({before} before the stop)"
+    );
+    let out = dir.path().join("back.bin");
+    a.cli_json(&[
+        "get",
+        put["asset_id"].as_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_same_file(&src, &out);
+}
