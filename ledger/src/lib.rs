@@ -40,6 +40,6 @@ pub use settlement::{
 };
 pub use signed::{SignError, Signed, VerifyError};
 pub use wallet::{
-    ApplyError, ApplyOutcome, Finality, MintValidator, Slot, Tx, TxBody, TxKind, TxReject,
-    WalletParams, WalletState, Witness, WitnessBody, WitnessState,
+    ApplyError, ApplyOutcome, Attestation, Finality, MintValidator, Slot, Tx, TxBody, TxKind,
+    TxReject, WalletParams, WalletState, Witness, WitnessBody, WitnessState,
 };

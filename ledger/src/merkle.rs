@@ -1,4 +1,4 @@
-//! BLAKE3 Merkle trees over receipt batches.
+//! BLAKE3 Merkle trees over receipt batches and witness attestation batches.
 //!
 //! These rules are a public contract: any implementation that follows them computes the same
 //! roots and accepts the same proofs.
@@ -136,13 +136,48 @@ pub fn proof_from_hashes(mut level: Vec<Hash>, index: usize) -> Option<Proof> {
 
 /// Root implied by a leaf's data and its proof.
 pub fn fold(leaf_data: &[u8], proof: &Proof) -> Hash {
-    proof
-        .siblings
+    fold_path(leaf_data, &proof.siblings)
+}
+
+/// Root implied by a leaf's data and the sibling path from the leaf up (see [`fold`]).
+pub fn fold_path(leaf_data: &[u8], siblings: &[Sibling]) -> Hash {
+    siblings
         .iter()
         .fold(leaf_hash(leaf_data), |acc, s| match s.side {
             Side::Left => node_hash(&s.hash, &acc),
             Side::Right => node_hash(&acc, &s.hash),
         })
+}
+
+/// The root and the sibling path of every leaf, given the leaf hashes: what
+/// [`proof_from_hashes`] gives for each leaf, in `O(n log n)` instead of `O(n²)`.
+pub fn all_paths(leaf_hashes: Vec<Hash>) -> (Hash, Vec<Vec<Sibling>>) {
+    if leaf_hashes.is_empty() {
+        return (empty_root(), Vec::new());
+    }
+    let n = leaf_hashes.len();
+    let mut levels = vec![leaf_hashes];
+    while let Some(last) = levels.last().filter(|l| l.len() > 1) {
+        let up = parent_level(last);
+        levels.push(up);
+    }
+    let root = levels[levels.len() - 1][0];
+    let paths = (0..n)
+        .map(|index| {
+            let mut path = Vec::new();
+            let mut i = index;
+            for level in &levels[..levels.len() - 1] {
+                let sibling = i ^ 1;
+                if let Some(hash) = level.get(sibling) {
+                    let side = if sibling < i { Side::Left } else { Side::Right };
+                    path.push(Sibling { side, hash: *hash });
+                }
+                i /= 2;
+            }
+            path
+        })
+        .collect();
+    (root, paths)
 }
 
 /// Whether `proof` shows that `leaf_data` is a leaf of the tree with root `root`.
@@ -193,6 +228,22 @@ mod tests {
         assert_eq!(json["siblings"][0]["hash"], hex::encode(leaf_hash(b"b")));
         let back: Proof = serde_json::from_value(json).unwrap();
         assert_eq!(back, p);
+    }
+
+    #[test]
+    fn all_paths_match_single_proofs() {
+        for n in 1..40usize {
+            let leaves: Vec<Vec<u8>> = (0..n).map(|i| vec![i as u8; i % 5 + 1]).collect();
+            let hashes: Vec<Hash> = leaves.iter().map(|l| leaf_hash(l)).collect();
+            let (r, paths) = all_paths(hashes);
+            assert_eq!(r, root(&leaves));
+            assert_eq!(paths.len(), n);
+            for (i, path) in paths.iter().enumerate() {
+                assert_eq!(*path, proof(&leaves, i).unwrap().siblings, "n {n} leaf {i}");
+                assert_eq!(fold_path(&leaves[i], path), r);
+            }
+        }
+        assert_eq!(all_paths(Vec::new()), (empty_root(), Vec::new()));
     }
 
     proptest! {

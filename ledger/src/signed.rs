@@ -37,6 +37,9 @@ pub enum VerifyError {
     /// The signature is valid but the bytes do not decode as the expected body.
     #[error("cannot decode signed body: {0}")]
     Decode(#[source] serde_json::Error),
+    /// A Merkle inclusion proof is longer than the verifier accepts.
+    #[error("inclusion proof too long")]
+    ProofTooLong,
 }
 
 /// A body of type `T` serialised once, with an Ed25519 signature over those exact bytes and the
@@ -101,6 +104,19 @@ impl<T> Signed<T> {
 /// (small-order) keys are refused up front, as `verify_strict` refuses them.
 pub fn verify_signatures<T>(
     items: &[&Signed<T>],
+    key_of: impl FnMut(&[u8; 32]) -> Option<VerifyingKey>,
+) -> Vec<Result<(), VerifyError>> {
+    let raw: Vec<(&[u8], &[u8; 64], &[u8; 32])> = items
+        .iter()
+        .map(|s| (s.bytes.as_slice(), &s.sig, &s.pubkey))
+        .collect();
+    verify_messages(&raw, key_of)
+}
+
+/// [`verify_signatures`] over bare `(message, signature, public key)` triples, for signatures
+/// that are not over a [`Signed`] body (e.g. witness attestation roots).
+pub fn verify_messages(
+    items: &[(&[u8], &[u8; 64], &[u8; 32])],
     mut key_of: impl FnMut(&[u8; 32]) -> Option<VerifyingKey>,
 ) -> Vec<Result<(), VerifyError>> {
     let mut results: Vec<Result<(), VerifyError>> = Vec::with_capacity(items.len());
@@ -108,13 +124,13 @@ pub fn verify_signatures<T>(
     let mut msgs: Vec<&[u8]> = Vec::with_capacity(items.len());
     let mut sigs = Vec::with_capacity(items.len());
     let mut keys = Vec::with_capacity(items.len());
-    for (i, s) in items.iter().enumerate() {
-        match key_of(&s.pubkey) {
+    for (i, (msg, sig, pubkey)) in items.iter().enumerate() {
+        match key_of(pubkey) {
             Some(k) if !k.is_weak() => {
                 results.push(Ok(()));
                 idx.push(i);
-                msgs.push(&s.bytes);
-                sigs.push(Signature::from_bytes(&s.sig));
+                msgs.push(msg);
+                sigs.push(Signature::from_bytes(sig));
                 keys.push(k);
             }
             Some(_) => results.push(Err(VerifyError::BadSignature)),

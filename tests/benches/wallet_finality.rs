@@ -5,14 +5,15 @@
 //! `ACCOUNTS` funded genesis accounts (one transfer per account per round, so no transfer
 //! waits for an earlier nonce), submits them round-robin to the five nodes with
 //! `POST /wallet/tx/submit` at `IN_FLIGHT` concurrency, and times each from submission to
-//! the node's answer that it is final. Three rounds (their medians are printed), then a
-//! paced round that offers `PACED_RATE` tx/s on a fixed schedule (open loop, so the
-//! latencies are those at that load, not the queueing a fixed number in flight causes), then
-//! a light-load round at `LIGHT_IN_FLIGHT` that shows finality time without queueing.
+//! the node's answer that it is final. Three rounds (their medians are printed), then one
+//! paced round per rate in `PACED_RATES`, each offering that many tx/s on a fixed schedule
+//! (open loop, so the latencies are those at that load, not the queueing a fixed number in
+//! flight causes), then a light-load round at `LIGHT_IN_FLIGHT` that shows finality time
+//! without queueing.
 //!
 //! At saturation with `IN_FLIGHT` requests always outstanding, mean time to finality is
-//! `IN_FLIGHT / throughput` (Little's law): ~180 ms at 1,400 tx/s. The paced round is the
-//! one that answers "≥ 1,000 tx/s with p99 ≤ 100 ms".
+//! `IN_FLIGHT / throughput` (Little's law): ~180 ms at 1,400 tx/s. The paced rounds are the
+//! ones that answer "≥ 1,000 tx/s with p99 ≤ 100 ms".
 //!
 //! Run: `cargo build --release -p offgrid-node -p offgrid-cli && cargo bench -p offgrid-e2e --bench wallet_finality`
 
@@ -40,9 +41,9 @@ const ROUNDS: u64 = 3;
 const LIGHT_IN_FLIGHT: usize = 4;
 /// Transfers in the light-load round.
 const LIGHT_TXS: usize = 400;
-/// Offered load of the paced round, transfers per second.
-const PACED_RATE: f64 = 1000.0;
-/// Most requests outstanding in the paced round (it only binds if the mesh falls behind).
+/// Offered loads of the paced rounds, transfers per second, one round each.
+const PACED_RATES: [f64; 3] = [500.0, 1000.0, 1500.0];
+/// Most requests outstanding in a paced round (it only binds if the mesh falls behind).
 const PACED_MAX_IN_FLIGHT: usize = 1024;
 
 /// How a round offers its load.
@@ -50,8 +51,8 @@ const PACED_MAX_IN_FLIGHT: usize = 1024;
 enum Load {
     /// `IN_FLIGHT` outstanding, all `ACCOUNTS` senders.
     Saturation,
-    /// `PACED_RATE` tx/s on a schedule, all `ACCOUNTS` senders.
-    Paced,
+    /// This many tx/s on a schedule, all `ACCOUNTS` senders.
+    Paced(f64),
     /// `LIGHT_IN_FLIGHT` outstanding, `LIGHT_TXS` senders.
     Light,
 }
@@ -103,17 +104,19 @@ async fn main() {
         "debug"
     };
     let (mut rates, mut p50s, mut p99s) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut light_lat, mut paced) = (None, None);
-    // Every sender's nonce is the round number, so the rounds with fewer senders come last.
-    for round in 1..=ROUNDS + 2 {
+    let (mut light_lat, mut paced) = (None, Vec::new());
+    // Every sender's nonce is the round number, so every round but the last uses all the
+    // senders: the round with fewer senders comes last.
+    let paced_rounds = PACED_RATES.len() as u64;
+    for round in 1..=ROUNDS + paced_rounds + 1 {
         let load = match round {
             r if r <= ROUNDS => Load::Saturation,
-            r if r == ROUNDS + 1 => Load::Paced,
+            r if r <= ROUNDS + paced_rounds => Load::Paced(PACED_RATES[(r - ROUNDS - 1) as usize]),
             _ => Load::Light,
         };
         let (in_flight, count) = match load {
             Load::Saturation => (IN_FLIGHT, ACCOUNTS),
-            Load::Paced => (PACED_MAX_IN_FLIGHT, ACCOUNTS),
+            Load::Paced(_) => (PACED_MAX_IN_FLIGHT, ACCOUNTS),
             Load::Light => (LIGHT_IN_FLIGHT, LIGHT_TXS),
         };
         let txs: Vec<Value> = keys
@@ -139,8 +142,8 @@ async fn main() {
         let started = Instant::now();
         let mut tasks = Vec::with_capacity(txs.len());
         for (i, tx) in txs.into_iter().enumerate() {
-            if load == Load::Paced {
-                let due = started + Duration::from_secs_f64(i as f64 / PACED_RATE);
+            if let Load::Paced(rate) = load {
+                let due = started + Duration::from_secs_f64(i as f64 / rate);
                 tokio::time::sleep_until(due.into()).await;
             }
             let permit = limit.clone().acquire_owned().await.expect("semaphore");
@@ -174,7 +177,7 @@ async fn main() {
         let rate = lat.len() as f64 / wall.as_secs_f64();
         let (p50, p99) = (percentile(&lat, 0.50), percentile(&lat, 0.99));
         let offered = match load {
-            Load::Paced => format!("paced at {PACED_RATE:.0} tx/s"),
+            Load::Paced(rate) => format!("paced at {rate:.0} tx/s"),
             _ => format!("{in_flight} in flight"),
         };
         println!(
@@ -190,7 +193,7 @@ async fn main() {
                 p50s.push(p50);
                 p99s.push(p99);
             }
-            Load::Paced => paced = Some((rate, p50, p99)),
+            Load::Paced(offered) => paced.push((offered, rate, p50, p99)),
             Load::Light => light_lat = Some((p50, p99)),
         }
     }
@@ -200,9 +203,9 @@ async fn main() {
         median(p50s).as_secs_f64() * 1e3,
         median(p99s).as_secs_f64() * 1e3,
     );
-    if let Some((rate, p50, p99)) = paced {
+    for (offered, rate, p50, p99) in paced {
         println!(
-            "at {PACED_RATE:.0} tx/s offered: {rate:.0} final tx/s, time to finality p50 {:.1} ms, p99 {:.1} ms",
+            "at {offered:.0} tx/s offered: {rate:.0} final tx/s, time to finality p50 {:.1} ms, p99 {:.1} ms",
             p50.as_secs_f64() * 1e3,
             p99.as_secs_f64() * 1e3
         );

@@ -1,19 +1,25 @@
 //! Collecting witness attestations until a transaction is final.
 //!
 //! Checking attestations is the hot path of finality (every node checks every witness's
-//! attestation of every transaction until it is final), so [`Finality`] keeps the listed
-//! witnesses' keys decompressed, checks a gossip message's attestations in one batch
-//! ([`Finality::verify`]) and skips the signature check of an attestation it already counted
-//! byte for byte.
+//! attestation of every transaction until it is final). Witnesses sign one Merkle root per
+//! batch ([`super::attestation`]), so [`Finality`] folds each attestation's path to its root
+//! and checks each distinct (witness key, root, signature) once: the distinct ones of a
+//! gossip message together in one Ed25519 batch ([`Finality::verify`]), and never again
+//! while they stay in a bounded cache of checked roots. The listed witnesses' keys are kept
+//! decompressed, with their peer id text.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use ed25519_dalek::VerifyingKey;
 
-use super::{ParamsError, WalletParams, Witness, WitnessBody};
+use super::{
+    attestation::{root_message, Covers, ROOT_MESSAGE_LEN},
+    ParamsError, WalletParams, Witness, WitnessBody,
+};
 use crate::{
+    merkle::Hash,
     peer_id::{peer_id_from_pubkey, pubkey_from_peer_id},
-    signed::{verify_signatures, VerifyError},
+    signed::{verify_messages, VerifyError},
 };
 
 /// Why an attestation was not counted.
@@ -123,57 +129,181 @@ impl WitnessKeys {
         self.0.get(pubkey).map(|k| k.weight)
     }
 
-    /// Checks attestations (batched signature check); one result per input, in order.
+    /// Checks attestations; one result per input, in order. Those whose transaction
+    /// `skip` names are only decoded and prechecked, and come back as `Ok(None)`. Each
+    /// distinct (key, root, signature) not in `cache` is checked once, all of them in one
+    /// batch; those that pass are added to `cache`.
     fn verify(
         &self,
         ws: &[Witness],
-        known: impl Fn(&WitnessBody, &Witness) -> bool,
-    ) -> Vec<Result<VerifiedWitness, WitnessError>> {
-        let mut out: Vec<Result<VerifiedWitness, WitnessError>> = Vec::with_capacity(ws.len());
-        let mut to_check = Vec::new();
-        for w in ws {
-            match self.precheck(w) {
-                Ok(body) => {
-                    let known = known(&body, w);
-                    let v = VerifiedWitness::signed_here(w.clone(), body);
-                    if !known {
-                        to_check.push(out.len());
-                    }
-                    out.push(Ok(v));
+        mut cache: Option<&mut RootCache>,
+        skip: impl Fn(&str) -> bool,
+    ) -> Vec<Result<Option<VerifiedWitness>, WitnessError>> {
+        /// A distinct signature still to check and the inputs that rest on it.
+        struct Pending {
+            covers: Covers,
+            /// The input whose message and signature are checked.
+            first: usize,
+            members: Vec<usize>,
+        }
+        let mut out: Vec<Result<Option<VerifiedWitness>, WitnessError>> =
+            Vec::with_capacity(ws.len());
+        let mut pending: Vec<Pending> = Vec::new();
+        let mut by_root: HashMap<([u8; 32], Hash, [u8; 64]), usize> = HashMap::new();
+        for (i, w) in ws.iter().enumerate() {
+            let body = match self.precheck(w) {
+                Ok(body) => body,
+                Err(e) => {
+                    out.push(Err(e));
+                    continue;
                 }
-                Err(e) => out.push(Err(e)),
+            };
+            if skip(&body.tx_id) {
+                out.push(Ok(None));
+                continue;
+            }
+            let covers = match w.covers() {
+                Ok(c) => c,
+                Err(e) => {
+                    out.push(Err(e.into()));
+                    continue;
+                }
+            };
+            out.push(Ok(Some(VerifiedWitness::signed_here(w.clone(), body))));
+            match covers {
+                Covers::Root(root) => {
+                    if cache
+                        .as_ref()
+                        .is_some_and(|c| c.contains(&w.pubkey, &root, &w.sig))
+                    {
+                        continue;
+                    }
+                    let n = pending.len();
+                    let p = *by_root.entry((w.pubkey, root, w.sig)).or_insert(n);
+                    if p == n {
+                        pending.push(Pending {
+                            covers,
+                            first: i,
+                            members: Vec::new(),
+                        });
+                    }
+                    pending[p].members.push(i);
+                }
+                Covers::Body => pending.push(Pending {
+                    covers,
+                    first: i,
+                    members: vec![i],
+                }),
             }
         }
-        let refs: Vec<&Witness> = to_check.iter().map(|&i| &ws[i]).collect();
-        let checked = verify_signatures(&refs, |pk| self.0.get(pk).map(|k| k.key));
-        for (i, r) in to_check.into_iter().zip(checked) {
-            if let Err(e) = r {
-                out[i] = Err(e.into());
+        let roots: Vec<[u8; ROOT_MESSAGE_LEN]> = pending
+            .iter()
+            .map(|p| match p.covers {
+                Covers::Root(r) => root_message(&r),
+                Covers::Body => [0; ROOT_MESSAGE_LEN],
+            })
+            .collect();
+        let items: Vec<(&[u8], &[u8; 64], &[u8; 32])> = pending
+            .iter()
+            .zip(&roots)
+            .map(|(p, m)| {
+                let w = &ws[p.first];
+                let msg: &[u8] = match p.covers {
+                    Covers::Root(_) => m,
+                    Covers::Body => &w.bytes,
+                };
+                (msg, &w.sig, &w.pubkey)
+            })
+            .collect();
+        let checked = verify_messages(&items, |pk| self.0.get(pk).map(|k| k.key));
+        for (p, r) in pending.iter().zip(checked) {
+            let w = &ws[p.first];
+            match (r, p.covers) {
+                (Ok(()), Covers::Root(root)) => {
+                    if let Some(c) = cache.as_deref_mut() {
+                        c.insert(w.pubkey, root, w.sig);
+                    }
+                }
+                (Ok(()), Covers::Body) => {}
+                (Err(e), _) => {
+                    for &m in &p.members {
+                        out[m] = Err(WitnessError::Verify(match &e {
+                            VerifyError::BadPublicKey => VerifyError::BadPublicKey,
+                            _ => VerifyError::BadSignature,
+                        }));
+                    }
+                }
             }
         }
         out
     }
 }
 
+/// Checked (witness key, batch root) pairs with the signature that checked, oldest evicted
+/// first. A hit needs the same key, root *and* signature, so an attestation whose path
+/// folds elsewhere, or that carries another signature, is never let through by it.
+#[derive(Debug, Clone)]
+struct RootCache {
+    seen: HashMap<([u8; 32], Hash), [u8; 64]>,
+    order: VecDeque<([u8; 32], Hash)>,
+    cap: usize,
+}
+
+impl RootCache {
+    fn new(cap: usize) -> Self {
+        Self {
+            seen: HashMap::new(),
+            order: VecDeque::new(),
+            cap,
+        }
+    }
+
+    fn contains(&self, pubkey: &[u8; 32], root: &Hash, sig: &[u8; 64]) -> bool {
+        self.seen.get(&(*pubkey, *root)) == Some(sig)
+    }
+
+    fn insert(&mut self, pubkey: [u8; 32], root: Hash, sig: [u8; 64]) {
+        if self.cap == 0 || self.seen.contains_key(&(pubkey, root)) {
+            return;
+        }
+        while self.order.len() >= self.cap {
+            if let Some(old) = self.order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+        self.seen.insert((pubkey, root), sig);
+        self.order.push_back((pubkey, root));
+    }
+
+    fn len(&self) -> usize {
+        self.seen.len()
+    }
+}
+
 /// Weight of the valid attestations of `tx_id` in `attestations`, each listed witness counted
 /// once. Invalid, foreign and duplicate attestations add nothing. Use it to check a finality
 /// certificate received from a peer: final when the result is ≥ `params.quorum_milli`.
-/// [`Finality::certified_weight`] does the same without decompressing the keys again.
+/// [`Finality::certified_weight`] does the same without decompressing the keys again, and
+/// without checking again the roots it has already checked.
 pub fn certified_weight(params: &WalletParams, tx_id: &str, attestations: &[Witness]) -> u64 {
-    weight_of_valid(&WitnessKeys::new(params), tx_id, attestations)
+    weight_of_valid(&WitnessKeys::new(params), None, tx_id, attestations)
 }
 
-fn weight_of_valid(keys: &WitnessKeys, tx_id: &str, attestations: &[Witness]) -> u64 {
+fn weight_of_valid(
+    keys: &WitnessKeys,
+    cache: Option<&mut RootCache>,
+    tx_id: &str,
+    attestations: &[Witness],
+) -> u64 {
     let mut by_witness = BTreeMap::new();
     for v in keys
-        .verify(attestations, |_, _| false)
+        .verify(attestations, cache, |id| id != tx_id)
         .into_iter()
         .flatten()
+        .flatten()
     {
-        if v.tx_id == tx_id {
-            if let Some(weight) = keys.weight(&v.att.pubkey) {
-                by_witness.insert(v.witness, weight);
-            }
+        if let Some(weight) = keys.weight(&v.att.pubkey) {
+            by_witness.insert(v.witness, weight);
         }
     }
     by_witness
@@ -184,6 +314,11 @@ fn weight_of_valid(keys: &WitnessKeys, tx_id: &str, attestations: &[Witness]) ->
 /// Default bound on the number of transactions [`Finality`] tracks.
 pub const DEFAULT_MAX_TRACKED: usize = 100_000;
 
+/// Default bound on the checked batch roots [`Finality`] remembers. Each listed witness
+/// signs about one root per round of its ledger service, so this covers several seconds of
+/// rounds at full rate.
+pub const DEFAULT_ROOT_CACHE: usize = 4096;
+
 /// Attestations collected per transaction.
 #[derive(Debug, Clone)]
 pub struct Finality {
@@ -191,6 +326,7 @@ pub struct Finality {
     keys: WitnessKeys,
     attestations: BTreeMap<String, BTreeMap<String, (u64, Witness)>>,
     max_tracked: usize,
+    roots: RootCache,
 }
 
 impl Finality {
@@ -202,19 +338,48 @@ impl Finality {
             params,
             attestations: BTreeMap::new(),
             max_tracked: DEFAULT_MAX_TRACKED,
+            roots: RootCache::new(DEFAULT_ROOT_CACHE),
         })
     }
 
-    /// Checks attestations, e.g. those of one gossip message: form, listed witness, and the
-    /// signatures in one batch. An attestation identical to one already counted is valid
-    /// without a new signature check. One result per input, in order.
-    pub fn verify(&self, ws: &[Witness]) -> Vec<Result<VerifiedWitness, WitnessError>> {
-        self.keys.verify(ws, |body, w| {
-            self.attestations
-                .get(&body.tx_id)
-                .and_then(|m| m.get(&body.witness))
-                .is_some_and(|(_, counted)| counted == w)
-        })
+    /// Remembers at most `cap` checked batch roots (0: none; every attestation's root is
+    /// checked again).
+    pub fn with_root_cache(mut self, cap: usize) -> Self {
+        self.roots = RootCache::new(cap);
+        self
+    }
+
+    /// Number of checked batch roots remembered.
+    pub fn cached_roots(&self) -> usize {
+        self.roots.len()
+    }
+
+    /// The peer id text of a listed witness's key, without encoding it again.
+    pub fn witness_peer(&self, pubkey: &[u8; 32]) -> Option<&str> {
+        self.keys.0.get(pubkey).map(|k| k.peer.as_str())
+    }
+
+    /// Checks attestations, e.g. those of one gossip message: form, listed witness, path
+    /// length, and each distinct batch root's signature, those not checked before in one
+    /// batch. One result per input, in order.
+    pub fn verify(&mut self, ws: &[Witness]) -> Vec<Result<VerifiedWitness, WitnessError>> {
+        self.keys
+            .verify(ws, Some(&mut self.roots), |_| false)
+            .into_iter()
+            // Nothing is skipped, so `None` never comes back.
+            .map(|r| r.and_then(|v| v.ok_or(WitnessError::Full)))
+            .collect()
+    }
+
+    /// [`Finality::verify`], except that the signatures of attestations of transactions
+    /// `closed` names (e.g. final ones) are not checked: those come back as `Ok(None)`
+    /// after the form checks.
+    pub fn verify_open(
+        &mut self,
+        ws: &[Witness],
+        closed: impl Fn(&str) -> bool,
+    ) -> Vec<Result<Option<VerifiedWitness>, WitnessError>> {
+        self.keys.verify(ws, Some(&mut self.roots), closed)
     }
 
     /// Verifies one attestation and adds it; see [`Finality::add_verified`].
@@ -245,9 +410,9 @@ impl Finality {
             >= self.params.quorum_milli)
     }
 
-    /// [`certified_weight`] with this collector's witness keys.
-    pub fn certified_weight(&self, tx_id: &str, attestations: &[Witness]) -> u64 {
-        weight_of_valid(&self.keys, tx_id, attestations)
+    /// [`certified_weight`] with this collector's witness keys and checked roots.
+    pub fn certified_weight(&mut self, tx_id: &str, attestations: &[Witness]) -> u64 {
+        weight_of_valid(&self.keys, Some(&mut self.roots), tx_id, attestations)
     }
 
     /// Sum of the weights of the distinct witnesses that attested `tx_id`.

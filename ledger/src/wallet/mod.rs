@@ -4,7 +4,9 @@
 //! A transaction ([`Tx`]) is signed by its author and sent to the witnesses. Each witness
 //! checks it against its own view of the final state ([`WitnessState::check`]), durably
 //! records that it signs it ([`WitnessState::record`]) and only then signs an attestation
-//! ([`WitnessState::attest`]). A transaction is final once the attestations of distinct
+//! ([`WitnessState::attest`], or [`WitnessState::attest_batch`] for many at once: one
+//! signature over the Merkle root of their [`WitnessBody`]s, see [`attestation`] for the
+//! wire form). A transaction is final once the attestations of distinct
 //! listed witnesses weigh at least the quorum ([`Finality`]). Balances and nonces derive only
 //! from final transactions ([`WalletState::apply_final`]).
 //!
@@ -14,6 +16,9 @@
 //! witnesses holding more than half the weight are honest, two conflicting transactions can
 //! never both be final.
 
+pub mod attestation;
+#[cfg(test)]
+mod attestation_tests;
 mod finality;
 #[cfg(test)]
 mod safety_tests;
@@ -24,7 +29,8 @@ mod witness;
 
 use std::collections::BTreeSet;
 
-pub use finality::{certified_weight, Finality, VerifiedWitness, WitnessError};
+pub use attestation::{Attestation, MAX_BATCH, MAX_PROOF_LEN, ROOT_DOMAIN};
+pub use finality::{certified_weight, Finality, VerifiedWitness, WitnessError, DEFAULT_ROOT_CACHE};
 use serde::{Deserialize, Serialize};
 pub use state::{ApplyError, ApplyOutcome, WalletState, DEFAULT_MAX_PENDING};
 pub use witness::{AttestError, Checked, TxReject, VerifiedTx, WitnessState};
@@ -122,7 +128,7 @@ impl TxBody {
     }
 }
 
-/// The signed content of a witness attestation.
+/// The content of a witness attestation: a leaf of the witness's signed Merkle batch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WitnessBody {
     /// Id of the attested transaction.
@@ -136,7 +142,7 @@ pub struct WitnessBody {
 }
 
 /// A witness attestation as it travels and is stored.
-pub type Witness = Signed<WitnessBody>;
+pub type Witness = Attestation;
 
 /// Decides whether a mint is justified (e.g. recomputes settlement of the batch named in
 /// `meta`, see [`crate::settlement::SettlementValidator`]).

@@ -58,6 +58,13 @@ pub(crate) fn mint(to: &str, amount: u64, meta: &str) -> Tx {
     Signed::sign(&key(MINTER), &body).unwrap()
 }
 
+/// `body` signed by `signer` as a batch of one.
+pub(crate) fn sign_att(signer: u8, body: &WitnessBody) -> Witness {
+    Attestation::sign_batch(&key(signer), std::slice::from_ref(body))
+        .unwrap()
+        .remove(0)
+}
+
 fn accept_all(_: &TxBody) -> bool {
     true
 }
@@ -334,7 +341,7 @@ fn finality_ignores_unlisted_and_forged_witnesses() {
         nonce: 1,
         witness: pid(9),
     };
-    let outsider = Signed::sign(&key(9), &body).unwrap();
+    let outsider = sign_att(9, &body);
     assert!(matches!(
         fin.add(&outsider),
         Err(WitnessError::NotAWitness(_))
@@ -344,7 +351,7 @@ fn finality_ignores_unlisted_and_forged_witnesses() {
         witness: pid(1),
         ..body
     };
-    let forged = Signed::sign(&key(9), &claimed).unwrap();
+    let forged = sign_att(9, &claimed);
     assert!(matches!(
         fin.add(&forged),
         Err(WitnessError::WitnessMismatch)
@@ -401,7 +408,7 @@ fn attestation(seed: u8, tx: &Tx) -> Witness {
         nonce: body.nonce,
         witness: pid(seed),
     };
-    Signed::sign(&key(seed), &att).unwrap()
+    sign_att(seed, &att)
 }
 
 #[test]
@@ -421,7 +428,12 @@ fn batch_verification_judges_each_attestation_on_its_own() {
         outsider,
         good[2].clone(),
     ];
-    batch.push(Signed::from_parts(b"not json".to_vec(), [0; 64], [0; 32]));
+    batch.push(Attestation::from_parts(
+        b"not json".to_vec(),
+        Some(Vec::new()),
+        [0; 64],
+        [0; 32],
+    ));
     let results = fin.verify(&batch);
     let verdicts: Vec<bool> = results.iter().map(Result::is_ok).collect();
     assert_eq!(verdicts, [true, false, true, false, true, false]);
@@ -459,8 +471,9 @@ fn an_attestation_is_only_trusted_unchecked_when_identical_to_a_counted_one() {
     // Other bytes under witness 1's name with the counted signature: refused.
     let mut body = good.verify().unwrap();
     body.nonce = 2;
-    let other = Signed::<WitnessBody>::from_parts(
+    let other = Attestation::from_parts(
         serde_json::to_vec(&body).unwrap(),
+        good.proof.clone(),
         good.sig,
         good.pubkey,
     );

@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 use ed25519_dalek::{SigningKey, VerifyingKey};
 
 use super::{
-    finality::VerifiedWitness, is_account, MintValidator, ParamsError, Slot, Tx, TxBody, TxKind,
-    WalletParams, WalletState, Witness, WitnessBody, MAX_META_LEN, SYSTEM,
+    finality::VerifiedWitness, is_account, Attestation, MintValidator, ParamsError, Slot, Tx,
+    TxBody, TxKind, WalletParams, WalletState, Witness, WitnessBody, MAX_META_LEN, SYSTEM,
 };
 use crate::{
     peer_id::peer_id_from_pubkey,
-    signed::{verify_signatures, SignError, Signed, VerifyError},
+    signed::{verify_signatures, SignError, VerifyError},
 };
 
 /// Why a witness refuses to sign a transaction.
@@ -306,11 +306,13 @@ impl WitnessState {
         }
     }
 
-    /// Signs an attestation of `tx` with the witness key. Refused unless the transaction's
-    /// slot was recorded for it first.
+    /// Signs an attestation of `tx` with the witness key (a batch of one). Refused unless
+    /// the transaction's slot was recorded for it first.
     pub fn attest(&self, key: &SigningKey, tx: &Tx) -> Result<Witness, AttestError> {
         let body = tx.verify()?;
-        self.attest_body(key, tx.id(), body)
+        let witness = peer_id_from_pubkey(key.verifying_key().as_bytes());
+        let att = self.attestation_body(&witness, tx.id(), &body)?;
+        sign_one(key, &att)
     }
 
     /// [`WitnessState::attest`] for a transaction already verified.
@@ -319,45 +321,65 @@ impl WitnessState {
         key: &SigningKey,
         v: &VerifiedTx,
     ) -> Result<Witness, AttestError> {
-        self.attest_body(key, v.id.clone(), v.body.clone())
+        let witness = peer_id_from_pubkey(key.verifying_key().as_bytes());
+        let att = self.attestation_body(&witness, v.id.clone(), &v.body)?;
+        sign_one(key, &att)
     }
 
-    /// [`WitnessState::attest_verified`], returned in the form [`super::Finality`] counts
-    /// without checking the signature this node has just made.
+    /// [`WitnessState::attest_verified`] (a batch of one), returned in the form
+    /// [`super::Finality`] counts without checking the signature this node has just made.
     pub fn attest_own(
         &self,
         key: &SigningKey,
         v: &VerifiedTx,
     ) -> Result<VerifiedWitness, AttestError> {
-        let body = self.attestation_body(key, v.id.clone(), v.body.clone())?;
-        let att = Signed::sign(key, &body)?;
-        Ok(VerifiedWitness::signed_here(att, body))
+        self.attest_batch(key, &[v])?
+            .pop()
+            .ok_or(AttestError::NotRecorded)
     }
 
-    fn attest_body(
+    /// Attests many transactions with one signature per Merkle batch (see
+    /// [`Attestation::sign_batch`]), in the form [`super::Finality`] counts without checking.
+    /// Refused as a whole unless every transaction's slot was recorded for it first.
+    pub fn attest_batch(
         &self,
         key: &SigningKey,
-        tx_id: String,
-        body: TxBody,
-    ) -> Result<Witness, AttestError> {
-        let att = self.attestation_body(key, tx_id, body)?;
-        Ok(Signed::sign(key, &att)?)
+        txs: &[&VerifiedTx],
+    ) -> Result<Vec<VerifiedWitness>, AttestError> {
+        // One peer id encoding per batch, not per attestation.
+        let witness = peer_id_from_pubkey(key.verifying_key().as_bytes());
+        let bodies = txs
+            .iter()
+            .map(|v| self.attestation_body(&witness, v.id.clone(), &v.body))
+            .collect::<Result<Vec<_>, _>>()?;
+        let atts = Attestation::sign_batch(key, &bodies)?;
+        Ok(atts
+            .into_iter()
+            .zip(bodies)
+            .map(|(att, body)| VerifiedWitness::signed_here(att, body))
+            .collect())
     }
 
     fn attestation_body(
         &self,
-        key: &SigningKey,
+        witness: &str,
         tx_id: String,
-        body: TxBody,
+        body: &TxBody,
     ) -> Result<WitnessBody, AttestError> {
         if self.signed.get(&body.slot()) != Some(&tx_id) {
             return Err(AttestError::NotRecorded);
         }
         Ok(WitnessBody {
             tx_id,
-            src: body.src,
+            src: body.src.clone(),
             nonce: body.nonce,
-            witness: peer_id_from_pubkey(key.verifying_key().as_bytes()),
+            witness: witness.to_owned(),
         })
     }
+}
+
+fn sign_one(key: &SigningKey, body: &WitnessBody) -> Result<Witness, AttestError> {
+    Attestation::sign_batch(key, std::slice::from_ref(body))?
+        .pop()
+        .ok_or(AttestError::NotRecorded)
 }

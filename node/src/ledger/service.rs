@@ -3,7 +3,10 @@
 //! Each round takes every input queued (up to a bound), applies it to the in-memory state,
 //! commits the resulting writes in one durable transaction, and only then publishes gossip,
 //! sends validation verdicts and sync traffic, and answers API calls. Batching rounds this
-//! way is the group commit that lets witnesses attest at a high rate.
+//! way is the group commit that lets witnesses attest at a high rate. A witness also signs
+//! once per round: one Merkle root over every transaction it attests in the round
+//! ([`WalletCore::seal`], just before the commit), so peers check one signature per
+//! witness per round rather than one per transaction.
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
@@ -42,6 +45,11 @@ pub const REPUTATION_KEY: &str = "reputation_crdt";
 const MAX_ROUND: usize = 512;
 /// Most items in one gossip message on the transaction topic.
 const MAX_GOSSIP_ITEMS: usize = 48;
+/// Most estimated bytes of attestations in one gossip message: well under the gossipsub
+/// cap (`network.max_gossip_bytes`, 64 KiB by default), as attestations carry Merkle paths.
+const MAX_GOSSIP_ATTEST_BYTES: usize = 40 * 1024;
+/// Most times one round re-seals after its own attestations made transactions final.
+const MAX_SEALS: usize = 4;
 /// Most callers waiting for finality.
 const MAX_WAITERS: usize = 20_000;
 /// Timer resolution.
@@ -186,7 +194,6 @@ impl Service {
         let Service {
             wallet,
             dag,
-            key,
             settlement,
             ..
         } = self;
@@ -195,7 +202,7 @@ impl Service {
                 dag,
                 params: *settlement,
             };
-            w.retry_waiting(key, &mints, &mut round.fx);
+            w.retry_waiting(&mints, &mut round.fx);
         }
     }
 
@@ -326,7 +333,6 @@ impl Service {
         let Service {
             wallet,
             dag,
-            key,
             settlement,
             rejected,
             ..
@@ -340,7 +346,7 @@ impl Service {
         };
         let now = now_ms();
         // Each list's signatures are checked in one batch.
-        let bad = w.on_txs(&msg.txs, key, &mints, now, &mut round.fx)
+        let bad = w.on_txs(&msg.txs, &mints, now, &mut round.fx)
             + w.on_attests(&msg.attests, now, &mut round.fx);
         if bad > 0 {
             rejected.txs += 1;
@@ -375,7 +381,6 @@ impl Service {
         let Service {
             wallet,
             dag,
-            key,
             settlement,
             ..
         } = self;
@@ -387,7 +392,7 @@ impl Service {
             params: *settlement,
         };
         let new = w
-            .on_tx(&tx, key, &mints, now_ms(), &mut round.fx)
+            .on_tx(&tx, &mints, now_ms(), &mut round.fx)
             .map_err(|e| LedgerError::Invalid(e.to_string()))?;
         round.fx.txs.push(tx);
         Ok(new)
@@ -440,7 +445,6 @@ impl Service {
         let Service {
             wallet,
             dag,
-            key,
             settlement,
             me,
             ..
@@ -457,7 +461,7 @@ impl Service {
                 round.fx.txs.push(tx.clone());
             }
             // Known and pending: a witness that signed it attests again.
-            let _ = w.on_tx(&tx, key, &mints, now, &mut round.fx);
+            let _ = w.on_tx(&tx, &mints, now, &mut round.fx);
         }
     }
 
@@ -557,8 +561,32 @@ impl Service {
         }
     }
 
-    /// Commits the round's writes, then sends everything it produced.
-    async fn flush(&mut self, round: Round) {
+    /// As a witness, signs the round's attestations (one root). Attestations that make
+    /// transactions final here may unblock waiting ones, which are attested in turn.
+    fn seal(&mut self, round: &mut Round) {
+        for _ in 0..MAX_SEALS {
+            let Some(w) = self.wallet.as_mut() else {
+                return;
+            };
+            let before = round.fx.finalized.len();
+            w.seal(&self.key, now_ms(), &mut round.fx);
+            if round.fx.finalized.len() == before {
+                return;
+            }
+            self.retry(round);
+            if round.fx.to_attest.is_empty() {
+                return;
+            }
+        }
+        // Still more unblocked: sign them too; the rest waits for the next round.
+        if let Some(w) = self.wallet.as_mut() {
+            w.seal(&self.key, now_ms(), &mut round.fx);
+        }
+    }
+
+    /// Seals the round, commits its writes, then sends everything it produced.
+    async fn flush(&mut self, mut round: Round) {
+        self.seal(&mut round);
         let Round {
             mut fx,
             mut outs,
@@ -688,13 +716,34 @@ fn publish_txs(
             },
         );
     }
-    for chunk in attests.chunks(MAX_GOSSIP_ITEMS * 2) {
+    let mut chunk: Vec<offgrid_ledger::Witness> = Vec::new();
+    let mut bytes = 0;
+    for a in attests {
+        let len = a.wire_len_hint();
+        if !chunk.is_empty()
+            && (chunk.len() >= MAX_GOSSIP_ITEMS * 2 || bytes + len > MAX_GOSSIP_ATTEST_BYTES)
+        {
+            *seq += 1;
+            push_gossip(
+                outs,
+                TxGossip {
+                    txs: Vec::new(),
+                    attests: std::mem::take(&mut chunk),
+                    seq: *seq,
+                },
+            );
+            bytes = 0;
+        }
+        bytes += len;
+        chunk.push(a);
+    }
+    if !chunk.is_empty() {
         *seq += 1;
         push_gossip(
             outs,
             TxGossip {
                 txs: Vec::new(),
-                attests: chunk.to_vec(),
+                attests: chunk,
                 seq: *seq,
             },
         );

@@ -159,7 +159,6 @@ impl Service {
                 let Service {
                     wallet,
                     dag,
-                    key,
                     settlement,
                     ..
                 } = self;
@@ -173,7 +172,7 @@ impl Service {
                 let now = now_ms();
                 for c in &txs {
                     if !w.on_certified(c, now, &mut round.fx) {
-                        let _ = w.on_tx(&c.tx, key, &mints, now, &mut round.fx);
+                        let _ = w.on_tx(&c.tx, &mints, now, &mut round.fx);
                         for a in &c.cert {
                             let _ = w.on_attest(a, now, &mut round.fx);
                         }

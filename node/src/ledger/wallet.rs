@@ -4,14 +4,18 @@
 //! instead of doing I/O, and the service commits the writes *before* it publishes anything.
 //! That order is what makes a witness's promise durable: its `(slot → tx id)` record is on
 //! disk before its attestation leaves the node.
+//!
+//! A witness attests in batches: the transactions it records during a service round wait in
+//! [`Effects::to_attest`] until [`WalletCore::seal`], which signs one Merkle root over all
+//! of them (`offgrid_ledger::wallet::attestation`) just before the round's commit.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use ed25519_dalek::SigningKey;
 use offgrid_behaviours::ledger_sync::CertifiedTx;
 use offgrid_ledger::{
     quorum::{QuorumItem, QuorumKind},
-    wallet::{Finality, Slot, VerifiedTx, WitnessBody, SYSTEM},
+    wallet::{Finality, Slot, VerifiedTx, SYSTEM},
     ApplyOutcome, MintValidator, Signed, Tx, TxBody, TxKind, TxReject, WalletParams, WalletState,
     Witness, WitnessState,
 };
@@ -86,6 +90,9 @@ pub struct Effects {
     pub ops: Vec<Write>,
     /// Transactions to gossip.
     pub txs: Vec<Tx>,
+    /// Transactions this witness recorded in this round, attested together by
+    /// [`WalletCore::seal`] before the commit.
+    pub to_attest: Vec<VerifiedTx>,
     /// Attestations to gossip.
     pub attests: Vec<Witness>,
     /// Transactions that became final.
@@ -263,7 +270,15 @@ impl WalletCore {
             Some(r) if !r.cert.is_empty() => r.cert.clone(),
             _ => self.finality.attestations(id),
         };
-        let mut v: Vec<String> = atts.iter().map(|w| w.signer_peer_id()).collect();
+        // Listed witnesses' peer ids are kept encoded; anything else is encoded here.
+        let mut v: Vec<String> = atts
+            .iter()
+            .map(|w| {
+                self.finality
+                    .witness_peer(&w.pubkey)
+                    .map_or_else(|| w.signer_peer_id(), str::to_owned)
+            })
+            .collect();
         v.sort();
         v.dedup();
         v
@@ -338,19 +353,18 @@ impl WalletCore {
     pub fn on_tx(
         &mut self,
         tx: &Tx,
-        key: &SigningKey,
         mints: &dyn MintValidator,
         now_ms: u64,
         fx: &mut Effects,
     ) -> Result<bool, TxReject> {
         let id = tx.id();
         if self.records.contains_key(&id) {
-            self.on_known_tx(&id, key, mints, fx)?;
+            self.on_known_tx(&id, mints, fx)?;
             return Ok(false);
         }
         // The one signature check of this transaction on this node.
         let v = VerifiedTx::new(tx)?;
-        self.on_new_tx(v, key, mints, now_ms, fx);
+        self.on_new_tx(v, mints, now_ms, fx);
         Ok(true)
     }
 
@@ -359,7 +373,6 @@ impl WalletCore {
     pub fn on_txs(
         &mut self,
         txs: &[Tx],
-        key: &SigningKey,
         mints: &dyn MintValidator,
         now_ms: u64,
         fx: &mut Effects,
@@ -369,7 +382,7 @@ impl WalletCore {
         for tx in txs {
             let id = tx.id();
             if self.records.contains_key(&id) {
-                if let Err(e) = self.on_known_tx(&id, key, mints, fx) {
+                if let Err(e) = self.on_known_tx(&id, mints, fx) {
                     debug!(tx = %id, error = %e, "invalid known transaction");
                     bad += 1;
                 }
@@ -381,7 +394,7 @@ impl WalletCore {
             match v {
                 // The same transaction twice in one message is taken in once.
                 Ok(v) if self.records.contains_key(v.id()) => {}
-                Ok(v) => self.on_new_tx(v, key, mints, now_ms, fx),
+                Ok(v) => self.on_new_tx(v, mints, now_ms, fx),
                 Err(e) => {
                     debug!(error = %e, "invalid transaction in gossip");
                     bad += 1;
@@ -396,7 +409,6 @@ impl WalletCore {
     fn on_known_tx(
         &mut self,
         id: &str,
-        key: &SigningKey,
         mints: &dyn MintValidator,
         fx: &mut Effects,
     ) -> Result<(), TxReject> {
@@ -408,7 +420,7 @@ impl WalletCore {
                 Some(v) => v.clone(),
                 None => VerifiedTx::new(&r.tx)?,
             };
-            self.try_witness(&v, key, mints, fx);
+            self.try_witness(&v, mints, fx);
         }
         Ok(())
     }
@@ -417,7 +429,6 @@ impl WalletCore {
     fn on_new_tx(
         &mut self,
         v: VerifiedTx,
-        key: &SigningKey,
         mints: &dyn MintValidator,
         now_ms: u64,
         fx: &mut Effects,
@@ -444,19 +455,13 @@ impl WalletCore {
         if self.finality.is_final(&id) {
             self.finalize(&id, None, now_ms, fx);
         } else {
-            self.try_witness(&v, key, mints, fx);
+            self.try_witness(&v, mints, fx);
         }
     }
 
     /// As a witness: check, record (queued write), attest. Transactions that may become
     /// valid later wait.
-    fn try_witness(
-        &mut self,
-        v: &VerifiedTx,
-        key: &SigningKey,
-        mints: &dyn MintValidator,
-        fx: &mut Effects,
-    ) {
+    fn try_witness(&mut self, v: &VerifiedTx, mints: &dyn MintValidator, fx: &mut Effects) {
         let Some(w) = self.witness.as_mut() else {
             return;
         };
@@ -475,16 +480,8 @@ impl WalletCore {
                     fx.ops.push(Write::Witness(checked.slot.key(), rec));
                 }
                 self.waiting.remove(&id);
-                // Our own attestation counts without checking the signature just made.
-                match w.attest_own(key, v) {
-                    Ok(own) => {
-                        fx.attests.push(own.attestation().clone());
-                        if let Ok(true) = self.finality.add_verified(own) {
-                            self.finalize(&id, None, crate::now_ms(), fx);
-                        }
-                    }
-                    Err(e) => error!(tx = %id, error = %e, "cannot attest"),
-                }
+                // Signed with the rest of the round's batch by `seal`.
+                fx.to_attest.push(v.clone());
             }
             Err(TxReject::BadNonce { expected, got }) if got > expected => self.wait(id, v),
             Err(TxReject::InsufficientFunds { .. }) | Err(TxReject::MintRejected) => {
@@ -493,6 +490,42 @@ impl WalletCore {
             Err(e) => {
                 debug!(tx = %id, reason = %e, "witness refuses");
                 self.waiting.remove(&id);
+            }
+        }
+    }
+
+    /// Signs this round's attestations (one Merkle root for all of [`Effects::to_attest`]),
+    /// queues them for gossip and counts them here, which may make transactions final. The
+    /// slots were recorded in `fx.ops`, which the service commits before anything is sent.
+    pub fn seal(&mut self, key: &SigningKey, now_ms: u64, fx: &mut Effects) {
+        let todo = std::mem::take(&mut fx.to_attest);
+        let Some(w) = self.witness.as_ref() else {
+            return;
+        };
+        if todo.is_empty() {
+            return;
+        }
+        let mut seen = HashSet::with_capacity(todo.len());
+        let batch: Vec<&VerifiedTx> = todo.iter().filter(|v| seen.insert(v.id())).collect();
+        let own = match w.attest_batch(key, &batch) {
+            Ok(own) => own,
+            Err(e) => {
+                error!(txs = batch.len(), error = %e, "cannot attest");
+                return;
+            }
+        };
+        fx.attests.reserve(own.len());
+        for v in own {
+            fx.attests.push(v.attestation().clone());
+            // Final meanwhile (e.g. by other witnesses' attestations in this round): the
+            // attestation is still sent, but nothing is tracked for it any more.
+            if self.final_ids.contains(v.tx_id()) {
+                continue;
+            }
+            let id = v.tx_id().to_owned();
+            // Our own attestation counts without checking the signature just made.
+            if let Ok(true) = self.finality.add_verified(v) {
+                self.finalize(&id, None, now_ms, fx);
             }
         }
     }
@@ -506,7 +539,7 @@ impl WalletCore {
     }
 
     /// Retries waiting transactions after the state changed (a final tx, a new block).
-    pub fn retry_waiting(&mut self, key: &SigningKey, mints: &dyn MintValidator, fx: &mut Effects) {
+    pub fn retry_waiting(&mut self, mints: &dyn MintValidator, fx: &mut Effects) {
         if self.witness.is_none() || self.waiting.is_empty() {
             return;
         }
@@ -520,7 +553,7 @@ impl WalletCore {
                     self.waiting.remove(v.id());
                     continue;
                 }
-                self.try_witness(&v, key, mints, fx);
+                self.try_witness(&v, mints, fx);
             }
             if self.waiting.len() == before && self.final_ids.len() == n_final {
                 break;
@@ -540,21 +573,13 @@ impl WalletCore {
     /// finalizes transactions at quorum. Returns how many were invalid.
     pub fn on_attests(&mut self, ws: &[Witness], now_ms: u64, fx: &mut Effects) -> usize {
         let mut bad = 0;
-        // Cheap pre-check without verifying: attestations of final txs change nothing.
-        let mut open = Vec::with_capacity(ws.len());
-        for w in ws {
-            match serde_json::from_slice::<WitnessBody>(&w.bytes) {
-                Ok(body) if self.final_ids.contains(&body.tx_id) => {}
-                Ok(_) => open.push(w.clone()),
-                Err(e) => {
-                    debug!(error = %e, "undecodable attestation");
-                    bad += 1;
-                }
-            }
-        }
-        for r in self.finality.verify(&open) {
+        // Attestations of final transactions change nothing: only their form is checked.
+        let finals = &self.final_ids;
+        let verified = self.finality.verify_open(ws, |id| finals.contains(id));
+        for r in verified {
             let v = match r {
-                Ok(v) => v,
+                Ok(Some(v)) => v,
+                Ok(None) => continue,
                 Err(e) => {
                     debug!(error = %e, "invalid attestation");
                     bad += 1;
@@ -648,3 +673,7 @@ impl WalletCore {
         fx.finalized.push(id.to_owned());
     }
 }
+
+#[cfg(test)]
+#[path = "wallet_tests.rs"]
+mod tests;
