@@ -150,6 +150,7 @@ impl Node {
             client.clone(),
             reputation.clone(),
         )?;
+        storage.track_uploads(ledger.tracker());
         tasks.spawn(storage.clone().background_repair(cancel.clone()));
         let broker = Arc::new(
             market::broker::Broker::new(

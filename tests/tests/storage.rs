@@ -83,27 +83,46 @@ async fn replication_r5_survives_4_dead_hosts_and_a_corrupt_shard_is_bypassed() 
     assert_eq!(put["n"], 5);
     let asset = put["asset_id"].as_str().unwrap().to_owned();
 
-    // Corrupt, on one host's disk, every replica it holds: the host detects the rot when it
-    // reads, and the client bypasses it.
-    let rotted = corrupt_all_shards(hosts[4].data_dir());
-    assert!(rotted > 0);
-    let out = dir.path().join("with-rot.bin");
-    let got = a.cli_json(&["get", &asset, "-o", out.to_str().unwrap()]);
-    assert_same_file(&src, &out);
-
-    for h in hosts.iter_mut().take(3) {
+    // Four hosts killed: the fifth still has every replica.
+    for h in hosts.iter_mut().take(4) {
         h.kill9();
     }
-    // Four dead: three killed and the one whose shards rotted.
-    let out2 = dir.path().join("four-dead.bin");
-    let got2 = a.cli_json(&["get", &asset, "-o", out2.to_str().unwrap()]);
-    assert_same_file(&src, &out2);
-    let corrupt =
-        got["corrupt_shards"].as_u64().unwrap() + got2["corrupt_shards"].as_u64().unwrap();
-    let status = hosts[4].cli_json(&["storage", "status"]);
+    let out = dir.path().join("four-dead.bin");
+    a.cli_json(&["get", &asset, "-o", out.to_str().unwrap()]);
+    assert_same_file(&src, &out);
+
+    // Back with two hosts, each with rot in the replicas the other has intact (replicas
+    // share their content-addressed name): whichever host a get asks first, it meets rot
+    // in some segment, detects it and takes the other replica.
+    let h3 = hosts.remove(3).restart().await;
+    hosts.insert(3, h3);
+    a.wait_peer(
+        &hosts[3].peer_id,
+        Duration::from_secs(60),
+        "the restarted host to reconnect",
+        |p| p["connected"] == true,
+    )
+    .await;
+    let rot3 = corrupt_shards(hosts[3].data_dir(), |name| name_parity(name) == 0);
+    let rot4 = corrupt_shards(hosts[4].data_dir(), |name| name_parity(name) == 1);
     assert!(
-        status["host"]["corrupt"].as_u64().unwrap() >= 1 || corrupt >= 1,
-        "no corruption was detected: {status}"
+        rot3 > 0 && rot4 > 0,
+        "rot {rot3} and {rot4}: both halves must be non-empty"
+    );
+    let out2 = dir.path().join("with-rot.bin");
+    let got = a.cli_json(&["get", &asset, "-o", out2.to_str().unwrap()]);
+    assert_same_file(&src, &out2);
+    let detected: u64 = [3, 4]
+        .iter()
+        .map(|i| {
+            hosts[*i].cli_json(&["storage", "status"])["host"]["corrupt"]
+                .as_u64()
+                .unwrap()
+        })
+        .sum();
+    assert!(
+        got["corrupt_shards"].as_u64().unwrap() >= 1 && detected >= 1,
+        "the rot was not detected: get {got}, hosts {detected}"
     );
     // With every host dead the error says how many shards were found.
     hosts[4].kill9();
@@ -138,8 +157,22 @@ async fn corrupt_ec_shard_on_disk_is_detected_and_bypassed() {
         "16KiB",
     ]);
     let asset = put["asset_id"].as_str().unwrap().to_owned();
-    // Rot every shard on two hosts: each segment still has 4 good shards of 6, k = 3.
-    let rotted = corrupt_all_shards(hosts[0].data_dir()) + corrupt_all_shards(hosts[1].data_dir());
+    // A clean get shows which hosts a get asks first (the fastest): rot every shard on the
+    // two that served the most, so the next get meets rot. Each segment still has 4 good
+    // shards of 6, k = 3.
+    let clean = dir.path().join("clean.bin");
+    a.cli_json(&["get", &asset, "-o", clean.to_str().unwrap()]);
+    let mut served: Vec<(u64, usize)> = hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let v = h.cli_json(&["storage", "status"]);
+            (v["host"]["served_shards"].as_u64().unwrap(), i)
+        })
+        .collect();
+    served.sort_unstable_by(|x, y| y.cmp(x));
+    let rotted = corrupt_all_shards(hosts[served[0].1].data_dir())
+        + corrupt_all_shards(hosts[served[1].1].data_dir());
     assert!(rotted > 0);
     let out = dir.path().join("back.bin");
     let got = a.cli_json(&["get", &asset, "-o", out.to_str().unwrap()]);
@@ -866,5 +899,77 @@ async fn sigterm_mid_put_stops_the_node_within_2_s_and_the_put_resumes_after_res
         "-o",
         out.to_str().unwrap(),
     ]);
+    assert_same_file(&src, &out);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_reports_to_the_failover_monitor_which_alerts_when_its_hosts_stall() {
+    let owner = "[storage]\nmax_in_flight = 1\n\n[failover]\nmin_progress_delta = 0.001\nstall_age_s = 3\ncooldown_s = 1\ncheck_interval_ms = 100\n";
+    let (a, hosts) = mesh_with(Some(owner), 4, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = write_random(dir.path(), "stall.bin", 16 << 20, 12, None);
+    let body = json!({ "path": src, "mode": "ec", "k": 2, "n": 4, "shard_size": 16 * 1024 });
+    let op = put_caught_mid_flight(&a, &body).await;
+
+    // The put is an upload item; hosts ack it once it is complete, so none yet.
+    let item = wait_until(Duration::from_secs(10), "the upload item", || async {
+        let v = a.get("/quorum/items?kind=upload").await;
+        v["items"].as_array()?.first().cloned()
+    })
+    .await;
+    assert_eq!(item["acks"], json!([]), "{item}");
+    assert_eq!(item["reached"], false, "{item}");
+    let asset = item["id"].as_str().unwrap().to_owned();
+
+    // While it moves there is no alert; hosts that keep their connections but answer
+    // nothing stall it, and an alert names it.
+    let before = a.get("/quorum/alerts").await;
+    assert_eq!(before["alerts"], json!([]), "{before}");
+    for h in &hosts {
+        offgrid_e2e::send_signal(h.pid(), "STOP");
+    }
+    let alert = wait_until(
+        Duration::from_secs(30),
+        "a stall alert for the upload",
+        || async {
+            let v = a.get("/quorum/alerts").await;
+            v["alerts"]
+                .as_array()?
+                .iter()
+                .find(|al| al["id"] == asset.as_str())
+                .cloned()
+        },
+    )
+    .await;
+    assert!(
+        alert["message"].as_str().unwrap().contains("no progress"),
+        "{alert}"
+    );
+    for h in &hosts {
+        offgrid_e2e::send_signal(h.pid(), "CONT");
+    }
+
+    // Resumed hosts let it finish: progress 1, one ack per host that holds shards.
+    let done = wait_until(Duration::from_secs(120), "the put to end", || async {
+        let v = a.get(&format!("/storage/ops/{op}?wait_ms=2000")).await;
+        (v["state"] != "running").then_some(v)
+    })
+    .await;
+    assert_eq!(done["state"], "done", "{done}");
+    let item = a.get(&format!("/quorum/items/upload/{asset}")).await;
+    assert_eq!(item["progress"], 1.0, "{item}");
+    assert_eq!(item["reached"], true, "{item}");
+    let mut acked: Vec<String> = item["acks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|ack| ack["node"].as_str().unwrap().to_owned())
+        .collect();
+    acked.sort();
+    let mut expected: Vec<String> = hosts.iter().map(|h| h.peer_id.clone()).collect();
+    expected.sort();
+    assert_eq!(acked, expected, "{item}");
+    let out = dir.path().join("back.bin");
+    a.cli_json(&["get", &asset, "-o", out.to_str().unwrap()]);
     assert_same_file(&src, &out);
 }

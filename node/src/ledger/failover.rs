@@ -306,7 +306,7 @@ impl JobTracker {
                     }
                 }
                 QuorumKind::Upload => {
-                    warn!(upload = %r.id, attempt = r.attempt, "upload stalled; repair needed");
+                    warn!(upload = %r.id, attempt = r.attempt, "upload stalled");
                     let mut a = lock(&self.alerts);
                     if a.len() >= MAX_ALERTS {
                         a.pop_front();
@@ -315,7 +315,7 @@ impl JobTracker {
                         id: r.id.clone(),
                         attempt: r.attempt,
                         at_ms: now,
-                        message: "upload made no progress; repair needed".into(),
+                        message: "upload made no progress: its hosts do not answer, or it was cancelled; the same put resumes it".into(),
                     });
                 }
                 QuorumKind::Token => {}

@@ -183,6 +183,8 @@ pub struct Storage {
     /// Assets with a repair running (the background check and `offgrid repair` would
     /// otherwise both sign revision r + 1 and one would drop the other's new hosts).
     pub(crate) active_repairs: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// The failover monitor puts report to: start, each host's first ack, progress.
+    pub(crate) upload_tracker: std::sync::OnceLock<Arc<crate::ledger::JobTracker>>,
 }
 
 impl Storage {
@@ -210,7 +212,15 @@ impl Storage {
             ops: Ops::default(),
             active_puts: Default::default(),
             active_repairs: Default::default(),
+            upload_tracker: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// Reports every put to the failover monitor from now on (`GET /quorum/items`, and an
+    /// alert at `GET /quorum/alerts` for an upload that stalls). Set once; later calls are
+    /// ignored.
+    pub fn track_uploads(&self, tracker: Arc<crate::ledger::JobTracker>) {
+        let _ = self.upload_tracker.set(tracker);
     }
 
     /// The shard host, for the event loop.

@@ -31,7 +31,7 @@
 use std::{
     collections::{HashMap, HashSet, VecDeque},
     path::PathBuf,
-    sync::Arc,
+    sync::{atomic::Ordering, Arc},
     time::{Duration, Instant},
 };
 
@@ -62,6 +62,8 @@ use crate::store::Table;
 
 /// Shortest interval between two saves of the upload state.
 pub const PERSIST_EVERY: Duration = Duration::from_millis(50);
+/// Shortest interval between two progress reports to the failover monitor.
+const REPORT_EVERY: Duration = Duration::from_secs(1);
 /// Bytes of prepared shards held at once (at least two segments).
 const SEGMENT_BUDGET: usize = 16 << 20;
 /// Store requests (batches) in flight to one host: two, so that the next batch travels
@@ -202,6 +204,7 @@ impl Storage {
         );
         Progress::add(&progress.shards_done, already as u64);
         info!(asset = %record.state.asset_id, path = %key, %scheme, resumed, hosts = hosts.len(), "put started");
+        let mut report = UploadReport::start(self, &record.state.asset_id, &progress);
 
         let (tx, mut rx) = mpsc::channel(1);
         let reader = {
@@ -360,6 +363,7 @@ impl Storage {
                     None => reader_done = true,
                 },
             }
+            report.progress(&progress, false);
             if dirty
                 && persist.as_ref().is_none_or(|h| h.is_finished())
                 && last_persist.elapsed() >= PERSIST_EVERY
@@ -450,6 +454,7 @@ impl Storage {
             .iter()
             .flat_map(|s| s.shards.iter().map(|e| e.host.as_str()))
             .collect();
+        report.done(distinct.iter().copied());
         info!(asset = %manifest.asset_id, size, placed, sent, ms = started.elapsed().as_millis() as u64, "put done");
         Ok(json!({
             "asset_id": manifest.asset_id,
@@ -579,6 +584,61 @@ impl Storage {
 }
 
 /// Takes the oldest waiting shards for one host, within the batch caps of the protocol.
+/// What a put tells the failover monitor (`GET /quorum/items`): its start, its progress (the
+/// share of shards placed) at most every [`REPORT_EVERY`], and at the end an ack from every
+/// host that stored shards (weighted by link and reputation), so the item reaches its quorum
+/// when the upload is complete. A put that stops making progress before (hosts that keep
+/// their connections but never answer) raises an alert at `GET /quorum/alerts`; a cancelled
+/// put stays incomplete there until the same put resumes it.
+struct UploadReport<'a> {
+    tracker: Option<&'a crate::ledger::JobTracker>,
+    asset: String,
+    last: Instant,
+}
+
+impl<'a> UploadReport<'a> {
+    fn start(storage: &'a Storage, asset: &str, progress: &Progress) -> Self {
+        let tracker = storage.upload_tracker.get().map(|t| &**t);
+        if let Some(t) = tracker {
+            t.upload_started(asset);
+        }
+        let mut r = Self {
+            tracker,
+            asset: asset.to_owned(),
+            last: Instant::now(),
+        };
+        r.progress(progress, true);
+        r
+    }
+
+    /// The manifest is saved: the upload is complete, whatever share of `n` it placed.
+    /// `hosts` are those the manifest names (a resumed put stored on some in an earlier run).
+    fn done<'h>(&self, hosts: impl IntoIterator<Item = &'h str>) {
+        let Some(t) = self.tracker else { return };
+        for host in hosts {
+            // Shards travel only over IP links (see `hosts`).
+            t.upload_ack(&self.asset, host, "ip");
+        }
+        t.upload_progress(&self.asset, 1.0);
+    }
+
+    fn progress(&mut self, progress: &Progress, now: bool) {
+        let Some(t) = self.tracker else { return };
+        if !now && self.last.elapsed() < REPORT_EVERY {
+            return;
+        }
+        self.last = Instant::now();
+        let total = progress.shards_total.load(Ordering::Relaxed);
+        let done = progress.shards_done.load(Ordering::Relaxed);
+        let share = if total == 0 {
+            1.0
+        } else {
+            done as f64 / total as f64
+        };
+        t.upload_progress(&self.asset, share);
+    }
+}
+
 fn take_batch(waiting: &mut VecDeque<Job>) -> Vec<Job> {
     let mut batch = Vec::new();
     let mut bytes = 0;

@@ -153,11 +153,27 @@ pub fn dir_contains(dir: &Path, needle: &[u8]) -> bool {
 
 /// Flips a byte in every shard file of a host; returns how many.
 pub fn corrupt_all_shards(data_dir: &Path) -> usize {
+    corrupt_shards(data_dir, |_| true)
+}
+
+/// The parity of a shard file name's last hex digit: splits shards into two halves.
+pub fn name_parity(name: &str) -> u32 {
+    name.chars()
+        .last()
+        .and_then(|c| c.to_digit(16))
+        .unwrap_or(0)
+        % 2
+}
+
+/// Flips a byte in the middle of every shard file whose name `pick` accepts, under a host's
+/// data dir; returns how many.
+pub fn corrupt_shards(data_dir: &Path, pick: impl Fn(&str) -> bool) -> usize {
     let root = data_dir.join("shards").join("shards");
     let mut n = 0;
     for prefix in std::fs::read_dir(&root).unwrap().flatten() {
         for f in std::fs::read_dir(prefix.path()).unwrap().flatten() {
-            if f.file_name().to_string_lossy().starts_with('.') {
+            let name = f.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || !pick(&name) {
                 continue;
             }
             let mut bytes = std::fs::read(f.path()).unwrap();
