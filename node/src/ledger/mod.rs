@@ -12,8 +12,10 @@
 pub mod chain;
 pub mod config;
 pub mod failover;
+mod reputation;
 pub mod service;
 mod sync;
+mod tick;
 mod views;
 pub mod wallet;
 

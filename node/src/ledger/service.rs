@@ -16,11 +16,11 @@ use std::{
 
 use ed25519_dalek::SigningKey;
 use libp2p::{gossipsub::MessageAcceptance, PeerId};
-use offgrid_behaviours::ledger_sync::{self, TxGossip, BLOCKS_TOPIC, REPUTATION_TOPIC, TX_TOPIC};
+use offgrid_behaviours::ledger_sync::{self, TxGossip, BLOCKS_TOPIC, TX_TOPIC};
 use offgrid_ledger::{
     dag::{Dag, InsertOutcome},
     settlement::{SettlementParams, SettlementValidator},
-    Block, ReputationCrdt, ReputationReport, SignedReport,
+    Block, ReputationCrdt,
 };
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
@@ -36,11 +36,10 @@ use super::{
 use crate::{
     network::{Client, LedgerOut},
     now_ms,
-    store::{Store, Table},
+    store::Store,
 };
 
-/// Meta key of the merged reputation CRDT.
-pub const REPUTATION_KEY: &str = "reputation_crdt";
+pub use super::reputation::REPUTATION_KEY;
 /// Most inputs handled in one round (one commit).
 const MAX_ROUND: usize = 512;
 /// Most items in one gossip message on the transaction topic.
@@ -92,13 +91,15 @@ pub struct Service {
     pub(super) client: Client,
     rx: mpsc::Receiver<LedgerIn>,
     pub(super) peers: BTreeSet<PeerId>,
-    waiters: HashMap<String, Vec<Reply>>,
+    /// API callers waiting for a transaction to become final.
+    pub(super) waiters: HashMap<String, Vec<Reply>>,
     pub(super) rejected: Rejected,
     pub(super) reputation: Arc<Mutex<ReputationCrdt>>,
-    last_block: Instant,
-    last_sync: Instant,
-    last_reputation: Instant,
-    last_republish: Instant,
+    /// When the tick last made blocks, asked for tips, published reputation, republished.
+    pub(super) last_block: Instant,
+    pub(super) last_sync: Instant,
+    pub(super) last_reputation: Instant,
+    pub(super) last_republish: Instant,
     /// Counter of this node's transaction gossip messages (see [`TxGossip::seq`]); starts at
     /// the clock so a restart continues above the last one.
     gossip_seq: u64,
@@ -356,22 +357,6 @@ impl Service {
         }
     }
 
-    /// A reputation report: merged only if signed by its observer's key (gossip messages
-    /// carry no authenticated source).
-    fn on_reputation(&mut self, data: &[u8], from: PeerId) -> MessageAcceptance {
-        let Ok(mut r) = self.reputation.lock() else {
-            return MessageAcceptance::Ignore;
-        };
-        match merge_report(data, &self.me, &mut r) {
-            Ok(_) => MessageAcceptance::Accept,
-            Err(e) => {
-                debug!(peer = %from, error = %e, "reputation report rejected");
-                self.rejected.reputation += 1;
-                MessageAcceptance::Reject
-            }
-        }
-    }
-
     /// Submits a transaction made here: handled as if received, then gossiped.
     pub(super) fn submit_local(
         &mut self,
@@ -396,169 +381,6 @@ impl Service {
             .map_err(|e| LedgerError::Invalid(e.to_string()))?;
         round.fx.txs.push(tx);
         Ok(new)
-    }
-
-    async fn on_tick(&mut self, round: &mut Round) {
-        let now = Instant::now();
-        if now.duration_since(self.last_republish)
-            >= Duration::from_millis(self.cfg.republish_ms.max(100))
-            && !self.peers.is_empty()
-        {
-            self.last_republish = now;
-            self.republish(round);
-        }
-        if now.duration_since(self.last_sync)
-            >= Duration::from_secs(self.cfg.sync_interval_s.max(1))
-        {
-            self.last_sync = now;
-            for peer in &self.peers {
-                round.outs.push(LedgerOut::Request {
-                    peer: *peer,
-                    request: ledger_sync::Request::Tips,
-                });
-            }
-        }
-        if now.duration_since(self.last_block)
-            >= Duration::from_secs(self.cfg.block_interval_s.max(1))
-        {
-            self.last_block = now;
-            if let Err(e) = self.make_blocks(false, round).await {
-                warn!(error = %e, "cannot make blocks");
-            }
-            if self.cfg.auto_settle {
-                self.settle_mints(round);
-            }
-        }
-        if now.duration_since(self.last_reputation)
-            >= Duration::from_secs(self.cfg.reputation_interval_s.max(1))
-        {
-            self.last_reputation = now;
-            self.publish_reputation(round);
-        }
-        self.waiters.retain(|_, v| {
-            v.retain(|r| !r.is_closed());
-            !v.is_empty()
-        });
-    }
-
-    fn republish(&mut self, round: &mut Round) {
-        let Service {
-            wallet,
-            dag,
-            settlement,
-            me,
-            ..
-        } = self;
-        let Some(w) = wallet.as_mut() else { return };
-        let mints = SettlementValidator {
-            dag,
-            params: *settlement,
-        };
-        let pending = w.pending_txs(256);
-        let now = now_ms();
-        for tx in pending {
-            if tx.signer_peer_id() == *me {
-                round.fx.txs.push(tx.clone());
-            }
-            // Known and pending: a witness that signed it attests again.
-            let _ = w.on_tx(&tx, &mints, now, &mut round.fx);
-        }
-    }
-
-    /// Exports new receipts and makes one block per batch no block holds yet.
-    pub(super) async fn make_blocks(
-        &mut self,
-        allow_empty: bool,
-        round: &mut Round,
-    ) -> Result<Vec<String>, LedgerError> {
-        let store = self.store.clone();
-        let exported = tokio::task::spawn_blocking(move || {
-            crate::market::receipts::export(&store, now_ms()).map_err(|e| e.to_string())
-        })
-        .await
-        .map_err(|e| LedgerError::Internal(e.to_string()))?
-        .map_err(LedgerError::Internal)?;
-        if let Some(b) = &exported {
-            debug!(root = %b.root, receipts = b.items.len(), "receipts exported");
-        }
-        let batches = chain::unblocked_batches(&self.store, &self.dag)
-            .map_err(|e| LedgerError::Internal(e.to_string()))?;
-        let mut ids = Vec::new();
-        for b in &batches {
-            let id = chain::make_block(&mut self.dag, &self.key, Some(b), now_ms(), &mut round.fx)
-                .map_err(|e| LedgerError::Internal(e.to_string()))?;
-            ids.push(id);
-        }
-        if ids.is_empty() && allow_empty {
-            ids.push(
-                chain::make_block(&mut self.dag, &self.key, None, now_ms(), &mut round.fx)
-                    .map_err(|e| LedgerError::Internal(e.to_string()))?,
-            );
-        }
-        if !ids.is_empty() {
-            round.retry = true;
-        }
-        Ok(ids)
-    }
-
-    /// Submits the mints this node's blocks are owed; returns their ids.
-    pub(super) fn settle_mints(&mut self, round: &mut Round) -> Vec<String> {
-        let Some(w) = &self.wallet else {
-            return Vec::new();
-        };
-        let mints =
-            chain::settlement_mints(&self.dag, &self.key, &self.me, w.state(), &self.settlement);
-        let mut ids = Vec::new();
-        for tx in mints {
-            let id = tx.id();
-            match self.submit_local(tx, round) {
-                Ok(_) => ids.push(id),
-                Err(e) => warn!(tx = %id, error = %e, "mint not submitted"),
-            }
-        }
-        ids
-    }
-
-    fn publish_reputation(&mut self, round: &mut Round) {
-        let records: Vec<(String, crate::market::broker::Record)> =
-            match self.store.scan(Table::Reputation) {
-                Ok(r) => r,
-                Err(e) => {
-                    warn!(error = %e, "cannot read reputation");
-                    return;
-                }
-            };
-        let mut mine = ReputationCrdt::new();
-        for (subject, rec) in records {
-            mine.counters
-                .insert((self.me.clone(), subject), (rec.hits, rec.misses));
-        }
-        if mine.counters.is_empty() {
-            return;
-        }
-        if let Ok(mut r) = self.reputation.lock() {
-            r.merge(&mine);
-        }
-        self.persist_reputation();
-        let signed = ReputationReport::sign(&self.key, &mine, now_ms())
-            .map_err(|e| e.to_string())
-            .and_then(|r| serde_json::to_vec(&r).map_err(|e| e.to_string()));
-        match signed {
-            Ok(data) => round.outs.push(LedgerOut::Publish {
-                topic: REPUTATION_TOPIC,
-                data,
-            }),
-            Err(e) => warn!(error = %e, "cannot encode reputation"),
-        }
-    }
-
-    fn persist_reputation(&self) {
-        let snapshot = self.reputation.lock().map(|r| r.clone());
-        if let Ok(r) = snapshot {
-            if let Err(e) = self.store.put(Table::Meta, REPUTATION_KEY, &r) {
-                warn!(error = %e, "cannot persist reputation");
-            }
-        }
     }
 
     /// As a witness, signs the round's attestations (one root). Attestations that make
@@ -675,23 +497,6 @@ impl Service {
     }
 }
 
-/// Checks a gossiped reputation report and merges the signer's own observations into
-/// `into`. Returns the observer, or `None` for this node's own report (nothing to merge).
-fn merge_report(
-    data: &[u8],
-    me: &str,
-    into: &mut ReputationCrdt,
-) -> Result<Option<String>, String> {
-    let signed: SignedReport = serde_json::from_slice(data).map_err(|e| e.to_string())?;
-    let (observer, theirs) = ReputationReport::open(&signed).map_err(|e| e.to_string())?;
-    if observer == me {
-        return Ok(None);
-    }
-    // Only the signer's own observations count: nobody can inflate another's.
-    into.merge_from(&observer, &theirs);
-    Ok(Some(observer))
-}
-
 /// Packs transactions and attestations into gossip messages of bounded size.
 fn publish_txs(
     outs: &mut Vec<LedgerOut>,
@@ -757,56 +562,5 @@ fn push_gossip(outs: &mut Vec<LedgerOut>, g: TxGossip) {
             data,
         }),
         Err(e) => warn!(error = %e, "cannot encode transaction gossip"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    use offgrid_ledger::{peer_id_from_pubkey, Signed};
-
-    use super::*;
-
-    fn observer(seed: u8) -> (SigningKey, String) {
-        let key = SigningKey::from_bytes(&[seed; 32]);
-        let id = peer_id_from_pubkey(key.verifying_key().as_bytes());
-        (key, id)
-    }
-
-    #[test]
-    fn a_signed_reputation_report_is_merged_under_its_signer() {
-        let (key, them) = observer(1);
-        let mut theirs = ReputationCrdt::new();
-        theirs.record(&them, "host", true);
-        let data = serde_json::to_vec(&ReputationReport::sign(&key, &theirs, 5).unwrap()).unwrap();
-        let mut mine = ReputationCrdt::new();
-        assert_eq!(merge_report(&data, "me", &mut mine), Ok(Some(them.clone())));
-        assert_eq!(mine.totals("host"), (1, 0));
-        // Our own report coming back changes nothing.
-        let mut other = ReputationCrdt::new();
-        assert_eq!(merge_report(&data, &them, &mut other), Ok(None));
-        assert!(other.counters.is_empty());
-    }
-
-    #[test]
-    fn a_reputation_report_with_a_bad_signature_is_rejected_and_not_merged() {
-        let (key, them) = observer(2);
-        let mut theirs = ReputationCrdt::new();
-        theirs.record(&them, "host", false);
-        let mut signed = ReputationReport::sign(&key, &theirs, 5).unwrap();
-        signed.sig[7] ^= 1;
-        let mut mine = ReputationCrdt::new();
-        let data = serde_json::to_vec(&signed).unwrap();
-        assert!(merge_report(&data, "me", &mut mine).is_err());
-        // A report re-signed by someone else under the victim's name.
-        let (thief, _) = observer(3);
-        let body: ReputationReport = serde_json::from_slice(&signed.bytes).unwrap();
-        let stolen = serde_json::to_vec(&Signed::sign(&thief, &body).unwrap()).unwrap();
-        assert!(merge_report(&stolen, "me", &mut mine).is_err());
-        // The old unsigned form (a bare list of entries) is no longer accepted.
-        let bare = serde_json::to_vec(&theirs).unwrap();
-        assert!(merge_report(&bare, "me", &mut mine).is_err());
-        assert!(mine.counters.is_empty());
     }
 }
