@@ -238,10 +238,11 @@ impl LinkCounters {
     /// Queues a received frame without waiting; counts it as received or dropped.
     /// Returns false when the consumer is gone, so the reader task can stop.
     pub(crate) fn deliver(&self, queue: &mpsc::Sender<Datagram>, dgram: Datagram) -> bool {
-        let len = dgram.payload.len();
-        match queue.try_send(dgram) {
-            Ok(()) => {
-                self.received(len);
+        // Counted before it is queued, so whoever receives it sees it counted.
+        match queue.try_reserve() {
+            Ok(permit) => {
+                self.received(dgram.payload.len());
+                permit.send(dgram);
                 true
             }
             Err(mpsc::error::TrySendError::Full(_)) => {

@@ -309,15 +309,16 @@ impl SimMedium {
                 station.stats.frames_lost += 1;
                 continue;
             }
-            let dgram = Datagram {
-                from,
-                payload: payload.to_vec(),
-            };
-            match station.queue.try_send(dgram) {
-                Ok(()) => {
+            // Counted before it is queued, so whoever receives it sees it counted.
+            match station.queue.try_reserve() {
+                Ok(permit) => {
                     station.stats.frames_received += 1;
                     station.stats.bytes_received += payload.len() as u64;
                     station.counters.received(payload.len());
+                    permit.send(Datagram {
+                        from,
+                        payload: payload.to_vec(),
+                    });
                 }
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     station.stats.rx_dropped += 1;
