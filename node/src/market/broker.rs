@@ -269,7 +269,8 @@ impl QuoteCache {
 /// The broker.
 pub struct Broker {
     client: Client,
-    local: PeerId,
+    /// This node's peer id as text, as receipts name the broker.
+    local: String,
     cfg: MarketConfig,
     reputation: Arc<Reputation>,
     limit: Semaphore,
@@ -300,7 +301,7 @@ impl Broker {
         let limit = Semaphore::new(cfg.max_concurrent_jobs.max(1));
         Broker {
             client,
-            local,
+            local: local.to_string(),
             cfg,
             reputation,
             limit,
@@ -397,9 +398,9 @@ impl Broker {
 
     /// Quotes in parallel; waits for the window or until every candidate answered.
     fn bid(&self, cand: &Candidate, price: u64) -> Bid {
-        let rec = self.reputation.get(&cand.peer.to_string());
+        let rec = self.reputation.get(&cand.id);
         Bid {
-            peer: cand.peer.to_string(),
+            peer: cand.id.clone(),
             price,
             via: cand.via.clone(),
             hits: rec.hits,
@@ -422,7 +423,7 @@ impl Broker {
         let mut bids = Vec::new();
         let mut ask = Vec::new();
         for c in candidates {
-            match self.quotes.get(&c.peer.to_string(), &job.job_type, now) {
+            match self.quotes.get(&c.id, &job.job_type, now) {
                 Some(price) => bids.push(self.bid(c, price)),
                 None => ask.push(c.clone()),
             }
@@ -452,7 +453,7 @@ impl Broker {
                 }) => {
                     count += 1;
                     self.quotes.put(
-                        &cand.peer.to_string(),
+                        &cand.id,
                         &job.job_type,
                         price,
                         valid_until_ms,
@@ -530,10 +531,7 @@ impl Broker {
             (body.job_id == job.job_id, "for another job"),
             (body.units == job.units, "wrong units"),
             (body.price == bid.price, "wrong price"),
-            (
-                body.broker_id == self.local.to_string(),
-                "for another broker",
-            ),
+            (body.broker_id == self.local, "for another broker"),
             (
                 body.proofs.input_blake3 == blake3::hash(job.payload.as_bytes()).to_hex().as_str(),
                 "input hash mismatch",

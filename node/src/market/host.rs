@@ -71,6 +71,8 @@ pub struct Finished {
 pub struct Host {
     executors: HashMap<String, Arc<Executor>>,
     identity: Identity,
+    /// The identity's peer id as text, as every receipt names it.
+    node_id: String,
     cluster_id: String,
     in_flight: usize,
     writer: GroupWriter,
@@ -108,6 +110,7 @@ impl Host {
         }
         Host {
             executors,
+            node_id: identity.peer_id().to_string(),
             identity,
             cluster_id: cfg.cluster_id.clone(),
             in_flight: 0,
@@ -230,7 +233,7 @@ impl Host {
             Fault::ForgeReceipt => ed25519_dalek::SigningKey::from_bytes(&rand::random()),
         };
         let ctx = RunContext {
-            node_id: self.identity.peer_id().to_string(),
+            node_id: self.node_id.clone(),
             host_pubkey: hex::encode(self.identity.public_key()),
             cluster_id: self.cluster_id.clone(),
             broker_id: broker.to_string(),

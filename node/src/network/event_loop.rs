@@ -332,6 +332,7 @@ impl EventLoop {
                 }
                 Some(Candidate {
                     peer: r.peer_id.parse().ok()?,
+                    id: r.peer_id.clone(),
                     via: r.via.clone(),
                     price: *a.prices.get(job_type)?,
                     mesh: self.mesh_factor(),

@@ -72,6 +72,9 @@ pub struct HostUpdate {
 pub struct Candidate {
     /// Host peer id.
     pub peer: PeerId,
+    /// The same as text (the broker's tables are keyed by it; encoding it per job showed
+    /// in profiles).
+    pub id: String,
     /// Link it is heard over.
     pub via: String,
     /// Announced price per unit for the job type, micro-credits.

@@ -195,6 +195,7 @@ impl EventLoop {
             })
             .map(|b| Candidate {
                 peer: b.peer,
+                id: b.peer.to_string(),
                 via: b.via.to_owned(),
                 price: u64::from(b.price.unwrap_or(0)),
                 mesh: 1.0,
