@@ -561,24 +561,30 @@ const SLOW_PUT: &str = "[storage]\nmax_in_flight = 1\n";
 /// Starts a put through the API and returns its operation id once some but not all of its
 /// shards are placed.
 async fn put_caught_mid_flight(a: &TestNode, body: &Value) -> String {
+    op_caught_mid_flight(a, "/storage/put", body).await
+}
+
+/// Starts a storage operation (`POST path` with `body`) and returns its id once it has done
+/// some but not all of its shards; panics if it ends first.
+async fn op_caught_mid_flight(a: &TestNode, path: &str, body: &Value) -> String {
     let (code, started) = a
         .request(
             reqwest::Method::POST,
-            "/storage/put",
+            path,
             Some(&a.token),
             body.to_string().into_bytes(),
         )
         .await;
-    assert_eq!(code, 202, "{started}");
+    assert_eq!(code, 202, "{path}: {started}");
     let op = started["op_id"].as_str().unwrap().to_owned();
     wait_until(
         Duration::from_secs(60),
-        "the put to place its first shards",
+        "the operation to do its first shards",
         || async {
             let v = a.get(&format!("/storage/ops/{op}")).await;
             assert_eq!(
                 v["state"], "running",
-                "the put ended before it could be cancelled: {v}"
+                "{path} ended before it could be caught mid-flight: {v}"
             );
             let p = &v["progress"];
             let (done, total) = (p["shards_done"].as_u64()?, p["shards_total"].as_u64()?);
@@ -713,29 +719,7 @@ async fn get_cancelled_mid_flight_leaves_nothing(a: &TestNode, asset: &str) {
     let outs = tempfile::tempdir().unwrap();
     let partial = outs.path().join("partial.bin");
     let body = json!({ "asset": asset, "out": partial });
-    let (code, started) = a
-        .request(
-            reqwest::Method::POST,
-            "/storage/get",
-            Some(&a.token),
-            body.to_string().into_bytes(),
-        )
-        .await;
-    assert_eq!(code, 202, "{started}");
-    let get_op = started["op_id"].as_str().unwrap().to_owned();
-    wait_until(
-        Duration::from_secs(60),
-        "the get to fetch its first shards",
-        || async {
-            let v = a.get(&format!("/storage/ops/{get_op}")).await;
-            assert_eq!(
-                v["state"], "running",
-                "the get ended before it could be cancelled: {v}"
-            );
-            (v["progress"]["shards_done"].as_u64()? > 0).then_some(())
-        },
-    )
-    .await;
+    let get_op = op_caught_mid_flight(a, "/storage/get", &body).await;
     let (code, v) = a
         .request(
             reqwest::Method::DELETE,
