@@ -8,6 +8,12 @@
 //! [`Request::StoreBatch`] carries up to [`MAX_BATCH_SHARDS`] shards of at most
 //! [`MAX_BATCH_BYTES`] together for one host, which makes them durable together (one group
 //! commit) and answers one [`ShardOutcome`] per shard; a batch counts as one store slot.
+//! [`Request::FetchBatch`] asks one host for up to [`MAX_BATCH_SHARDS`] shards at once; the
+//! host answers [`Response::ShardBatch`], one [`FetchedShard`] per hash, with at most
+//! [`MAX_BATCH_BYTES`] of shard bytes (a shard that would not fit is answered
+//! [`FetchedShard::Busy`]), which keeps the answer under [`MAX_RESPONSE_BYTES`]. Every shard
+//! in it was checked against its hash by the host, as for [`Request::Fetch`]; a batch counts
+//! as one fetch slot.
 //!
 //! A host answers [`Response::Busy`] when its store slots are taken (the client waits
 //! `retry_after_ms` plus jitter and retries), [`Response::QuotaExceeded`] when the shard
@@ -32,17 +38,19 @@ pub const MAX_SHARD_BYTES: usize = 1 << 20;
 pub const MAX_MANIFEST_BYTES: usize = 8 << 20;
 /// Most hashes in one [`Request::Has`].
 pub const MAX_HAS_HASHES: usize = 4096;
-/// Most shards in one [`Request::StoreBatch`].
+/// Most shards in one [`Request::StoreBatch`] or [`Request::FetchBatch`].
 pub const MAX_BATCH_SHARDS: usize = 64;
-/// Most shard bytes in one [`Request::StoreBatch`] (the sum of its shards' lengths).
+/// Most shard bytes in one [`Request::StoreBatch`] or [`Response::ShardBatch`] (the sum of
+/// its shards' lengths).
 pub const MAX_BATCH_BYTES: usize = 4 << 20;
 /// Room for the CBOR framing, the hash and the enum tags around the payload.
 pub const FRAMING_BYTES: usize = 64 * 1024;
 /// Largest request on the wire (a manifest or a full batch, whichever is larger).
 pub const MAX_REQUEST_BYTES: u64 =
     (max(MAX_MANIFEST_BYTES, MAX_BATCH_BYTES) + FRAMING_BYTES) as u64;
-/// Largest response on the wire.
-pub const MAX_RESPONSE_BYTES: u64 = (MAX_MANIFEST_BYTES + FRAMING_BYTES) as u64;
+/// Largest response on the wire (a manifest or a full [`Response::ShardBatch`]).
+pub const MAX_RESPONSE_BYTES: u64 =
+    (max(MAX_MANIFEST_BYTES, MAX_BATCH_BYTES) + FRAMING_BYTES) as u64;
 
 const fn max(a: usize, b: usize) -> usize {
     if a > b {
@@ -133,6 +141,12 @@ pub enum Request {
         /// BLAKE3 hex.
         hash: String,
     },
+    /// Return these shards; answered by [`Response::ShardBatch`]. 1 to
+    /// [`MAX_BATCH_SHARDS`] hashes, else refused whole.
+    FetchBatch {
+        /// BLAKE3 hexes.
+        hashes: Vec<String>,
+    },
     /// Which of these shards do you hold?
     Has {
         /// BLAKE3 hexes, at most [`MAX_HAS_HASHES`].
@@ -159,6 +173,7 @@ impl Request {
             Request::Store { .. } => "store",
             Request::StoreBatch { .. } => "store_batch",
             Request::Fetch { .. } => "fetch",
+            Request::FetchBatch { .. } => "fetch_batch",
             Request::Has { .. } => "has",
             Request::StoreManifest { .. } => "store_manifest",
             Request::FetchManifest { .. } => "fetch_manifest",
@@ -202,6 +217,30 @@ pub enum ShardOutcome {
     },
 }
 
+/// One shard of a [`Response::ShardBatch`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FetchedShard {
+    /// The shard (verified against its hash by the host before sending).
+    Shard {
+        /// The bytes.
+        bytes: Bytes,
+    },
+    /// The host does not hold it.
+    NotFound,
+    /// It rotted on the host's disk (it was quarantined).
+    Corrupt,
+    /// Not in this answer (it would have passed [`MAX_BATCH_BYTES`]); ask again.
+    Busy {
+        /// Suggested wait, milliseconds.
+        retry_after_ms: u64,
+    },
+    /// A malformed hash, or the host cannot read the shard.
+    Refused {
+        /// Why.
+        reason: String,
+    },
+}
+
 /// Host → client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
@@ -220,6 +259,12 @@ pub enum Response {
     Shard {
         /// The bytes.
         bytes: Bytes,
+    },
+    /// Answer to [`Request::FetchBatch`]: one entry per hash, in order, with at most
+    /// [`MAX_BATCH_BYTES`] of shard bytes in all.
+    ShardBatch {
+        /// Per hash, in the order of the request.
+        shards: Vec<FetchedShard>,
     },
     /// Answer to [`Request::Has`], one flag per hash in order.
     Have {
@@ -321,14 +366,98 @@ mod tests {
         assert!(buf.len() - MAX_BATCH_BYTES < FRAMING_BYTES);
     }
 
+    fn capped_codec() -> request_response::cbor::codec::Codec<Request, Response> {
+        request_response::cbor::codec::Codec::default()
+            .set_request_size_maximum(MAX_REQUEST_BYTES)
+            .set_response_size_maximum(MAX_RESPONSE_BYTES)
+    }
+
+    #[test]
+    fn a_full_fetch_batch_answer_fits_the_response_cap() {
+        let req = Request::FetchBatch {
+            hashes: (0..MAX_BATCH_SHARDS).map(|i| format!("{i:064x}")).collect(),
+        };
+        let mut codec = capped_codec();
+        let mut buf = Vec::new();
+        futures_lite_block(codec.write_request(&PROTOCOL_NAME, &mut buf, req.clone()));
+        let back = futures_lite_block(codec.read_request(&PROTOCOL_NAME, &mut buf.as_slice()));
+        assert_eq!(back, req);
+
+        // The largest answer a host sends: MAX_BATCH_BYTES of shards plus per-shard outcomes.
+        let mut shards: Vec<FetchedShard> = (0..MAX_BATCH_SHARDS - 3)
+            .map(|_| FetchedShard::Shard {
+                bytes: Bytes(vec![9u8; MAX_BATCH_BYTES / (MAX_BATCH_SHARDS - 3)]),
+            })
+            .collect();
+        shards.extend([
+            FetchedShard::NotFound,
+            FetchedShard::Corrupt,
+            FetchedShard::Busy { retry_after_ms: 20 },
+        ]);
+        let resp = Response::ShardBatch { shards };
+        let mut buf = Vec::new();
+        futures_lite_block(codec.write_response(&PROTOCOL_NAME, &mut buf, resp.clone()));
+        assert!(
+            buf.len() as u64 <= MAX_RESPONSE_BYTES,
+            "{} bytes",
+            buf.len()
+        );
+        assert!(buf.len() - MAX_BATCH_BYTES < FRAMING_BYTES);
+        let back = futures_lite_block(codec.read_response(&PROTOCOL_NAME, &mut buf.as_slice()));
+        assert_eq!(back, resp);
+    }
+
+    #[test]
+    fn an_oversized_response_is_refused_by_the_codec() {
+        // More shard bytes than the response cap: the reader stops at the cap and the
+        // truncated answer does not decode.
+        let shards = (0..=MAX_RESPONSE_BYTES as usize / MAX_SHARD_BYTES)
+            .map(|_| FetchedShard::Shard {
+                bytes: Bytes(vec![1u8; MAX_SHARD_BYTES]),
+            })
+            .collect();
+        let mut codec = capped_codec();
+        let mut buf = Vec::new();
+        futures_lite_block(codec.write_response(
+            &PROTOCOL_NAME,
+            &mut buf,
+            Response::ShardBatch { shards },
+        ));
+        assert!(buf.len() as u64 > MAX_RESPONSE_BYTES);
+        let mut wire = buf.as_slice();
+        assert!(block_result(codec.read_response(&PROTOCOL_NAME, &mut wire)).is_err());
+    }
+
+    #[test]
+    fn a_request_with_too_many_hashes_for_the_codec_is_refused() {
+        // Far beyond MAX_BATCH_SHARDS (which the host enforces): past the request cap itself.
+        let hashes = vec!["ef".repeat(32); MAX_REQUEST_BYTES as usize / 64 + 1];
+        let mut codec = capped_codec();
+        let mut buf = Vec::new();
+        futures_lite_block(codec.write_request(
+            &PROTOCOL_NAME,
+            &mut buf,
+            Request::FetchBatch { hashes },
+        ));
+        let mut wire = buf.as_slice();
+        assert!(block_result(codec.read_request(&PROTOCOL_NAME, &mut wire)).is_err());
+    }
+
     /// Polls a future that never waits (in-memory I/O) to completion.
     fn futures_lite_block<T>(f: impl std::future::Future<Output = std::io::Result<T>>) -> T {
+        block_result(f).unwrap()
+    }
+
+    /// Polls a future that never waits (in-memory I/O) to its result.
+    fn block_result<T>(
+        f: impl std::future::Future<Output = std::io::Result<T>>,
+    ) -> std::io::Result<T> {
         let waker = std::task::Waker::noop();
         let mut cx = std::task::Context::from_waker(waker);
         let mut f = std::pin::pin!(f);
         loop {
             if let std::task::Poll::Ready(r) = f.as_mut().poll(&mut cx) {
-                return r.unwrap();
+                return r;
             }
         }
     }

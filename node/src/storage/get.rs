@@ -2,17 +2,28 @@
 //!
 //! The manifest comes from the node's store, or else from the peers (hosts keep a copy),
 //! verified against the owner's signature. The content key is unwrapped with this node's
-//! X25519 key (or given explicitly). Segments are fetched a few at a time (a window sized
-//! so that `storage.max_in_flight` requests stay busy); for each, the k shards on the
-//! fastest hosts (lowest measured latency, data shards before parity) are asked first, and
-//! every shard that fails — unreachable host, missing, corrupt on the host's disk, or bytes
-//! that do not match the manifest's hash — is replaced by the next candidate. Rebuilding and
-//! decryption run on blocking threads; a writer thread appends segments in order to a
-//! temporary file next to the destination, checks size and whole-file BLAKE3, and renames it
-//! into place.
+//! X25519 key (or given explicitly). Segments are fetched a window at a time (from the next
+//! one to write, as many as fit in [`GET_BUDGET`] of shards, at least enough to keep
+//! `storage.max_in_flight` requests busy); for each, the k shards on the fastest hosts
+//! (lowest measured latency, data shards before parity) are asked first, and every shard
+//! that fails — unreachable host, missing, corrupt on the host's disk, or bytes that do not
+//! match the manifest's hash — is replaced by the next candidate.
+//!
+//! The shards wanted are queued per host and sent as batches ([`Request::FetchBatch`],
+//! within the protocol's caps), oldest segments first: at most [`PER_HOST_IN_FLIGHT`]
+//! batches per host and `storage.max_in_flight` in all are in flight, and what is wanted
+//! from a host while its batches travel makes its next batch, so batches grow when hosts
+//! are slower than the client and stay small when they are not. A failed batch (host
+//! unreachable) marks the host down and sends each of its shards, and what was queued for
+//! it, to the next candidates; a shard the batch answers missing, corrupt or busy goes to
+//! the next candidate alone.
+//!
+//! Rebuilding and decryption run on blocking threads; a writer thread appends segments in
+//! order to a temporary file next to the destination, checks size and whole-file BLAKE3, and
+//! renames it into place.
 
 use std::{
-    collections::{BTreeMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet, VecDeque},
     path::PathBuf,
     sync::Arc,
     time::Instant,
@@ -20,7 +31,7 @@ use std::{
 
 use futures::{stream::FuturesUnordered, StreamExt};
 use libp2p::PeerId;
-use offgrid_behaviours::shards::{Request, Response};
+use offgrid_behaviours::shards::{Request, Response, MAX_BATCH_BYTES, MAX_BATCH_SHARDS};
 use offgrid_storage::{
     asset::RecoverError, recover_segment, shard_hash, unwrap_key, Codec, FileAssembler, Manifest,
     ShardCandidate, SignedManifest,
@@ -31,6 +42,15 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use super::{ops::Progress, transfer::FetchOutcome, Storage, StorageError};
+
+/// Bytes of shards a get asks for ahead of the next segment to write (fetched or decoded
+/// segments waiting to be written count too).
+pub const GET_BUDGET: usize = 16 << 20;
+/// Most segments in the window, whatever their size.
+const MAX_WINDOW: usize = 32;
+/// Fetch requests (batches) in flight to one host: two, so that the next batch is asked
+/// for while the host reads the previous one.
+pub const PER_HOST_IN_FLIGHT: usize = 2;
 
 /// What to get.
 #[derive(Debug, Clone)]
@@ -48,11 +68,19 @@ struct SegFetch {
     cipher_len: u64,
     candidates: Vec<(u16, String, PeerId)>,
     next: usize,
+    /// Shards queued for a host or in flight.
     inflight: usize,
     valid: Vec<ShardCandidate>,
     corrupt: usize,
     unreachable: usize,
     decoding: bool,
+}
+
+/// One shard wanted from one host.
+struct Want {
+    segment: u64,
+    shard: u16,
+    hash: String,
 }
 
 impl Storage {
@@ -188,10 +216,16 @@ impl Storage {
         });
 
         let max = self.cfg.max_in_flight.max(1);
-        let window = (max / k.max(1) + 2).min(16);
+        let shard_len = codec.shard_size().max(1);
+        let window = (GET_BUDGET / (k.max(1) * shard_len))
+            .clamp((max / k.max(1) + 2).min(16), MAX_WINDOW) as u64;
+        let per_batch = (MAX_BATCH_BYTES / shard_len).clamp(1, MAX_BATCH_SHARDS);
         let mut dead: HashSet<PeerId> = HashSet::new();
         let mut active: BTreeMap<u64, SegFetch> = BTreeMap::new();
         let mut ready: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+        // Shards wanted from each host but not asked for yet, and batches in flight per host.
+        let mut wanted: HashMap<PeerId, VecDeque<Want>> = HashMap::new();
+        let mut per_host: HashMap<PeerId, usize> = HashMap::new();
         let mut next_seg = 0u64;
         let mut next_write = 0u64;
         let mut fetches = FuturesUnordered::new();
@@ -200,7 +234,9 @@ impl Storage {
         let mut stopped = false;
 
         'segments: while next_write < manifest.segment_count {
-            while next_seg < manifest.segment_count && active.len() < window {
+            // The window starts at the next segment to write, so segments decoded out of
+            // order and waiting for it count against it too.
+            while next_seg < manifest.segment_count && next_seg < next_write + window {
                 let entry = &manifest.segments[next_seg as usize];
                 let mut candidates: Vec<(u16, String, PeerId)> = entry
                     .shards
@@ -229,9 +265,11 @@ impl Storage {
                 );
                 next_seg += 1;
             }
+            // Queue each segment's next candidates on their hosts, and decode what is
+            // complete.
             for seg in active.values_mut() {
-                while !seg.decoding && seg.valid.len() + seg.inflight < k && fetches.len() < max {
-                    let Some((index, hash, peer)) = seg.candidates.get(seg.next).cloned() else {
+                while !seg.decoding && seg.valid.len() + seg.inflight < k {
+                    let Some((shard, hash, peer)) = seg.candidates.get(seg.next).cloned() else {
                         break;
                     };
                     seg.next += 1;
@@ -240,10 +278,10 @@ impl Storage {
                         continue;
                     }
                     seg.inflight += 1;
-                    let segment = seg.index;
-                    fetches.push(async move {
-                        let outcome = self.fetch_from(peer, &hash).await;
-                        (segment, index, hash, peer, outcome)
+                    wanted.entry(peer).or_default().push_back(Want {
+                        segment: seg.index,
+                        shard,
+                        hash,
                     });
                 }
                 if !seg.decoding
@@ -271,37 +309,79 @@ impl Storage {
                     }));
                 }
             }
+            // Ask each host for what waits for it as one batch, oldest segments first.
+            let mut hosts: Vec<(u64, PeerId)> = wanted
+                .iter()
+                .filter(|(p, _)| per_host.get(*p).copied().unwrap_or(0) < PER_HOST_IN_FLIGHT)
+                .filter_map(|(p, q)| Some((q.front()?.segment, *p)))
+                .collect();
+            hosts.sort_unstable();
+            for (_, peer) in hosts {
+                if fetches.len() >= max {
+                    break;
+                }
+                let Some(queue) = wanted.get_mut(&peer) else {
+                    continue;
+                };
+                let batch = take_wanted(queue, per_batch, &mut active);
+                if batch.is_empty() {
+                    continue;
+                }
+                *per_host.entry(peer).or_default() += 1;
+                let hashes = batch.iter().map(|w| w.hash.clone()).collect();
+                fetches.push(async move {
+                    let outcomes = self.fetch_batch_from(peer, hashes).await;
+                    (peer, batch, outcomes)
+                });
+            }
             tokio::select! {
                 _ = cancel.cancelled() => {
                     stopped = true;
                     break 'segments;
                 }
-                Some((segment, index, hash, peer, outcome)) = fetches.next(), if !fetches.is_empty() => {
-                    let Some(seg) = active.get_mut(&segment) else { continue };
-                    seg.inflight -= 1;
-                    match outcome {
-                        FetchOutcome::Bytes(bytes) if shard_hash(&bytes) == hash => {
-                            fetched += 1;
-                            Progress::add(&progress.shards_done, 1);
-                            Progress::add(&progress.bytes_received, bytes.len() as u64);
-                            if !seg.decoding {
-                                seg.valid.push(ShardCandidate { index, expected_hash: hash, bytes });
+                Some((peer, batch, outcomes)) = fetches.next(), if !fetches.is_empty() => {
+                    if let Some(n) = per_host.get_mut(&peer) {
+                        *n = n.saturating_sub(1);
+                    }
+                    for (want, outcome) in batch.into_iter().zip(outcomes) {
+                        let Some(seg) = active.get_mut(&want.segment) else { continue };
+                        let (segment, index, hash) = (want.segment, want.shard, want.hash);
+                        seg.inflight -= 1;
+                        match outcome {
+                            FetchOutcome::Bytes(bytes) if shard_hash(&bytes) == hash => {
+                                fetched += 1;
+                                Progress::add(&progress.shards_done, 1);
+                                Progress::add(&progress.bytes_received, bytes.len() as u64);
+                                if !seg.decoding {
+                                    seg.valid.push(ShardCandidate { index, expected_hash: hash, bytes });
+                                }
+                            }
+                            FetchOutcome::Bytes(_) | FetchOutcome::Missing { corrupt: true } => {
+                                debug!(%peer, segment, shard = index, "corrupt shard bypassed");
+                                seg.corrupt += 1;
+                                corrupt_total += 1;
+                            }
+                            FetchOutcome::Missing { corrupt: false } => {
+                                seg.unreachable += 1;
+                                failed_total += 1;
+                            }
+                            FetchOutcome::Unreachable(e) => {
+                                if dead.insert(peer) {
+                                    debug!(%peer, error = %e, "host unreachable; bypassing it");
+                                }
+                                seg.unreachable += 1;
+                                failed_total += 1;
                             }
                         }
-                        FetchOutcome::Bytes(_) | FetchOutcome::Missing { corrupt: true } => {
-                            debug!(%peer, segment, shard = index, "corrupt shard bypassed");
-                            seg.corrupt += 1;
-                            corrupt_total += 1;
-                        }
-                        FetchOutcome::Missing { corrupt: false } => {
-                            seg.unreachable += 1;
-                            failed_total += 1;
-                        }
-                        FetchOutcome::Unreachable(e) => {
-                            debug!(%peer, error = %e, "host unreachable; bypassing it");
-                            dead.insert(peer);
-                            seg.unreachable += 1;
-                            failed_total += 1;
+                    }
+                    if dead.contains(&peer) {
+                        // What still waits for a host we gave up on goes to the next
+                        // candidates.
+                        for want in wanted.remove(&peer).unwrap_or_default() {
+                            if let Some(seg) = active.get_mut(&want.segment) {
+                                seg.inflight -= 1;
+                                seg.unreachable += 1;
+                            }
                         }
                     }
                 }
@@ -359,4 +439,23 @@ impl Storage {
             "duration_ms": started.elapsed().as_millis() as u64,
         }))
     }
+}
+
+/// Takes up to `most` of the shards waiting for one host, oldest first, dropping those of
+/// segments that no longer need them (being decoded, or done).
+fn take_wanted(
+    queue: &mut VecDeque<Want>,
+    most: usize,
+    active: &mut BTreeMap<u64, SegFetch>,
+) -> Vec<Want> {
+    let mut batch = Vec::new();
+    while batch.len() < most {
+        let Some(want) = queue.pop_front() else { break };
+        match active.get_mut(&want.segment) {
+            Some(seg) if !seg.decoding => batch.push(want),
+            Some(seg) => seg.inflight -= 1,
+            None => {}
+        }
+    }
+    batch
 }

@@ -5,7 +5,9 @@
 //! `storage.max_concurrent_stores` stores run at once and `storage.max_concurrent_fetches`
 //! fetches (or has/manifest requests) — a batch of stores takes one store slot and is
 //! group-committed ([`ShardStore::put_many`]: two durability barriers per batch, acks only
-//! after the second); beyond, the host answers
+//! after the second), and a batch of fetches ([`Request::FetchBatch`]) takes one fetch slot
+//! and reads its shards one after the other, each checked against its hash, until the
+//! answer holds [`MAX_BATCH_BYTES`]; beyond, the host answers
 //! [`Response::Busy`] at once instead of queueing, so a client moves on or waits, and a flood
 //! costs the host no memory. Disk work runs in `spawn_blocking`.
 //!
@@ -23,8 +25,8 @@ use std::{
 
 use libp2p::PeerId;
 use offgrid_behaviours::shards::{
-    Bytes, Request, Response, ShardData, ShardOutcome, MAX_BATCH_BYTES, MAX_BATCH_SHARDS,
-    MAX_HAS_HASHES, MAX_SHARD_BYTES,
+    Bytes, FetchedShard, Request, Response, ShardData, ShardOutcome, MAX_BATCH_BYTES,
+    MAX_BATCH_SHARDS, MAX_HAS_HASHES, MAX_SHARD_BYTES,
 };
 use offgrid_storage::{is_valid_hash, PutOutcome, ShardStore, SignedManifest, StoreError};
 use serde::Serialize;
@@ -182,9 +184,19 @@ impl ShardHost {
                 let this = self.clone();
                 self.blocking(move || {
                     let _permit = permit;
-                    this.fetch(&hash)
+                    match this.read_shard(&hash) {
+                        FetchedShard::Shard { bytes } => {
+                            this.counters.served_shards.fetch_add(1, Ordering::Relaxed);
+                            Response::Shard { bytes }
+                        }
+                        FetchedShard::NotFound => Response::NotFound,
+                        FetchedShard::Corrupt => Response::Corrupt,
+                        FetchedShard::Busy { retry_after_ms } => Response::Busy { retry_after_ms },
+                        FetchedShard::Refused { reason } => Response::Refused { reason },
+                    }
                 })
             }
+            Request::FetchBatch { hashes } => self.fetch_batch(hashes),
             Request::Has { hashes } => {
                 if hashes.len() > MAX_HAS_HASHES {
                     return Self::refuse(format!("at most {MAX_HAS_HASHES} hashes per request"));
@@ -342,23 +354,59 @@ impl ShardHost {
         }
     }
 
-    fn fetch(&self, hash: &str) -> Response {
+    /// A batch of fetches: checked whole against the shard cap, then read on one fetch slot.
+    fn fetch_batch(self: &Arc<Self>, hashes: Vec<String>) -> Handled {
+        if hashes.is_empty() || hashes.len() > MAX_BATCH_SHARDS {
+            return Self::refuse(format!("a batch asks for 1 to {MAX_BATCH_SHARDS} shards"));
+        }
+        let Ok(permit) = self.fetches.clone().try_acquire_owned() else {
+            return self.busy();
+        };
+        let this = self.clone();
+        self.blocking(move || {
+            let _permit = permit;
+            let mut total = 0usize;
+            let shards = hashes
+                .iter()
+                .map(|hash| match this.read_shard(hash) {
+                    FetchedShard::Shard { bytes } if total + bytes.0.len() > MAX_BATCH_BYTES => {
+                        // Keeps the answer under the codec's response cap.
+                        FetchedShard::Busy {
+                            retry_after_ms: this.busy_retry_ms,
+                        }
+                    }
+                    FetchedShard::Shard { bytes } => {
+                        total += bytes.0.len();
+                        this.counters.served_shards.fetch_add(1, Ordering::Relaxed);
+                        FetchedShard::Shard { bytes }
+                    }
+                    other => other,
+                })
+                .collect();
+            Response::ShardBatch { shards }
+        })
+    }
+
+    /// Reads one shard, checked against its hash (a rotten one is quarantined).
+    fn read_shard(&self, hash: &str) -> FetchedShard {
+        if !is_valid_hash(hash) {
+            return FetchedShard::Refused {
+                reason: "malformed shard hash".into(),
+            };
+        }
         match self.shards.get(hash) {
-            Ok(bytes) => {
-                self.counters.served_shards.fetch_add(1, Ordering::Relaxed);
-                Response::Shard {
-                    bytes: Bytes(bytes),
-                }
-            }
-            Err(StoreError::NotFound(_)) => Response::NotFound,
+            Ok(bytes) => FetchedShard::Shard {
+                bytes: Bytes(bytes),
+            },
+            Err(StoreError::NotFound(_)) => FetchedShard::NotFound,
             Err(StoreError::Corrupt { quarantined, .. }) => {
                 self.counters.corrupt.fetch_add(1, Ordering::Relaxed);
                 warn!(hash, quarantined = %quarantined.display(), "shard rotted on disk");
-                Response::Corrupt
+                FetchedShard::Corrupt
             }
             Err(e) => {
                 warn!(error = %e, "cannot read shard");
-                Response::Refused {
+                FetchedShard::Refused {
                     reason: "the host cannot read the shard".into(),
                 }
             }
@@ -411,5 +459,121 @@ impl ShardHost {
                 refused("the host cannot write the manifest".into())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use offgrid_storage::shard_hash;
+
+    use super::*;
+
+    fn host(dir: &std::path::Path) -> Arc<ShardHost> {
+        let store = Arc::new(Store::in_memory().unwrap());
+        Arc::new(ShardHost::open(dir, &StorageConfig::default(), store, [0; 32]).unwrap())
+    }
+
+    /// Stores `bytes` on `host` and returns its hash.
+    fn keep(host: &ShardHost, bytes: &[u8]) -> String {
+        let hash = shard_hash(bytes);
+        host.shards.put(&hash, bytes).unwrap();
+        hash
+    }
+
+    /// The shard file of `hash` under `dir`.
+    fn file_of(dir: &std::path::Path, hash: &str) -> std::path::PathBuf {
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.file_name().and_then(|n| n.to_str()) == Some(&hash[2..]) {
+                    return p;
+                }
+            }
+        }
+        panic!("no file for {hash}");
+    }
+
+    async fn answer(host: &Arc<ShardHost>, request: Request) -> Response {
+        match host.handle(PeerId::random(), request) {
+            Handled::Now(r) => r,
+            Handled::Later(f) => f.await,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_fetch_batch_answers_each_shard_present_missing_corrupt_or_malformed() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = host(dir.path());
+        let good = keep(&host, b"a shard that is fine");
+        let rotten = keep(&host, b"a shard that will rot");
+        std::fs::write(file_of(dir.path(), &rotten), b"bit rot").unwrap();
+        let missing = shard_hash(b"never stored");
+        let request = Request::FetchBatch {
+            hashes: vec![
+                good.clone(),
+                missing,
+                rotten.clone(),
+                "not a hash".into(),
+                good,
+            ],
+        };
+        let Response::ShardBatch { shards } = answer(&host, request).await else {
+            panic!("not a batch answer");
+        };
+        let fine = FetchedShard::Shard {
+            bytes: Bytes(b"a shard that is fine".to_vec()),
+        };
+        assert_eq!(shards.len(), 5);
+        assert_eq!(shards[0], fine);
+        assert_eq!(shards[1], FetchedShard::NotFound);
+        assert_eq!(shards[2], FetchedShard::Corrupt);
+        assert!(matches!(shards[3], FetchedShard::Refused { .. }));
+        assert_eq!(shards[4], fine);
+        let status = host.status();
+        assert_eq!((status.served_shards, status.corrupt), (2, 1));
+        // The rotten shard was quarantined: a second ask finds it gone.
+        let again = answer(&host, Request::Fetch { hash: rotten }).await;
+        assert_eq!(again, Response::NotFound);
+    }
+
+    #[tokio::test]
+    async fn a_fetch_batch_beyond_the_caps_is_refused_or_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = host(dir.path());
+        let too_many = Request::FetchBatch {
+            hashes: vec![shard_hash(b"x"); MAX_BATCH_SHARDS + 1],
+        };
+        assert!(matches!(
+            answer(&host, too_many).await,
+            Response::Refused { .. }
+        ));
+        let empty = Request::FetchBatch { hashes: Vec::new() };
+        assert!(matches!(
+            answer(&host, empty).await,
+            Response::Refused { .. }
+        ));
+
+        // Five shards of 1 MiB: the answer holds four (MAX_BATCH_BYTES) and says busy for
+        // the fifth, so it stays under the codec's response cap.
+        let hashes: Vec<String> = (0..5u8)
+            .map(|i| keep(&host, &vec![i; MAX_SHARD_BYTES]))
+            .collect();
+        let Response::ShardBatch { shards } = answer(&host, Request::FetchBatch { hashes }).await
+        else {
+            panic!("not a batch answer");
+        };
+        let sent: usize = shards
+            .iter()
+            .map(|s| match s {
+                FetchedShard::Shard { bytes } => bytes.0.len(),
+                _ => 0,
+            })
+            .sum();
+        assert_eq!(sent, MAX_BATCH_BYTES);
+        assert!(matches!(shards[4], FetchedShard::Busy { .. }));
     }
 }

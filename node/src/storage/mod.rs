@@ -20,10 +20,14 @@
 //! is replaced by the next one; a host over quota is not asked again during that operation.
 //!
 //! Measured by `tests/benches/storage_put_get.rs` (release build, 64 MiB, 20 hosts and the
-//! client as 21 processes on this 2-core machine, medians of 3, CLI wall time): RS 12/20 with
-//! 64 KiB shards put 100–107 MB/s, get 131–161 MB/s; with 256 KiB shards put 127–130 MB/s,
-//! get 216–224 MB/s. Before store batches and the hosts' group commit, 64 KiB puts were
-//! bound by the hosts' per-shard cost (two fsyncs and one request per shard) at 50 MB/s.
+//! client as 21 processes on this 2-core machine, CLI wall time): RS 12/20 with 64 KiB
+//! shards put 100–107 MB/s, get 131–161 MB/s, and with 256 KiB shards put 127–130 MB/s, get
+//! 216–224 MB/s (medians of 3, a quiet machine). Fetch batches took 64 KiB gets from
+//! 142–151 to 211–234 MB/s (medians of 5, four rounds alternating the two builds on a busy
+//! machine, where 256 KiB gets measured 156–181 before and 156–193 after, and puts 60–73 at
+//! 64 KiB). Before store batches and the hosts' group commit, 64 KiB puts were bound by the
+//! hosts' per-shard cost (two fsyncs and one request per shard) at 50 MB/s; single-shard
+//! fetches bound 64 KiB gets the same way.
 
 pub mod get;
 pub mod host;

@@ -7,11 +7,15 @@
 //! busy answers do not use up attempts but are capped at [`MAX_BUSY_WAITS`]. Answers that
 //! will not change (quota, refused, not found, corrupt) return at once so the caller can try
 //! another host.
+//!
+//! A request's latency goes into the host's stats; a batch of fetches counts as one request
+//! per shard, each taking its share of the batch's time, so that hosts asked for batches of
+//! different sizes (or single shards) compare fairly when a get ranks them.
 
 use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
-use offgrid_behaviours::shards::{Bytes, Request, Response, ShardData, ShardOutcome};
+use offgrid_behaviours::shards::{Bytes, FetchedShard, Request, Response, ShardData, ShardOutcome};
 
 use super::Storage;
 use crate::network::ClientError;
@@ -67,6 +71,17 @@ impl Storage {
         peer: PeerId,
         request: Request,
     ) -> Result<Response, String> {
+        self.ask_host_for(peer, request, 1).await
+    }
+
+    /// [`Storage::ask_host`] for a request about `shards` shards: the latency observed is
+    /// the request's time divided among them.
+    async fn ask_host_for(
+        &self,
+        peer: PeerId,
+        request: Request,
+        shards: u32,
+    ) -> Result<Response, String> {
         let mut attempt = 0;
         let mut busy = 0;
         loop {
@@ -81,7 +96,7 @@ impl Storage {
                     tokio::time::sleep(wait + jitter(wait)).await;
                 }
                 Ok(other) => {
-                    self.stats.observe(peer, started.elapsed());
+                    self.stats.observe(peer, started.elapsed() / shards.max(1));
                     return Ok(other);
                 }
                 Err(ClientError::Closed) => return Err("the node is shutting down".into()),
@@ -196,6 +211,39 @@ impl Storage {
             Ok(Response::Corrupt) => FetchOutcome::Missing { corrupt: true },
             Ok(_) => FetchOutcome::Missing { corrupt: false },
             Err(e) => FetchOutcome::Unreachable(e),
+        }
+    }
+
+    /// Fetches several shards from one host in one request; one outcome per hash, in order.
+    /// A failure of the whole request is every shard's outcome. The bytes are not yet
+    /// checked against the manifest.
+    pub(crate) async fn fetch_batch_from(
+        &self,
+        peer: PeerId,
+        hashes: Vec<String>,
+    ) -> Vec<FetchOutcome> {
+        let count = hashes.len();
+        let all = |o: FetchOutcome| vec![o; count];
+        let request = Request::FetchBatch { hashes };
+        let shards = u32::try_from(count).unwrap_or(u32::MAX);
+        match self.ask_host_for(peer, request, shards).await {
+            Ok(Response::ShardBatch { shards }) if shards.len() == count => shards
+                .into_iter()
+                .map(|s| match s {
+                    FetchedShard::Shard { bytes } => FetchOutcome::Bytes(bytes.0),
+                    FetchedShard::Corrupt => FetchOutcome::Missing { corrupt: true },
+                    // Not there, unreadable, or left out of a full answer: another
+                    // candidate is asked.
+                    FetchedShard::NotFound
+                    | FetchedShard::Busy { .. }
+                    | FetchedShard::Refused { .. } => FetchOutcome::Missing { corrupt: false },
+                })
+                .collect(),
+            Ok(other) => {
+                tracing::debug!(%peer, answer = ?other, "unexpected answer to a fetch batch");
+                all(FetchOutcome::Missing { corrupt: false })
+            }
+            Err(e) => all(FetchOutcome::Unreachable(e)),
         }
     }
 }
