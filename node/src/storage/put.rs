@@ -17,10 +17,12 @@
 //! **Resume.** The [`UploadState`] (nonces, shard hashes, which host acknowledged which
 //! shard, the content key wrapped for the owner) is saved in the store after
 //! acknowledgements, coalesced so that at most one write runs at a time and no more than
-//! one every [`PERSIST_EVERY`]. A put of the same path with the same parameters after a
-//! crash finds it, checks the file is unchanged, re-seals recorded segments with their
-//! recorded nonces (reproducing identical shards) and sends only the shards that no host
-//! acknowledged (plus at most the last [`PERSIST_EVERY`] of acknowledgements not yet saved).
+//! one every [`PERSIST_EVERY`], except that the first acknowledgements are saved at once (a
+//! put stopped soon after its first shards were placed keeps them). A put of the same path
+//! with the same parameters after a crash finds it, checks the file is unchanged, re-seals
+//! recorded segments with their recorded nonces (reproducing identical shards) and sends
+//! only the shards that no host acknowledged (plus at most the last [`PERSIST_EVERY`] of
+//! acknowledgements not yet saved).
 //!
 //! A cancelled put (`DELETE /storage/ops/{id}`, which the CLI sends on Ctrl-C) drops its
 //! requests in flight and saves the upload state as it stands, so the same put resumes too.
@@ -229,6 +231,8 @@ impl Storage {
         let mut persist: Option<tokio::task::JoinHandle<()>> = None;
         let mut last_persist = Instant::now();
         let mut dirty = false;
+        // Whether a save holding acknowledgements of this run was started.
+        let mut acks_saved = false;
         let mut stopped = false;
 
         loop {
@@ -366,11 +370,12 @@ impl Storage {
             report.progress(&progress, false);
             if dirty
                 && persist.as_ref().is_none_or(|h| h.is_finished())
-                && last_persist.elapsed() >= PERSIST_EVERY
+                && (last_persist.elapsed() >= PERSIST_EVERY || (sent > 0 && !acks_saved))
             {
                 persist = Some(self.persist_upload(&key, &record));
                 last_persist = Instant::now();
                 dirty = false;
+                acks_saved = sent > 0;
             }
         }
         if stopped {
