@@ -68,6 +68,7 @@ pub struct Node {
     cancel: CancellationToken,
     tasks: JoinSet<()>,
     store: Arc<Store>,
+    storage: Arc<storage::Storage>,
 }
 
 impl Node {
@@ -233,6 +234,7 @@ impl Node {
             cancel,
             tasks,
             store,
+            storage,
         })
     }
 
@@ -246,11 +248,19 @@ impl Node {
         self.cancel.clone()
     }
 
-    /// Stops in order: the API stops accepting, in-flight requests get a grace period, the
-    /// swarm closes and the registry is flushed to the store.
+    /// Stops in order: the API stops accepting, in-flight requests and storage operations
+    /// get a grace period (a cancelled put saves its progress for a resume), the swarm
+    /// closes and the registry is flushed to the store.
     pub async fn shutdown(mut self, grace: Duration) {
         self.cancel.cancel();
-        let drain = async { while self.tasks.join_next().await.is_some() {} };
+        let storage = self.storage.clone();
+        let drain = async {
+            // Storage operations run outside the task set (the API starts them): they are
+            // cancelled, so a put saves its progress, and waited for with the rest.
+            tokio::join!(storage.ops.cancel_all(grace), async {
+                while self.tasks.join_next().await.is_some() {}
+            });
+        };
         if tokio::time::timeout(grace, drain).await.is_err() {
             warn!("tasks did not stop within {grace:?}; aborting them");
             self.tasks.abort_all();

@@ -173,6 +173,8 @@ impl Op {
 #[derive(Default)]
 pub struct Ops {
     map: Mutex<BTreeMap<String, Arc<Op>>>,
+    /// Parent of every operation's token: cancelled at shutdown.
+    all: CancellationToken,
 }
 
 impl Ops {
@@ -195,7 +197,7 @@ impl Ops {
             progress: Arc::default(),
             outcome: Mutex::new(Outcome::Running),
             ended: tokio::sync::Notify::new(),
-            cancel: CancellationToken::new(),
+            cancel: self.all.child_token(),
         });
         let mut map = self.lock();
         if map.len() >= MAX_OPS {
@@ -221,6 +223,24 @@ impl Ops {
     /// Operations still running.
     pub fn running(&self) -> usize {
         self.lock().values().filter(|o| o.running()).count()
+    }
+
+    /// Cancels every running operation (and any started later), as at shutdown, and waits
+    /// up to `wait` for them to end: a put saves its progress for a resume, a get removes
+    /// its partial file.
+    pub async fn cancel_all(&self, wait: std::time::Duration) {
+        self.all.cancel();
+        let running: Vec<Arc<Op>> = self
+            .lock()
+            .values()
+            .filter(|o| o.running())
+            .cloned()
+            .collect();
+        let deadline = tokio::time::Instant::now() + wait;
+        for op in running {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            op.wait_end(left).await;
+        }
     }
 }
 
@@ -248,6 +268,25 @@ mod tests {
         let t = tokio::time::Instant::now();
         op.wait_end(Duration::from_secs(60)).await;
         assert!(t.elapsed() < Duration::from_secs(30));
+    }
+
+    #[tokio::test]
+    async fn cancel_all_stops_running_ops_waits_for_their_end_and_covers_later_ones() {
+        let ops = Ops::default();
+        let done = ops.start("get");
+        done.finish(Ok(json!({"ok": true})));
+        let op = ops.start("put");
+        let worker = op.clone();
+        tokio::spawn(async move {
+            worker.cancel_token().cancelled().await;
+            worker.finish(Err(StorageError::Cancelled("put cancelled".into())));
+        });
+        ops.cancel_all(Duration::from_secs(60)).await;
+        assert_eq!(op.json()["state"], "cancelled");
+        assert_eq!(done.json()["state"], "done");
+        assert_eq!(ops.running(), 0);
+        // One started during shutdown is cancelled from the start.
+        assert!(ops.start("repair").cancel_token().is_cancelled());
     }
 
     #[tokio::test]

@@ -588,7 +588,6 @@ impl Storage {
     }
 }
 
-/// Takes the oldest waiting shards for one host, within the batch caps of the protocol.
 /// What a put tells the failover monitor (`GET /quorum/items`): its start, its progress (the
 /// share of shards placed) at most every [`REPORT_EVERY`], and at the end an ack from every
 /// host that stored shards (weighted by link and reputation), so the item reaches its quorum
@@ -644,6 +643,7 @@ impl<'a> UploadReport<'a> {
     }
 }
 
+/// Takes the oldest waiting shards for one host, within the batch caps of the protocol.
 fn take_batch(waiting: &mut VecDeque<Job>) -> Vec<Job> {
     let mut batch = Vec::new();
     let mut bytes = 0;
