@@ -100,6 +100,9 @@ pub struct Service {
     pub(super) last_sync: Instant,
     pub(super) last_reputation: Instant,
     pub(super) last_republish: Instant,
+    /// Republish every pending transaction at the next tick, however young (set when a peer
+    /// subscribes: it missed what was gossiped before).
+    pub(super) republish_all: bool,
     /// Counter of this node's transaction gossip messages (see [`TxGossip::seq`]); starts at
     /// the clock so a restart continues above the last one.
     gossip_seq: u64,
@@ -150,6 +153,7 @@ impl Service {
             last_reputation: now,
             // Republish soon after a restart.
             last_republish: now,
+            republish_all: false,
             gossip_seq: now_ms(),
         })
     }
@@ -250,8 +254,9 @@ impl Service {
                 self.peers.remove(&peer);
             }
             LedgerIn::Subscribed(_) => {
-                // Publish what is pending at the next tick.
+                // Publish everything pending at the next tick: the new subscriber missed it.
                 self.last_republish = Instant::now() - Duration::from_secs(3600);
+                self.republish_all = true;
             }
             LedgerIn::Api(ApiReq::WaitFinal(id), reply) => self.wait_final(id, reply),
             LedgerIn::Api(req, reply) => {

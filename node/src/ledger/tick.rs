@@ -62,6 +62,16 @@ impl Service {
     }
 
     fn republish(&mut self, round: &mut Round) {
+        let now = now_ms();
+        // Only what has waited a whole interval: a younger transaction is still on its way
+        // through the first gossip, and re-sending it would make every witness attest it
+        // again (a burst of duplicate signatures and gossip at high load). After a peer
+        // subscribes, everything pending: it missed the first gossip.
+        let seen_by = if std::mem::take(&mut self.republish_all) {
+            u64::MAX
+        } else {
+            now.saturating_sub(self.cfg.republish_ms)
+        };
         let Service {
             wallet,
             dag,
@@ -74,8 +84,7 @@ impl Service {
             dag,
             params: *settlement,
         };
-        let pending = w.pending_txs(256);
-        let now = now_ms();
+        let pending = w.pending_txs(256, seen_by);
         for tx in pending {
             if tx.signer_peer_id() == *me {
                 round.fx.txs.push(tx.clone());

@@ -226,13 +226,18 @@ impl WalletCore {
         (self.final_ids.len() as u64, hex::encode(self.digest))
     }
 
-    /// Up to `max` transactions that are not final yet, oldest first: the author keeps
-    /// spreading its own, and a witness re-attests those it signed (messages get lost).
-    pub fn pending_txs(&self, max: usize) -> Vec<Tx> {
+    /// Up to `max` transactions that are not final yet and were first seen here at or before
+    /// `seen_by_ms`, oldest first: the author keeps spreading its own, and a witness
+    /// re-attests those it signed (messages get lost).
+    pub fn pending_txs(&self, max: usize, seen_by_ms: u64) -> Vec<Tx> {
         let mut v: Vec<&TxRecord> = self
             .records
             .values()
-            .filter(|r| r.status == TxStatus::Pending && !self.is_dead(&r.tx))
+            .filter(|r| {
+                r.status == TxStatus::Pending
+                    && r.received_ms <= seen_by_ms
+                    && !self.is_dead(&r.tx)
+            })
             .collect();
         v.sort_by_key(|r| r.received_ms);
         v.into_iter().take(max).map(|r| r.tx.clone()).collect()

@@ -166,3 +166,21 @@ fn a_stored_certificate_in_the_version_0_form_is_still_read() {
     let mut fx = Effects::default();
     assert!(peer.on_certified(&w.certified(&tx.id()).unwrap(), 1, &mut fx));
 }
+
+#[test]
+fn only_transactions_seen_by_the_cutoff_are_republished() {
+    let mut w = core(1);
+    let mut fx = Effects::default();
+    // Seen at 1,000 ms and at 5,000 ms.
+    w.on_tx(&transfer(20), &NoMints, 1_000, &mut fx).unwrap();
+    w.on_tx(&transfer(21), &NoMints, 5_000, &mut fx).unwrap();
+    let ids = |v: Vec<Tx>| v.iter().map(Tx::id).collect::<Vec<_>>();
+    assert_eq!(ids(w.pending_txs(256, 999)), Vec::<String>::new());
+    assert_eq!(ids(w.pending_txs(256, 3_000)), vec![transfer(20).id()]);
+    // Oldest first, and `max` bounds the answer.
+    assert_eq!(
+        ids(w.pending_txs(256, u64::MAX)),
+        vec![transfer(20).id(), transfer(21).id()]
+    );
+    assert_eq!(ids(w.pending_txs(1, u64::MAX)), vec![transfer(20).id()]);
+}
