@@ -234,9 +234,7 @@ impl WalletCore {
             .records
             .values()
             .filter(|r| {
-                r.status == TxStatus::Pending
-                    && r.received_ms <= seen_by_ms
-                    && !self.is_dead(&r.tx)
+                r.status == TxStatus::Pending && r.received_ms <= seen_by_ms && !self.is_dead(&r.tx)
             })
             .collect();
         v.sort_by_key(|r| r.received_ms);
