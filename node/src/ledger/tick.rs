@@ -67,10 +67,10 @@ impl Service {
         // through the first gossip, and re-sending it would make every witness attest it
         // again (a burst of duplicate signatures and gossip at high load). After a peer
         // subscribes, everything pending: it missed the first gossip.
-        let seen_by = if std::mem::take(&mut self.republish_all) {
-            u64::MAX
+        let min_age = if std::mem::take(&mut self.republish_all) {
+            0
         } else {
-            now.saturating_sub(self.cfg.republish_ms)
+            self.cfg.republish_ms
         };
         let Service {
             wallet,
@@ -84,7 +84,7 @@ impl Service {
             dag,
             params: *settlement,
         };
-        let pending = w.pending_txs(256, seen_by);
+        let pending = w.pending_txs(256, now, min_age);
         for tx in pending {
             if tx.signer_peer_id() == *me {
                 round.fx.txs.push(tx.clone());

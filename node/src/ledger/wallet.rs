@@ -226,15 +226,18 @@ impl WalletCore {
         (self.final_ids.len() as u64, hex::encode(self.digest))
     }
 
-    /// Up to `max` transactions that are not final yet and were first seen here at or before
-    /// `seen_by_ms`, oldest first: the author keeps spreading its own, and a witness
-    /// re-attests those it signed (messages get lost).
-    pub fn pending_txs(&self, max: usize, seen_by_ms: u64) -> Vec<Tx> {
+    /// Up to `max` transactions that are not final yet and were first seen here at least
+    /// `min_age_ms` before `now_ms`, oldest first: the author keeps spreading its own, and a
+    /// witness re-attests those it signed (messages get lost). A transaction seen "after"
+    /// `now_ms` (the wall clock went back) counts as old enough, so a clock step never holds
+    /// one back.
+    pub fn pending_txs(&self, max: usize, now_ms: u64, min_age_ms: u64) -> Vec<Tx> {
+        let old_enough = |seen: u64| seen > now_ms || now_ms.saturating_sub(seen) >= min_age_ms;
         let mut v: Vec<&TxRecord> = self
             .records
             .values()
             .filter(|r| {
-                r.status == TxStatus::Pending && r.received_ms <= seen_by_ms && !self.is_dead(&r.tx)
+                r.status == TxStatus::Pending && old_enough(r.received_ms) && !self.is_dead(&r.tx)
             })
             .collect();
         v.sort_by_key(|r| r.received_ms);

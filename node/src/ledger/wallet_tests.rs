@@ -168,19 +168,28 @@ fn a_stored_certificate_in_the_version_0_form_is_still_read() {
 }
 
 #[test]
-fn only_transactions_seen_by_the_cutoff_are_republished() {
+fn only_transactions_pending_for_the_minimum_age_are_republished() {
     let mut w = core(1);
     let mut fx = Effects::default();
     // Seen at 1,000 ms and at 5,000 ms.
     w.on_tx(&transfer(20), &NoMints, 1_000, &mut fx).unwrap();
     w.on_tx(&transfer(21), &NoMints, 5_000, &mut fx).unwrap();
     let ids = |v: Vec<Tx>| v.iter().map(Tx::id).collect::<Vec<_>>();
-    assert_eq!(ids(w.pending_txs(256, 999)), Vec::<String>::new());
-    assert_eq!(ids(w.pending_txs(256, 3_000)), vec![transfer(20).id()]);
-    // Oldest first, and `max` bounds the answer.
+    // At 5,500 ms with a 2 s minimum age: only the first.
     assert_eq!(
-        ids(w.pending_txs(256, u64::MAX)),
+        ids(w.pending_txs(256, 5_500, 2_000)),
+        vec![transfer(20).id()]
+    );
+    // At 2,000 ms (the clock went back before the second was seen): the first is too young,
+    // the second, seen "in the future", is not held back.
+    assert_eq!(
+        ids(w.pending_txs(256, 2_000, 2_000)),
+        vec![transfer(21).id()]
+    );
+    // No minimum age: both, oldest first; `max` bounds the answer.
+    assert_eq!(
+        ids(w.pending_txs(256, 5_500, 0)),
         vec![transfer(20).id(), transfer(21).id()]
     );
-    assert_eq!(ids(w.pending_txs(1, u64::MAX)), vec![transfer(20).id()]);
+    assert_eq!(ids(w.pending_txs(1, 5_500, 0)), vec![transfer(20).id()]);
 }
