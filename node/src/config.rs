@@ -146,13 +146,13 @@ pub struct Config {
     /// Local HTTP API limits.
     pub api: ApiConfig,
     /// Ledger blocks, sync and settlement timers.
-    pub ledger: crate::ledger::config::LedgerConfig,
+    pub ledger: crate::chain::config::LedgerConfig,
     /// Wallet: witnesses, quorum, genesis, fees, host reserve.
-    pub wallet: crate::ledger::config::WalletConfig,
+    pub wallet: crate::chain::config::WalletConfig,
     /// Quorum engine policies per kind.
-    pub quorum: crate::ledger::config::QuorumConfig,
+    pub quorum: crate::failover::QuorumConfig,
     /// Failover monitor of stalled jobs and uploads.
-    pub failover: crate::ledger::config::FailoverConfig,
+    pub failover: crate::failover::FailoverConfig,
     /// Core's HTTP adapter (`POST /auction`, `/jobs`): keys, clock window, rate limits.
     pub core: CoreConfig,
     /// Encrypted, erasure-coded file storage: this node as a host and as a client.
@@ -576,7 +576,7 @@ impl Config {
                 "api.body_limit_bytes must be positive".into(),
             ));
         }
-        crate::ledger::config::validate(&self.wallet).map_err(ConfigError::Invalid)?;
+        crate::chain::config::validate(&self.wallet).map_err(ConfigError::Invalid)?;
         Ok(())
     }
 

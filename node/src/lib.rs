@@ -2,19 +2,18 @@
 //! loop, the peer registry and the local HTTP API. `main.rs` is a thin shell around
 //! [`Node::start`].
 
-pub mod adapter;
-pub mod api;
+pub mod chain;
 pub mod config;
+pub mod failover;
+pub mod files;
+pub mod http;
 pub mod identity;
-pub mod ledger;
 pub mod market;
 pub mod mesh;
-pub mod metrics;
 pub mod network;
+pub mod peers;
 /// The radio gateway: beacons and the compact auction profile over LoRa, UDP and the simulator.
 pub mod radio;
-pub mod registry;
-pub mod storage;
 pub mod store;
 
 use std::{
@@ -31,8 +30,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::{
-    api::{auth, AppState, PubKeys},
     config::Config,
+    http::{auth, AppState, PubKeys},
     identity::Identity,
     network::{Behaviour, Client, EventLoop},
     store::Store,
@@ -68,7 +67,7 @@ pub struct Node {
     cancel: CancellationToken,
     tasks: JoinSet<()>,
     store: Arc<Store>,
-    storage: Arc<storage::Storage>,
+    storage: Arc<files::Storage>,
 }
 
 impl Node {
@@ -100,8 +99,8 @@ impl Node {
         }
         let writer = store::GroupWriter::spawn(store.clone());
         let shard_host = Arc::new(
-            storage::host::ShardHost::open(
-                &data_dir.join(storage::SHARDS_DIR),
+            files::host::ShardHost::open(
+                &data_dir.join(files::SHARDS_DIR),
                 &cfg.storage,
                 store.clone(),
                 identity.x25519_public(),
@@ -119,11 +118,22 @@ impl Node {
             bootstrap,
         )?;
         ev.attach_shard_host(shard_host.clone());
-        let ledger = ledger::start(
+        let crdt = chain::load_reputation(&store)?;
+        let tracker = failover::start(
+            cfg.quorum.clone(),
+            cfg.failover.clone(),
+            store.clone(),
+            crdt.clone(),
+            cancel.clone(),
+            &mut tasks,
+        )
+        .context("starting the failover monitor")?;
+        let ledger = chain::start(
             &cfg,
             &identity,
             store.clone(),
             client.clone(),
+            crdt,
             cancel.clone(),
             &mut tasks,
         )
@@ -143,7 +153,7 @@ impl Node {
         mesh::start(&cfg.mesh, &client, &cancel, &mut tasks);
 
         let reputation = Arc::new(market::broker::Reputation::load(&store)?);
-        let storage = storage::Storage::open(
+        let storage = files::Storage::open(
             &cfg.storage,
             shard_host,
             identity.clone(),
@@ -151,7 +161,7 @@ impl Node {
             client.clone(),
             reputation.clone(),
         )?;
-        storage.track_uploads(ledger.tracker());
+        storage.track_uploads(tracker.clone());
         tasks.spawn(storage.clone().background_repair(cancel.clone()));
         let broker = Arc::new(
             market::broker::Broker::new(
@@ -160,9 +170,13 @@ impl Node {
                 cfg.market.clone(),
                 reputation.clone(),
             )
-            .with_job_tracker(ledger.tracker()),
+            .with_job_tracker(tracker.clone()),
         );
-        tasks.spawn(flush_reputation(reputation, store.clone(), cancel.clone()));
+        tasks.spawn(market::reputation::flush_every_second(
+            reputation,
+            store.clone(),
+            cancel.clone(),
+        ));
 
         let listener = TcpListener::bind(&cfg.api_listen)
             .await
@@ -177,9 +191,10 @@ impl Node {
             broker,
             store: store.clone(),
             ledger: ledger.clone(),
+            failover: tracker,
             storage: storage.clone(),
-            core: Arc::new(api::adapter::CoreState {
-                keys: adapter::auth::CoreKeys::new(
+            core: Arc::new(http::core::CoreState {
+                keys: http::core::auth::CoreKeys::new(
                     cfg.core.hmac_keys.clone(),
                     &cfg.core
                         .ed25519_keys
@@ -189,11 +204,11 @@ impl Node {
                     cfg.core.max_clock_skew_s,
                 )
                 .map_err(|e| anyhow::anyhow!("[core] keys: {e}"))?,
-                book: adapter::jobs::JobBook::new(store.clone(), writer.clone()),
-                metrics: Arc::new(metrics::Metrics::new()),
+                book: http::core::jobs::JobBook::new(store.clone(), writer.clone()),
+                metrics: Arc::new(http::metrics::Metrics::new()),
                 default_timeout_s: cfg.core.default_timeout_s,
             }),
-            limiter: Arc::new(metrics::RateLimiter::new(
+            limiter: Arc::new(http::limit::RateLimiter::new(
                 cfg.core.rate_limit_per_s,
                 cfg.core.rate_limit_burst,
             )),
@@ -204,7 +219,7 @@ impl Node {
             cfg.core.idempotency_ttl_s,
             cancel.clone(),
         ));
-        let app = api::router(state, &cfg);
+        let app = http::router(state, &cfg);
         let shutdown = cancel.clone();
         tasks.spawn(async move {
             let app = app.into_make_service_with_connect_info::<SocketAddr>();
@@ -272,7 +287,7 @@ impl Node {
 
 /// Forgets ended Core jobs older than the idempotency window, every ten minutes, so the
 /// job table stays bounded.
-async fn prune_jobs(core: Arc<api::adapter::CoreState>, ttl_s: u64, cancel: CancellationToken) {
+async fn prune_jobs(core: Arc<http::core::CoreState>, ttl_s: u64, cancel: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(600));
     loop {
         tokio::select! {
@@ -288,26 +303,6 @@ async fn prune_jobs(core: Arc<api::adapter::CoreState>, ttl_s: u64, cancel: Canc
             _ => {}
         }
     }
-}
-
-/// Flushes the broker's reputation table once a second and at shutdown.
-async fn flush_reputation(
-    rep: Arc<market::broker::Reputation>,
-    store: Arc<Store>,
-    cancel: CancellationToken,
-) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tokio::select! {
-            biased;
-            _ = cancel.cancelled() => break,
-            _ = tick.tick() => {}
-        }
-        if let Err(e) = rep.flush(&store) {
-            warn!(error = %e, "cannot persist reputation");
-        }
-    }
-    let _ = rep.flush(&store);
 }
 
 fn build_swarm(identity: &Identity, cfg: &Config) -> anyhow::Result<libp2p::Swarm<Behaviour>> {

@@ -5,8 +5,8 @@ use std::{path::PathBuf, time::Duration};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use offgrid_node::{
-    api::PubKeys,
     config::{Config, LogFormat},
+    http::PubKeys,
     identity::Identity,
     Node,
 };

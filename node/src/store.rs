@@ -20,7 +20,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub enum Table {
     /// Schema version and other single values.
     Meta,
-    /// Peer registry: peer id → [`crate::registry::PeerRecord`].
+    /// Peer registry: peer id → [`crate::peers::registry::PeerRecord`].
     Peers,
     /// Host settings changed at run time (announcement, active flag).
     Settings,

@@ -18,12 +18,12 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use tracing::{debug, info};
 
+pub use super::reputation::{Record, Reputation};
 use super::scoring::{self, Bid};
 use crate::{
     config::MarketConfig,
     network::{Candidate, Client},
     now_ms,
-    store::{Store, StoreError, Table},
 };
 
 /// Shortest quote window when a candidate is reached by radio (`via` other than `ip`).
@@ -117,82 +117,6 @@ impl BrokerError {
     }
 }
 
-/// Hits and misses per host, as seen by this broker.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Record {
-    /// Jobs completed with a valid receipt.
-    pub hits: u64,
-    /// Failures, timeouts, busy refusals and invalid receipts.
-    pub misses: u64,
-}
-
-/// The broker's reputation table, persisted in the store. Updates are kept in memory and
-/// flushed once a second; losing the last second of counters to a crash is acceptable.
-#[derive(Debug, Default)]
-pub struct Reputation {
-    table: Mutex<(HashMap<String, Record>, bool)>,
-}
-
-impl Reputation {
-    /// Loads the table.
-    pub fn load(store: &Store) -> Result<Self, StoreError> {
-        let map = store
-            .scan::<Record>(Table::Reputation)?
-            .into_iter()
-            .collect();
-        Ok(Reputation {
-            table: Mutex::new((map, false)),
-        })
-    }
-
-    fn with<R>(&self, f: impl FnOnce(&mut (HashMap<String, Record>, bool)) -> R) -> R {
-        // A poisoned lock only means another thread panicked mid-update of two counters.
-        let mut g = self.table.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut g)
-    }
-
-    /// Counts a completed job.
-    pub fn hit(&self, host: &str) {
-        self.with(|(m, d)| {
-            m.entry(host.to_owned()).or_default().hits += 1;
-            *d = true;
-        });
-    }
-
-    /// Counts a failed one.
-    pub fn miss(&self, host: &str) {
-        self.with(|(m, d)| {
-            m.entry(host.to_owned()).or_default().misses += 1;
-            *d = true;
-        });
-    }
-
-    /// One host's record.
-    pub fn get(&self, host: &str) -> Record {
-        self.with(|(m, _)| m.get(host).copied().unwrap_or_default())
-    }
-
-    /// Every record.
-    pub fn all(&self) -> Vec<(String, Record)> {
-        let mut v: Vec<_> = self.with(|(m, _)| m.iter().map(|(k, v)| (k.clone(), *v)).collect());
-        v.sort_by(|a, b| a.0.cmp(&b.0));
-        v
-    }
-
-    /// Writes the table if it changed.
-    pub fn flush(&self, store: &Store) -> Result<(), StoreError> {
-        let Some(snapshot) = self.with(|(m, d)| std::mem::take(d).then(|| m.clone())) else {
-            return Ok(());
-        };
-        store.write(|b| {
-            for (k, v) in &snapshot {
-                b.put(Table::Reputation, k, v)?;
-            }
-            Ok(())
-        })
-    }
-}
-
 /// A quote as cached by the broker.
 #[derive(Debug, Clone, Copy)]
 struct Cached {
@@ -275,7 +199,7 @@ pub struct Broker {
     reputation: Arc<Reputation>,
     limit: Semaphore,
     quotes: QuoteCache,
-    tracker: Option<Arc<crate::ledger::JobTracker>>,
+    tracker: Option<Arc<crate::failover::JobTracker>>,
 }
 
 // Short-lived and moved once per attempt; boxing the success would only add an allocation.
@@ -312,7 +236,7 @@ impl Broker {
 
     /// Runs every host attempt under the failover monitor: a stalled attempt is given up
     /// and the job moves to the next host.
-    pub fn with_job_tracker(mut self, tracker: Arc<crate::ledger::JobTracker>) -> Self {
+    pub fn with_job_tracker(mut self, tracker: Arc<crate::failover::JobTracker>) -> Self {
         self.tracker = Some(tracker);
         self
     }

@@ -21,7 +21,7 @@ use super::executor::{ExecError, Executor};
 use crate::{
     config::Config,
     identity::Identity,
-    network::HostSettings,
+    market::offer::HostSettings,
     now_ms,
     store::{GroupWriter, Op, Table},
 };

@@ -1,7 +1,7 @@
 //! The task that owns the swarm.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::HashMap,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -20,19 +20,21 @@ use libp2p::{
 };
 use offgrid_behaviours::announce::{self, Announcement, Capacity, SignedAnnouncement};
 use offgrid_behaviours::auction;
-use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::{Behaviour, BehaviourEvent, Candidate, Command, HostUpdate, NetStatus};
+use super::{Behaviour, BehaviourEvent, Candidate, Command, NetStatus};
 use crate::{
     config::Config,
     identity::Identity,
-    market::host::{Finished, Host},
+    market::{
+        host::{Finished, Host},
+        offer::{HostSettings, SETTINGS_KEY},
+    },
     now_ms,
-    registry::{routable, AnnounceOutcome, Registry},
+    peers::registry::{routable, AnnounceOutcome, Registry},
     store::{Store, Table},
 };
 
@@ -44,82 +46,6 @@ const ANNOUNCE_DEBOUNCE: Duration = Duration::from_millis(200);
 const HIGHER_ID_GRACE: Duration = Duration::from_secs(15);
 /// Longest wait between redials of an unreachable peer.
 const MAX_REDIAL_BACKOFF: Duration = Duration::from_secs(60);
-
-/// What this node offers; persisted so that run-time changes survive a restart.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HostSettings {
-    /// Takes jobs.
-    pub active: bool,
-    /// Prices per resource type, micro-credits.
-    pub prices: BTreeMap<String, u64>,
-    /// Percent on call.
-    pub min_oncall_percent: u8,
-    /// Highest percent of capacity lent in bursts.
-    pub burst_percent_max: u8,
-    /// Most jobs at once.
-    pub burst: u32,
-    /// Last announcement sequence number issued.
-    pub seq: u64,
-}
-
-impl HostSettings {
-    /// Settings from the config file.
-    pub fn from_config(cfg: &Config) -> Self {
-        HostSettings {
-            active: cfg.host.active,
-            prices: cfg
-                .host
-                .prices
-                .iter()
-                .map(|(k, v)| (k.clone(), v.0))
-                .collect(),
-            min_oncall_percent: cfg.host.min_oncall_percent,
-            burst_percent_max: cfg.host.burst_percent_max,
-            burst: cfg.host.burst,
-            seq: 0,
-        }
-    }
-
-    /// Moves to the next announcement seq. Time-based, so a restart continues above the
-    /// last one; persisted, so a clock that restarts in the past (a board without an RTC)
-    /// never makes peers see the node's announcements as stale.
-    fn bump_seq(&mut self) {
-        self.seq = self.seq.saturating_add(1).max(now_ms());
-    }
-
-    fn apply(&mut self, u: HostUpdate) -> Result<(), String> {
-        if let Some(p) = u.min_oncall_percent {
-            if p > 100 {
-                return Err("min_oncall_percent must be 0..=100".into());
-            }
-            self.min_oncall_percent = p;
-        }
-        if let Some(p) = u.burst_percent_max {
-            if p > 100 {
-                return Err("burst_percent_max must be 0..=100".into());
-            }
-            self.burst_percent_max = p;
-        }
-        if let Some(b) = u.burst {
-            if b == 0 {
-                return Err("burst must be at least 1".into());
-            }
-            self.burst = b;
-        }
-        if let Some(prices) = u.prices {
-            if prices.len() > 64 || prices.keys().any(|k| k.is_empty() || k.len() > 64) {
-                return Err("at most 64 resource types, names of 1..=64 bytes".into());
-            }
-            self.prices.extend(prices);
-        }
-        if let Some(a) = u.active {
-            self.active = a;
-        }
-        Ok(())
-    }
-}
-
-const SETTINGS_KEY: &str = "host";
 
 /// The event loop.
 ///
@@ -171,7 +97,7 @@ impl EventLoop {
         let local = identity.peer_id().to_string();
         registry.restore(
             store
-                .scan::<crate::registry::PeerRecord>(Table::Peers)?
+                .scan::<crate::peers::registry::PeerRecord>(Table::Peers)?
                 .into_iter()
                 .map(|(_, r)| r)
                 .filter(|r| r.peer_id != local),
@@ -637,7 +563,7 @@ impl EventLoop {
                 for addr in info
                     .listen_addrs
                     .iter()
-                    .take(crate::registry::MAX_ADDRS_PER_PEER)
+                    .take(crate::peers::registry::MAX_ADDRS_PER_PEER)
                 {
                     let a = strip_p2p(addr).to_string();
                     if routable(&a) && !is_memory(addr) {

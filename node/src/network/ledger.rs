@@ -2,7 +2,7 @@
 //! `offgrid/reputation/1` and the `/offgrid/ledger-sync/1.0.0` protocol.
 //!
 //! The loop only routes: inbound gossip and sync traffic goes to the ledger service
-//! (`crate::ledger`) with `try_send`, never waiting, and the service's [`LedgerOut`]s come
+//! (`crate::chain`) with `try_send`, never waiting, and the service's [`LedgerOut`]s come
 //! back as [`Command::Ledger`]. Gossip is relayed only once the service has validated it; a
 //! message the service cannot take (queue full, no ledger) is ignored, not relayed.
 
@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use super::{Client, ClientError, Command, EventLoop};
-use crate::ledger::{GossipKind, LedgerIn};
+use crate::chain::{GossipKind, LedgerIn};
 
 /// What the ledger service asks the event loop to do.
 #[derive(Debug)]

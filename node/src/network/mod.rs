@@ -13,7 +13,7 @@ mod shards;
 use std::collections::BTreeMap;
 
 pub use behaviour::{Behaviour, BehaviourEvent, KAD_PROTOCOL, PROTOCOL_VERSION};
-pub use event_loop::{EventLoop, HostSettings};
+pub use event_loop::EventLoop;
 pub use ledger::{LedgerLink, LedgerOut};
 use libp2p::{Multiaddr, PeerId};
 use offgrid_behaviours::{
@@ -24,7 +24,7 @@ pub use radio::{covers, BeaconInfo, RadioCommand, RadioState};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::registry::PeerRecord;
+use crate::peers::registry::PeerRecord;
 
 /// Capacity of the command channel; callers wait when the loop is this far behind.
 pub const COMMAND_QUEUE: usize = 1024;

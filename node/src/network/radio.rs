@@ -21,8 +21,8 @@ use crate::{
     },
     mesh::MeshStatus,
     now_ms,
+    peers::registry::BeaconSummary,
     radio::{RadioHandle, RadioStatus},
-    registry::BeaconSummary,
 };
 
 /// Longest a request over radio may take before its caller is told it failed.

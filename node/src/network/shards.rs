@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
 
 use super::{Client, ClientError, Command, EventLoop};
-use crate::storage::host::{Handled, ShardHost};
+use crate::files::host::{Handled, ShardHost};
 
 /// A finished inbound request on its way back to the wire.
 pub(crate) type Done = (ResponseChannel<Response>, Response);

@@ -1,6 +1,4 @@
-//! Prometheus metrics (`GET /metrics`) and the API's per-client rate limiter.
-
-use std::{collections::HashMap, net::IpAddr, sync::Mutex, time::Instant};
+//! Prometheus metrics (`GET /metrics`).
 
 use prometheus_client::{
     encoding::EncodeLabelSet,
@@ -128,70 +126,9 @@ impl Metrics {
     }
 }
 
-/// Token buckets per client address. Bounded: when full, the stalest buckets go first.
-pub struct RateLimiter {
-    rate: f64,
-    burst: f64,
-    buckets: Mutex<HashMap<Option<IpAddr>, (f64, Instant)>>,
-}
-
-/// Most client addresses tracked at once.
-const MAX_CLIENTS: usize = 10_000;
-
-impl RateLimiter {
-    /// `rate` requests per second sustained, `burst` at once.
-    pub fn new(rate: u32, burst: u32) -> Self {
-        RateLimiter {
-            rate: f64::from(rate.max(1)),
-            burst: f64::from(burst.max(1)),
-            buckets: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Takes a token for `client`; `Err(seconds to wait)` when none is left.
-    pub fn check(&self, client: Option<IpAddr>, now: Instant) -> Result<(), u64> {
-        // A poisoned lock only means a panic elsewhere mid-update; the map stays usable.
-        let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if b.len() >= MAX_CLIENTS && !b.contains_key(&client) {
-            let cutoff = now - std::time::Duration::from_secs(60);
-            b.retain(|_, (_, t)| *t > cutoff);
-            if b.len() >= MAX_CLIENTS {
-                b.clear();
-            }
-        }
-        let (tokens, last) = b.entry(client).or_insert((self.burst, now));
-        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.rate).min(self.burst);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(((1.0 - *tokens) / self.rate).ceil().max(1.0) as u64)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
-
-    #[test]
-    fn bucket_allows_a_burst_then_the_rate() {
-        let r = RateLimiter::new(2, 3);
-        let t = Instant::now();
-        let ip = Some(IpAddr::from([10, 0, 0, 1]));
-        for _ in 0..3 {
-            r.check(ip, t).unwrap();
-        }
-        assert_eq!(r.check(ip, t), Err(1));
-        // Another client is unaffected.
-        r.check(Some(IpAddr::from([10, 0, 0, 2])), t).unwrap();
-        // Half a second later one token (2/s) is back.
-        r.check(ip, t + Duration::from_millis(500)).unwrap();
-        assert!(r.check(ip, t + Duration::from_millis(500)).is_err());
-    }
 
     #[test]
     fn metrics_render_the_contract_names() {

@@ -12,16 +12,16 @@ use axum::{
 };
 use serde_json::{json, Value};
 
-use super::{error::ApiError, extract::read_body, market::MAX_TIMEOUT_S, AppState};
+use crate::http::{error::ApiError, extract::read_body, market::MAX_TIMEOUT_S, AppState};
 use crate::{
-    adapter::{
+    config::{Credits, MICRO},
+    http::core::{
         auth::{AuthError, CoreKeys},
         canonical::{self, Json as Doc},
         jobs::{Admission, JobBook, JobState, Outcome},
     },
-    config::{Credits, MICRO},
+    http::metrics::Metrics,
     market::broker::{BrokerError, JobResult, JobSpec},
-    metrics::Metrics,
 };
 
 /// Shared state of Core's routes.
@@ -168,7 +168,12 @@ fn core_job(doc: &Doc, default_timeout_s: u64) -> Result<(JobSpec, String), ApiE
         .get("payload")
         .map_or_else(|| "{}".to_owned(), Doc::canonical);
     let timeout_s = int("timeout_s", 1, MAX_TIMEOUT_S, default_timeout_s)?;
-    let redundancy = int("redundancy", 1, super::market::MAX_REDUNDANCY as u64, 1)? as usize;
+    let redundancy = int(
+        "redundancy",
+        1,
+        crate::http::market::MAX_REDUNDANCY as u64,
+        1,
+    )? as usize;
     let mut content = m.clone();
     for k in ENVELOPE {
         content.remove(k);
@@ -189,7 +194,7 @@ fn core_job(doc: &Doc, default_timeout_s: u64) -> Result<(JobSpec, String), ApiE
 
 /// Core's success shape.
 fn completed(r: &JobResult) -> Value {
-    let mut result = super::market::result_json(r);
+    let mut result = crate::http::market::result_json(r);
     let receipt = result["receipt"].take();
     json!({
         "status": "completed",
@@ -244,7 +249,11 @@ fn store_error(e: crate::store::StoreError) -> ApiError {
     ApiError::internal()
 }
 
-async fn run_ticketed(s: &AppState, ticket: crate::adapter::jobs::Ticket, job: JobSpec) -> Outcome {
+async fn run_ticketed(
+    s: &AppState,
+    ticket: crate::http::core::jobs::Ticket,
+    job: JobSpec,
+) -> Outcome {
     let outcome = outcome_of(&run_counted(s, job).await);
     if let Err(e) = s.core.book.finish(ticket, outcome.clone()).await {
         tracing::error!(error = %e, "cannot record a job's answer");
@@ -252,8 +261,8 @@ async fn run_ticketed(s: &AppState, ticket: crate::adapter::jobs::Ticket, job: J
     outcome
 }
 
-#[utoipa::path(post, path = "/auction", tag = "core", request_body = super::openapi::CoreJob, security((), ("core_hmac_header" = [])),
-    responses((status = 200, description = "Completed", body = super::openapi::CoreCompleted), (status = 400, description = "invalid_request (names the problem)", body = super::openapi::ErrorBody), (status = 401, description = "invalid_signature or stale_timestamp", body = super::openapi::ErrorBody), (status = 409, description = "conflict: job_id used for another job", body = super::openapi::ErrorBody), (status = 413, description = "too_large", body = super::openapi::ErrorBody), (status = 429, description = "rate_limited (Retry-After)", body = super::openapi::ErrorBody), (status = 503, description = "no_hosts", body = super::openapi::ErrorBody), (status = 504, description = "job_timeout", body = super::openapi::ErrorBody)))]
+#[utoipa::path(post, path = "/auction", tag = "core", request_body = crate::http::openapi::CoreJob, security((), ("core_hmac_header" = [])),
+    responses((status = 200, description = "Completed", body = crate::http::openapi::CoreCompleted), (status = 400, description = "invalid_request (names the problem)", body = crate::http::openapi::ErrorBody), (status = 401, description = "invalid_signature or stale_timestamp", body = crate::http::openapi::ErrorBody), (status = 409, description = "conflict: job_id used for another job", body = crate::http::openapi::ErrorBody), (status = 413, description = "too_large", body = crate::http::openapi::ErrorBody), (status = 429, description = "rate_limited (Retry-After)", body = crate::http::openapi::ErrorBody), (status = 503, description = "no_hosts", body = crate::http::openapi::ErrorBody), (status = 504, description = "job_timeout", body = crate::http::openapi::ErrorBody)))]
 pub(crate) async fn auction(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -305,8 +314,8 @@ fn state_json(id: &str, st: &JobState) -> Value {
     }
 }
 
-#[utoipa::path(post, path = "/jobs", tag = "core", request_body = super::openapi::CoreJob, security((), ("core_hmac_header" = [])),
-    responses((status = 202, description = "Accepted: {job_id, state: running, status_url}", body = super::openapi::JobStateBody), (status = 200, description = "Already ended: its state", body = super::openapi::JobStateBody), (status = 400, description = "invalid_request", body = super::openapi::ErrorBody), (status = 401, description = "invalid_signature or stale_timestamp", body = super::openapi::ErrorBody), (status = 409, description = "conflict", body = super::openapi::ErrorBody), (status = 413, description = "too_large", body = super::openapi::ErrorBody)))]
+#[utoipa::path(post, path = "/jobs", tag = "core", request_body = crate::http::openapi::CoreJob, security((), ("core_hmac_header" = [])),
+    responses((status = 202, description = "Accepted: {job_id, state: running, status_url}", body = crate::http::openapi::JobStateBody), (status = 200, description = "Already ended: its state", body = crate::http::openapi::JobStateBody), (status = 400, description = "invalid_request", body = crate::http::openapi::ErrorBody), (status = 401, description = "invalid_signature or stale_timestamp", body = crate::http::openapi::ErrorBody), (status = 409, description = "conflict", body = crate::http::openapi::ErrorBody), (status = 413, description = "too_large", body = crate::http::openapi::ErrorBody)))]
 pub(crate) async fn submit(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -335,7 +344,7 @@ pub(crate) async fn submit(
 }
 
 #[utoipa::path(get, path = "/jobs/{id}", tag = "core", params(("id" = String, Path, description = "Job id")), security(("bearer" = []), ("core_hmac_header" = [])),
-    responses((status = 200, description = "The job's state", body = super::openapi::JobStateBody), (status = 401, description = "Unsigned: sign timestamp + \".\" + path with the X-Offgrid headers", body = super::openapi::ErrorBody), (status = 404, description = "Unknown job", body = super::openapi::ErrorBody)))]
+    responses((status = 200, description = "The job's state", body = crate::http::openapi::JobStateBody), (status = 401, description = "Unsigned: sign timestamp + \".\" + path with the X-Offgrid headers", body = crate::http::openapi::ErrorBody), (status = 404, description = "Unknown job", body = crate::http::openapi::ErrorBody)))]
 pub(crate) async fn job_state(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -346,7 +355,7 @@ pub(crate) async fn job_state(
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| super::auth::token_matches(&s.token, t.trim()));
+        .is_some_and(|t| crate::http::auth::token_matches(&s.token, t.trim()));
     if !bearer {
         authenticate(&s, &headers, None, format!("/jobs/{id}").as_bytes())?;
     }

@@ -215,7 +215,7 @@ mod tests {
     use ed25519_dalek::Signer;
 
     use super::*;
-    use crate::adapter::canonical::parse;
+    use crate::http::core::canonical::parse;
 
     const NOW: i64 = 1_704_278_400;
 

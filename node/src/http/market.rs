@@ -147,7 +147,7 @@ pub(crate) async fn run(
     JsonBody(b): JsonBody<RunBody>,
 ) -> Result<Json<Value>, ApiError> {
     let job = job_spec(b, s.core.default_timeout_s)?;
-    let r = super::adapter::run_counted(&s, job).await?;
+    let r = super::core::routes::run_counted(&s, job).await?;
     Ok(Json(result_json(&r)))
 }
 

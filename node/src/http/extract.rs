@@ -89,7 +89,7 @@ impl FromRequestParts<AppState> for Authorized {
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim)
             .unwrap_or("");
-        if crate::api::auth::token_matches(&state.token, presented) {
+        if crate::http::auth::token_matches(&state.token, presented) {
             Ok(Authorized)
         } else {
             Err(ApiError::unauthorized())

@@ -188,7 +188,7 @@ pub struct Storage {
     /// otherwise both sign revision r + 1 and one would drop the other's new hosts).
     pub(crate) active_repairs: std::sync::Mutex<std::collections::HashSet<String>>,
     /// The failover monitor puts report to: start, each host's first ack, progress.
-    pub(crate) upload_tracker: std::sync::OnceLock<Arc<crate::ledger::JobTracker>>,
+    pub(crate) upload_tracker: std::sync::OnceLock<Arc<crate::failover::JobTracker>>,
 }
 
 impl Storage {
@@ -223,7 +223,7 @@ impl Storage {
     /// Reports every put to the failover monitor from now on (`GET /quorum/items`, and an
     /// alert at `GET /quorum/alerts` for an upload that stalls). Set once; later calls are
     /// ignored.
-    pub fn track_uploads(&self, tracker: Arc<crate::ledger::JobTracker>) {
+    pub fn track_uploads(&self, tracker: Arc<crate::failover::JobTracker>) {
         let _ = self.upload_tracker.set(tracker);
     }
 

@@ -4,15 +4,17 @@
 //! Read-only routes are open to local clients; mutating routes need
 //! `Authorization: Bearer <token>` with the token from `<data-dir>/api.token`.
 
-pub mod adapter;
 pub mod auth;
+pub mod chain;
+pub mod core;
 pub mod error;
 pub mod extract;
-pub mod ledger;
+pub mod files;
+pub mod limit;
 pub mod market;
+pub mod metrics;
 pub mod openapi;
 pub mod radio;
-pub mod storage;
 
 use std::{sync::Arc, time::Instant};
 
@@ -53,13 +55,15 @@ pub struct AppState {
     /// The store.
     pub store: Arc<crate::store::Store>,
     /// The ledger service (blocks, wallet, quorum engine).
-    pub ledger: crate::ledger::LedgerHandle,
+    pub ledger: crate::chain::LedgerHandle,
+    /// The quorum engine and failover monitor.
+    pub failover: Arc<crate::failover::JobTracker>,
     /// Encrypted, erasure-coded file storage.
-    pub storage: Arc<crate::storage::Storage>,
+    pub storage: Arc<crate::files::Storage>,
     /// Core's adapter: keys, job book, metrics.
-    pub core: Arc<adapter::CoreState>,
+    pub core: Arc<core::CoreState>,
     /// Per-client rate limiter.
-    pub limiter: Arc<crate::metrics::RateLimiter>,
+    pub limiter: Arc<limit::RateLimiter>,
     /// Seconds before a request that is not a job times out.
     pub request_timeout_s: u64,
 }
@@ -97,9 +101,9 @@ pub fn router(state: AppState, cfg: &Config) -> Router {
         .route("/pubkeys", get(pubkeys))
         .merge(market::routes())
         .merge(radio::routes())
-        .merge(ledger::routes())
-        .merge(storage::routes())
-        .merge(adapter::routes())
+        .merge(chain::routes())
+        .merge(files::routes())
+        .merge(core::routes())
         .route("/openapi.json", get(openapi::openapi_json))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .fallback(|| async { ApiError::not_found("no such route") })

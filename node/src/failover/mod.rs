@@ -24,7 +24,9 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::config::{FailoverConfig, QuorumConfig};
+pub mod config;
+
+pub use self::config::{FailoverConfig, KindConfig, QuorumConfig};
 use crate::{
     now_ms,
     store::{Store, Table},
@@ -340,6 +342,21 @@ impl JobTracker {
         }
         self.with_engine(QuorumEngine::flush);
     }
+}
+
+/// Loads the quorum engine and starts the failover monitor.
+pub fn start(
+    quorum: QuorumConfig,
+    failover: FailoverConfig,
+    store: Arc<Store>,
+    reputation: Arc<Mutex<ReputationCrdt>>,
+    cancel: CancellationToken,
+    tasks: &mut tokio::task::JoinSet<()>,
+) -> Result<Arc<JobTracker>, crate::store::StoreError> {
+    let engine = QuorumEngine::load(quorum, store, reputation)?;
+    let tracker = Arc::new(JobTracker::new(engine));
+    tasks.spawn(tracker.clone().run_monitor(failover, cancel));
+    Ok(tracker)
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! The ledger on the node: block DAG, wallet with witnessed transactions, settlement,
-//! the quorum engine with its failover monitor, and reputation gossip.
+//! The ledger on the node: block DAG, wallet with witnessed transactions, settlement and
+//! reputation gossip. (The quorum engine and the failover monitor are `crate::failover`.)
 //!
 //! The domain rules live in `offgrid-ledger`; this module wires them to storage and the
 //! network. One task, the [`service`], owns the DAG and the wallet. The swarm's event loop
@@ -9,9 +9,8 @@
 //! message leaves, so a witness's `(slot → tx id)` promise is on disk before its
 //! attestation is sent, and a transaction is reported final only once stored.
 
-pub mod chain;
+pub mod blocks;
 pub mod config;
-pub mod failover;
 mod reputation;
 pub mod service;
 mod sync;
@@ -27,7 +26,6 @@ use offgrid_ledger::{ReputationCrdt, Tx};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
-pub use self::failover::{JobTracker, QuorumEngine};
 use crate::store::Store;
 
 /// Capacity of the ledger service's input queue. When full, gossip is ignored (not relayed)
@@ -153,11 +151,10 @@ pub enum LedgerError {
     Internal(String),
 }
 
-/// A cloneable handle for the API: calls to the service, the job tracker and the store.
+/// A cloneable handle for the API: calls to the service and the store.
 #[derive(Clone)]
 pub struct LedgerHandle {
     tx: mpsc::Sender<LedgerIn>,
-    tracker: Arc<JobTracker>,
     store: Arc<Store>,
 }
 
@@ -178,40 +175,36 @@ impl LedgerHandle {
         self.tx.clone()
     }
 
-    /// The quorum engine and failover hook.
-    pub fn tracker(&self) -> Arc<JobTracker> {
-        self.tracker.clone()
-    }
-
     /// The store.
     pub fn store(&self) -> &Arc<Store> {
         &self.store
     }
 }
 
-/// Starts the ledger service and the failover monitor.
+/// Loads the merged reputation CRDT that the ledger gossips and the quorum engine weighs
+/// acks by.
+pub fn load_reputation(
+    store: &Store,
+) -> Result<Arc<Mutex<ReputationCrdt>>, crate::store::StoreError> {
+    Ok(Arc::new(Mutex::new(
+        store
+            .get::<ReputationCrdt>(crate::store::Table::Meta, service::REPUTATION_KEY)?
+            .unwrap_or_default(),
+    )))
+}
+
+/// Starts the ledger service.
 pub fn start(
     cfg: &crate::config::Config,
     identity: &crate::identity::Identity,
     store: Arc<Store>,
     client: crate::network::Client,
+    reputation: Arc<Mutex<ReputationCrdt>>,
     cancel: tokio_util::sync::CancellationToken,
     tasks: &mut tokio::task::JoinSet<()>,
 ) -> anyhow::Result<LedgerHandle> {
-    let reputation: Arc<Mutex<ReputationCrdt>> = Arc::new(Mutex::new(
-        store
-            .get::<ReputationCrdt>(crate::store::Table::Meta, service::REPUTATION_KEY)?
-            .unwrap_or_default(),
-    ));
-    let engine = QuorumEngine::load(cfg.quorum.clone(), store.clone(), reputation.clone())?;
-    let tracker = Arc::new(JobTracker::new(engine));
-    tasks.spawn(
-        tracker
-            .clone()
-            .run_monitor(cfg.failover.clone(), cancel.clone()),
-    );
     let (tx, rx) = mpsc::channel(INPUT_QUEUE);
     let svc = service::Service::new(cfg, identity, store.clone(), client, rx, reputation)?;
     tasks.spawn(svc.run(cancel));
-    Ok(LedgerHandle { tx, tracker, store })
+    Ok(LedgerHandle { tx, store })
 }

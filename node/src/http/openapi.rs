@@ -277,7 +277,7 @@ impl Modify for Table {
     paths(
         super::status, super::peers, super::get_announce, super::post_announce, super::toggle, super::pubkeys,
         super::market::run, super::market::quote, super::market::export, super::market::reputation,
-        super::adapter::auction, super::adapter::submit, super::adapter::job_state, super::adapter::metrics,
+        super::core::routes::auction, super::core::routes::submit, super::core::routes::job_state, super::core::routes::metrics,
         openapi_json,
     ),
     components(schemas(ErrorBody, CoreJob, CoreCompleted, CoreResult, JobStateBody, MarketJob, ToggleBody, AnnounceChange, AnyJson)),
@@ -303,13 +303,22 @@ mod tests {
     fn every_registered_route_is_documented() {
         let doc = ApiDoc::openapi();
         let documented: Vec<String> = doc.paths.paths.keys().cloned().collect();
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/api");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http");
         let mut missing = Vec::new();
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.ends_with("openapi.rs") {
-                continue;
+        let mut files = Vec::new();
+        let mut dirs = vec![dir];
+        while let Some(d) = dirs.pop() {
+            for entry in std::fs::read_dir(&d).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if !path.ends_with("openapi.rs") {
+                    files.push(path);
+                }
             }
+        }
+        assert!(files.len() >= 8, "route files not found: {files:?}");
+        for path in files {
             let text = std::fs::read_to_string(&path).unwrap();
             for (i, _) in text.match_indices(".route(\"") {
                 let rest = &text[i + 8..];

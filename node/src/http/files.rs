@@ -27,7 +27,7 @@ use super::{
     extract::{Authorized, JsonBody},
     AppState,
 };
-use crate::storage::{get::GetParams, put::PutParams, repair::Threshold, Storage, StorageError};
+use crate::files::{get::GetParams, put::PutParams, repair::Threshold, Storage, StorageError};
 
 /// Routes of this module.
 pub fn routes() -> Router<AppState> {
@@ -115,7 +115,7 @@ fn scheme_of(
     Ok(scheme)
 }
 
-fn started(op: &crate::storage::ops::Op) -> (StatusCode, Json<Value>) {
+fn started(op: &crate::files::ops::Op) -> (StatusCode, Json<Value>) {
     (
         StatusCode::ACCEPTED,
         Json(json!({ "op_id": op.id, "kind": op.kind, "state": "running" })),
@@ -222,7 +222,7 @@ async fn op(
         .ops
         .get(&id)
         .ok_or_else(|| ApiError::not_found(format!("no operation {id:?}")))?;
-    let wait = q.wait_ms.min(crate::storage::ops::MAX_WAIT_MS);
+    let wait = q.wait_ms.min(crate::files::ops::MAX_WAIT_MS);
     if wait > 0 {
         op.wait_end(std::time::Duration::from_millis(wait)).await;
     }
@@ -230,7 +230,7 @@ async fn op(
 }
 
 /// `DELETE /storage/ops/{id}`: cancels the operation and waits (at most
-/// [`MAX_WAIT_MS`](crate::storage::ops::MAX_WAIT_MS)) for it to end.
+/// [`MAX_WAIT_MS`](crate::files::ops::MAX_WAIT_MS)) for it to end.
 async fn cancel_op(
     State(s): State<AppState>,
     _: Authorized,
@@ -242,7 +242,7 @@ async fn cancel_op(
         .ok_or_else(|| ApiError::not_found(format!("no operation {id:?}")))?;
     op.cancel();
     op.wait_end(std::time::Duration::from_millis(
-        crate::storage::ops::MAX_WAIT_MS,
+        crate::files::ops::MAX_WAIT_MS,
     ))
     .await;
     let status = if op.running() {

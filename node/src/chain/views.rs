@@ -102,7 +102,7 @@ impl Service {
                 Ok(json!({ "created": ids }))
             }
             ApiReq::Prove(q) => {
-                let p = super::chain::prove(&self.dag, &q).ok_or_else(|| {
+                let p = super::blocks::prove(&self.dag, &q).ok_or_else(|| {
                     LedgerError::NotFound(format!("no receipt {q} in the ledger"))
                 })?;
                 Ok(json!(p))

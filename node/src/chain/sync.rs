@@ -13,7 +13,7 @@ use offgrid_ledger::dag::InsertOutcome;
 use tracing::{debug, warn};
 
 use super::{
-    chain,
+    blocks,
     service::{Round, Service},
 };
 use crate::{network::LedgerOut, now_ms};
@@ -106,7 +106,7 @@ impl Service {
             Response::Blocks(blocks) => {
                 let mut progress = false;
                 for b in blocks {
-                    match chain::insert_block(&mut self.dag, b, &mut round.fx) {
+                    match blocks::insert_block(&mut self.dag, b, &mut round.fx) {
                         Ok(InsertOutcome::Inserted(_)) => progress = true,
                         Ok(InsertOutcome::MissingParents(_)) => progress = true,
                         Ok(InsertOutcome::Duplicate) => {}

@@ -1,5 +1,5 @@
 //! Ledger, wallet and quorum routes. Handlers only translate HTTP to
-//! [`crate::ledger::ApiReq`] calls; the ledger service does the work.
+//! [`crate::chain::ApiReq`] calls; the ledger service does the work.
 
 use std::time::Duration;
 
@@ -21,7 +21,7 @@ use super::{
     AppState,
 };
 use crate::{
-    ledger::{wallet::WitnessRecord, ApiReq, LedgerError},
+    chain::{wallet::WitnessRecord, ApiReq, LedgerError},
     now_ms,
     store::Table,
 };
@@ -282,8 +282,7 @@ fn parse_kind(k: &str) -> Result<QuorumKind, ApiError> {
 fn item_view(s: &AppState, item: &QuorumItem) -> Value {
     let now = now_ms();
     let policy = s
-        .ledger
-        .tracker()
+        .failover
         .with_engine(|e| e.policies().get(item.kind).clone());
     json!({
         "kind": item.kind,
@@ -311,7 +310,7 @@ async fn quorum_list(
 ) -> Result<Json<Value>, ApiError> {
     let kind = q.kind.as_deref().map(parse_kind).transpose()?;
     let limit = q.limit.unwrap_or(100).clamp(1, MAX_LIST);
-    let mut items: Vec<QuorumItem> = s.ledger.tracker().with_engine(|e| e.items());
+    let mut items: Vec<QuorumItem> = s.failover.with_engine(|e| e.items());
     if kind.is_none() || kind == Some(QuorumKind::Token) {
         if let Ok(v) = s.ledger.call(ApiReq::TokenItems(limit)).await {
             if let Ok(tokens) = serde_json::from_value::<Vec<QuorumItem>>(v["items"].clone()) {
@@ -335,8 +334,7 @@ async fn quorum_show(
         let v = s.ledger.call(ApiReq::TokenItem(id.clone())).await?;
         serde_json::from_value(v).map_err(|_| ApiError::internal())?
     } else {
-        s.ledger
-            .tracker()
+        s.failover
             .with_engine(|e| e.get(kind, &id))
             .ok_or_else(|| ApiError::not_found(format!("no {kind:?} item {id}")))?
     };
@@ -344,10 +342,10 @@ async fn quorum_show(
 }
 
 async fn quorum_policy(State(s): State<AppState>) -> Json<Value> {
-    let cfg = s.ledger.tracker().with_engine(|e| e.config().clone());
+    let cfg = s.failover.with_engine(|e| e.config().clone());
     Json(json!(cfg))
 }
 
 async fn quorum_alerts(State(s): State<AppState>) -> Json<Value> {
-    Json(json!({ "alerts": s.ledger.tracker().alerts() }))
+    Json(json!({ "alerts": s.failover.alerts() }))
 }

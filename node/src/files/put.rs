@@ -595,7 +595,7 @@ impl Storage {
 /// their connections but never answer) raises an alert at `GET /quorum/alerts`; a cancelled
 /// put stays incomplete there until the same put resumes it.
 struct UploadReport<'a> {
-    tracker: Option<&'a crate::ledger::JobTracker>,
+    tracker: Option<&'a crate::failover::JobTracker>,
     asset: String,
     last: Instant,
 }

@@ -8,7 +8,7 @@ use offgrid_ledger::settlement::SettlementValidator;
 use tracing::{debug, warn};
 
 use super::{
-    chain,
+    blocks,
     service::{Round, Service},
     LedgerError,
 };
@@ -110,17 +110,17 @@ impl Service {
         if let Some(b) = &exported {
             debug!(root = %b.root, receipts = b.items.len(), "receipts exported");
         }
-        let batches = chain::unblocked_batches(&self.store, &self.dag)
+        let batches = blocks::unblocked_batches(&self.store, &self.dag)
             .map_err(|e| LedgerError::Internal(e.to_string()))?;
         let mut ids = Vec::new();
         for b in &batches {
-            let id = chain::make_block(&mut self.dag, &self.key, Some(b), now_ms(), &mut round.fx)
+            let id = blocks::make_block(&mut self.dag, &self.key, Some(b), now_ms(), &mut round.fx)
                 .map_err(|e| LedgerError::Internal(e.to_string()))?;
             ids.push(id);
         }
         if ids.is_empty() && allow_empty {
             ids.push(
-                chain::make_block(&mut self.dag, &self.key, None, now_ms(), &mut round.fx)
+                blocks::make_block(&mut self.dag, &self.key, None, now_ms(), &mut round.fx)
                     .map_err(|e| LedgerError::Internal(e.to_string()))?,
             );
         }
@@ -136,7 +136,7 @@ impl Service {
             return Vec::new();
         };
         let mints =
-            chain::settlement_mints(&self.dag, &self.key, &self.me, w.state(), &self.settlement);
+            blocks::settlement_mints(&self.dag, &self.key, &self.me, w.state(), &self.settlement);
         let mut ids = Vec::new();
         for tx in mints {
             let id = tx.id();

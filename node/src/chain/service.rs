@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use super::{
-    chain,
+    blocks,
     config::LedgerConfig,
     wallet::{Effects, WalletCore},
     ApiReq, GossipKind, LedgerError, LedgerIn,
@@ -119,7 +119,7 @@ impl Service {
         reputation: Arc<Mutex<ReputationCrdt>>,
     ) -> anyhow::Result<Self> {
         let me = identity.peer_id().to_string();
-        let dag = chain::load_dag(&store)?;
+        let dag = blocks::load_dag(&store)?;
         let wallet = if cfg.wallet.enabled() {
             let params = cfg.wallet.params().map_err(anyhow::Error::msg)?;
             Some(WalletCore::load(me.clone(), params, &store)?)
@@ -300,7 +300,7 @@ impl Service {
             }
         };
         let id = block.id();
-        match chain::insert_block(&mut self.dag, block, &mut round.fx) {
+        match blocks::insert_block(&mut self.dag, block, &mut round.fx) {
             Ok(InsertOutcome::Inserted(ids)) => {
                 debug!(block = %id, joined = ids.len(), "block inserted");
                 round.retry = true;
