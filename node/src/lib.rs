@@ -10,7 +10,6 @@ pub mod http;
 pub mod identity;
 pub mod market;
 pub mod mesh;
-pub mod network;
 pub mod peers;
 /// The radio gateway: beacons and the compact auction profile over LoRa, UDP and the simulator.
 pub mod radio;
@@ -24,7 +23,8 @@ use std::{
 };
 
 use anyhow::Context as _;
-use libp2p::{multiaddr::Protocol, noise, tcp, yamux, Multiaddr, PeerId};
+use libp2p::{multiaddr::Protocol, Multiaddr, PeerId};
+use offgrid_net::{Client, EventLoop, Inbound, Net, Sink};
 use tokio::{net::TcpListener, sync::mpsc, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -33,7 +33,6 @@ use crate::{
     config::Config,
     http::{auth, AppState, PubKeys},
     identity::Identity,
-    network::{Behaviour, Client, EventLoop},
     store::Store,
 };
 
@@ -84,40 +83,26 @@ impl Node {
         let cancel = CancellationToken::new();
         let mut tasks = JoinSet::new();
 
-        let swarm = build_swarm(&identity, &cfg)?;
         let bootstrap = parse_bootstrap(&cfg.bootstrap)?;
-        let (tx, rx) = mpsc::channel(network::COMMAND_QUEUE);
-        let client = Client::new(tx);
-        let mut swarm = swarm;
-        for l in &cfg.listen {
-            let addr: Multiaddr = l
-                .parse()
-                .with_context(|| format!("bad listen address {l:?}"))?;
-            swarm
-                .listen_on(addr.clone())
-                .with_context(|| format!("cannot listen on {addr}"))?;
-        }
         let writer = store::GroupWriter::spawn(store.clone());
-        let shard_host = Arc::new(
-            files::host::ShardHost::open(
-                &data_dir.join(files::SHARDS_DIR),
-                &cfg.storage,
-                store.clone(),
-                identity.x25519_public(),
-            )
-            .context("opening the shard store")?,
-        );
-        let mut ev = EventLoop::new(
-            swarm,
-            rx,
+        let (client, commands) = Client::channel();
+        let net: Arc<dyn Net> = Arc::new(client.clone());
+
+        // Services first, each with its inbox; the router gets their sinks.
+        let mesh = mesh::start(&cfg.mesh, &cancel, &mut tasks);
+        let peers = peers::start(
+            peers::Parts {
+                identity: identity.clone(),
+                cfg: cfg.clone(),
+                store: store.clone(),
+                writer: writer.clone(),
+                net: net.clone(),
+                bootstrap,
+                mesh,
+            },
             cancel.clone(),
-            store.clone(),
-            writer.clone(),
-            identity.clone(),
-            cfg.clone(),
-            bootstrap,
+            &mut tasks,
         )?;
-        ev.attach_shard_host(shard_host.clone());
         let crdt = chain::load_reputation(&store)?;
         let tracker = failover::start(
             cfg.quorum.clone(),
@@ -138,19 +123,84 @@ impl Node {
             &mut tasks,
         )
         .context("starting the ledger")?;
-        ev.attach_ledger(ledger.link());
-        tasks.spawn(ev.run());
-        radio::start(
+        let (auction_tx, auction_rx) = mpsc::channel(HOST_QUEUE);
+        let (finished_tx, finished) = mpsc::channel(cfg.host.burst.max(1) as usize + 16);
+        let host = market::host::Host::new(&cfg, identity.clone(), writer.clone(), finished_tx);
+        tasks.spawn(market::host::serve(
+            host,
+            finished,
+            auction_rx,
+            peers.offer.clone(),
+            net.clone(),
+            peers.in_flight.clone(),
+            cancel.clone(),
+        ));
+        let shard_host = Arc::new(
+            files::host::ShardHost::open(
+                &data_dir.join(files::SHARDS_DIR),
+                &cfg.storage,
+                store.clone(),
+                identity.x25519_public(),
+            )
+            .context("opening the shard store")?,
+        );
+        let (shard_tx, shard_rx) = mpsc::channel(files::serve::QUEUE);
+        tasks.spawn(files::serve::serve(
+            shard_host.clone(),
+            shard_rx,
+            net.clone(),
+            cancel.clone(),
+        ));
+
+        // The router.
+        let ledger_in = chain::sinks(&ledger.link());
+        let mut topics = vec![(
+            offgrid_behaviours::announce::TOPIC.to_owned(),
+            Sink::channel_into(peers.input.clone()),
+        )];
+        topics.extend(ledger_in.topics);
+        let inbound = Inbound {
+            peers: Sink::channel_into(peers.input.clone()),
+            connections: vec![ledger_in.connections],
+            topics,
+            auction: Sink::channel(auction_tx.clone()),
+            shards: Sink::channel(shard_tx),
+            sync: ledger_in.sync,
+        };
+        let mut swarm = offgrid_net::build_swarm(identity.keypair(), &net_config(&cfg))?;
+        for l in &cfg.listen {
+            let addr: Multiaddr = l
+                .parse()
+                .with_context(|| format!("bad listen address {l:?}"))?;
+            swarm
+                .listen_on(addr.clone())
+                .with_context(|| format!("cannot listen on {addr}"))?;
+        }
+        tasks.spawn(EventLoop::new(swarm, commands, inbound, cancel.clone()).run());
+
+        let wiring = radio::Wiring {
+            beacons: Sink::channel_into(peers.input.clone()),
+            requests: auction_tx,
+            announcement: peers.announcement.clone(),
+        };
+        let gateway = radio::start(
             &cfg.radio,
             &cfg.cluster_id,
             &identity,
-            &client,
+            wiring,
             &cancel,
             &mut tasks,
         )
         .await
         .context("starting the radio gateway")?;
-        mesh::start(&cfg.mesh, &client, &cancel, &mut tasks);
+        if let Some(gw) = gateway {
+            peers
+                .input
+                .send(peers::Input::Radio(gw))
+                .await
+                .context("handing the radio gateway to the peer service")?;
+        }
+        let peers_handle = peers.handle.clone();
 
         let reputation = Arc::new(market::broker::Reputation::load(&store)?);
         let storage = files::Storage::open(
@@ -158,14 +208,14 @@ impl Node {
             shard_host,
             identity.clone(),
             store.clone(),
-            client.clone(),
+            peers_handle.clone(),
             reputation.clone(),
         )?;
         storage.track_uploads(tracker.clone());
         tasks.spawn(storage.clone().background_repair(cancel.clone()));
         let broker = Arc::new(
             market::broker::Broker::new(
-                client.clone(),
+                peers_handle.clone(),
                 identity.peer_id(),
                 cfg.market.clone(),
                 reputation.clone(),
@@ -183,7 +233,7 @@ impl Node {
             .with_context(|| format!("cannot bind the API on {}", cfg.api_listen))?;
         let api_addr = listener.local_addr()?;
         let state = AppState {
-            client: client.clone(),
+            peers: peers_handle,
             token: token.into(),
             body_limit: cfg.api.body_limit_bytes,
             started: Instant::now(),
@@ -305,23 +355,31 @@ async fn prune_jobs(core: Arc<http::core::CoreState>, ttl_s: u64, cancel: Cancel
     }
 }
 
-fn build_swarm(identity: &Identity, cfg: &Config) -> anyhow::Result<libp2p::Swarm<Behaviour>> {
-    let idle = Duration::from_secs(cfg.network.idle_timeout_s);
-    let builder = libp2p::SwarmBuilder::with_existing_identity(identity.keypair().clone())
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )?;
-    #[cfg(feature = "quic")]
-    let builder = builder.with_quic();
-    let swarm = builder
-        .with_behaviour(|key| Behaviour::new(key, cfg))
-        .map_err(|e| anyhow::anyhow!("building the network behaviour: {e}"))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
-        .build();
-    Ok(swarm)
+/// Capacity of the market host's request queue; beyond it the router answers busy.
+const HOST_QUEUE: usize = 1024;
+
+/// The swarm's settings from the daemon config.
+fn net_config(cfg: &Config) -> offgrid_net::Config {
+    let n = &cfg.network;
+    // A run may take as long as the slowest executor or the activation deadline.
+    let longest_job = cfg
+        .executors
+        .values()
+        .map(|e| e.timeout_s)
+        .chain([cfg.market.t_activate_s])
+        .max()
+        .unwrap_or(30);
+    offgrid_net::Config {
+        max_connections: n.max_connections,
+        max_connections_per_peer: n.max_connections_per_peer,
+        max_pending: n.max_pending,
+        max_gossip_bytes: n.max_gossip_bytes,
+        mdns: cfg.mdns,
+        idle_timeout: Duration::from_secs(n.idle_timeout_s),
+        auction_timeout: Duration::from_secs(longest_job + 5),
+        shard_timeout: Duration::from_secs(cfg.storage.request_timeout_s.max(1)),
+        agent_version: format!("offgrid-node/{}", env!("CARGO_PKG_VERSION")),
+    }
 }
 
 /// Parses bootstrap multiaddrs; each must end in `/p2p/<peer id>`.

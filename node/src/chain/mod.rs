@@ -11,6 +11,7 @@
 
 pub mod blocks;
 pub mod config;
+mod inbox;
 mod reputation;
 pub mod service;
 mod sync;
@@ -26,6 +27,7 @@ use offgrid_ledger::{ReputationCrdt, Tx};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
+pub use self::inbox::{sinks, Sinks};
 use crate::store::Store;
 
 /// Capacity of the ledger service's input queue. When full, gossip is ignored (not relayed)
@@ -170,7 +172,7 @@ impl LedgerHandle {
             .map_err(|_| LedgerError::Unavailable("the ledger has stopped".into()))?
     }
 
-    /// The sender the swarm's event loop forwards to.
+    /// The service's input (the router's sinks feed it).
     pub fn link(&self) -> mpsc::Sender<LedgerIn> {
         self.tx.clone()
     }
@@ -198,7 +200,7 @@ pub fn start(
     cfg: &crate::config::Config,
     identity: &crate::identity::Identity,
     store: Arc<Store>,
-    client: crate::network::Client,
+    client: offgrid_net::Client,
     reputation: Arc<Mutex<ReputationCrdt>>,
     cancel: tokio_util::sync::CancellationToken,
     tasks: &mut tokio::task::JoinSet<()>,

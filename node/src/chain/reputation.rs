@@ -9,7 +9,9 @@ use offgrid_ledger::{ReputationCrdt, ReputationReport, SignedReport};
 use tracing::{debug, warn};
 
 use super::service::{Round, Service};
-use crate::{network::LedgerOut, now_ms, store::Table};
+use offgrid_net::LedgerOut;
+
+use crate::{now_ms, store::Table};
 
 /// Meta key of the merged reputation CRDT.
 pub const REPUTATION_KEY: &str = "reputation_crdt";

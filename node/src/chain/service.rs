@@ -22,6 +22,7 @@ use offgrid_ledger::{
     settlement::{SettlementParams, SettlementValidator},
     Block, ReputationCrdt,
 };
+use offgrid_net::{Client, LedgerOut};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -33,11 +34,7 @@ use super::{
     wallet::{Effects, WalletCore},
     ApiReq, GossipKind, LedgerError, LedgerIn,
 };
-use crate::{
-    network::{Client, LedgerOut},
-    now_ms,
-    store::Store,
-};
+use crate::{now_ms, store::Store};
 
 pub use super::reputation::REPUTATION_KEY;
 /// Most inputs handled in one round (one commit).

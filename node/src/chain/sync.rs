@@ -16,7 +16,9 @@ use super::{
     blocks,
     service::{Round, Service},
 };
-use crate::{network::LedgerOut, now_ms};
+use offgrid_net::LedgerOut;
+
+use crate::now_ms;
 
 impl Service {
     /// Answers a peer's sync request from the in-memory state.

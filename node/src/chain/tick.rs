@@ -12,7 +12,9 @@ use super::{
     service::{Round, Service},
     LedgerError,
 };
-use crate::{network::LedgerOut, now_ms};
+use offgrid_net::LedgerOut;
+
+use crate::now_ms;
 
 impl Service {
     /// The periodic work of a round without input: republish what is pending, ask peers

@@ -11,7 +11,9 @@ use super::{
     wallet::TxStatus,
     ApiReq, LedgerError,
 };
-use crate::{network::LedgerOut, now_ms};
+use offgrid_net::LedgerOut;
+
+use crate::now_ms;
 
 fn unavailable() -> LedgerError {
     LedgerError::Unavailable("the wallet is not configured ([wallet] witnesses)".into())

@@ -36,6 +36,7 @@ pub mod ops;
 pub mod put;
 mod reader;
 pub mod repair;
+pub mod serve;
 pub mod share;
 pub mod transfer;
 
@@ -50,7 +51,7 @@ use crate::{
     config::StorageConfig,
     identity::Identity,
     market::broker::Reputation,
-    network::Client,
+    peers::PeersHandle as Client,
     store::{Store, Table},
 };
 

@@ -18,7 +18,7 @@ use libp2p::PeerId;
 use offgrid_behaviours::shards::{Bytes, FetchedShard, Request, Response, ShardData, ShardOutcome};
 
 use super::Storage;
-use crate::network::ClientError;
+use offgrid_net::ClientError;
 
 /// Most busy answers waited out per request before giving up on the host.
 pub const MAX_BUSY_WAITS: u32 = 200;

@@ -100,13 +100,11 @@ impl ApiError {
     }
 }
 
-impl From<crate::network::ClientError> for ApiError {
-    fn from(e: crate::network::ClientError) -> Self {
+impl From<offgrid_net::ClientError> for ApiError {
+    fn from(e: offgrid_net::ClientError) -> Self {
         match e {
-            crate::network::ClientError::Closed => {
-                ApiError::unavailable("the node is shutting down")
-            }
-            crate::network::ClientError::Refused(m) => ApiError::invalid_request(m),
+            offgrid_net::ClientError::Closed => ApiError::unavailable("the node is shutting down"),
+            offgrid_net::ClientError::Refused(m) => ApiError::invalid_request(m),
         }
     }
 }

@@ -34,14 +34,14 @@ use self::{
 use crate::{
     config::{Config, Credits},
     identity::Identity,
-    network::{Client, HostUpdate},
+    peers::{HostUpdate, PeersHandle},
 };
 
 /// Shared state of the handlers.
 #[derive(Clone)]
 pub struct AppState {
-    /// Handle to the network event loop.
-    pub client: Client,
+    /// The peer service (registry, announcement, status).
+    pub peers: PeersHandle,
     /// Bearer token for mutating routes.
     pub token: Arc<str>,
     /// Largest body accepted.
@@ -168,7 +168,7 @@ async fn guard(
 #[utoipa::path(get, path = "/status", tag = "node",
     responses((status = 200, description = "peer_id, version, uptime_s, listen_addrs, peers {connected, known, active_hosts}, jobs_in_flight", body = openapi::AnyJson)))]
 pub(crate) async fn status(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let net = s.client.status().await?;
+    let net = s.peers.status().await?;
     Ok(Json(json!({
         "peer_id": net.peer_id,
         "version": env!("CARGO_PKG_VERSION"),
@@ -186,7 +186,7 @@ pub(crate) async fn status(State(s): State<AppState>) -> Result<Json<Value>, Api
 #[utoipa::path(get, path = "/peers", tag = "node",
     responses((status = 200, description = "{peers: [{peer_id, addrs, via, connected, first_seen_ms, last_seen_ms, active (by announcement, else by beacon), verified, announcement, beacon}]}", body = openapi::AnyJson)))]
 pub(crate) async fn peers(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let peers = s.client.peers().await?;
+    let peers = s.peers.peers().await?;
     let list: Vec<Value> = peers
         .into_iter()
         .map(|p| {
@@ -210,7 +210,7 @@ pub(crate) async fn peers(State(s): State<AppState>) -> Result<Json<Value>, ApiE
 #[utoipa::path(get, path = "/announce", tag = "node",
     responses((status = 200, description = "This node's current signed announcement content", body = openapi::AnyJson)))]
 pub(crate) async fn get_announce(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!(s.client.announcement().await?)))
+    Ok(Json(json!(s.peers.announcement().await?)))
 }
 
 /// Body of `POST /announce`: prices are decimal credits, as people write them.
@@ -245,7 +245,7 @@ pub(crate) async fn post_announce(
         burst_percent_max: b.burst_percent_max,
         burst: b.burst,
     };
-    Ok(Json(json!(s.client.update_host(update).await?)))
+    Ok(Json(json!(s.peers.update_host(update).await?)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -262,7 +262,7 @@ pub(crate) async fn toggle(
     JsonBody(b): JsonBody<ToggleBody>,
 ) -> Result<Json<Value>, ApiError> {
     let ann = s
-        .client
+        .peers
         .update_host(HostUpdate {
             active: Some(b.active),
             ..Default::default()

@@ -15,7 +15,7 @@ pub fn routes() -> Router<AppState> {
 
 async fn radio(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
     let status = s
-        .client
+        .peers
         .radio_status()
         .await
         .map_err(|e| ApiError::unavailable(e.to_string()))?;
@@ -27,7 +27,7 @@ async fn radio(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
 
 async fn mesh(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
     let status = s
-        .client
+        .peers
         .mesh_status()
         .await
         .map_err(|e| ApiError::unavailable(e.to_string()))?;

@@ -22,8 +22,8 @@ pub use super::reputation::{Record, Reputation};
 use super::scoring::{self, Bid};
 use crate::{
     config::MarketConfig,
-    network::{Candidate, Client},
     now_ms,
+    peers::{Candidate, PeersHandle as Client},
 };
 
 /// Shortest quote window when a candidate is reached by radio (`via` other than `ip`).

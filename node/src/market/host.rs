@@ -1,6 +1,7 @@
 //! The host side of the market: quotes, runs and signed receipts.
 //!
-//! The event loop calls [`Host::quote`] and [`Host::start_run`] on inbound requests. A run
+//! The host's task ([`serve`]) calls [`Host::on_request`] for each inbound request, from
+//! the swarm or a radio session alike. A run
 //! executes in its own task (at most `burst` at once; beyond that the host answers busy),
 //! then its receipt is persisted through the store's [`GroupWriter`] (group commit: one
 //! durable write for everything that finished meanwhile) before the answer is sent. So a
@@ -8,12 +9,13 @@
 
 use std::{collections::HashMap, sync::Arc, time::Instant};
 
-use libp2p::{request_response::ResponseChannel, PeerId};
+use libp2p::PeerId;
 use offgrid_behaviours::auction::{Request, Response, RunRequest};
 use offgrid_ledger::{
     receipt::{Metrics, Proofs, ReceiptBody, SignedReceipt, RECEIPT_VERSION},
     signed::Signed,
 };
+use offgrid_net::Reply;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
@@ -21,8 +23,8 @@ use super::executor::{ExecError, Executor};
 use crate::{
     config::Config,
     identity::Identity,
-    market::offer::HostSettings,
     now_ms,
+    peers::HostSettings,
     store::{GroupWriter, Op, Table},
 };
 
@@ -50,14 +52,8 @@ impl Fault {
     }
 }
 
-/// Where a run's answer goes: a libp2p request-response channel, or a radio session
-/// waiting for it (`network/radio.rs`).
-pub enum ReplyTo {
-    /// Answer on the libp2p auction protocol.
-    Swarm(ResponseChannel<Response>),
-    /// Answer over a radio session.
-    Radio(tokio::sync::oneshot::Sender<Response>),
-}
+/// Where a run's answer goes: the libp2p stream, or a radio session waiting for it.
+pub type ReplyTo = Reply<Response>;
 
 /// A finished run on its way to the broker.
 pub struct Finished {
@@ -125,7 +121,7 @@ impl Host {
         self.in_flight
     }
 
-    /// Called by the event loop when a finished run's answer has been sent.
+    /// Called when a finished run's answer is on its way.
     pub fn run_finished(&mut self) {
         self.in_flight = self.in_flight.saturating_sub(1);
     }
@@ -159,46 +155,27 @@ impl Host {
     }
 
     /// Handles any inbound request: quotes are answered at once (`Some`), runs start a task
-    /// unless refused.
+    /// unless refused; its answer comes back on the finished channel.
     pub fn on_request(
         &mut self,
         s: &HostSettings,
         broker: PeerId,
         request: Request,
-        channel: ResponseChannel<Response>,
-    ) -> Option<(ResponseChannel<Response>, Response)> {
+        reply: ReplyTo,
+    ) -> Option<(ReplyTo, Response)> {
         match request {
-            Request::Quote { job_type, .. } => Some((channel, self.quote(s, &job_type))),
-            Request::Run(run) => self.start_run(s, broker, run, channel, ReplyTo::Swarm),
-        }
-    }
-
-    /// Handles a request that came over a radio session from an authenticated `broker`:
-    /// as [`Host::on_request`], answering on `reply` (at once, or when the run finishes).
-    pub fn on_radio_request(
-        &mut self,
-        s: &HostSettings,
-        broker: PeerId,
-        request: Request,
-        reply: tokio::sync::oneshot::Sender<Response>,
-    ) {
-        let early = match request {
             Request::Quote { job_type, .. } => Some((reply, self.quote(s, &job_type))),
-            Request::Run(run) => self.start_run(s, broker, run, reply, ReplyTo::Radio),
-        };
-        if let Some((reply, response)) = early {
-            let _ = reply.send(response);
+            Request::Run(run) => self.start_run(s, broker, run, reply),
         }
     }
 
-    fn start_run<C>(
+    fn start_run(
         &mut self,
         s: &HostSettings,
         broker: PeerId,
         run: RunRequest,
-        channel: C,
-        reply_to: fn(C) -> ReplyTo,
-    ) -> Option<(C, Response)> {
+        channel: ReplyTo,
+    ) -> Option<(ReplyTo, Response)> {
         let base = match self.price_for(s, &run.job_type) {
             Ok(p) => p,
             Err(reason) => return Some((channel, Response::Declined { reason })),
@@ -240,7 +217,6 @@ impl Host {
             signer,
         };
         let (writer, to_loop) = (self.writer.clone(), self.to_loop.clone());
-        let channel = reply_to(channel);
         tokio::spawn(async move {
             let mut response = execute(&executor, &ctx, run).await;
             if let Response::Done { receipt, .. } = &response {
@@ -252,7 +228,7 @@ impl Host {
                     };
                 }
             }
-            // The loop outlives every run task; if it is gone the node is stopping.
+            // The host task outlives every run; if it is gone the node is stopping.
             let _ = to_loop.send(Finished { channel, response }).await;
         });
         None
@@ -336,6 +312,39 @@ async fn execute(executor: &Executor, ctx: &RunContext, run: RunRequest) -> Resp
 /// Key of a receipt in the store: time-ordered so an export takes "everything after".
 pub fn receipt_key(receipt: &SignedReceipt, finished_ms: u64) -> String {
     format!("{finished_ms:016}-{}", receipt.id())
+}
+
+/// Runs the host: inbound requests from the swarm and from radio sessions, finished runs
+/// back to their brokers. `in_flight` mirrors the running jobs for `/status`.
+pub async fn serve(
+    mut host: Host,
+    mut finished: mpsc::Receiver<Finished>,
+    mut requests: mpsc::Receiver<offgrid_net::AuctionRequest>,
+    offer: crate::peers::Offer,
+    net: std::sync::Arc<dyn offgrid_net::Net>,
+    in_flight: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    use std::sync::atomic::Ordering;
+    loop {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break,
+            // Finished runs first: they free the slots that new requests are priced by.
+            Some(f) = finished.recv() => {
+                host.run_finished();
+                in_flight.store(host.in_flight(), Ordering::Relaxed);
+                net.respond_auction(f.channel, f.response).await;
+            }
+            Some(r) = requests.recv() => {
+                let early = offer.read(|s| host.on_request(s, r.peer, r.request, r.reply));
+                in_flight.store(host.in_flight(), Ordering::Relaxed);
+                if let Some((reply, response)) = early {
+                    net.respond_auction(reply, response).await;
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

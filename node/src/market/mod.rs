@@ -9,7 +9,6 @@
 pub mod broker;
 pub mod executor;
 pub mod host;
-pub mod offer;
 pub mod receipts;
 pub mod reputation;
 pub mod scoring;

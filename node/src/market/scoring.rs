@@ -43,19 +43,7 @@ pub fn reputation_factor(hits: u64, misses: u64) -> f64 {
     2.0 - success
 }
 
-/// Mesh factor from mesh metrics: a small bonus for neighbours, penalties for a high path
-/// metric and for a mesh that is not ok. `None` (no metrics) is neutral.
-pub fn mesh_factor(mesh_ok: Option<bool>, neighbours: u32, path_metric: Option<f64>) -> f64 {
-    let Some(ok) = mesh_ok else { return 1.0 };
-    let mut f = if ok { 1.0 } else { 1.25 };
-    // Up to 5 % off for well-connected hosts.
-    f *= 1.0 - 0.01 * f64::from(neighbours.min(5));
-    if let Some(m) = path_metric {
-        // BATMAN TQ-like metric normalised to 0..1 where 0 is perfect: up to 20 % more.
-        f *= 1.0 + 0.2 * m.clamp(0.0, 1.0);
-    }
-    f
-}
+pub use crate::mesh::mesh_factor;
 
 /// The bid's score; lower is better.
 pub fn score(b: &Bid) -> f64 {

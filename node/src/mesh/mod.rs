@@ -4,7 +4,7 @@
 //! the manual metrics file if one is configured, BATMAN-adv through `batctl`'s JSON output,
 //! or babeld's local control socket (`dump`). The figures go to the event loop, which serves
 //! them at `GET /mesh` (`offgrid mesh`) and turns them into the broker's mesh factor
-//! ([`crate::market::scoring::mesh_factor`]): a small bonus for more neighbours, penalties for
+//! ([`mesh_factor`]): a small bonus for more neighbours, penalties for
 //! a high path metric and for a mesh that is not ok. Parsers: [`parse`].
 
 pub mod parse;
@@ -15,15 +15,13 @@ pub use parse::{MeshStatus, Neighbour, ParseError};
 use serde::{Deserialize, Serialize};
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt},
+    sync::watch,
     task::JoinSet,
 };
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
-use crate::{
-    network::{Client, RadioCommand},
-    now_ms,
-};
+use crate::now_ms;
 
 /// Longest wait for a mesh daemon's answer.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -184,17 +182,32 @@ fn stamp(mut s: MeshStatus) -> MeshStatus {
     s
 }
 
-/// Starts the poller unless `source = "off"`.
+/// Mesh factor from mesh metrics: a small bonus for neighbours, penalties for a high path
+/// metric and for a mesh that is not ok. `None` (no metrics) is neutral.
+pub fn mesh_factor(mesh_ok: Option<bool>, neighbours: u32, path_metric: Option<f64>) -> f64 {
+    let Some(ok) = mesh_ok else { return 1.0 };
+    let mut f = if ok { 1.0 } else { 1.25 };
+    // Up to 5 % off for well-connected hosts.
+    f *= 1.0 - 0.01 * f64::from(neighbours.min(5));
+    if let Some(m) = path_metric {
+        // BATMAN TQ-like metric normalised to 0..1 where 0 is perfect: up to 20 % more.
+        f *= 1.0 + 0.2 * m.clamp(0.0, 1.0);
+    }
+    f
+}
+
+/// Starts the poller unless `source = "off"`. The latest metrics are published on the
+/// returned watch (`None` until the first poll, and forever without a source).
 pub fn start(
     cfg: &MeshConfig,
-    client: &Client,
     cancel: &CancellationToken,
     tasks: &mut JoinSet<()>,
-) {
+) -> watch::Receiver<Option<MeshStatus>> {
+    let (tx, rx) = watch::channel(None);
     if cfg.source == "off" {
-        return;
+        return rx;
     }
-    let (cfg, client, cancel) = (cfg.clone(), client.clone(), cancel.clone());
+    let (cfg, cancel) = (cfg.clone(), cancel.clone());
     tasks.spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(cfg.poll_interval_s.max(1)));
         let mut reported_missing = false;
@@ -207,9 +220,7 @@ pub fn start(
             match poll(&cfg).await {
                 Ok(s) => {
                     reported_missing = false;
-                    if client.radio(RadioCommand::Mesh(s)).await.is_err() {
-                        return;
-                    }
+                    tx.send_replace(Some(s));
                 }
                 Err(e) if !reported_missing => {
                     reported_missing = true;
@@ -219,4 +230,5 @@ pub fn start(
             }
         }
     });
+    rx
 }

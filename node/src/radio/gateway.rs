@@ -28,13 +28,9 @@ use super::{
     link::Budgeted,
     session::Session,
     wire::{self, ReceiptContext},
-    LinkStatus, RadioStatus,
+    BeaconInfo, LinkStatus, RadioStatus,
 };
-use crate::{
-    identity::Identity,
-    network::{BeaconInfo, Client, RadioCommand},
-    now_ms,
-};
+use crate::{identity::Identity, now_ms};
 
 /// Sessions served at once per link.
 const MAX_INBOUND_SESSIONS: usize = 8;
@@ -65,16 +61,22 @@ struct Heard {
 
 type SessionSlot = Arc<tokio::sync::Mutex<Option<(Session, tokio::time::Instant)>>>;
 
-/// The running gateway. Shared by its tasks and the event loop.
+/// The running gateway. Shared by its tasks and the peer service.
 pub struct Gateway {
     pub(super) identity: Identity,
-    pub(super) client: Client,
+    pub(super) wiring: super::Wiring,
     pub(super) cluster_id: String,
     pub(super) links: Vec<LinkState>,
     heard: Mutex<HashMap<PeerId, Heard>>,
     filter: Mutex<BeaconFilter>,
     sessions: Mutex<HashMap<PeerId, SessionSlot>>,
     beacon_now: Notify,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway").finish_non_exhaustive()
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -112,7 +114,7 @@ pub fn peer_of(key: &[u8; 32]) -> Option<PeerId> {
 impl Gateway {
     pub(super) fn new(
         identity: Identity,
-        client: Client,
+        wiring: super::Wiring,
         cluster_id: String,
         links: Vec<(String, RadioConfig, Arc<Budgeted>, Demux)>,
     ) -> Gateway {
@@ -134,7 +136,7 @@ impl Gateway {
             .collect();
         Gateway {
             identity,
-            client,
+            wiring,
             cluster_id,
             links,
             heard: Mutex::new(HashMap::new()),
@@ -146,7 +148,7 @@ impl Gateway {
 
     /// Builds this node's beacon from its current announcement.
     async fn beacon_frame(&self, seq: u32, link: &LinkState) -> Option<Vec<u8>> {
-        let ann = self.client.announcement().await.ok()?;
+        let ann = self.wiring.announcement.borrow().clone();
         let mut caps = Capabilities::default();
         for t in &ann.job_types {
             caps = caps
@@ -294,8 +296,8 @@ impl Gateway {
                 price: b.price,
                 ip_addrs: b.addrs.iter().map(BeaconAddr::to_multiaddr).collect(),
             };
-            if self.client.radio(RadioCommand::Beacon(info)).await.is_err() {
-                return;
+            if !self.wiring.beacons.send(info) {
+                debug!(%peer, "peer registry busy; beacon dropped");
             }
         }
     }
@@ -355,12 +357,12 @@ impl Gateway {
                 }
             };
             let (reply, answer) = tokio::sync::oneshot::channel();
-            let cmd = RadioCommand::Inbound {
-                broker,
+            let req = offgrid_net::AuctionRequest {
+                peer: broker,
                 request: request.clone(),
-                reply,
+                reply: offgrid_net::Reply::Local(reply),
             };
-            if self.client.radio(cmd).await.is_err() {
+            if self.wiring.requests.send(req).await.is_err() {
                 break;
             }
             let response = answer.await.unwrap_or(Response::Failed {

@@ -51,15 +51,46 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::{
-    identity::Identity,
-    network::{Client, RadioCommand},
-};
+use libp2p::PeerId;
+use offgrid_behaviours::announce::Announcement;
+use offgrid_net::{AuctionRequest, Sink};
+use tokio::sync::{mpsc, watch};
+
+use crate::identity::Identity;
 
 /// Queue of received beacons and of inbound sessions per link.
 const LINK_QUEUE: usize = 32;
 /// Sessions routed at once per link (in and out, lingering ones included).
 const MAX_STREAMS: usize = 16;
+
+/// What a beacon said about a peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BeaconInfo {
+    /// The beacon's sender.
+    pub peer: PeerId,
+    /// The link kind it was heard on: `lora`, `ble` or `udp`.
+    pub via: &'static str,
+    /// Its address on that link, as `/offgrid-radio/<link>/<addr>`.
+    pub addr: String,
+    /// The ACTIVE flag.
+    pub active: bool,
+    /// The capability bitmap (`offgrid_transports::beacon::Capabilities`).
+    pub capabilities: u16,
+    /// The advertised price, micro-credits.
+    pub price: Option<u32>,
+    /// IP multiaddrs the beacon lists.
+    pub ip_addrs: Vec<String>,
+}
+
+/// What the gateway is plugged into.
+pub struct Wiring {
+    /// Verified beacons, for the peer registry.
+    pub beacons: Sink<BeaconInfo>,
+    /// Requests from brokers over radio sessions, for the market's host.
+    pub requests: mpsc::Sender<AuctionRequest>,
+    /// This node's current announcement (beacons are built from it).
+    pub announcement: watch::Receiver<Announcement>,
+}
 
 /// A handle to the running gateway.
 pub type RadioHandle = Arc<Gateway>;
@@ -141,12 +172,12 @@ pub async fn start(
     radios: &[RadioConfig],
     cluster_id: &str,
     identity: &Identity,
-    client: &Client,
+    wiring: Wiring,
     cancel: &CancellationToken,
     tasks: &mut JoinSet<()>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<RadioHandle>> {
     if radios.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let mut links = Vec::new();
     let mut queues = Vec::new();
@@ -167,7 +198,7 @@ pub async fn start(
     }
     let gw = Arc::new(Gateway::new(
         identity.clone(),
-        client.clone(),
+        wiring,
         cluster_id.to_owned(),
         links,
     ));
@@ -177,9 +208,5 @@ pub async fn start(
         tasks.spawn(gw.clone().beacon_loop(i, cancel.clone()));
     }
     tasks.spawn(gw.clone().reap_loop(cancel.clone()));
-    client
-        .radio(RadioCommand::Attach(gw))
-        .await
-        .context("handing the radio gateway to the event loop")?;
-    Ok(())
+    Ok(Some(gw))
 }

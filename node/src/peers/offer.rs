@@ -1,14 +1,69 @@
 //! What this node offers as a host: active flag, prices, burst limits and the
 //! announcement sequence number. Persisted, so run-time changes survive a restart.
+//!
+//! The peer service announces it; the market's host reads it on every request through a
+//! shared [`Offer`].
 
-use std::collections::BTreeMap;
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, RwLock},
+};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{config::Config, network::HostUpdate, now_ms};
+use crate::{config::Config, now_ms};
+
+/// A change to what this node offers (`POST /announce`, `POST /toggle`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostUpdate {
+    /// Take jobs or not.
+    #[serde(default)]
+    pub active: Option<bool>,
+    /// New prices per resource type, micro-credits; merged into the current ones.
+    #[serde(default)]
+    pub prices: Option<BTreeMap<String, u64>>,
+    /// Percent of time on call.
+    #[serde(default)]
+    pub min_oncall_percent: Option<u8>,
+    /// Highest percent of capacity lent in bursts.
+    #[serde(default)]
+    pub burst_percent_max: Option<u8>,
+    /// Most jobs at once.
+    #[serde(default)]
+    pub burst: Option<u32>,
+}
+
+/// The current settings, shared between the peer service (their only writer) and the
+/// market's host (a reader on every request).
+#[derive(Debug, Clone, Default)]
+pub struct Offer(Arc<RwLock<HostSettings>>);
+
+impl Offer {
+    /// Wraps settings.
+    pub fn new(s: HostSettings) -> Self {
+        Offer(Arc::new(RwLock::new(s)))
+    }
+
+    /// A copy of the settings as they stand.
+    pub fn get(&self) -> HostSettings {
+        // A poisoned lock only means a panic elsewhere mid-clone; the value is whole.
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Reads the settings without copying them.
+    pub fn read<R>(&self, f: impl FnOnce(&HostSettings) -> R) -> R {
+        f(&self.0.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Replaces the settings.
+    pub fn set(&self, s: HostSettings) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = s;
+    }
+}
 
 /// What this node offers; persisted so that run-time changes survive a restart.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct HostSettings {
     /// Takes jobs.
     pub active: bool,

@@ -12,7 +12,7 @@ use libp2p::{
     StreamProtocol,
 };
 
-use crate::config::Config;
+use crate::Config;
 
 /// Identify protocol version string shared by all Offgrid nodes.
 pub const PROTOCOL_VERSION: &str = "/offgrid/1.0.0";
@@ -37,9 +37,9 @@ pub struct Behaviour {
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
     /// Quotes and job runs.
     pub auction: offgrid_behaviours::auction::Behaviour,
-    /// Ledger catch-up (tips, blocks, final transactions); see `network/ledger.rs`.
+    /// Ledger catch-up (tips, blocks, final transactions); routed to the ledger service.
     pub ledger_sync: offgrid_behaviours::ledger_sync::Behaviour,
-    /// Shard store/fetch/has and manifests (see `network/shards.rs`).
+    /// Shard store/fetch/has and manifests .
     pub shards: offgrid_behaviours::shards::Behaviour,
 }
 
@@ -63,10 +63,9 @@ pub fn content_message_id(message: &gossipsub::Message) -> gossipsub::MessageId 
 pub type BuildError = Box<dyn std::error::Error + Send + Sync>;
 
 impl Behaviour {
-    /// Builds the behaviour from the node's key and config.
-    pub fn new(key: &Keypair, cfg: &Config) -> Result<Self, BuildError> {
+    /// Builds the behaviour from the node's key and the network config.
+    pub fn new(key: &Keypair, net: &Config) -> Result<Self, BuildError> {
         let peer_id = key.public().to_peer_id();
-        let net = &cfg.network;
         let limits = connection_limits::Behaviour::new(
             connection_limits::ConnectionLimits::default()
                 .with_max_established(Some(net.max_connections))
@@ -76,7 +75,7 @@ impl Behaviour {
         );
         let identify = identify::Behaviour::new(
             identify::Config::new(PROTOCOL_VERSION.into(), key.public())
-                .with_agent_version(format!("offgrid-node/{}", env!("CARGO_PKG_VERSION"))),
+                .with_agent_version(net.agent_version.clone()),
         );
         // Gossip messages are not signed by gossipsub: every payload (announcement, block,
         // transactions and attestations, reputation report) carries its own Ed25519
@@ -98,7 +97,7 @@ impl Behaviour {
             .map_err(|e| format!("gossipsub config: {e}"))?;
         let gossipsub =
             gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, gossip_cfg)?;
-        let mdns = if cfg.mdns {
+        let mdns = if net.mdns {
             Some(mdns::tokio::Behaviour::new(
                 mdns::Config {
                     query_interval: Duration::from_secs(5),
@@ -116,20 +115,8 @@ impl Behaviour {
             kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_cfg);
         // Off-grid nodes rarely learn a confirmed external address; answer queries anyway.
         kad.set_mode(Some(kad::Mode::Server));
-        // A run may take as long as the slowest executor or the activation deadline.
-        let longest_job = cfg
-            .executors
-            .values()
-            .map(|e| e.timeout_s)
-            .chain([cfg.market.t_activate_s])
-            .max()
-            .unwrap_or(30);
-        let auction =
-            offgrid_behaviours::auction::behaviour(Duration::from_secs(longest_job + 5), 1024);
-        let shards = offgrid_behaviours::shards::behaviour(
-            Duration::from_secs(cfg.storage.request_timeout_s.max(1)),
-            256,
-        );
+        let auction = offgrid_behaviours::auction::behaviour(net.auction_timeout, 1024);
+        let shards = offgrid_behaviours::shards::behaviour(net.shard_timeout, 256);
         Ok(Behaviour {
             auction,
             ledger_sync: offgrid_behaviours::ledger_sync::behaviour(Duration::from_secs(30), 256),
@@ -176,10 +163,7 @@ mod tests {
     #[test]
     fn the_behaviour_builds_with_unsigned_gossip() {
         let key = Keypair::generate_ed25519();
-        let cfg = Config {
-            mdns: false,
-            ..Config::default()
-        };
+        let cfg = Config::default().with_mdns(false);
         assert!(Behaviour::new(&key, &cfg).is_ok());
     }
 }

@@ -1,0 +1,128 @@
+//! This node's announcement (signed, gossiped on `offgrid/announce/1`) and the
+//! verification of everyone else's.
+
+use std::time::Instant;
+
+use libp2p::{gossipsub::MessageAcceptance, Multiaddr, PeerId};
+use offgrid_behaviours::announce::{self, Announcement, Capacity, SignedAnnouncement};
+use tracing::{debug, warn};
+
+use super::{
+    offer::{HostSettings, HostUpdate},
+    registry::{routable, AnnounceOutcome},
+    service::Service,
+};
+use crate::{config::Config, identity::Identity, now_ms};
+
+/// The announcement for these settings and listen addresses (seq is the last one issued).
+pub(super) fn build(
+    identity: &Identity,
+    cfg: &Config,
+    s: &HostSettings,
+    listen_addrs: &[Multiaddr],
+) -> Announcement {
+    let cap = &cfg.host.capacity;
+    let cpu = if cap.cpu_cores == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
+    } else {
+        cap.cpu_cores
+    };
+    Announcement {
+        node_id: identity.peer_id().to_string(),
+        seq: s.seq,
+        active: s.active,
+        prices: s.prices.clone(),
+        job_types: cfg.executors.keys().cloned().collect(),
+        min_oncall_percent: s.min_oncall_percent,
+        burst_percent_max: s.burst_percent_max,
+        burst: s.burst,
+        capacity: Capacity {
+            cpu_cores: cpu,
+            storage_bytes: cap.storage_bytes,
+        },
+        listen_addrs: listen_addrs
+            .iter()
+            .map(|a| a.to_string())
+            .filter(|a| routable(a))
+            .collect(),
+        issued_at_ms: now_ms(),
+    }
+}
+
+impl Service {
+    /// The announcement as it stands.
+    pub(super) fn announcement(&self) -> Announcement {
+        self.offer
+            .read(|s| build(&self.identity, &self.cfg, s, &self.listen_addrs))
+    }
+
+    /// Applies a change, persists it with a new seq, then announces it.
+    pub(super) async fn update_offer(
+        &mut self,
+        update: HostUpdate,
+    ) -> Result<Announcement, String> {
+        let mut next = self.offer.get();
+        next.apply(update)?;
+        next.bump_seq();
+        self.save_settings(&next)
+            .await
+            .map_err(|e| format!("cannot save settings: {e}"))?;
+        self.offer.set(next);
+        self.send_announcement();
+        Ok(self.announcement())
+    }
+
+    /// Issues a new announcement: bumps and persists the seq, then publishes.
+    pub(super) async fn publish_announcement(&mut self) {
+        let mut next = self.offer.get();
+        next.bump_seq();
+        if let Err(e) = self.save_settings(&next).await {
+            warn!(error = %e, "cannot persist announcement seq");
+        }
+        self.offer.set(next);
+        self.send_announcement();
+    }
+
+    /// Signs and publishes the announcement with the current seq.
+    fn send_announcement(&mut self) {
+        self.announce_due = None;
+        self.last_announce = Instant::now();
+        let ann = self.announcement();
+        self.announced.send_replace(ann.clone());
+        match ann.sign(self.identity.keypair()) {
+            Ok(signed) => {
+                debug!(seq = ann.seq, active = ann.active, "announced");
+                // Nobody subscribed yet is fine: the next Subscribed event re-announces.
+                self.net
+                    .publish(announce::TOPIC.to_owned(), signed.to_wire());
+            }
+            Err(e) => warn!(error = %e, "cannot sign announcement"),
+        }
+    }
+
+    /// Verifies and stores a peer's announcement; only accepted ones are relayed.
+    pub(super) fn on_announcement(&mut self, data: &[u8], from: PeerId) -> MessageAcceptance {
+        let verified = SignedAnnouncement::from_wire(data).and_then(|s| s.verify().map(|v| (s, v)));
+        match verified {
+            Ok((signed, (signer, ann))) => {
+                if signer == self.identity.peer_id() {
+                    return MessageAcceptance::Ignore;
+                }
+                let (seq, active) = (ann.seq, ann.active);
+                if self.registry.announce(ann, signed, "ip", now_ms()) == AnnounceOutcome::Updated {
+                    debug!(peer = %signer, seq, active, "announcement stored");
+                    // The announcer may be new to us: dial it if that is our job.
+                    if let Some(rec) = self.registry.get(&signer.to_string()) {
+                        let addrs = rec.addrs.iter().filter_map(|a| a.parse().ok()).collect();
+                        self.maybe_dial(signer, addrs, Instant::now());
+                    }
+                }
+                MessageAcceptance::Accept
+            }
+            Err(e) => {
+                warn!(peer = %from, error = %e, "announcement rejected");
+                MessageAcceptance::Reject
+            }
+        }
+    }
+}
