@@ -1,4 +1,5 @@
-//! The task that owns the swarm. It only routes: commands in, typed events out.
+//! The task that owns the swarm. It only routes: commands in, typed events out. The
+//! request-response protocols are routed in [`crate::routing`].
 
 use std::collections::HashMap;
 
@@ -7,21 +8,21 @@ use libp2p::{
     gossipsub::{self, IdentTopic, MessageAcceptance, TopicHash},
     identify, kad, mdns,
     multiaddr::Protocol,
-    request_response::{self, Message, OutboundRequestId},
     swarm::{
         dial_opts::{DialOpts, PeerCondition},
         SwarmEvent,
     },
-    Multiaddr, PeerId, Swarm,
+    Multiaddr, Swarm,
 };
-use offgrid_behaviours::{auction, ledger_sync, shards};
-use tokio::sync::{mpsc, oneshot};
+use offgrid_behaviours::{auction, shards};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::{
     client::{ClientError, Command, Dial, LedgerOut, Snapshot},
-    events::{GossipEvent, Inbound, InboundRequest, PeerEvent, Reply, Sink, SyncEvent},
+    events::{GossipEvent, Inbound, PeerEvent, Sink},
+    routing::Pending,
     Behaviour, BehaviourEvent,
 };
 
@@ -29,21 +30,17 @@ use crate::{
 /// a request is addressed to.
 const MAX_ADDRS_PER_PEER: usize = 8;
 const MAX_ADDRESS_BOOK: usize = 4096;
-/// What a host's queue being full tells the broker: come back shortly.
-const BUSY_RETRY_MS: u64 = 200;
-
-type Pending<R> = HashMap<OutboundRequestId, oneshot::Sender<Result<R, ClientError>>>;
 
 /// The router.
 pub struct EventLoop {
-    swarm: Swarm<Behaviour>,
+    pub(crate) swarm: Swarm<Behaviour>,
     commands: mpsc::Receiver<Command>,
     cancel: CancellationToken,
-    inbound: Inbound,
+    pub(crate) inbound: Inbound,
     topics: HashMap<TopicHash, Sink<GossipEvent>>,
     listen_addrs: Vec<Multiaddr>,
-    auctions: Pending<auction::Response>,
-    shards: Pending<shards::Response>,
+    pub(crate) auctions: Pending<auction::Response>,
+    pub(crate) shards: Pending<shards::Response>,
 }
 
 impl EventLoop {
@@ -329,110 +326,6 @@ impl EventLoop {
             _ => {}
         }
     }
-
-    fn on_auction(&mut self, ev: auction::Event) {
-        let Some((peer, request, channel)) = route_response(ev, &mut self.auctions, "auction")
-        else {
-            return;
-        };
-        let reply = Reply::Swarm(channel);
-        let req = InboundRequest {
-            peer,
-            request,
-            reply,
-        };
-        // A host that cannot take the request now gets it answered busy for it.
-        if let Err(Some(req)) = self.inbound.auction.offer(req) {
-            if let Reply::Swarm(ch) = req.reply {
-                let busy = auction::Response::Busy {
-                    retry_after_ms: BUSY_RETRY_MS,
-                };
-                let _ = self.swarm.behaviour_mut().auction.send_response(ch, busy);
-            }
-        }
-    }
-
-    fn on_shards(&mut self, ev: shards::Event) {
-        let Some((peer, request, channel)) = route_response(ev, &mut self.shards, "shard") else {
-            return;
-        };
-        let req = InboundRequest {
-            peer,
-            request,
-            reply: Reply::Swarm(channel),
-        };
-        if let Err(Some(req)) = self.inbound.shards.offer(req) {
-            if let Reply::Swarm(ch) = req.reply {
-                let busy = shards::Response::Busy {
-                    retry_after_ms: BUSY_RETRY_MS,
-                };
-                let _ = self.swarm.behaviour_mut().shards.send_response(ch, busy);
-            }
-        }
-    }
-
-    fn on_sync(&mut self, ev: ledger_sync::Event) {
-        let ev = match ev {
-            request_response::Event::Message { peer, message, .. } => match message {
-                Message::Request {
-                    request, channel, ..
-                } => SyncEvent::Request {
-                    peer,
-                    request,
-                    channel,
-                },
-                Message::Response { response, .. } => SyncEvent::Response { peer, response },
-            },
-            request_response::Event::OutboundFailure { peer, error, .. } => {
-                debug!(%peer, %error, "ledger sync request failed");
-                return;
-            }
-            _ => return,
-        };
-        // A busy ledger drops the channel, which fails the peer's request.
-        if !self.inbound.sync.send(ev) {
-            debug!("ledger busy; sync traffic dropped");
-        }
-    }
-}
-
-/// Completes our pending outbound requests; returns an inbound request for a service.
-fn route_response<Req, Resp>(
-    ev: request_response::Event<Req, Resp>,
-    pending: &mut Pending<Resp>,
-    what: &str,
-) -> Option<(PeerId, Req, request_response::ResponseChannel<Resp>)> {
-    match ev {
-        request_response::Event::Message { peer, message, .. } => match message {
-            Message::Request {
-                request, channel, ..
-            } => return Some((peer, request, channel)),
-            Message::Response {
-                request_id,
-                response,
-            } => {
-                if let Some(reply) = pending.remove(&request_id) {
-                    let _ = reply.send(Ok(response));
-                }
-            }
-        },
-        request_response::Event::OutboundFailure {
-            request_id,
-            error,
-            peer,
-            ..
-        } => {
-            debug!(%peer, %error, what, "request failed");
-            if let Some(reply) = pending.remove(&request_id) {
-                let _ = reply.send(Err(ClientError::Refused(error.to_string())));
-            }
-        }
-        request_response::Event::InboundFailure { peer, error, .. } => {
-            debug!(%peer, %error, what, "answer not delivered");
-        }
-        request_response::Event::ResponseSent { .. } => {}
-    }
-    None
 }
 
 fn strip_p2p(addr: &Multiaddr) -> Multiaddr {

@@ -16,6 +16,7 @@ mod behaviour;
 mod client;
 mod event_loop;
 mod events;
+mod routing;
 pub mod testing;
 
 use std::time::Duration;

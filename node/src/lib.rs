@@ -13,7 +13,7 @@ pub mod mesh;
 pub mod peers;
 /// The radio gateway: beacons and the compact auction profile over LoRa, UDP and the simulator.
 pub mod radio;
-pub mod store;
+pub use offgrid_store as store;
 
 use std::{
     net::SocketAddr,
@@ -84,7 +84,6 @@ impl Node {
         let mut tasks = JoinSet::new();
 
         let bootstrap = parse_bootstrap(&cfg.bootstrap)?;
-        let writer = store::GroupWriter::spawn(store.clone());
         let (client, commands) = Client::channel();
         let net: Arc<dyn Net> = Arc::new(client.clone());
 
@@ -95,7 +94,6 @@ impl Node {
                 identity: identity.clone(),
                 cfg: cfg.clone(),
                 store: store.clone(),
-                writer: writer.clone(),
                 net: net.clone(),
                 bootstrap,
                 mesh,
@@ -125,7 +123,7 @@ impl Node {
         .context("starting the ledger")?;
         let (auction_tx, auction_rx) = mpsc::channel(HOST_QUEUE);
         let (finished_tx, finished) = mpsc::channel(cfg.host.burst.max(1) as usize + 16);
-        let host = market::host::Host::new(&cfg, identity.clone(), writer.clone(), finished_tx);
+        let host = market::host::Host::new(&cfg, identity.clone(), store.clone(), finished_tx);
         tasks.spawn(market::host::serve(
             host,
             finished,
@@ -254,7 +252,7 @@ impl Node {
                     cfg.core.max_clock_skew_s,
                 )
                 .map_err(|e| anyhow::anyhow!("[core] keys: {e}"))?,
-                book: http::core::jobs::JobBook::new(store.clone(), writer.clone()),
+                book: http::core::jobs::JobBook::new(store.clone()),
                 metrics: Arc::new(http::metrics::Metrics::new()),
                 default_timeout_s: cfg.core.default_timeout_s,
             }),
@@ -345,11 +343,9 @@ async fn prune_jobs(core: Arc<http::core::CoreState>, ttl_s: u64, cancel: Cancel
             _ = cancel.cancelled() => break,
             _ = tick.tick() => {}
         }
-        let core = core.clone();
-        match tokio::task::spawn_blocking(move || core.book.prune(ttl_s.saturating_mul(1000))).await
-        {
-            Ok(Ok(n)) if n > 0 => info!(pruned = n, "forgot old Core job records"),
-            Ok(Err(e)) => warn!(error = %e, "cannot prune Core job records"),
+        match core.book.prune(ttl_s.saturating_mul(1000)).await {
+            Ok(n) if n > 0 => info!(pruned = n, "forgot old Core job records"),
+            Err(e) => warn!(error = %e, "cannot prune Core job records"),
             _ => {}
         }
     }

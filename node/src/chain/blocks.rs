@@ -206,14 +206,8 @@ mod tests {
         for t in 0..20 {
             make_block(&mut dag, &key, None, t, &mut fx).unwrap();
         }
-        store
-            .write(|b| {
-                for w in &fx.ops {
-                    w.apply(b)?;
-                }
-                Ok(())
-            })
-            .unwrap();
+        let ops = fx.ops.iter().map(|w| w.op().unwrap()).collect();
+        store.commit_blocking(ops).unwrap();
         let again = load_dag(&store).unwrap();
         assert_eq!(again.len(), 20);
         assert_eq!(again.tips(), dag.tips());

@@ -11,7 +11,10 @@ use tracing::{debug, warn};
 use super::service::{Round, Service};
 use offgrid_net::LedgerOut;
 
-use crate::{now_ms, store::Table};
+use crate::{
+    now_ms,
+    store::{Op, Table},
+};
 
 /// Meta key of the merged reputation CRDT.
 pub const REPUTATION_KEY: &str = "reputation_crdt";
@@ -69,7 +72,10 @@ impl Service {
     pub(super) fn persist_reputation(&self) {
         let snapshot = self.reputation.lock().map(|r| r.clone());
         if let Ok(r) = snapshot {
-            if let Err(e) = self.store.put(Table::Meta, REPUTATION_KEY, &r) {
+            // Soft state, re-merged from gossip anyway: queued, not waited for.
+            let queued = Op::put(Table::Meta, REPUTATION_KEY, &r)
+                .and_then(|op| self.store.commit_later(vec![op]));
+            if let Err(e) = queued {
                 warn!(error = %e, "cannot persist reputation");
             }
         }

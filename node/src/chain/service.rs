@@ -421,24 +421,18 @@ impl Service {
             true
         } else {
             let ops = std::mem::take(&mut fx.ops);
-            let store = self.store.clone();
-            let r = tokio::task::spawn_blocking(move || {
-                store.write(|b| {
-                    for w in &ops {
-                        w.apply(b)?;
-                    }
-                    Ok(())
-                })
-            })
-            .await;
+            let r = match ops
+                .iter()
+                .map(super::wallet::Write::op)
+                .collect::<Result<Vec<_>, _>>()
+            {
+                Ok(ops) => self.store.commit(ops).await,
+                Err(e) => Err(e),
+            };
             match r {
-                Ok(Ok(())) => true,
-                Ok(Err(e)) => {
-                    error!(error = %e, "ledger commit failed; nothing from this round is sent");
-                    false
-                }
+                Ok(()) => true,
                 Err(e) => {
-                    error!(error = %e, "ledger commit task failed");
+                    error!(error = %e, "ledger commit failed; nothing from this round is sent");
                     false
                 }
             }

@@ -73,12 +73,13 @@ pub enum Write {
 }
 
 impl Write {
-    /// Adds this write to a store transaction.
-    pub fn apply(&self, b: &mut crate::store::Batch<'_>) -> Result<(), StoreError> {
+    /// This write as a store operation.
+    pub fn op(&self) -> Result<crate::store::Op, StoreError> {
+        use crate::store::Op;
         match self {
-            Write::Tx(k, v) => b.put(Table::Txs, k, v),
-            Write::Witness(k, v) => b.put(Table::WitnessRecords, k, v),
-            Write::Block(k, v) => b.put(Table::Blocks, k, v),
+            Write::Tx(k, v) => Op::put(Table::Txs, k.as_str(), v),
+            Write::Witness(k, v) => Op::put(Table::WitnessRecords, k.as_str(), v),
+            Write::Block(k, v) => Op::put(Table::Blocks, k.as_str(), v),
         }
     }
 }

@@ -158,7 +158,7 @@ fn a_stored_certificate_in_the_version_0_form_is_still_read() {
         received_ms: 1,
         final_ms: Some(2),
     };
-    store.put(Table::Txs, &tx.id(), &rec).unwrap();
+    store.put_blocking(Table::Txs, &tx.id(), &rec).unwrap();
     let w = WalletCore::load(pid(7), params(), &store).unwrap();
     assert!(w.final_ids().contains(&tx.id()));
     assert_eq!(w.state().balance(&pid(1)), 5);

@@ -29,7 +29,7 @@ pub mod config;
 pub use self::config::{FailoverConfig, KindConfig, QuorumConfig};
 use crate::{
     now_ms,
-    store::{Store, Table},
+    store::{Op, Store, Table},
 };
 
 /// Most job and upload items kept; the oldest finished ones go first.
@@ -145,7 +145,8 @@ impl QuorumEngine {
         }
     }
 
-    /// Writes every change since the last flush in one transaction.
+    /// Writes every change since the last flush in one transaction. Blocks: call it from a
+    /// blocking thread.
     pub fn flush(&mut self) {
         if self.dirty.is_empty() {
             return;
@@ -157,15 +158,14 @@ impl QuorumEngine {
                 (k, item)
             })
             .collect();
-        let res = self.store.write(|b| {
-            for (k, item) in &changes {
-                match item {
-                    Some(i) => b.put(Table::Quorum, k, i)?,
-                    None => b.delete(Table::Quorum, k)?,
-                }
-            }
-            Ok(())
-        });
+        let res = changes
+            .iter()
+            .map(|(k, item)| match item {
+                Some(i) => Op::put(Table::Quorum, k.as_str(), i),
+                None => Ok(Op::delete(Table::Quorum, k.as_str())),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .and_then(|ops| self.store.commit_blocking(ops));
         if let Err(e) = res {
             warn!(error = %e, "cannot persist quorum items");
         }
@@ -340,7 +340,7 @@ impl JobTracker {
             let me = self.clone();
             let _ = tokio::task::spawn_blocking(move || me.with_engine(QuorumEngine::flush)).await;
         }
-        self.with_engine(QuorumEngine::flush);
+        let _ = tokio::task::spawn_blocking(move || self.with_engine(QuorumEngine::flush)).await;
     }
 }
 

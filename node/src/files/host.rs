@@ -449,7 +449,7 @@ impl ShardHost {
                 "a newer revision of this manifest, or one of another owner, is held".into(),
             );
         }
-        match self.store.put(table, asset_id, &signed) {
+        match self.store.put_blocking(table, asset_id, &signed) {
             Ok(()) => {
                 debug!(%peer, asset_id, revision = manifest.revision, readable, "manifest kept");
                 Response::ManifestStored

@@ -52,7 +52,7 @@ use crate::{
     identity::Identity,
     market::broker::Reputation,
     peers::PeersHandle as Client,
-    store::{Store, Table},
+    store::{Op, Store, Table},
 };
 
 /// Directory of shard files inside the data directory.
@@ -257,12 +257,11 @@ impl Storage {
         asset: &str,
         signed: &SignedManifest,
     ) -> Result<(), StorageError> {
-        let store = self.store.clone();
-        let key = asset.to_owned();
-        let value = signed.clone();
-        tokio::task::spawn_blocking(move || store.put(Table::Manifests, &key, &value))
+        let op = Op::put(Table::Manifests, asset, signed)
+            .map_err(|e| StorageError::internal("saving a manifest", e))?;
+        self.store
+            .commit(vec![op])
             .await
-            .map_err(|e| StorageError::internal("saving a manifest", e))?
             .map_err(|e| StorageError::internal("saving a manifest", e))
     }
 

@@ -60,7 +60,7 @@ use super::{
     transfer::StoreOutcome,
     Claim, Storage, StorageError,
 };
-use crate::store::Table;
+use crate::store::{Op, Table};
 
 /// Shortest interval between two saves of the upload state.
 pub const PERSIST_EVERY: Duration = Duration::from_millis(50);
@@ -435,23 +435,13 @@ impl Storage {
         };
         let signed = SignedManifest::sign(self.identity.signing_key(), &manifest)
             .map_err(|e| StorageError::internal("signing the manifest", e))?;
-        {
-            let (store, key, asset, value) = (
-                self.store.clone(),
-                key.clone(),
-                manifest.asset_id.clone(),
-                signed.clone(),
-            );
-            tokio::task::spawn_blocking(move || {
-                store.write(|b| {
-                    b.put(Table::Manifests, &asset, &value)?;
-                    b.delete(Table::Uploads, &key)
-                })
-            })
-            .await
-            .map_err(|e| StorageError::internal("saving the manifest", e))?
-            .map_err(|e| StorageError::internal("saving the manifest", e))?;
+        let saved = Op::put(Table::Manifests, manifest.asset_id.as_str(), &signed)
+            .map(|put| vec![put, Op::delete(Table::Uploads, key.as_str())]);
+        match saved {
+            Ok(ops) => self.store.commit(ops).await,
+            Err(e) => Err(e),
         }
+        .map_err(|e| StorageError::internal("saving the manifest", e))?;
         let copies = self.publish_manifest(&manifest, &signed, &[]).await;
         let placed: usize = manifest.segments.iter().map(|s| s.shards.len()).sum();
         let distinct: HashSet<&str> = manifest
@@ -532,14 +522,13 @@ impl Storage {
     }
 
     fn persist_upload(&self, key: &str, record: &UploadRecord) -> tokio::task::JoinHandle<()> {
-        let bytes = serde_json::to_value(record);
-        let (store, key) = (self.store.clone(), key.to_owned());
-        tokio::task::spawn_blocking(move || {
-            let saved = bytes.map_err(|e| e.to_string()).and_then(|v| {
-                store
-                    .put(Table::Uploads, &key, &v)
-                    .map_err(|e| e.to_string())
-            });
+        let op = Op::put(Table::Uploads, key, record);
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            let saved = match op {
+                Ok(op) => store.commit(vec![op]).await,
+                Err(e) => Err(e),
+            };
             if let Err(e) = saved {
                 tracing::warn!(error = %e, "cannot save upload progress");
             }

@@ -3,7 +3,7 @@
 //! The host's task ([`serve`]) calls [`Host::on_request`] for each inbound request, from
 //! the swarm or a radio session alike. A run
 //! executes in its own task (at most `burst` at once; beyond that the host answers busy),
-//! then its receipt is persisted through the store's [`GroupWriter`] (group commit: one
+//! then its receipt is persisted through the store's writer thread (group commit: one
 //! durable write for everything that finished meanwhile) before the answer is sent. So a
 //! broker never holds a receipt the host could lose.
 
@@ -25,7 +25,7 @@ use crate::{
     identity::Identity,
     now_ms,
     peers::HostSettings,
-    store::{GroupWriter, Op, Table},
+    store::{Op, Store, Table},
 };
 
 /// How long a quote holds, milliseconds.
@@ -71,7 +71,7 @@ pub struct Host {
     node_id: String,
     cluster_id: String,
     in_flight: usize,
-    writer: GroupWriter,
+    store: Arc<Store>,
     to_loop: mpsc::Sender<Finished>,
     fault: Fault,
 }
@@ -89,7 +89,7 @@ impl Host {
     pub fn new(
         cfg: &Config,
         identity: Identity,
-        writer: GroupWriter,
+        store: Arc<Store>,
         to_loop: mpsc::Sender<Finished>,
     ) -> Self {
         let executors = cfg
@@ -110,7 +110,7 @@ impl Host {
             identity,
             cluster_id: cfg.cluster_id.clone(),
             in_flight: 0,
-            writer,
+            store,
             to_loop,
             fault,
         }
@@ -216,12 +216,12 @@ impl Host {
             broker_id: broker.to_string(),
             signer,
         };
-        let (writer, to_loop) = (self.writer.clone(), self.to_loop.clone());
+        let (store, to_loop) = (self.store.clone(), self.to_loop.clone());
         tokio::spawn(async move {
             let mut response = execute(&executor, &ctx, run).await;
             if let Response::Done { receipt, .. } = &response {
                 let op = Op::put(Table::Receipts, receipt_key(receipt, now_ms()), receipt);
-                if let Err(e) = async { writer.commit(vec![op?]).await }.await {
+                if let Err(e) = async { store.commit(vec![op?]).await }.await {
                     warn!(error = %e, "cannot persist receipt; failing the job");
                     response = Response::Failed {
                         error: "host cannot persist its receipt".into(),

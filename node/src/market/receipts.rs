@@ -10,7 +10,7 @@ use offgrid_ledger::{
     receipt::SignedReceipt,
 };
 
-use crate::store::{Store, StoreError, Table};
+use crate::store::{Op, Store, StoreError, Table};
 
 const MARK: &str = "receipts_exported_upto";
 
@@ -35,10 +35,11 @@ pub fn export(store: &Store, now_ms: u64) -> Result<Option<ReceiptBatch>, Export
     };
     let last_key = last_key.clone();
     let batch = ReceiptBatch::build(rows.into_iter().map(|(_, r)| r).collect(), now_ms)?;
-    store.write(|b| {
-        b.put(Table::Batches, &batch.root, &batch)?;
-        b.put(Table::Meta, MARK, &last_key)
-    })?;
+    // Called from blocking threads (the export route, the ledger tick).
+    store.commit_blocking(vec![
+        Op::put(Table::Batches, batch.root.as_str(), &batch)?,
+        Op::put(Table::Meta, MARK, &last_key)?,
+    ])?;
     Ok(Some(batch))
 }
 
@@ -83,14 +84,16 @@ mod tests {
         let id = Identity::generate();
         assert!(export(&store, 1).unwrap().is_none());
         for (k, j) in [("0001-a", "a"), ("0002-b", "b")] {
-            store.put(Table::Receipts, k, &receipt(&id, j)).unwrap();
+            store
+                .put_blocking(Table::Receipts, k, &receipt(&id, j))
+                .unwrap();
         }
         let first = export(&store, 2).unwrap().unwrap();
         assert_eq!(first.items.len(), 2);
         first.verify().unwrap();
         assert!(export(&store, 3).unwrap().is_none(), "nothing new");
         store
-            .put(Table::Receipts, "0003-c", &receipt(&id, "c"))
+            .put_blocking(Table::Receipts, "0003-c", &receipt(&id, "c"))
             .unwrap();
         let second = export(&store, 4).unwrap().unwrap();
         assert_eq!(second.items.len(), 1);

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use crate::store::{Store, StoreError, Table};
+use crate::store::{Op, Store, StoreError, Table};
 
 /// Hits and misses per host, as seen by this broker.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,16 +77,15 @@ impl Reputation {
     }
 
     /// Writes the table if it changed.
-    pub fn flush(&self, store: &Store) -> Result<(), StoreError> {
+    pub async fn flush(&self, store: &Store) -> Result<(), StoreError> {
         let Some(snapshot) = self.with(|(m, d)| std::mem::take(d).then(|| m.clone())) else {
             return Ok(());
         };
-        store.write(|b| {
-            for (k, v) in &snapshot {
-                b.put(Table::Reputation, k, v)?;
-            }
-            Ok(())
-        })
+        let ops = snapshot
+            .iter()
+            .map(|(k, v)| Op::put(Table::Reputation, k.as_str(), v))
+            .collect::<Result<Vec<_>, _>>()?;
+        store.commit(ops).await
     }
 }
 
@@ -103,9 +102,9 @@ pub async fn flush_every_second(
             _ = cancel.cancelled() => break,
             _ = tick.tick() => {}
         }
-        if let Err(e) = rep.flush(&store) {
+        if let Err(e) = rep.flush(&store).await {
             warn!(error = %e, "cannot persist reputation");
         }
     }
-    let _ = rep.flush(&store);
+    let _ = rep.flush(&store).await;
 }

@@ -119,7 +119,9 @@ impl Service {
             .filter(|r| r.via == "ip")
             .filter_map(|r| Some((r.peer_id.parse().ok()?, r.addrs.clone())))
             .flat_map(|(p, addrs): (PeerId, Vec<String>)| {
-                addrs.into_iter().filter_map(move |a| Some((p, a.parse().ok()?)))
+                addrs
+                    .into_iter()
+                    .filter_map(move |a| Some((p, a.parse().ok()?)))
             })
             .collect();
         for (peer, addr) in known {

@@ -29,7 +29,7 @@ use crate::{
     mesh::MeshStatus,
     now_ms,
     radio::BeaconInfo,
-    store::{GroupWriter, Op, Store, StoreError, Table},
+    store::{Op, Store, StoreError, Table},
 };
 
 /// How often the housekeeping timer fires.
@@ -45,8 +45,6 @@ pub struct Parts {
     pub cfg: Config,
     /// The store (read at start).
     pub store: Arc<Store>,
-    /// The store's writer (every later write).
-    pub writer: GroupWriter,
     /// The network.
     pub net: Arc<dyn Net>,
     /// Bootstrap peers.
@@ -106,7 +104,7 @@ pub(super) struct Service {
     pub(super) identity: Identity,
     pub(super) cfg: Config,
     pub(super) net: Arc<dyn Net>,
-    pub(super) writer: GroupWriter,
+    pub(super) store: Arc<Store>,
     pub(super) listen_addrs: Vec<Multiaddr>,
     pub(super) connected: HashSet<PeerId>,
     pub(super) announce_due: Option<Instant>,
@@ -146,7 +144,7 @@ pub fn start(
         identity: p.identity,
         cfg: p.cfg,
         net: p.net.clone(),
-        writer: p.writer,
+        store: p.store.clone(),
         listen_addrs: Vec::new(),
         connected: HashSet::new(),
         announce_due: Some(now),
@@ -326,7 +324,7 @@ impl Service {
         self.flush().await;
     }
 
-    /// Writes changed records through the store's writer.
+    /// Writes changed records through the store's writer thread.
     pub(super) async fn flush(&mut self) {
         let dirty = self.registry.take_dirty();
         if dirty.is_empty() {
@@ -340,7 +338,7 @@ impl Service {
             })
             .collect();
         let res = match ops {
-            Ok(ops) => self.writer.commit(ops).await,
+            Ok(ops) => self.store.commit(ops).await,
             Err(e) => Err(e),
         };
         if let Err(e) = res {
@@ -350,7 +348,7 @@ impl Service {
 
     /// Persists settings (one durable write holds the change and the new seq).
     pub(super) async fn save_settings(&self, s: &HostSettings) -> Result<(), StoreError> {
-        self.writer
+        self.store
             .commit(vec![Op::put(Table::Settings, SETTINGS_KEY, s)?])
             .await
     }

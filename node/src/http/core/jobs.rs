@@ -21,7 +21,7 @@ use tokio::sync::watch;
 
 use crate::{
     now_ms,
-    store::{GroupWriter, Op, Store, StoreError, Table},
+    store::{Op, Store, StoreError, Table},
 };
 
 /// An HTTP answer to replay.
@@ -91,16 +91,14 @@ type Live = HashMap<String, (String, watch::Receiver<Option<Outcome>>)>;
 /// The job book.
 pub struct JobBook {
     store: Arc<Store>,
-    writer: GroupWriter,
     live: Mutex<Live>,
 }
 
 impl JobBook {
     /// A book over the store's `jobs` table.
-    pub fn new(store: Arc<Store>, writer: GroupWriter) -> Self {
+    pub fn new(store: Arc<Store>) -> Self {
         JobBook {
             store,
-            writer,
             live: Mutex::new(HashMap::new()),
         }
     }
@@ -139,7 +137,7 @@ impl JobBook {
             created_ms,
         };
         if let Err(e) = self
-            .writer
+            .store
             .commit(vec![Op::put(Table::Jobs, job_id, &rec)?])
             .await
         {
@@ -167,7 +165,7 @@ impl JobBook {
         } else {
             Op::Delete(Table::Jobs, ticket.job_id.clone())
         };
-        let result = self.writer.commit(vec![op]).await;
+        let result = self.store.commit(vec![op]).await;
         let _ = ticket.tx.send(Some(outcome));
         self.live().remove(&ticket.job_id);
         result
@@ -185,7 +183,7 @@ impl JobBook {
     }
 
     /// Deletes ended records older than `max_age_ms`; returns how many.
-    pub fn prune(&self, max_age_ms: u64) -> Result<usize, StoreError> {
+    pub async fn prune(&self, max_age_ms: u64) -> Result<usize, StoreError> {
         let cutoff = now_ms().saturating_sub(max_age_ms);
         let old: Vec<String> = self
             .store
@@ -194,8 +192,11 @@ impl JobBook {
             .filter(|(_, r)| !r.running && r.created_ms <= cutoff)
             .map(|(k, _)| k)
             .collect();
-        self.store
-            .write(|b| old.iter().try_for_each(|k| b.delete(Table::Jobs, k)))?;
+        let ops = old
+            .iter()
+            .map(|k| Op::delete(Table::Jobs, k.as_str()))
+            .collect();
+        self.store.commit(ops).await?;
         Ok(old.len())
     }
 }
@@ -216,7 +217,7 @@ mod tests {
 
     fn book() -> (Arc<Store>, JobBook) {
         let s = Arc::new(Store::in_memory().unwrap());
-        (s.clone(), JobBook::new(s.clone(), GroupWriter::spawn(s)))
+        (s.clone(), JobBook::new(s))
     }
 
     fn ok() -> Outcome {
@@ -281,8 +282,8 @@ mod tests {
         let Admission::Run(_running) = b.admit("running", "h").await.unwrap() else {
             panic!()
         };
-        assert_eq!(b.prune(60_000).unwrap(), 0, "nothing is old yet");
-        assert_eq!(b.prune(0).unwrap(), 1, "only the ended job goes");
+        assert_eq!(b.prune(60_000).await.unwrap(), 0, "nothing is old yet");
+        assert_eq!(b.prune(0).await.unwrap(), 1, "only the ended job goes");
         assert_eq!(b.state("old").unwrap(), None);
         assert_eq!(b.state("running").unwrap(), Some(JobState::Running));
     }
@@ -294,7 +295,7 @@ mod tests {
             panic!()
         };
         // A new process: same store, empty memory.
-        let b2 = JobBook::new(s.clone(), GroupWriter::spawn(s));
+        let b2 = JobBook::new(s.clone());
         match b2.admit("j", "h").await.unwrap() {
             Admission::Done(o) => assert_eq!(o.body["error"], "interrupted"),
             _ => panic!("must not run again"),

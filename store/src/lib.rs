@@ -1,16 +1,27 @@
 //! The node's persistent store: one redb database in the data directory.
 //!
-//! Values are JSON documents keyed by string, grouped in named tables. redb commits are
-//! ACID and, with the default durability, fsynced before `commit` returns: whatever a
-//! caller acknowledges after a write call survives `kill -9` and power loss.
+//! Values are JSON documents keyed by string, grouped in named tables. Anyone holding the
+//! [`Store`] reads (redb readers never wait for the writer). Writing has one path: the
+//! store's writer thread. Callers hand it [`Op`]s and wait for the durable acknowledgement
+//! ([`Store::commit`] from async code, [`Store::commit_blocking`] from a blocking thread),
+//! or queue soft state without waiting ([`Store::commit_later`]). The thread folds every
+//! change queued meanwhile into one transaction, so under load N callers cost one fsync, and
+//! no async task ever waits on the disk. redb commits are ACID and fsynced before the
+//! acknowledgement: whatever a caller acknowledges after a commit survives `kill -9` and
+//! power loss.
 //!
 //! The schema version lives in the `meta` table. A database written by a newer schema is
 //! refused with [`StoreError::NewerSchema`] rather than misread.
 
-use std::path::Path;
+use std::{
+    path::Path,
+    sync::{mpsc as std_mpsc, Arc},
+    thread::JoinHandle,
+};
 
 use redb::{backends::InMemoryBackend, Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{de::DeserializeOwned, Serialize};
+use tokio::sync::{mpsc, oneshot};
 
 /// Schema version this build reads and writes.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -20,7 +31,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub enum Table {
     /// Schema version and other single values.
     Meta,
-    /// Peer registry: peer id → [`crate::peers::registry::PeerRecord`].
+    /// Peer registry: peer id → the registry's record of the peer.
     Peers,
     /// Host settings changed at run time (announcement, active flag).
     Settings,
@@ -114,9 +125,13 @@ pub enum StoreError {
     /// A read or write failed inside redb.
     #[error("database error: {0}")]
     Db(#[from] Box<redb::Error>),
-    /// A blocking store task could not run (the runtime is shutting down).
-    #[error("store task failed: {0}")]
+    /// The write failed in the writer thread (the message says why), or the writer has
+    /// stopped (the store is closing).
+    #[error("store write failed: {0}")]
     Io(String),
+    /// The writer's queue is full; [`Store::commit_later`] does not wait.
+    #[error("store writer busy")]
+    Busy,
     /// A stored value could not be encoded or decoded.
     #[error("corrupt value in table {table} key {key}: {source}")]
     Codec {
@@ -134,13 +149,13 @@ fn db_err(e: impl Into<redb::Error>) -> StoreError {
 }
 
 /// One write transaction: several puts and deletes committed atomically.
-pub struct Batch<'a> {
+struct Batch<'a> {
     txn: &'a redb::WriteTransaction,
 }
 
 impl Batch<'_> {
     /// Inserts or replaces `key` in `table`.
-    pub fn put<T: Serialize + ?Sized>(
+    fn put<T: Serialize + ?Sized>(
         &mut self,
         table: Table,
         key: &str,
@@ -157,28 +172,43 @@ impl Batch<'_> {
     }
 
     /// Inserts already-encoded JSON bytes.
-    pub fn put_raw(&mut self, table: Table, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
+    fn put_raw(&mut self, table: Table, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
         let mut t = self.txn.open_table(table.def()).map_err(db_err)?;
         t.insert(key, bytes).map_err(db_err)?;
         Ok(())
     }
 
     /// Removes `key` from `table`; absent keys are fine.
-    pub fn delete(&mut self, table: Table, key: &str) -> Result<(), StoreError> {
+    fn delete(&mut self, table: Table, key: &str) -> Result<(), StoreError> {
         let mut t = self.txn.open_table(table.def()).map_err(db_err)?;
         t.remove(key).map_err(db_err)?;
         Ok(())
     }
 }
 
-/// The store. Cheap to share behind an `Arc`; redb serialises writers internally.
+/// The store: reads on the caller's thread, writes through the writer thread. Share it
+/// behind an `Arc`; dropping the last one lets the writer finish what is queued, and
+/// closes the database.
 pub struct Store {
-    db: Database,
+    db: Arc<Database>,
+    tx: Option<mpsc::Sender<Item>>,
+    writer: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // Closing the queue ends the writer once it has committed what is queued; joining
+        // it means a reopen of the same file right after never finds it still held.
+        drop(self.tx.take());
+        if let Some(h) = self.writer.take() {
+            let _ = h.join();
+        }
     }
 }
 
@@ -204,8 +234,8 @@ impl Store {
     }
 
     fn init(db: Database) -> Result<Self, StoreError> {
-        let store = Store { db };
-        let found: Option<u32> = store.get(Table::Meta, "schema_version").or_else(|e| {
+        let db = Arc::new(db);
+        let found: Option<u32> = read_one(&db, Table::Meta, "schema_version").or_else(|e| {
             // A fresh file has no tables yet.
             match e {
                 StoreError::Db(ref inner)
@@ -224,38 +254,76 @@ impl Store {
                 });
             }
         }
-        store.write(|b| {
+        write(&db, |b| {
             // Opening every table creates it, so readers never see TableDoesNotExist.
             for t in Table::ALL {
                 b.txn.open_table(t.def()).map_err(db_err)?;
             }
             b.put(Table::Meta, "schema_version", &SCHEMA_VERSION)
         })?;
-        Ok(store)
-    }
-
-    /// Runs `f` in one write transaction and commits it durably.
-    pub fn write<R>(
-        &self,
-        f: impl FnOnce(&mut Batch<'_>) -> Result<R, StoreError>,
-    ) -> Result<R, StoreError> {
-        let txn = self.db.begin_write().map_err(db_err)?;
-        let r = {
-            let mut batch = Batch { txn: &txn };
-            f(&mut batch)?
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let writer = {
+            let db = db.clone();
+            std::thread::Builder::new()
+                .name("store-writer".into())
+                .spawn(move || run_writer(&db, rx))
+                .map_err(|e| StoreError::Io(format!("cannot start the store writer: {e}")))?
         };
-        txn.commit().map_err(db_err)?;
-        Ok(r)
+        Ok(Store {
+            db,
+            tx: Some(tx),
+            writer: Some(writer),
+        })
     }
 
-    /// Inserts or replaces one value, durably.
-    pub fn put<T: Serialize + ?Sized>(
+    /// Commits `ops` durably, in one transaction with whatever else is queued, and waits
+    /// for the acknowledgement. For async code: the caller's task yields, no thread blocks.
+    pub async fn commit(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        let (ack, rx) = oneshot::channel();
+        self.sender()?
+            .send((ops, Ack::Async(ack)))
+            .await
+            .map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?.map_err(StoreError::Io)
+    }
+
+    /// [`Store::commit`] for a blocking thread (inside `spawn_blocking`, a plain thread or a
+    /// synchronous test).
+    ///
+    /// # Panics
+    /// When called from an async task: the queue's blocking send refuses to block a runtime
+    /// thread. Use [`Store::commit`] there.
+    pub fn commit_blocking(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        let (ack, rx) = std_mpsc::sync_channel(1);
+        self.sender()?
+            .blocking_send((ops, Ack::Blocking(ack)))
+            .map_err(|_| stopped())?;
+        rx.recv().map_err(|_| stopped())?.map_err(StoreError::Io)
+    }
+
+    /// Queues `ops` without waiting, for soft state that is rebuilt or re-sent anyway (the
+    /// writer logs a failure). [`StoreError::Busy`] when the queue is full.
+    pub fn commit_later(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        self.sender()?
+            .try_send((ops, Ack::None))
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => StoreError::Busy,
+                mpsc::error::TrySendError::Closed(_) => stopped(),
+            })
+    }
+
+    /// [`Store::commit_blocking`] of one put.
+    pub fn put_blocking<T: Serialize + ?Sized>(
         &self,
         table: Table,
         key: &str,
         value: &T,
     ) -> Result<(), StoreError> {
-        self.write(|b| b.put(table, key, value))
+        self.commit_blocking(vec![Op::put(table, key, value)?])
+    }
+
+    fn sender(&self) -> Result<&mpsc::Sender<Item>, StoreError> {
+        self.tx.as_ref().ok_or_else(stopped)
     }
 
     /// Reads one value.
@@ -264,18 +332,7 @@ impl Store {
         table: Table,
         key: &str,
     ) -> Result<Option<T>, StoreError> {
-        let txn = self.db.begin_read().map_err(db_err)?;
-        let t = txn.open_table(table.def()).map_err(db_err)?;
-        let Some(v) = t.get(key).map_err(db_err)? else {
-            return Ok(None);
-        };
-        serde_json::from_slice(v.value())
-            .map(Some)
-            .map_err(|source| StoreError::Codec {
-                table: table.name(),
-                key: key.to_owned(),
-                source,
-            })
+        read_one(&self.db, table, key)
     }
 
     /// Reads every entry of a table in key order.
@@ -336,14 +393,9 @@ impl Store {
         let t = txn.open_table(table.def()).map_err(db_err)?;
         t.len().map_err(db_err)
     }
-
-    /// Removes one key, durably.
-    pub fn delete(&self, table: Table, key: &str) -> Result<(), StoreError> {
-        self.write(|b| b.delete(table, key))
-    }
 }
 
-/// One change for a [`GroupWriter`].
+/// One change for the writer.
 #[derive(Debug, Clone)]
 pub enum Op {
     /// Insert or replace (value already JSON-encoded).
@@ -367,77 +419,121 @@ impl Op {
         })?;
         Ok(Op::Put(table, key, bytes))
     }
+
+    /// A delete; absent keys are fine.
+    pub fn delete(table: Table, key: impl Into<String>) -> Op {
+        Op::Delete(table, key.into())
+    }
 }
 
-type GroupItem = (Vec<Op>, tokio::sync::oneshot::Sender<Result<(), String>>);
-
-/// Group commit: callers hand in changes and wait for their durable acknowledgement; one
-/// background task commits everything that queued up meanwhile in a single transaction
-/// (one fsync for many callers). Under load this turns N fsyncs into one.
-#[derive(Clone, Debug)]
-pub struct GroupWriter {
-    tx: tokio::sync::mpsc::Sender<GroupItem>,
+/// Reads one value from `db`.
+fn read_one<T: DeserializeOwned>(
+    db: &Database,
+    table: Table,
+    key: &str,
+) -> Result<Option<T>, StoreError> {
+    let txn = db.begin_read().map_err(db_err)?;
+    let t = txn.open_table(table.def()).map_err(db_err)?;
+    let Some(v) = t.get(key).map_err(db_err)? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(v.value())
+        .map(Some)
+        .map_err(|source| StoreError::Codec {
+            table: table.name(),
+            key: key.to_owned(),
+            source,
+        })
 }
 
-/// Most callers folded into one commit.
+/// Runs `f` in one write transaction and commits it durably.
+fn write<R>(
+    db: &Database,
+    f: impl FnOnce(&mut Batch<'_>) -> Result<R, StoreError>,
+) -> Result<R, StoreError> {
+    let txn = db.begin_write().map_err(db_err)?;
+    let r = {
+        let mut batch = Batch { txn: &txn };
+        f(&mut batch)?
+    };
+    txn.commit().map_err(db_err)?;
+    Ok(r)
+}
+
+/// How the writer acknowledges one caller.
+enum Ack {
+    Async(oneshot::Sender<Result<(), String>>),
+    Blocking(std_mpsc::SyncSender<Result<(), String>>),
+    None,
+}
+
+type Item = (Vec<Op>, Ack);
+
+/// Queued commits (each a caller waiting, or soft state).
+const QUEUE: usize = 2048;
+/// Most callers folded into one transaction.
 const MAX_GROUP: usize = 512;
 
-impl GroupWriter {
-    /// Starts the writer task on the current runtime.
-    pub fn spawn(store: std::sync::Arc<Store>) -> Self {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<GroupItem>(MAX_GROUP * 4);
-        tokio::spawn(async move {
-            let mut group = Vec::with_capacity(MAX_GROUP);
-            while rx.recv_many(&mut group, MAX_GROUP).await > 0 {
-                let items: Vec<GroupItem> = std::mem::take(&mut group);
-                let store = store.clone();
-                let (ops, acks): (Vec<Vec<Op>>, Vec<_>) = items.into_iter().unzip();
-                let result = tokio::task::spawn_blocking(move || {
-                    store.write(|b| {
-                        for op in ops.iter().flatten() {
-                            match op {
-                                Op::Put(t, k, v) => b.put_raw(*t, k, v)?,
-                                Op::Delete(t, k) => b.delete(*t, k)?,
-                            }
-                        }
-                        Ok(())
-                    })
-                })
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|r| r.map_err(|e| e.to_string()));
-                for ack in acks {
-                    let _ = ack.send(result.clone());
+fn stopped() -> StoreError {
+    StoreError::Io("the store writer has stopped".into())
+}
+
+/// The writer thread: takes whatever is queued (up to [`MAX_GROUP`] callers), commits it
+/// in one transaction and acknowledges each caller, until the queue closes.
+fn run_writer(db: &Database, mut rx: mpsc::Receiver<Item>) {
+    let mut group: Vec<Item> = Vec::with_capacity(MAX_GROUP);
+    while let Some(first) = rx.blocking_recv() {
+        group.push(first);
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(item) => group.push(item),
+                Err(_) => break,
+            }
+        }
+        let result = write(db, |b| {
+            for (ops, _) in &group {
+                for op in ops {
+                    match op {
+                        Op::Put(t, k, v) => b.put_raw(*t, k, v)?,
+                        Op::Delete(t, k) => b.delete(*t, k)?,
+                    }
                 }
             }
-        });
-        GroupWriter { tx }
-    }
-
-    /// Commits `ops` durably (together with whatever else is queued).
-    pub async fn commit(&self, ops: Vec<Op>) -> Result<(), StoreError> {
-        let (ack, rx) = tokio::sync::oneshot::channel();
-        self.tx
-            .send((ops, ack))
-            .await
-            .map_err(|_| StoreError::Io("store writer stopped".into()))?;
-        rx.await
-            .map_err(|_| StoreError::Io("store writer stopped".into()))?
-            .map_err(StoreError::Io)
+            Ok(())
+        })
+        .map_err(|e| e.to_string());
+        if let Err(e) = &result {
+            tracing::error!(error = %e, callers = group.len(), "store commit failed");
+        }
+        for (_, ack) in group.drain(..) {
+            match ack {
+                Ack::Async(tx) => {
+                    let _ = tx.send(result.clone());
+                }
+                Ack::Blocking(tx) => {
+                    let _ = tx.send(result.clone());
+                }
+                Ack::None => {}
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use std::time::Duration;
+
+    use super::*;
+
     #[tokio::test]
-    async fn group_writer_commits_concurrent_callers_durably() {
-        let s = std::sync::Arc::new(Store::in_memory().unwrap());
-        let w = GroupWriter::spawn(s.clone());
+    async fn concurrent_callers_are_committed_durably_in_groups() {
+        let s = Arc::new(Store::in_memory().unwrap());
         let mut tasks = Vec::new();
         for i in 0..100u32 {
-            let w = w.clone();
+            let s = s.clone();
             tasks.push(tokio::spawn(async move {
-                w.commit(vec![Op::put(Table::Jobs, format!("{i:03}"), &i).unwrap()])
+                s.commit(vec![Op::put(Table::Jobs, format!("{i:03}"), &i).unwrap()])
                     .await
             }));
         }
@@ -445,33 +541,32 @@ mod tests {
             t.await.unwrap().unwrap();
         }
         assert_eq!(s.len(Table::Jobs).unwrap(), 100);
-        w.commit(vec![Op::Delete(Table::Jobs, "000".into())])
+        s.commit(vec![Op::delete(Table::Jobs, "000")])
             .await
             .unwrap();
         assert_eq!(s.get::<u32>(Table::Jobs, "000").unwrap(), None);
     }
 
-    use super::*;
-
     #[test]
     fn put_get_scan_delete_round_trip() {
         let s = Store::in_memory().unwrap();
-        s.put(Table::Peers, "b", &2u32).unwrap();
-        s.put(Table::Peers, "a", &1u32).unwrap();
+        s.put_blocking(Table::Peers, "b", &2u32).unwrap();
+        s.put_blocking(Table::Peers, "a", &1u32).unwrap();
         assert_eq!(s.get::<u32>(Table::Peers, "a").unwrap(), Some(1));
         let all: Vec<(String, u32)> = s.scan(Table::Peers).unwrap();
         assert_eq!(all, vec![("a".into(), 1), ("b".into(), 2)]);
         let after: Vec<(String, u32)> = s.scan_after(Table::Peers, Some("a"), 10).unwrap();
         assert_eq!(after, vec![("b".into(), 2)]);
-        s.delete(Table::Peers, "a").unwrap();
+        s.commit_blocking(vec![Op::delete(Table::Peers, "a")])
+            .unwrap();
         assert_eq!(s.get::<u32>(Table::Peers, "a").unwrap(), None);
         assert_eq!(s.len(Table::Peers).unwrap(), 1);
     }
 
     #[test]
-    fn failed_batch_writes_nothing() {
+    fn one_commit_is_all_or_nothing() {
         let s = Store::in_memory().unwrap();
-        let r: Result<(), StoreError> = s.write(|b| {
+        let r: Result<(), StoreError> = write(&s.db, |b| {
             b.put(Table::Peers, "x", &1u32)?;
             Err(StoreError::NewerSchema {
                 found: 0,
@@ -480,6 +575,40 @@ mod tests {
         });
         assert!(r.is_err());
         assert_eq!(s.get::<u32>(Table::Peers, "x").unwrap(), None);
+        s.commit_blocking(vec![
+            Op::put(Table::Peers, "x", &1u32).unwrap(),
+            Op::put(Table::Peers, "y", &2u32).unwrap(),
+        ])
+        .unwrap();
+        assert_eq!(s.len(Table::Peers).unwrap(), 2);
+    }
+
+    #[tokio::test]
+    async fn commit_later_lands_without_waiting() {
+        let s = Store::in_memory().unwrap();
+        s.commit_later(vec![Op::put(Table::Meta, "soft", &7u32).unwrap()])
+            .unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while s.get::<u32>(Table::Meta, "soft").unwrap() != Some(7) {
+            assert!(tokio::time::Instant::now() < deadline, "never written");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[test]
+    fn dropping_the_store_flushes_the_queue_and_frees_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.redb");
+        {
+            let s = Store::open(&path).unwrap();
+            for i in 0..50u32 {
+                s.commit_later(vec![Op::put(Table::Jobs, format!("{i:02}"), &i).unwrap()])
+                    .unwrap();
+            }
+        }
+        // Reopening at once works: the writer was joined, and what was queued is there.
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.len(Table::Jobs).unwrap(), 50);
     }
 
     #[test]
@@ -488,7 +617,7 @@ mod tests {
         let path = dir.path().join("node.redb");
         {
             let s = Store::open(&path).unwrap();
-            s.put(Table::Peers, "p", &"v").unwrap();
+            s.put_blocking(Table::Peers, "p", &"v").unwrap();
         }
         {
             let s = Store::open(&path).unwrap();
@@ -496,7 +625,7 @@ mod tests {
                 s.get::<String>(Table::Peers, "p").unwrap().as_deref(),
                 Some("v")
             );
-            s.put(Table::Meta, "schema_version", &(SCHEMA_VERSION + 1))
+            s.put_blocking(Table::Meta, "schema_version", &(SCHEMA_VERSION + 1))
                 .unwrap();
         }
         let err = Store::open(&path).unwrap_err();
