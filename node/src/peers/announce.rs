@@ -1,7 +1,7 @@
 //! This node's announcement (signed, gossiped on `offgrid/announce/1`) and the
 //! verification of everyone else's.
 
-use std::time::Instant;
+use tokio::time::Instant;
 
 use libp2p::{gossipsub::MessageAcceptance, Multiaddr, PeerId};
 use offgrid_behaviours::announce::{self, Announcement, Capacity, SignedAnnouncement};

@@ -2,10 +2,9 @@
 //! each other at the same moment never race two Noise handshakes; unreachable peers are
 //! redialled with a doubling backoff.
 
-use std::{
-    collections::HashMap,
-    time::{Duration, Instant},
-};
+use std::{collections::HashMap, time::Duration};
+
+use tokio::time::Instant;
 
 use libp2p::{Multiaddr, PeerId};
 use offgrid_net::Dial;

@@ -19,6 +19,8 @@ pub mod offer;
 mod radio;
 pub mod registry;
 mod service;
+#[cfg(test)]
+mod service_tests;
 
 use std::sync::{
     atomic::{AtomicUsize, Ordering},

@@ -3,8 +3,10 @@
 use std::{
     collections::HashSet,
     sync::{atomic::AtomicUsize, Arc},
-    time::{Duration, Instant},
+    time::Duration,
 };
+
+use tokio::time::Instant;
 
 use libp2p::{multiaddr::Protocol, Multiaddr, PeerId};
 use offgrid_behaviours::announce::{self, Announcement};
