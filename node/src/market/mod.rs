@@ -9,6 +9,8 @@
 pub mod broker;
 pub mod executor;
 pub mod host;
+#[cfg(test)]
+mod host_tests;
 pub mod receipts;
 pub mod reputation;
 pub mod scoring;

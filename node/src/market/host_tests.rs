@@ -1,0 +1,186 @@
+//! The market host's task against a fake network and an in-memory store: quotes, runs,
+//! refusals, and the receipt that is durable before the answer leaves.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    collections::BTreeMap,
+    sync::{atomic::AtomicUsize, Arc},
+};
+
+use libp2p::PeerId;
+use offgrid_behaviours::auction::{Request, Response, RunRequest};
+use offgrid_net::{
+    testing::{FakeNet, Sent},
+    AuctionRequest, Net, Reply,
+};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::host::{serve, Host};
+use crate::{
+    config::Config,
+    identity::Identity,
+    now_ms,
+    peers::{HostSettings, Offer},
+    store::{Store, Table},
+};
+
+struct Running {
+    requests: mpsc::Sender<AuctionRequest>,
+    net: FakeNet,
+    store: Arc<Store>,
+    identity: Identity,
+    cancel: CancellationToken,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+fn settings(active: bool) -> HostSettings {
+    HostSettings {
+        active,
+        prices: BTreeMap::from([("echo".to_owned(), 100)]),
+        min_oncall_percent: 50,
+        burst_percent_max: 50,
+        burst: 4,
+        seq: 1,
+    }
+}
+
+fn run_host(active: bool) -> Running {
+    let cfg = Config::default();
+    assert!(
+        cfg.executors.contains_key("echo"),
+        "the default config runs echo"
+    );
+    let identity = Identity::from_seed([5; 32]);
+    let store = Arc::new(Store::in_memory().unwrap());
+    let (finished_tx, finished) = mpsc::channel(8);
+    let host = Host::new(&cfg, identity.clone(), store.clone(), finished_tx);
+    let (requests, rx) = mpsc::channel(8);
+    let net = FakeNet::new();
+    let cancel = CancellationToken::new();
+    tokio::spawn(serve(
+        host,
+        finished,
+        rx,
+        Offer::new(settings(active)),
+        Arc::new(net.clone()) as Arc<dyn Net>,
+        Arc::new(AtomicUsize::new(0)),
+        cancel.clone(),
+    ));
+    Running {
+        requests,
+        net,
+        store,
+        identity,
+        cancel,
+    }
+}
+
+impl Running {
+    async fn ask(&self, request: Request) -> Response {
+        let (tx, rx) = oneshot::channel();
+        self.requests
+            .send(AuctionRequest {
+                peer: PeerId::random(),
+                request,
+                reply: Reply::Local(tx),
+            })
+            .await
+            .unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(10), rx)
+            .await
+            .expect("the host answers")
+            .unwrap()
+    }
+}
+
+fn run(price: u64, deadline_ms: u64) -> Request {
+    Request::Run(RunRequest {
+        job_id: "job-1".into(),
+        job_type: "echo".into(),
+        units: 1_000_000,
+        payload: "hello".into(),
+        price,
+        deadline_ms,
+    })
+}
+
+#[tokio::test]
+async fn a_quote_is_the_announced_price_and_an_unknown_type_is_declined() {
+    let h = run_host(true);
+    let q = h
+        .ask(Request::Quote {
+            job_type: "echo".into(),
+            units: 1,
+        })
+        .await;
+    assert!(
+        matches!(
+            q,
+            Response::Quote {
+                price: 100,
+                capacity_left: 4,
+                ..
+            }
+        ),
+        "{q:?}"
+    );
+    let d = h
+        .ask(Request::Quote {
+            job_type: "gpu".into(),
+            units: 1,
+        })
+        .await;
+    assert!(
+        matches!(&d, Response::Declined { reason } if reason.contains("gpu")),
+        "{d:?}"
+    );
+    // Answers go out through the network client.
+    assert_eq!(
+        h.net
+            .sent()
+            .iter()
+            .filter(|s| matches!(s, Sent::AuctionAnswer(_)))
+            .count(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn a_run_answers_done_with_a_signed_receipt_that_is_already_stored() {
+    let h = run_host(true);
+    let r = h.ask(run(100, now_ms() + 5_000)).await;
+    let Response::Done { output, receipt } = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(output, "hello");
+    let body = receipt.verify().unwrap();
+    assert_eq!(body.job_id, "job-1");
+    assert_eq!(body.node_id, h.identity.peer_id().to_string());
+    assert_eq!(body.price, 100);
+    // Durable before the answer left: the store holds it now.
+    assert_eq!(h.store.len(Table::Receipts).unwrap(), 1);
+}
+
+#[tokio::test]
+async fn underpriced_expired_and_inactive_runs_are_refused_and_store_nothing() {
+    let h = run_host(true);
+    let low = h.ask(run(99, now_ms() + 5_000)).await;
+    assert!(
+        matches!(&low, Response::Declined { reason } if reason.contains("below")),
+        "{low:?}"
+    );
+    let late = h.ask(run(100, now_ms().saturating_sub(1))).await;
+    assert!(matches!(late, Response::Failed { .. }), "{late:?}");
+    let off = run_host(false);
+    let r = off.ask(run(100, now_ms() + 5_000)).await;
+    assert!(matches!(r, Response::Declined { .. }), "{r:?}");
+    assert_eq!(h.store.len(Table::Receipts).unwrap(), 0);
+    assert_eq!(off.store.len(Table::Receipts).unwrap(), 0);
+}
