@@ -8,6 +8,7 @@
 pub mod error;
 pub mod market;
 pub mod node;
+pub mod peers;
 pub mod radio;
 
 pub use error::ErrorBody;

@@ -1,8 +1,9 @@
 //! Node routes: `/status`, `/toggle`, `/pubkeys`.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use utoipa::ToSchema;
+
+use crate::peers::Announcement;
 
 /// `GET /status`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -46,7 +47,7 @@ pub struct ToggleResponse {
     /// Whether this node offers its resources now.
     pub active: bool,
     /// The announcement as it is now published.
-    pub announcement: Value,
+    pub announcement: Announcement,
 }
 
 /// `GET /pubkeys`: this node's keys.
@@ -63,6 +64,8 @@ pub struct PubKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use serde_json::Value;
 
     fn round_trip<T: serde::de::DeserializeOwned + Serialize>(raw: &str) {
         let v: Value = serde_json::from_str(raw).unwrap();
@@ -82,7 +85,10 @@ mod tests {
     #[test]
     fn toggle_and_keys_round_trip() {
         round_trip::<ToggleResponse>(
-            r#"{"active":false,"announcement":{"active":false,"prices":{"compute":30000}}}"#,
+            r#"{"active":false,"announcement":{"node_id":"12D3KooWA","seq":3,"active":false,
+            "prices":{"compute":30000},"job_types":["echo"],"min_oncall_percent":50,
+            "burst_percent_max":80,"burst":4,"capacity":{"cpu_cores":2,"storage_bytes":1},
+            "listen_addrs":[],"issued_at_ms":9}}"#,
         );
         round_trip::<ToggleRequest>(r#"{"active":true}"#);
         round_trip::<PubKeys>(r#"{"peer_id":"12D3KooWQ","ed25519":"ab","x25519":"cd"}"#);
