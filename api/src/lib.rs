@@ -11,5 +11,6 @@ pub mod market;
 pub mod node;
 pub mod peers;
 pub mod radio;
+pub mod storage;
 
 pub use error::ErrorBody;
