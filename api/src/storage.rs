@@ -9,8 +9,10 @@ use utoipa::ToSchema;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct OpStatus {
     /// Operation id.
+    #[serde(default)]
     pub op_id: String,
     /// `put`, `get` or `repair`.
+    #[serde(default)]
     pub kind: String,
     /// When it started, Unix milliseconds (absent in the answer that starts it).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -296,14 +296,6 @@ pub(crate) fn output(json: bool, v: &Value, human: impl FnOnce() -> String) -> a
     Ok(())
 }
 
-pub(crate) fn s(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
-}
-
 /// Decodes a node answer into its API type.
 pub(crate) fn decode<T: serde::de::DeserializeOwned>(v: &Value) -> anyhow::Result<T> {
     T::deserialize(v).context("the node's answer does not have the expected shape")
