@@ -5,10 +5,17 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use clap::Subcommand;
+use offgrid_api::{
+    ledger::{
+        Balance, BlockDetail, BlockList, CreateBlockRequest, CreatedBlocks, QuorumItemView,
+        QuorumItems, ReceiptProof, SendRequest, SendResponse, SettleResponse, TxList, TxView,
+    },
+    market::SignedEnvelope,
+};
 use offgrid_ledger::{dag::validate_block, merkle, Block, SignedReceipt};
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use crate::{client::Api, output, s, table};
+use crate::{client::Api, decode, num, output, table};
 
 /// `offgrid wallet …`
 #[derive(Debug, Subcommand)]
@@ -105,8 +112,7 @@ pub enum QuorumCmd {
 }
 
 /// Formats micro-credits as `N µ (x credits)`.
-fn credits(v: &Value) -> String {
-    let Some(m) = v.as_u64() else { return s(v) };
+fn credits(m: u64) -> String {
     let frac = m % 1_000_000;
     let dec = if frac == 0 {
         (m / 1_000_000).to_string()
@@ -125,12 +131,13 @@ pub async fn wallet(api: &Api, json: bool, cmd: WalletCmd) -> anyhow::Result<()>
         None => "/wallet/balance".into(),
     };
     let v = api.get(&path).await?;
+    let b: Balance = decode(&v)?;
     output(json, &v, || {
         format!(
             "account  {}\nbalance  {}\nnonce    {}\n",
-            s(&v["account"]),
-            credits(&v["balance"]),
-            v["nonce"]
+            b.account,
+            credits(b.balance),
+            b.nonce
         )
     })
 }
@@ -144,44 +151,49 @@ pub async fn tx(api: &Api, json: bool, cmd: TxCmd) -> anyhow::Result<()> {
             nonce,
             wait,
         } => {
-            let mut body = json!({ "dst": dst, "amount": amount });
-            if let Some(f) = fee {
-                body["fee"] = json!(f);
-            }
-            if let Some(n) = nonce {
-                body["nonce"] = json!(n);
-            }
-            if let Some(w) = wait {
-                body["wait_ms"] = json!(w.saturating_mul(1000));
-            }
+            let body = SendRequest {
+                dst,
+                amount,
+                fee,
+                nonce,
+                submit: None,
+                wait_ms: wait.map(|w| w.saturating_mul(1000)),
+            };
             let timeout = Duration::from_secs(wait.unwrap_or(0) + 30);
-            let mut v = api.post("/wallet/tx", &body, timeout).await?;
+            let mut v = api
+                .post("/wallet/tx", &serde_json::to_value(&body)?, timeout)
+                .await?;
+            // The signed transaction is for programs that relay it, not for this output.
             if let Some(o) = v.as_object_mut() {
                 o.remove("tx");
             }
-            output(json, &v, || match v.get("view") {
-                Some(view) => format!("{} {}\n", s(&v["tx_id"]), s(&view["state"])),
-                None => format!("{}\n", s(&v["tx_id"])),
+            let r: SendResponse = decode(&v)?;
+            output(json, &v, || match &r.view {
+                Some(view) => format!("{} {}\n", r.tx_id, view.state),
+                None => format!("{}\n", r.tx_id),
             })
         }
         TxCmd::Show { id } => {
             let v = api.get(&format!("/wallet/tx/{id}")).await?;
-            output(json, &v, || describe_tx(&v))
+            let t: TxView = decode(&v)?;
+            output(json, &v, || describe_tx(&t))
         }
         TxCmd::List { limit } => {
             let v = api.get(&format!("/wallet/txs?limit={limit}")).await?;
+            let l: TxList = decode(&v)?;
             output(json, &v, || {
-                let rows: Vec<Vec<String>> = list(&v["txs"])
+                let rows: Vec<Vec<String>> = l
+                    .txs
                     .iter()
                     .map(|t| {
                         vec![
-                            s(&t["id"]).chars().take(16).collect(),
-                            s(&t["state"]),
-                            s(&t["kind"]),
-                            s(&t["src"]).chars().take(16).collect(),
-                            s(&t["dst"]).chars().take(16).collect(),
-                            s(&t["amount"]),
-                            s(&t["nonce"]),
+                            t.id.chars().take(16).collect(),
+                            t.state.clone(),
+                            t.kind.clone(),
+                            t.src.chars().take(16).collect(),
+                            t.dst.chars().take(16).collect(),
+                            t.amount.to_string(),
+                            t.nonce.to_string(),
                         ]
                     })
                     .collect();
@@ -194,26 +206,21 @@ pub async fn tx(api: &Api, json: bool, cmd: TxCmd) -> anyhow::Result<()> {
     }
 }
 
-fn list(v: &Value) -> &[Value] {
-    v.as_array().map(Vec::as_slice).unwrap_or_default()
-}
-
-fn describe_tx(v: &Value) -> String {
-    let witnesses: Vec<String> = list(&v["witnesses"]).iter().map(s).collect();
+fn describe_tx(t: &TxView) -> String {
     format!(
         "id         {}\nstate      {}\nkind       {}\nsrc        {}\ndst        {}\namount     {}\nfee        {}\nnonce      {}\nmeta       {}\nweight     {} / {} (milli)\nwitnesses  {}\n",
-        s(&v["id"]),
-        s(&v["state"]),
-        s(&v["kind"]),
-        s(&v["src"]),
-        s(&v["dst"]),
-        credits(&v["amount"]),
-        credits(&v["fee"]),
-        v["nonce"],
-        s(&v["meta"]),
-        v["weight_milli"],
-        v["quorum_milli"],
-        witnesses.join("\n           "),
+        t.id,
+        t.state,
+        t.kind,
+        t.src,
+        t.dst,
+        credits(t.amount),
+        credits(t.fee),
+        t.nonce,
+        t.meta.as_deref().unwrap_or_default(),
+        t.weight_milli,
+        t.quorum_milli,
+        t.witnesses.join("\n           "),
     )
 }
 
@@ -221,58 +228,64 @@ pub async fn ledger(api: &Api, json: bool, cmd: LedgerCmd) -> anyhow::Result<()>
     match cmd {
         LedgerCmd::Blocks { limit } => {
             let v = api.get(&format!("/ledger/blocks?limit={limit}")).await?;
+            let l: BlockList = decode(&v)?;
             output(json, &v, || {
-                let rows: Vec<Vec<String>> = list(&v["blocks"])
+                let rows: Vec<Vec<String>> = l
+                    .blocks
                     .iter()
                     .map(|b| {
                         vec![
-                            s(&b["id"]),
-                            s(&b["author"]).chars().take(20).collect(),
-                            s(&b["receipts"]),
-                            list(&b["parents"]).len().to_string(),
+                            b.id.clone(),
+                            b.author.chars().take(20).collect(),
+                            b.receipts.to_string(),
+                            b.parents.len().to_string(),
                         ]
                     })
                     .collect();
                 format!(
                     "{} blocks, tips: {}\n{}",
-                    v["count"],
-                    list(&v["tips"]).iter().map(s).collect::<Vec<_>>().join(" "),
+                    l.count,
+                    l.tips.join(" "),
                     table::render(&["ID", "AUTHOR", "RECEIPTS", "PARENTS"], &rows)
                 )
             })
         }
         LedgerCmd::Show { hash } => {
             let v = api.get(&format!("/ledger/blocks/{hash}")).await?;
+            let b: BlockDetail = decode(&v)?;
             output(json, &v, || {
+                let b = &b.summary;
                 format!(
                     "id        {}\nauthor    {}\ntime ms   {}\nroot      {}\nreceipts  {}\nparents   {}\n",
-                    s(&v["id"]),
-                    s(&v["author"]),
-                    v["timestamp_ms"],
-                    s(&v["root"]),
-                    v["receipts"],
-                    list(&v["parents"]).iter().map(s).collect::<Vec<_>>().join("\n          "),
+                    b.id,
+                    b.author,
+                    b.timestamp_ms,
+                    b.root,
+                    b.receipts,
+                    b.parents.join("\n          "),
                 )
             })
         }
         LedgerCmd::Prove { receipt } => {
             let mut v = api.get(&format!("/ledger/prove/{receipt}")).await?;
-            let block = api
-                .get(&format!("/ledger/blocks/{}", s(&v["block"])))
-                .await?;
-            let checked = verify_proof(&v, &block["block"]);
-            v["verified_locally"] = json!(checked.is_ok());
-            if let Err(e) = &checked {
-                v["verify_error"] = json!(e.to_string());
+            let proof: ReceiptProof = decode(&v)?;
+            let block: BlockDetail =
+                decode(&api.get(&format!("/ledger/blocks/{}", proof.block)).await?)?;
+            let checked = verify_proof(&proof, &block.block);
+            if let Some(o) = v.as_object_mut() {
+                o.insert("verified_locally".into(), Value::Bool(checked.is_ok()));
+                if let Err(e) = &checked {
+                    o.insert("verify_error".into(), Value::String(e.to_string()));
+                }
             }
             output(json, &v, || {
                 format!(
                     "receipt  {}\nblock    {}\nroot     {}\nindex    {}\nsteps    {}\nverified {}\n",
-                    s(&v["receipt_hash"]),
-                    s(&v["block"]),
-                    s(&v["root"]),
-                    v["proof"]["index"],
-                    list(&v["proof"]["siblings"]).len(),
+                    proof.receipt_hash,
+                    proof.block,
+                    proof.root,
+                    proof.proof.index,
+                    proof.proof.siblings.len(),
                     match &checked {
                         Ok(()) => "yes (block signature, batch root and Merkle path checked here)".into(),
                         Err(e) => format!("NO: {e}"),
@@ -285,19 +298,20 @@ pub async fn ledger(api: &Api, json: bool, cmd: LedgerCmd) -> anyhow::Result<()>
             Ok(())
         }
         LedgerCmd::MakeBlock { empty } => {
+            let body = CreateBlockRequest { allow_empty: empty };
             let v = api
                 .post(
                     "/ledger/blocks",
-                    &json!({ "allow_empty": empty }),
+                    &serde_json::to_value(body)?,
                     Duration::from_secs(30),
                 )
                 .await?;
+            let c: CreatedBlocks = decode(&v)?;
             output(json, &v, || {
-                let ids: Vec<String> = list(&v["created"]).iter().map(s).collect();
-                if ids.is_empty() {
+                if c.created.is_empty() {
                     "no receipts waiting; no block made\n".into()
                 } else {
-                    format!("{}\n", ids.join("\n"))
+                    format!("{}\n", c.created.join("\n"))
                 }
             })
         }
@@ -312,23 +326,26 @@ pub async fn ledger(api: &Api, json: bool, cmd: LedgerCmd) -> anyhow::Result<()>
 
 /// Checks a proof independently of the node: the block's signature and receipts, that its
 /// batch root is the proof's root, and the Merkle path from the receipt's bytes to the root.
-fn verify_proof(proof: &Value, block: &Value) -> anyhow::Result<()> {
-    let block: Block = serde_json::from_value(block.clone()).context("block does not decode")?;
+fn verify_proof(proof: &ReceiptProof, block: &SignedEnvelope) -> anyhow::Result<()> {
+    let block: Block = convert(block).context("block does not decode")?;
     let valid = validate_block(&block).context("block does not validate")?;
-    let root_hex = s(&proof["root"]);
-    if valid.body.batch.root != root_hex {
+    let root_hex = &proof.root;
+    if &valid.body.batch.root != root_hex {
         bail!("the block's batch root is not the proof's root");
     }
-    let receipt: SignedReceipt =
-        serde_json::from_value(proof["receipt"].clone()).context("receipt does not decode")?;
+    let receipt: SignedReceipt = convert(&proof.receipt).context("receipt does not decode")?;
     receipt.verify_signature().context("receipt signature")?;
-    let p: merkle::Proof =
-        serde_json::from_value(proof["proof"].clone()).context("proof does not decode")?;
-    let root = hex32(&root_hex).context("root is not 32 hex bytes")?;
+    let p: merkle::Proof = convert(&proof.proof).context("proof does not decode")?;
+    let root = hex32(root_hex).context("root is not 32 hex bytes")?;
     if !merkle::verify(&receipt.bytes, &p, &root) {
         bail!("the Merkle path does not lead to the root");
     }
     Ok(())
+}
+
+/// Re-reads an API value as the ledger's own type, which checks its encoding.
+fn convert<T: serde::de::DeserializeOwned>(v: &impl serde::Serialize) -> anyhow::Result<T> {
+    Ok(serde_json::from_value(serde_json::to_value(v)?)?)
 }
 
 fn hex32(s: &str) -> Option<[u8; 32]> {
@@ -347,21 +364,26 @@ fn hex32(s: &str) -> Option<[u8; 32]> {
 
 pub async fn settle(api: &Api, json: bool) -> anyhow::Result<()> {
     let v = api
-        .post("/ledger/settle", &json!({}), Duration::from_secs(60))
+        .post(
+            "/ledger/settle",
+            &Value::Object(Default::default()),
+            Duration::from_secs(60),
+        )
         .await?;
+    let r: SettleResponse = decode(&v)?;
     output(json, &v, || {
         let mut out = format!(
             "{} new block(s), {} mint(s) submitted\n",
-            list(&v["blocks"]).len(),
-            v["submitted"]
+            r.blocks.len(),
+            r.submitted
         );
-        for m in list(&v["mints"]) {
+        for m in &r.mints {
             out.push_str(&format!(
                 "  {}  {} → {}  {}\n",
-                s(&m["id"]).chars().take(16).collect::<String>(),
-                credits(&m["amount"]),
-                s(&m["dst"]),
-                s(&m["state"])
+                m.id.chars().take(16).collect::<String>(),
+                credits(m.amount),
+                m.dst,
+                m.state
             ));
         }
         out
@@ -372,7 +394,8 @@ pub async fn quorum(api: &Api, json: bool, cmd: QuorumCmd) -> anyhow::Result<()>
     match cmd {
         QuorumCmd::Show { kind, id } => {
             let v = api.get(&format!("/quorum/items/{kind}/{id}")).await?;
-            output(json, &v, || describe_item(&v))
+            let item: QuorumItemView = decode(&v)?;
+            output(json, &v, || describe_item(&item))
         }
         QuorumCmd::List { kind, limit } => {
             let path = match kind {
@@ -380,17 +403,19 @@ pub async fn quorum(api: &Api, json: bool, cmd: QuorumCmd) -> anyhow::Result<()>
                 None => format!("/quorum/items?limit={limit}"),
             };
             let v = api.get(&path).await?;
+            let l: QuorumItems = decode(&v)?;
             output(json, &v, || {
-                let rows: Vec<Vec<String>> = list(&v["items"])
+                let rows: Vec<Vec<String>> = l
+                    .items
                     .iter()
                     .map(|i| {
                         vec![
-                            s(&i["kind"]),
-                            s(&i["id"]).chars().take(24).collect(),
-                            format!("{:.3}", i["effective_weight"].as_f64().unwrap_or(0.0)),
-                            s(&i["required"]),
-                            s(&i["reached"]),
-                            list(&i["acks"]).len().to_string(),
+                            i.kind.clone(),
+                            i.id.chars().take(24).collect(),
+                            format!("{:.3}", i.effective_weight),
+                            num(i.required),
+                            i.reached.to_string(),
+                            i.acks.len().to_string(),
                         ]
                     })
                     .collect();
@@ -409,19 +434,20 @@ pub async fn quorum(api: &Api, json: bool, cmd: QuorumCmd) -> anyhow::Result<()>
     }
 }
 
-fn describe_item(v: &Value) -> String {
-    let acks: Vec<String> = list(&v["acks"])
+fn describe_item(i: &QuorumItemView) -> String {
+    let acks: Vec<String> = i
+        .acks
         .iter()
-        .map(|a| format!("{} weight {} at {}", s(&a["node"]), a["weight"], a["at_ms"]))
+        .map(|a| format!("{} weight {} at {}", a.node, num(a.weight), a.at_ms))
         .collect();
     format!(
         "kind      {}\nid        {}\nweight    {:.3} of {}\nreached   {}\nprogress  {}\nacks      {}\n",
-        s(&v["kind"]),
-        s(&v["id"]),
-        v["effective_weight"].as_f64().unwrap_or(0.0),
-        v["required"],
-        v["reached"],
-        v["progress"],
+        i.kind,
+        i.id,
+        i.effective_weight,
+        num(i.required),
+        i.reached,
+        num(i.progress),
         acks.join("\n          "),
     )
 }

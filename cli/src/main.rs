@@ -15,7 +15,11 @@ use std::{path::PathBuf, time::Duration};
 
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand, ValueEnum};
-use serde_json::{json, Value};
+use offgrid_api::{
+    node::{PubKeys, Status, ToggleRequest, ToggleResponse},
+    peers::{AnnounceRequest, Announcement, PeersResponse},
+};
+use serde_json::Value;
 
 use crate::client::Api;
 
@@ -145,62 +149,51 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Status => {
             let v = api.get("/status").await?;
+            let st: Status = decode(&v)?;
             output(json, &v, || {
-                let p = &v["peers"];
+                let p = &st.peers;
                 format!(
                     "peer id   {}\nversion   {}\nuptime    {} s\nlisten    {}\npeers     {} connected, {} known, {} active hosts\n",
-                    s(&v["peer_id"]),
-                    s(&v["version"]),
-                    v["uptime_s"],
-                    v["listen_addrs"]
-                        .as_array()
-                        .map(|a| a.iter().map(s).collect::<Vec<_>>().join(" "))
-                        .unwrap_or_default(),
-                    p["connected"],
-                    p["known"],
-                    p["active_hosts"],
+                    st.peer_id,
+                    st.version,
+                    st.uptime_s,
+                    st.listen_addrs.join(" "),
+                    p.connected,
+                    p.known,
+                    p.active_hosts,
                 )
             })
         }
         Command::Peers => {
             let v = api.get("/peers").await?;
+            let list: PeersResponse = decode(&v)?;
             output(json, &v, || {
-                let rows: Vec<Vec<String>> = v["peers"]
-                    .as_array()
-                    .map(|a| a.as_slice())
-                    .unwrap_or_default()
+                let rows: Vec<Vec<String>> = list
+                    .peers
                     .iter()
                     .map(|p| {
-                        let ann = &p["announcement"];
-                        let prices = ann["prices"]
-                            .as_object()
-                            .map(|m| {
-                                m.iter()
-                                    .map(|(k, v)| format!("{k}={}", micro(v)))
+                        let prices = p
+                            .announcement
+                            .as_ref()
+                            .map(|ann| {
+                                ann.prices
+                                    .iter()
+                                    .map(|(k, v)| format!("{k}={}", micro(*v)))
                                     .collect::<Vec<_>>()
                                     .join(",")
                             })
                             .unwrap_or_default();
                         vec![
-                            s(&p["peer_id"]),
-                            s(&p["via"]),
-                            if p["connected"] == json!(true) {
-                                "yes"
-                            } else {
-                                "no"
-                            }
-                            .into(),
-                            match p["active"].as_bool() {
+                            p.peer_id.clone(),
+                            p.via.clone(),
+                            if p.connected { "yes" } else { "no" }.into(),
+                            match p.active {
                                 Some(true) => "yes".into(),
                                 Some(false) => "no".into(),
                                 None => "?".into(),
                             },
                             prices,
-                            p["addrs"]
-                                .as_array()
-                                .and_then(|a| a.last())
-                                .map(s)
-                                .unwrap_or_default(),
+                            p.addrs.last().cloned().unwrap_or_default(),
                         ]
                     })
                     .collect();
@@ -221,9 +214,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 || min_oncall.is_some()
                 || burst_percent_max.is_some();
             let v = if changes {
-                let mut body = serde_json::Map::new();
+                let mut body = AnnounceRequest {
+                    burst,
+                    min_oncall_percent: min_oncall,
+                    burst_percent_max,
+                    ..Default::default()
+                };
                 if !prices.is_empty() {
-                    let mut m = serde_json::Map::new();
+                    let mut m = std::collections::BTreeMap::new();
                     for p in &prices {
                         let Some((k, val)) = p.split_once('=') else {
                             bail!("--price {p:?}: expected TYPE=CREDITS, e.g. compute=0.03");
@@ -231,34 +229,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         // Sent as a string so the node parses the decimal exactly.
                         m.insert(k.trim().to_owned(), Value::String(val.trim().to_owned()));
                     }
-                    body.insert("prices".into(), Value::Object(m));
+                    body.prices = Some(m);
                 }
-                if let Some(b) = burst {
-                    body.insert("burst".into(), json!(b));
-                }
-                if let Some(b) = min_oncall {
-                    body.insert("min_oncall_percent".into(), json!(b));
-                }
-                if let Some(b) = burst_percent_max {
-                    body.insert("burst_percent_max".into(), json!(b));
-                }
-                api.post("/announce", &Value::Object(body), Duration::from_secs(30))
-                    .await?
+                api.post(
+                    "/announce",
+                    &serde_json::to_value(&body)?,
+                    Duration::from_secs(30),
+                )
+                .await?
             } else {
                 api.get("/announce").await?
             };
-            output(json, &v, || describe_announcement(&v))
+            let ann: Announcement = decode(&v)?;
+            output(json, &v, || describe_announcement(&ann))
         }
         Command::Toggle { state } => {
             let active = matches!(state, OnOff::On);
             let v = api
                 .post(
                     "/toggle",
-                    &json!({ "active": active }),
+                    &serde_json::to_value(ToggleRequest { active })?,
                     Duration::from_secs(30),
                 )
                 .await?;
-            output(json, &v, || format!("active: {}\n", v["active"]))
+            let t: ToggleResponse = decode(&v)?;
+            output(json, &v, || format!("active: {}\n", t.active))
         }
         Command::Job(cmd) => market::job(&api, json, cmd).await,
         Command::Quote {
@@ -281,12 +276,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .get("/pubkeys")
                 .await
                 .context("asking the node for its keys")?;
+            let k: PubKeys = decode(&v)?;
             output(json, &v, || {
                 format!(
                     "peer_id  {}\ned25519  {}\nx25519   {}\n",
-                    s(&v["peer_id"]),
-                    s(&v["ed25519"]),
-                    s(&v["x25519"])
+                    k.peer_id, k.ed25519, k.x25519
                 )
             })
         }
@@ -302,17 +296,23 @@ pub(crate) fn output(json: bool, v: &Value, human: impl FnOnce() -> String) -> a
     Ok(())
 }
 
-pub(crate) fn s(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
+/// Decodes a node answer into its API type.
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(v: &Value) -> anyhow::Result<T> {
+    T::deserialize(v).context("the node's answer does not have the expected shape")
+}
+
+/// Prints a float as the JSON document shows it (`1.0`, `0.03`).
+pub(crate) fn num(x: f64) -> String {
+    Value::from(x).to_string()
+}
+
+/// Prints an optional integer as the JSON document shows it (`null` when absent).
+pub(crate) fn opt(x: Option<u64>) -> String {
+    x.map_or_else(|| "null".into(), |n| n.to_string())
 }
 
 /// Formats micro-credits as a decimal.
-fn micro(v: &Value) -> String {
-    let Some(m) = v.as_u64() else { return s(v) };
+fn micro(m: u64) -> String {
     let frac = m % 1_000_000;
     if frac == 0 {
         (m / 1_000_000).to_string()
@@ -323,26 +323,20 @@ fn micro(v: &Value) -> String {
     }
 }
 
-fn describe_announcement(v: &Value) -> String {
-    let prices = v["prices"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, p)| format!("  {k:<10} {}\n", micro(p)))
-                .collect::<String>()
-        })
-        .unwrap_or_default();
+fn describe_announcement(a: &Announcement) -> String {
+    let prices = a
+        .prices
+        .iter()
+        .map(|(k, p)| format!("  {k:<10} {}\n", micro(*p)))
+        .collect::<String>();
     format!(
         "node      {}\nactive    {}\nburst     {}\non call   {} %\nburst max {} %\njob types {}\nprices (credits per unit):\n{prices}",
-        s(&v["node_id"]),
-        v["active"],
-        v["burst"],
-        v["min_oncall_percent"],
-        v["burst_percent_max"],
-        v["job_types"]
-            .as_array()
-            .map(|a| a.iter().map(s).collect::<Vec<_>>().join(", "))
-            .unwrap_or_default(),
+        a.node_id,
+        a.active,
+        a.burst,
+        a.min_oncall_percent,
+        a.burst_percent_max,
+        a.job_types.join(", "),
     )
 }
 
@@ -352,8 +346,15 @@ mod tests {
 
     #[test]
     fn micro_credits_print_as_decimals() {
-        assert_eq!(micro(&json!(30_000)), "0.03");
-        assert_eq!(micro(&json!(2_000_000)), "2");
-        assert_eq!(micro(&json!(1)), "0.000001");
+        assert_eq!(micro(30_000), "0.03");
+        assert_eq!(micro(2_000_000), "2");
+        assert_eq!(micro(1), "0.000001");
+    }
+
+    #[test]
+    fn floats_print_as_in_json() {
+        assert_eq!(num(1.0), "1.0");
+        assert_eq!(num(0.03), "0.03");
+        assert_eq!(opt(None), "null");
     }
 }

@@ -4,9 +4,12 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Subcommand;
-use serde_json::{json, Value};
+use offgrid_api::market::{
+    ExportResponse, QuoteResponse, ReputationResponse, RunRequest, RunResponse,
+};
+use serde_json::Value;
 
-use crate::{client::Api, output, s, table};
+use crate::{client::Api, decode, num, opt, output, table};
 
 /// `offgrid job …`
 #[derive(Debug, Subcommand)]
@@ -51,32 +54,39 @@ pub async fn job(api: &Api, json: bool, cmd: JobCmd) -> anyhow::Result<()> {
         job_id,
     } = cmd;
     let payload: Value = serde_json::from_str(&payload).context("--payload is not valid JSON")?;
-    let mut body = json!({
-        "type": job_type, "size": size, "payload": payload,
-        "timeout_s": timeout, "redundancy": redundancy,
-    });
-    if let Some(id) = job_id {
-        body["job_id"] = json!(id);
-    }
+    let body = RunRequest {
+        job_id,
+        job_type,
+        size: Some(Value::String(size)),
+        payload,
+        timeout_s: Some(timeout),
+        redundancy: Some(redundancy),
+    };
     let v = api
-        .post("/market/run", &body, Duration::from_secs(timeout + 5))
+        .post(
+            "/market/run",
+            &serde_json::to_value(&body)?,
+            Duration::from_secs(timeout + 5),
+        )
         .await?;
+    let r: RunResponse = decode(&v)?;
     output(json, &v, || {
-        let r = &v["receipt"];
+        let rc = &r.receipt;
         format!(
             "job       {}\nhost      {}\nprice     {} per unit\noutput    {}\nreceipt   units {} · latency {} ms · tokens {} · sig {}…\nattempts  {}\n",
-            s(&v["job_id"]),
-            s(&v["host"]),
-            v["price"],
-            v["output"],
-            r["units"],
-            r["metrics"]["latency_ms"],
-            r["metrics"]["compute_tokens"],
-            s(&r["sig"]).chars().take(16).collect::<String>(),
-            v["attempts"]
-                .as_array()
-                .map(|a| a.iter().map(|x| format!("{}: {}", short(&s(&x["host"])), s(&x["outcome"]))).collect::<Vec<_>>().join(", "))
-                .unwrap_or_default(),
+            r.job_id,
+            r.host,
+            num(r.price),
+            r.output,
+            rc.units,
+            rc.metrics.latency_ms,
+            rc.metrics.compute_tokens,
+            rc.envelope.sig.chars().take(16).collect::<String>(),
+            r.attempts
+                .iter()
+                .map(|x| format!("{}: {}", short(&x.host), x.outcome))
+                .collect::<Vec<_>>()
+                .join(", "),
         )
     })
 }
@@ -103,15 +113,18 @@ pub async fn quote(
         enc(size)
     );
     let v = api.get(&path).await?;
+    let q: QuoteResponse = decode(&v)?;
     output(json, &v, || {
-        if let Some(reason) = v.get("declined") {
-            format!("declined: {}\n", s(reason))
-        } else if v.get("busy").is_some() {
-            format!("busy; retry in {} ms\n", v["retry_after_ms"])
+        if let Some(reason) = &q.declined {
+            format!("declined: {reason}\n")
+        } else if q.busy.is_some() {
+            format!("busy; retry in {} ms\n", opt(q.retry_after_ms))
         } else {
             format!(
                 "price {} per unit · valid until {} · capacity left {}\n",
-                v["price"], v["valid_until_ms"], v["capacity_left"]
+                q.price.map_or("null".into(), num),
+                opt(q.valid_until_ms),
+                opt(q.capacity_left)
             )
         }
     })
@@ -131,26 +144,29 @@ fn enc(s: &str) -> String {
 pub async fn receipts(api: &Api, json: bool, cmd: ReceiptsCmd) -> anyhow::Result<()> {
     let ReceiptsCmd::Export = cmd;
     let v = api.get("/receipts/export").await?;
-    output(json, &v, || match v["count"].as_u64() {
-        Some(0) | None => "no receipts since the last export\n".into(),
-        Some(n) => format!("exported {n} receipt(s); batch root {}\n", s(&v["root"])),
+    let e: ExportResponse = decode(&v)?;
+    output(json, &v, || match e.count {
+        0 => "no receipts since the last export\n".into(),
+        n => format!(
+            "exported {n} receipt(s); batch root {}\n",
+            e.root.unwrap_or_default()
+        ),
     })
 }
 
 pub async fn reputation(api: &Api, json: bool) -> anyhow::Result<()> {
     let v = api.get("/reputation").await?;
+    let rep: ReputationResponse = decode(&v)?;
     output(json, &v, || {
-        let rows: Vec<Vec<String>> = v["reputation"]
-            .as_array()
-            .map(|a| a.as_slice())
-            .unwrap_or_default()
+        let rows: Vec<Vec<String>> = rep
+            .reputation
             .iter()
             .map(|r| {
                 vec![
-                    s(&r["peer"]),
-                    r["hits"].to_string(),
-                    r["misses"].to_string(),
-                    format!("{:.3}", r["factor"].as_f64().unwrap_or(0.0)),
+                    r.peer.clone(),
+                    r.hits.to_string(),
+                    r.misses.to_string(),
+                    format!("{:.3}", r.factor),
                 ]
             })
             .collect();

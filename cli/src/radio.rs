@@ -1,9 +1,9 @@
 //! `offgrid radio status` and `offgrid mesh`.
 
 use clap::Subcommand;
-use serde_json::Value;
+use offgrid_api::radio::{MeshResponse, RadioResponse};
 
-use crate::{client::Api, output, s, table};
+use crate::{client::Api, decode, num, output, table};
 
 /// Radio commands.
 #[derive(Debug, Subcommand)]
@@ -17,38 +17,35 @@ pub async fn radio(api: &Api, json: bool, cmd: RadioCmd) -> anyhow::Result<()> {
     match cmd {
         RadioCmd::Status => {
             let v = api.get("/radio").await?;
-            output(json, &v, || render_radio(&v))
+            let r: RadioResponse = decode(&v)?;
+            output(json, &v, || render_radio(&r))
         }
     }
 }
 
-fn render_radio(v: &Value) -> String {
-    if v["enabled"] != Value::Bool(true) {
+fn render_radio(r: &RadioResponse) -> String {
+    let (true, Some(st)) = (r.enabled, &r.status) else {
         return "no radio links (start the node with --radio or [[radio]] entries)\n".into();
-    }
-    let st = &v["status"];
-    let links = st["links"]
-        .as_array()
-        .map(|a| a.as_slice())
-        .unwrap_or_default();
-    let rows: Vec<Vec<String>> = links
+    };
+    let rows: Vec<Vec<String>> = st
+        .links
         .iter()
         .map(|l| {
-            let budget = l["airtime_budget_ms"].as_u64().unwrap_or(0);
-            let used = l["airtime_window_ms"].as_u64().unwrap_or(0);
+            let budget = l.airtime_budget_ms;
+            let used = l.airtime_window_ms;
             let pct = if budget > 0 {
                 100.0 * used as f64 / budget as f64
             } else {
                 0.0
             };
             vec![
-                s(&l["name"]),
-                s(&l["via"]),
-                s(&l["frames_in"]),
-                s(&l["frames_out"]),
+                l.name.clone(),
+                l.via.clone(),
+                l.frames_in.to_string(),
+                l.frames_out.to_string(),
                 format!("{used}/{budget} ms ({pct:.1} %)"),
-                format!("{}/{}", s(&l["beacons_sent"]), s(&l["beacons_heard"])),
-                l["peers"].as_array().map_or(0, Vec::len).to_string(),
+                format!("{}/{}", l.beacons_sent, l.beacons_heard),
+                l.peers.len().to_string(),
             ]
         })
         .collect();
@@ -66,18 +63,11 @@ fn render_radio(v: &Value) -> String {
     );
     out.push_str(&format!(
         "beacons accepted {}, malformed {}, bad signature {}, replayed {}\n",
-        s(&st["beacons_accepted"]),
-        s(&st["beacons_malformed"]),
-        s(&st["beacons_invalid"]),
-        s(&st["beacons_replayed"])
+        st.beacons_accepted, st.beacons_malformed, st.beacons_invalid, st.beacons_replayed
     ));
-    for l in links {
-        for p in l["peers"]
-            .as_array()
-            .map(|a| a.as_slice())
-            .unwrap_or_default()
-        {
-            out.push_str(&format!("{}: {}\n", s(&l["name"]), s(p)));
+    for l in &st.links {
+        for p in &l.peers {
+            out.push_str(&format!("{}: {p}\n", l.name));
         }
     }
     out
@@ -86,28 +76,30 @@ fn render_radio(v: &Value) -> String {
 /// `offgrid mesh`: mesh metrics and the broker's mesh factor.
 pub async fn mesh(api: &Api, json: bool) -> anyhow::Result<()> {
     let v = api.get("/mesh").await?;
+    let r: MeshResponse = decode(&v)?;
     output(json, &v, || {
-        let m = &v["mesh"];
-        if m.is_null() {
+        let Some(m) = &r.mesh else {
             return "no mesh metrics (no batctl, babeld or metrics file); mesh factor 1.0\n".into();
-        }
+        };
         let mut out = format!(
             "source {}  ok {}  neighbours {}  path metric {}  routes {}  mesh factor {:.3}\n",
-            s(&m["source"]),
-            s(&m["mesh_ok"]),
-            s(&m["neighbours"]),
-            m["path_metric"]
-                .as_f64()
-                .map_or("-".into(), |p| format!("{p:.3}")),
-            s(&m["routes"]),
-            v["mesh_factor"].as_f64().unwrap_or(1.0)
+            m.source,
+            m.mesh_ok,
+            m.neighbours,
+            m.path_metric.map_or("-".into(), |p| format!("{p:.3}")),
+            m.routes,
+            r.mesh_factor
         );
-        let rows: Vec<Vec<String>> = m["neighbour_list"]
-            .as_array()
-            .map(|a| a.as_slice())
-            .unwrap_or_default()
+        let rows: Vec<Vec<String>> = m
+            .neighbour_list
             .iter()
-            .map(|n| vec![s(&n["address"]), s(&n["interface"]), s(&n["metric"])])
+            .map(|n| {
+                vec![
+                    n.address.clone(),
+                    n.interface.clone(),
+                    n.metric.map(num).unwrap_or_default(),
+                ]
+            })
             .collect();
         if !rows.is_empty() {
             out.push_str(&table::render(&["NEIGHBOUR", "INTERFACE", "METRIC"], &rows));

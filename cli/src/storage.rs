@@ -19,9 +19,13 @@ use std::{
 use anyhow::{bail, Context as _};
 use clap::{Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::{json, Value};
+use offgrid_api::storage::{
+    AssetCheck, AssetList, ContentKey, GetResult, OpStatus, PutResult, RepairReport, ShareResponse,
+    StorageStatus,
+};
+use serde_json::{json, Map, Value};
 
-use crate::{client::Api, output, s, table};
+use crate::{client::Api, decode, output, table};
 
 /// How often progress is polled.
 const POLL: Duration = Duration::from_millis(100);
@@ -192,21 +196,23 @@ pub async fn run(api: &Api, json: bool, cmd: StorageCmd) -> anyhow::Result<()> {
         } => {
             let path = std::fs::canonicalize(&file)
                 .with_context(|| format!("cannot find {}", file.display()))?;
-            let mut body = json!({ "path": path });
+            let mut body = Map::new();
+            body.insert("path".into(), json!(path));
             if let Some(m) = mode {
-                body["mode"] = mode_name(m).into();
+                body.insert("mode".into(), mode_name(m).into());
             }
             for (key, v) in [("k", k), ("n", n), ("r", r)] {
                 if let Some(v) = v {
-                    body[key] = v.into();
+                    body.insert(key.into(), v.into());
                 }
             }
             if let Some(sz) = shard_size {
-                body["shard_size"] = sz.into();
+                body.insert("shard_size".into(), sz.into());
             }
             if let Some(name) = name {
-                body["name"] = name.into();
+                body.insert("name".into(), name.into());
             }
+            let body = Value::Object(body);
             let v = follow(
                 api,
                 json,
@@ -216,26 +222,30 @@ pub async fn run(api: &Api, json: bool, cmd: StorageCmd) -> anyhow::Result<()> {
                 "its progress is kept: run the same `offgrid put` again to resume",
             )
             .await?;
+            let r: PutResult = decode(&v)?;
             output(json, &v, || {
                 format!(
                     "asset     {}\nsize      {} bytes\nscheme    {}{}\nshards    {} placed on {} hosts ({} sent now{})\ntime      {} ms\n",
-                    s(&v["asset_id"]),
-                    v["size"],
-                    s(&v["scheme"]),
-                    if v["adapted"] == true { " (adapted to the hosts available)" } else { "" },
-                    v["shards_placed"],
-                    v["hosts"],
-                    v["shards_sent"],
-                    if v["resumed"] == true { ", resumed" } else { "" },
-                    v["duration_ms"],
+                    r.asset_id,
+                    r.size,
+                    r.scheme,
+                    if r.adapted { " (adapted to the hosts available)" } else { "" },
+                    r.shards_placed,
+                    r.hosts,
+                    r.shards_sent,
+                    if r.resumed { ", resumed" } else { "" },
+                    r.duration_ms,
                 )
             })
         }
         StorageCmd::Get { asset, out, key } => {
-            let mut body = json!({ "asset": asset, "out": absolute(out)? });
+            let mut body = Map::new();
+            body.insert("asset".into(), asset.into());
+            body.insert("out".into(), json!(absolute(out)?));
             if let Some(k) = key {
-                body["key"] = k.into();
+                body.insert("key".into(), k.into());
             }
+            let body = Value::Object(body);
             let v = follow(
                 api,
                 json,
@@ -245,15 +255,16 @@ pub async fn run(api: &Api, json: bool, cmd: StorageCmd) -> anyhow::Result<()> {
                 "nothing was written: run the same `offgrid get` again to start over",
             )
             .await?;
+            let r: GetResult = decode(&v)?;
             output(json, &v, || {
                 format!(
                     "wrote     {} ({} bytes, whole-file BLAKE3 verified)\nshards    {} fetched, {} corrupt bypassed, {} hosts unreachable\ntime      {} ms\n",
-                    s(&v["out"]),
-                    v["size"],
-                    v["shards_fetched"],
-                    v["corrupt_shards"],
-                    v["unreachable_hosts"],
-                    v["duration_ms"],
+                    r.out,
+                    r.size,
+                    r.shards_fetched,
+                    r.corrupt_shards,
+                    r.unreachable_hosts,
+                    r.duration_ms,
                 )
             })
         }
@@ -265,35 +276,33 @@ pub async fn run(api: &Api, json: bool, cmd: StorageCmd) -> anyhow::Result<()> {
                     Duration::from_secs(60),
                 )
                 .await?;
+            let r: ShareResponse = decode(&v)?;
             output(json, &v, || {
                 format!(
                     "shared {} with {} ({} readers)\n",
-                    s(&v["asset_id"]),
-                    s(&v["peer"]),
-                    v["readers"]
+                    r.asset_id, r.peer, r.readers
                 )
             })
         }
         StorageCmd::Ls => {
             let v = api.get("/storage/assets").await?;
+            let l: AssetList = decode(&v)?;
             output(json, &v, || {
-                let rows: Vec<Vec<String>> = v["assets"]
-                    .as_array()
-                    .map(Vec::as_slice)
-                    .unwrap_or_default()
+                let rows: Vec<Vec<String>> = l
+                    .assets
                     .iter()
                     .map(|a| {
                         vec![
-                            s(&a["asset_id"]),
-                            s(&a["name"]),
-                            s(&a["size"]),
-                            s(&a["scheme"]),
-                            if a["owned"] == true {
+                            a.asset_id.clone(),
+                            a.name.clone().unwrap_or_default(),
+                            a.size.to_string(),
+                            a.scheme.clone(),
+                            if a.owned {
                                 "owner".into()
                             } else {
                                 "shared".into()
                             },
-                            s(&a["readers"]),
+                            a.readers.to_string(),
                         ]
                     })
                     .collect();
@@ -316,41 +325,44 @@ pub async fn run(api: &Api, json: bool, cmd: StorageCmd) -> anyhow::Result<()> {
                 &hint,
             )
             .await?;
+            let r: RepairReport = decode(&v)?;
             output(json, &v, || {
                 format!(
                     "asset     {}\nreachable min {} → {} of {} per segment\nrebuilt   {} shards in {} segments ({} segments lost)\n",
-                    s(&v["asset_id"]),
-                    v["reachable_min_before"],
-                    v["reachable_min_after"],
-                    v["n"],
-                    v["shards_rebuilt"],
-                    v["segments_repaired"],
-                    v["segments_lost"],
+                    r.asset_id,
+                    r.reachable_min_before,
+                    r.reachable_min_after,
+                    r.n,
+                    r.shards_rebuilt,
+                    r.segments_repaired,
+                    r.segments_lost,
                 )
             })
         }
         StorageCmd::Storage(Sub::Status) => {
             let v = api.get("/storage/status").await?;
+            let st: StorageStatus = decode(&v)?;
             output(json, &v, || {
-                let h = &v["host"];
+                let h = &st.host;
                 format!(
                     "shards    {} held, {} of {} bytes used\nreceived  {} shards, {} bytes\nrefused   {} busy, {} over quota; {} corrupt found\nassets    {} readable, {} owned; {} uploads in progress\n",
-                    h["shards"], h["used_bytes"], h["quota_bytes"], h["received_shards"], h["received_bytes"],
-                    h["busy"], h["quota_refusals"], h["corrupt"], v["assets"], v["assets_owned"], v["uploads_in_progress"],
+                    h.shards, h.used_bytes, h.quota_bytes, h.received_shards, h.received_bytes,
+                    h.busy, h.quota_refusals, h.corrupt, st.assets, st.assets_owned, st.uploads_in_progress,
                 )
             })
         }
         StorageCmd::Storage(Sub::Check { asset }) => {
             let v = api.get(&format!("/storage/assets/{asset}/check")).await?;
+            let c: AssetCheck = decode(&v)?;
             output(json, &v, || {
                 format!(
                     "asset     {}\nreachable min {} of {} (k = {}); {} segments below threshold, {} lost\n",
-                    s(&v["asset_id"]),
-                    v["reachable_min"],
-                    v["n"],
-                    v["k"],
-                    v["segments_below_threshold"],
-                    v["segments_lost"],
+                    c.asset_id,
+                    c.reachable_min,
+                    c.n,
+                    c.k,
+                    c.segments_below_threshold,
+                    c.segments_lost,
                 )
             })
         }
@@ -362,7 +374,8 @@ pub async fn run(api: &Api, json: bool, cmd: StorageCmd) -> anyhow::Result<()> {
                     Duration::from_secs(30),
                 )
                 .await?;
-            output(json, &v, || format!("{}\n", s(&v["key"])))
+            let k: ContentKey = decode(&v)?;
+            output(json, &v, || format!("{}\n", k.key))
         }
         StorageCmd::Policy(PolicyCmd::Sign {
             asset,
@@ -375,9 +388,11 @@ pub async fn run(api: &Api, json: bool, cmd: StorageCmd) -> anyhow::Result<()> {
             out,
         }) => {
             let mut body = json!({ "asset": asset, "license": license, "mode": mode_name(mode), "safety_tags": safety_tags });
-            for (key, v) in [("k", k), ("n", n), ("r", r)] {
-                if let Some(v) = v {
-                    body[key] = v.into();
+            if let Some(o) = body.as_object_mut() {
+                for (key, v) in [("k", k), ("n", n), ("r", r)] {
+                    if let Some(v) = v {
+                        o.insert(key.into(), v.into());
+                    }
                 }
             }
             let doc = api
@@ -498,7 +513,9 @@ async fn follow(
 ) -> anyhow::Result<Value> {
     let mut signals = Signals::new()?;
     let started = api.post(path, body, Duration::from_secs(30)).await?;
-    let id = s(&started["op_id"]);
+    let id = decode::<OpStatus>(&started)
+        .map(|o| o.op_id)
+        .unwrap_or_default();
     if id.is_empty() {
         bail!("the node did not start the {what}");
     }
@@ -525,10 +542,11 @@ async fn follow(
                 .get(&format!("/storage/ops/{id}?wait_ms={}", POLL.as_millis()))
                 .await
                 .with_context(|| format!("following {what} {id}"))?;
-            if v["state"] == "running" {
+            let op: OpStatus = decode(&v)?;
+            if op.state == "running" {
                 tokio::time::sleep(POLL.saturating_sub(asked.elapsed())).await;
             }
-            anyhow::Ok(v)
+            anyhow::Ok(op)
         };
         let v = tokio::select! {
             biased;
@@ -540,12 +558,9 @@ async fn follow(
             }
             v = poll => v?,
         };
-        let p = &v["progress"];
-        let (done, total) = (
-            p["done_bytes"].as_u64().unwrap_or(0),
-            p["total_bytes"].as_u64().unwrap_or(0),
-        );
-        let shards = format!("{}/{} shards", p["shards_done"], p["shards_total"]);
+        let p = v.progress.clone().unwrap_or_default();
+        let (done, total) = (p.done_bytes, p.total_bytes);
+        let shards = format!("{}/{} shards", p.shards_done, p.shards_total);
         if let Some(b) = &bar {
             b.set_length(total);
             b.set_position(done);
@@ -554,19 +569,23 @@ async fn follow(
             last_line = Instant::now();
             eprintln!("{what}: {done}/{total} bytes, {shards}");
         }
-        match v["state"].as_str() {
-            Some("running") => {}
-            Some("done") => {
+        match v.state.as_str() {
+            "running" => {}
+            "done" => {
                 if let Some(b) = &bar {
                     b.finish_and_clear();
                 }
-                return Ok(v["result"].clone());
+                return Ok(v.result.unwrap_or_default());
             }
             _ => {
                 if let Some(b) = &bar {
                     b.abandon();
                 }
-                bail!("{}: {}", s(&v["error"]), s(&v["message"]));
+                bail!(
+                    "{}: {}",
+                    v.error.unwrap_or_default(),
+                    v.message.unwrap_or_default()
+                );
             }
         }
     }
@@ -601,7 +620,9 @@ async fn cancel(
 
 /// The line printed after `DELETE /storage/ops/{id}` answered `v`.
 fn cancel_message(v: &Value, id: &str, what: &str, resume: &str) -> String {
-    match v["state"].as_str() {
+    let op: Option<OpStatus> = decode(v).ok();
+    let op = op.as_ref();
+    match op.map(|o| o.state.as_str()) {
         Some("cancelled") => format!("{what} cancelled (operation {id}); {resume}"),
         Some("running") => {
             format!("{what} is being cancelled on the node (operation {id}); {resume}")
@@ -611,8 +632,8 @@ fn cancel_message(v: &Value, id: &str, what: &str, resume: &str) -> String {
         ),
         _ => format!(
             "interrupted; the {what} had already failed (operation {id}): {}: {}",
-            s(&v["error"]),
-            s(&v["message"])
+            op.and_then(|o| o.error.as_deref()).unwrap_or_default(),
+            op.and_then(|o| o.message.as_deref()).unwrap_or_default()
         ),
     }
 }

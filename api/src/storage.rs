@@ -1,0 +1,310 @@
+//! Storage routes: `/storage/*`. Long work (put, get, repair) runs as an operation that
+//! `GET /storage/ops/{id}` follows.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+/// An operation's state (`GET` and `DELETE /storage/ops/{id}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct OpStatus {
+    /// Operation id.
+    #[serde(default)]
+    pub op_id: String,
+    /// `put`, `get` or `repair`.
+    #[serde(default)]
+    pub kind: String,
+    /// When it started, Unix milliseconds (absent in the answer that starts it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_ms: Option<u64>,
+    /// Its counters (absent in the answer that starts it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<OpProgress>,
+    /// `running`, `done`, `failed` or `cancelled`.
+    pub state: String,
+    /// A cancellation was asked for and the operation is stopping.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel_requested: Option<bool>,
+    /// The result when done; its shape depends on `kind` ([`PutResult`], [`GetResult`],
+    /// [`RepairReport`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    /// Error code when failed or cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Error message when failed or cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Counters of a running operation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct OpProgress {
+    /// Bytes to process.
+    pub total_bytes: u64,
+    /// Bytes processed.
+    pub done_bytes: u64,
+    /// Shards to move.
+    pub shards_total: u64,
+    /// Shards moved.
+    pub shards_done: u64,
+    /// Bytes sent to hosts.
+    pub bytes_sent: u64,
+    /// Bytes received from hosts.
+    pub bytes_received: u64,
+}
+
+/// Result of a put.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PutResult {
+    /// Asset id.
+    pub asset_id: String,
+    /// Human name of the file.
+    pub name: Option<String>,
+    /// File size, bytes.
+    pub size: u64,
+    /// `ec` or `rep`.
+    pub mode: String,
+    /// Data shards per segment.
+    pub k: u64,
+    /// Total shards per segment.
+    pub n: u64,
+    /// The scheme used, e.g. `rs(12,20)`.
+    pub scheme: String,
+    /// The scheme was adapted to the hosts available.
+    pub adapted: bool,
+    /// Shard size, bytes.
+    pub shard_size: u64,
+    /// Segments.
+    pub segments: u64,
+    /// Shards placed on hosts.
+    pub shards_placed: u64,
+    /// Shards in the asset.
+    pub shards_total: u64,
+    /// Distinct hosts used.
+    pub hosts: u64,
+    /// The upload resumed an earlier one.
+    pub resumed: bool,
+    /// Shards sent by this run.
+    pub shards_sent: u64,
+    /// Bytes sent by this run.
+    pub bytes_sent: u64,
+    /// Hosts holding a copy of the manifest.
+    pub manifest_copies: u64,
+    /// Wall-clock time, milliseconds.
+    pub duration_ms: u64,
+}
+
+/// Result of a get.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct GetResult {
+    /// Asset id.
+    pub asset_id: String,
+    /// Human name of the file.
+    pub name: Option<String>,
+    /// Where the file was written.
+    pub out: String,
+    /// File size, bytes.
+    pub size: u64,
+    /// Segments.
+    pub segments: u64,
+    /// Shards fetched.
+    pub shards_fetched: u64,
+    /// Corrupt shards bypassed.
+    pub corrupt_shards: u64,
+    /// Fetches that failed.
+    pub failed_fetches: u64,
+    /// Hosts that did not answer.
+    pub unreachable_hosts: u64,
+    /// Whole-file BLAKE3, hex (verified).
+    pub file_blake3: String,
+    /// Wall-clock time, milliseconds.
+    pub duration_ms: u64,
+}
+
+/// What a repair did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RepairReport {
+    /// Asset id.
+    pub asset_id: String,
+    /// Segments in the asset.
+    pub segments: u64,
+    /// Total shards per segment (n).
+    pub n: u64,
+    /// Fewest reachable shards of any segment before the repair.
+    pub reachable_min_before: u64,
+    /// Fewest reachable shards of any segment after the repair.
+    pub reachable_min_after: u64,
+    /// Segments rebuilt.
+    pub segments_repaired: u64,
+    /// Shards rebuilt and stored on new hosts.
+    pub shards_rebuilt: u64,
+    /// Segments with fewer than k reachable shards (lost).
+    pub segments_lost: u64,
+    /// Manifest revision after the repair.
+    pub revision: u64,
+}
+
+/// Answer of `GET /storage/assets/{id}/check`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AssetCheck {
+    /// Asset id.
+    pub asset_id: String,
+    /// Data shards per segment.
+    pub k: u64,
+    /// Total shards per segment.
+    pub n: u64,
+    /// Segments.
+    pub segments: u64,
+    /// Fewest reachable shards of any segment.
+    pub reachable_min: u64,
+    /// Reachable shards per segment.
+    pub reachable: Vec<u64>,
+    /// Segments under k plus the repair margin.
+    pub segments_below_threshold: u64,
+    /// Segments under k (lost).
+    pub segments_lost: u64,
+    /// Hosts that did not answer.
+    pub hosts_down: Vec<String>,
+}
+
+/// Answer of `POST /storage/share`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ShareResponse {
+    /// Asset id.
+    pub asset_id: String,
+    /// The new reader.
+    pub peer: String,
+    /// The peer could already read it.
+    pub already_shared: bool,
+    /// Readers now.
+    pub readers: u64,
+    /// Manifest revision.
+    pub revision: u64,
+    /// Hosts holding a copy of the manifest.
+    pub manifest_copies: u64,
+}
+
+/// An asset this node can read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AssetSummary {
+    /// Asset id.
+    pub asset_id: String,
+    /// Human name of the file.
+    pub name: Option<String>,
+    /// File size, bytes.
+    pub size: u64,
+    /// Scheme, e.g. `rs(12,20)`.
+    pub scheme: String,
+    /// Data shards per segment.
+    pub k: u64,
+    /// Total shards per segment.
+    pub n: u64,
+    /// Segments.
+    pub segments: u64,
+    /// Shards in the asset.
+    pub shards: u64,
+    /// Owner peer id.
+    pub owner: String,
+    /// This node owns it.
+    pub owned: bool,
+    /// Readers.
+    pub readers: u64,
+    /// Manifest revision.
+    pub revision: u64,
+    /// When it was stored, Unix milliseconds.
+    pub created_ms: u64,
+}
+
+/// Answer of `GET /storage/assets`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AssetList {
+    /// Newest first.
+    pub assets: Vec<AssetSummary>,
+}
+
+/// Answer of `POST /storage/key`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ContentKey {
+    /// Asset id.
+    pub asset_id: String,
+    /// The content key, hex.
+    pub key: String,
+}
+
+/// The shard host's counters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HostStatus {
+    /// Shards held.
+    pub shards: u64,
+    /// Bytes held.
+    pub used_bytes: u64,
+    /// The quota, bytes.
+    pub quota_bytes: u64,
+    /// Shard bytes of accepted stores since start.
+    pub received_bytes: u64,
+    /// Accepted stores since start.
+    pub received_shards: u64,
+    /// Stores that wrote a new shard since start.
+    pub stored_shards: u64,
+    /// Shards served since start.
+    pub served_shards: u64,
+    /// Requests answered busy since start.
+    pub busy: u64,
+    /// Stores refused for the quota since start.
+    pub quota_refusals: u64,
+    /// Rotten shards found since start.
+    pub corrupt: u64,
+}
+
+/// Answer of `GET /storage/status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StorageStatus {
+    /// The shard host.
+    pub host: HostStatus,
+    /// Assets this node can read.
+    pub assets: u64,
+    /// Of those, assets it owns.
+    pub assets_owned: u64,
+    /// Uploads that can be resumed.
+    pub uploads_in_progress: u64,
+    /// Operations running.
+    pub ops_running: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip<T: serde::de::DeserializeOwned + Serialize>(raw: &str) {
+        let v: Value = serde_json::from_str(raw).unwrap();
+        let t: T = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&t).unwrap(), v);
+    }
+
+    #[test]
+    fn ops_round_trip() {
+        round_trip::<OpStatus>(r#"{"op_id":"op-1","kind":"put","state":"running"}"#);
+        round_trip::<OpStatus>(
+            r#"{"op_id":"op-1","kind":"get","started_ms":1,"progress":{"total_bytes":10,
+            "done_bytes":5,"shards_total":4,"shards_done":2,"bytes_sent":0,
+            "bytes_received":5},"state":"failed","error":"no_hosts","message":"only 0"}"#,
+        );
+    }
+
+    #[test]
+    fn results_round_trip() {
+        round_trip::<GetResult>(
+            r#"{"asset_id":"a","name":null,"out":"/tmp/x","size":3,"segments":1,
+            "shards_fetched":2,"corrupt_shards":0,"failed_fetches":0,"unreachable_hosts":0,
+            "file_blake3":"ab","duration_ms":4}"#,
+        );
+        round_trip::<StorageStatus>(
+            r#"{"host":{"shards":1,"used_bytes":2,"quota_bytes":3,"received_bytes":4,
+            "received_shards":5,"stored_shards":6,"served_shards":7,"busy":0,
+            "quota_refusals":0,"corrupt":0},"assets":1,"assets_owned":1,
+            "uploads_in_progress":0,"ops_running":0}"#,
+        );
+        round_trip::<ContentKey>(r#"{"asset_id":"a","key":"00"}"#);
+    }
+}
