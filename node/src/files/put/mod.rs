@@ -30,10 +30,13 @@
 //! The upload is complete when every segment has at least k acknowledged shards; then the
 //! owner signs the manifest, keeps it and sends it to every host that holds a shard.
 
+mod persist;
+mod report;
+
 use std::{
     collections::{HashMap, HashSet, VecDeque},
     path::PathBuf,
-    sync::{atomic::Ordering, Arc},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -41,11 +44,8 @@ use futures::{stream::FuturesUnordered, StreamExt};
 use libp2p::PeerId;
 use offgrid_behaviours::shards::{MAX_BATCH_BYTES, MAX_BATCH_SHARDS};
 use offgrid_storage::{
-    crypto::new_content_key,
-    manifest::{new_asset_id, MANIFEST_VERSION},
-    unwrap_key,
-    upload::{mtime_ms, now_ms, SegmentProgress},
-    wrap_key, Codec, Manifest, Scheme, SegmentReader, SignedManifest, UploadState,
+    manifest::MANIFEST_VERSION, unwrap_key, upload::SegmentProgress, Codec, Manifest, Scheme,
+    SignedManifest, UploadState,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -53,6 +53,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
+use self::report::UploadReport;
 use super::{
     hosts::HostInfo,
     ops::Progress,
@@ -471,164 +472,6 @@ impl Storage {
             "manifest_copies": copies,
             "duration_ms": started.elapsed().as_millis() as u64,
         }))
-    }
-
-    fn new_upload(
-        &self,
-        params: &PutParams,
-        meta: &std::fs::Metadata,
-        hosts: usize,
-    ) -> Result<UploadRecord, StorageError> {
-        let scheme = params
-            .scheme
-            .adapt(hosts)
-            .map_err(|_| StorageError::NoHosts {
-                found: hosts,
-                needed: 2,
-            })?;
-        let codec = Codec::new(scheme, params.shard_size)
-            .map_err(|e| StorageError::Invalid(e.to_string()))?;
-        let created_ms = now_ms();
-        let asset_id = new_asset_id(&self.identity.public_key(), created_ms);
-        let content_key = new_content_key();
-        let owner_key = wrap_key(&content_key, &self.identity.x25519_public())
-            .map_err(|e| StorageError::internal("wrapping the content key", e))?;
-        let name = params.name.clone().or_else(|| {
-            params
-                .path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-        });
-        Ok(UploadRecord {
-            requested: params.scheme,
-            shard_size: params.shard_size,
-            name,
-            state: UploadState {
-                asset_id: hex::encode(asset_id),
-                source_path: params.path.clone(),
-                file_size: meta.len(),
-                mtime_ms: mtime_ms(meta).unwrap_or(0),
-                scheme,
-                shard_size: params.shard_size,
-                segment_count: SegmentReader::<std::fs::File>::segment_count(
-                    meta.len(),
-                    codec.segment_plain_len(),
-                ),
-                created_ms,
-                owner_key,
-                segments: Vec::new(),
-            },
-        })
-    }
-
-    fn persist_upload(&self, key: &str, record: &UploadRecord) -> tokio::task::JoinHandle<()> {
-        let op = Op::put(Table::Uploads, key, record);
-        let store = self.store.clone();
-        tokio::spawn(async move {
-            let saved = match op {
-                Ok(op) => store.commit(vec![op]).await,
-                Err(e) => Err(e),
-            };
-            if let Err(e) = saved {
-                tracing::warn!(error = %e, "cannot save upload progress");
-            }
-        })
-    }
-
-    async fn save_upload(&self, key: &str, record: &UploadRecord) -> Result<(), StorageError> {
-        self.persist_upload(key, record)
-            .await
-            .map_err(|e| StorageError::internal("saving upload progress", e))
-    }
-
-    /// Sends a signed manifest to every host of the asset and to `extra` peers; returns how
-    /// many kept it.
-    pub(crate) async fn publish_manifest(
-        &self,
-        manifest: &Manifest,
-        signed: &SignedManifest,
-        extra: &[PeerId],
-    ) -> usize {
-        let Ok(bytes) = serde_json::to_vec(signed) else {
-            return 0;
-        };
-        let mut peers: Vec<PeerId> = manifest
-            .segments
-            .iter()
-            .flat_map(|s| s.shards.iter().filter_map(|e| e.host.parse().ok()))
-            .chain(extra.iter().copied())
-            .collect::<HashSet<PeerId>>()
-            .into_iter()
-            .collect();
-        peers.retain(|p| *p != self.identity.peer_id());
-        let request = offgrid_behaviours::shards::Request::StoreManifest {
-            asset_id: manifest.asset_id.clone(),
-            manifest: offgrid_behaviours::shards::Bytes(bytes),
-        };
-        let jobs: Vec<_> = peers
-            .into_iter()
-            .map(|peer| self.client.shard_request(peer, request.clone()))
-            .collect();
-        super::repair::bounded(jobs, self.cfg.max_in_flight.max(1))
-            .await
-            .into_iter()
-            .filter(|r| matches!(r, Ok(offgrid_behaviours::shards::Response::ManifestStored)))
-            .count()
-    }
-}
-
-/// What a put tells the failover monitor (`GET /quorum/items`): its start, its progress (the
-/// share of shards placed) at most every [`REPORT_EVERY`], and at the end an ack from every
-/// host that stored shards (weighted by link and reputation), so the item reaches its quorum
-/// when the upload is complete. A put that stops making progress before (hosts that keep
-/// their connections but never answer) raises an alert at `GET /quorum/alerts`; a cancelled
-/// put stays incomplete there until the same put resumes it.
-struct UploadReport<'a> {
-    tracker: Option<&'a crate::failover::JobTracker>,
-    asset: String,
-    last: Instant,
-}
-
-impl<'a> UploadReport<'a> {
-    fn start(storage: &'a Storage, asset: &str, progress: &Progress) -> Self {
-        let tracker = storage.upload_tracker.get().map(|t| &**t);
-        if let Some(t) = tracker {
-            t.upload_started(asset);
-        }
-        let mut r = Self {
-            tracker,
-            asset: asset.to_owned(),
-            last: Instant::now(),
-        };
-        r.progress(progress, true);
-        r
-    }
-
-    /// The manifest is saved: the upload is complete, whatever share of `n` it placed.
-    /// `hosts` are those the manifest names (a resumed put stored on some in an earlier run).
-    fn done<'h>(&self, hosts: impl IntoIterator<Item = &'h str>) {
-        let Some(t) = self.tracker else { return };
-        for host in hosts {
-            // Shards travel only over IP links (see `hosts`).
-            t.upload_ack(&self.asset, host, "ip");
-        }
-        t.upload_progress(&self.asset, 1.0);
-    }
-
-    fn progress(&mut self, progress: &Progress, now: bool) {
-        let Some(t) = self.tracker else { return };
-        if !now && self.last.elapsed() < REPORT_EVERY {
-            return;
-        }
-        self.last = Instant::now();
-        let total = progress.shards_total.load(Ordering::Relaxed);
-        let done = progress.shards_done.load(Ordering::Relaxed);
-        let share = if total == 0 {
-            1.0
-        } else {
-            done as f64 / total as f64
-        };
-        t.upload_progress(&self.asset, share);
     }
 }
 
