@@ -112,7 +112,8 @@ impl Node {
         )
         .context("starting the failover monitor")?;
         let ledger = chain::start(
-            &cfg,
+            &cfg.ledger,
+            &cfg.wallet,
             &identity,
             store.clone(),
             client.clone(),

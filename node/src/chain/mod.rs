@@ -10,7 +10,9 @@
 //! attestation is sent, and a transaction is reported final only once stored.
 
 pub mod blocks;
-pub mod config;
+/// The `[ledger]` and `[wallet]` sections (kept with the rest of the config, which no
+/// service module may be imported by).
+pub use crate::config::ledger as config;
 mod inbox;
 mod reputation;
 pub mod service;
@@ -197,7 +199,8 @@ pub fn load_reputation(
 
 /// Starts the ledger service.
 pub fn start(
-    cfg: &crate::config::Config,
+    ledger: &config::LedgerConfig,
+    wallet: &config::WalletConfig,
     identity: &crate::identity::Identity,
     store: Arc<Store>,
     client: offgrid_net::Client,
@@ -206,7 +209,14 @@ pub fn start(
     tasks: &mut tokio::task::JoinSet<()>,
 ) -> anyhow::Result<LedgerHandle> {
     let (tx, rx) = mpsc::channel(INPUT_QUEUE);
-    let svc = service::Service::new(cfg, identity, store.clone(), client, rx, reputation)?;
+    let svc = service::Service::new(
+        (ledger, wallet),
+        identity,
+        store.clone(),
+        client,
+        rx,
+        reputation,
+    )?;
     tasks.spawn(svc.run(cancel));
     Ok(LedgerHandle { tx, store })
 }

@@ -23,6 +23,8 @@ use offgrid_ledger::{
     Block, ReputationCrdt,
 };
 use offgrid_net::{Client, LedgerOut};
+
+use super::config::WalletConfig;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -108,17 +110,18 @@ pub struct Service {
 impl Service {
     /// Loads the DAG and the wallet from the store.
     pub fn new(
-        cfg: &crate::config::Config,
+        cfg: (&LedgerConfig, &WalletConfig),
         identity: &crate::identity::Identity,
         store: Arc<Store>,
         client: Client,
         rx: mpsc::Receiver<LedgerIn>,
         reputation: Arc<Mutex<ReputationCrdt>>,
     ) -> anyhow::Result<Self> {
+        let (ledger_cfg, wallet_cfg) = cfg;
         let me = identity.peer_id().to_string();
         let dag = blocks::load_dag(&store)?;
-        let wallet = if cfg.wallet.enabled() {
-            let params = cfg.wallet.params().map_err(anyhow::Error::msg)?;
+        let wallet = if wallet_cfg.enabled() {
+            let params = wallet_cfg.params().map_err(anyhow::Error::msg)?;
             Some(WalletCore::load(me.clone(), params, &store)?)
         } else {
             None
@@ -135,10 +138,10 @@ impl Service {
             me,
             key: identity.signing_key().clone(),
             store,
-            cfg: cfg.ledger.clone(),
+            cfg: ledger_cfg.clone(),
             dag,
             wallet,
-            settlement: cfg.wallet.settlement().map_err(anyhow::Error::msg)?,
+            settlement: wallet_cfg.settlement().map_err(anyhow::Error::msg)?,
             client,
             rx,
             peers: BTreeSet::new(),

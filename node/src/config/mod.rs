@@ -6,6 +6,8 @@
 //! that names it. `config.example.toml` at the repository root lists every field with its
 //! default; a test keeps the two in step.
 
+pub mod ledger;
+
 use std::{collections::BTreeMap, path::PathBuf};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -146,9 +148,9 @@ pub struct Config {
     /// Local HTTP API limits.
     pub api: ApiConfig,
     /// Ledger blocks, sync and settlement timers.
-    pub ledger: crate::chain::config::LedgerConfig,
+    pub ledger: ledger::LedgerConfig,
     /// Wallet: witnesses, quorum, genesis, fees, host reserve.
-    pub wallet: crate::chain::config::WalletConfig,
+    pub wallet: ledger::WalletConfig,
     /// Quorum engine policies per kind.
     pub quorum: crate::failover::QuorumConfig,
     /// Failover monitor of stalled jobs and uploads.
@@ -576,7 +578,7 @@ impl Config {
                 "api.body_limit_bytes must be positive".into(),
             ));
         }
-        crate::chain::config::validate(&self.wallet).map_err(ConfigError::Invalid)?;
+        ledger::validate(&self.wallet).map_err(ConfigError::Invalid)?;
         Ok(())
     }
 
