@@ -14,6 +14,7 @@ pub mod blocks;
 /// service module may be imported by).
 pub use crate::config::ledger as config;
 mod inbox;
+pub mod records;
 mod reputation;
 pub mod service;
 mod sync;
