@@ -231,6 +231,16 @@ async fn kill9_during_a_transfer_burst_loses_no_final_tx_and_no_witness_signs_a_
         assert!(nonces.len() >= accepted.len());
     }
     assert_no_conflicting_signatures(&nodes, &src).await;
+    // Transfers in flight at the kill (never acknowledged) may still be finalising on some
+    // nodes: compare balances once every node holds the same final transfers.
+    wait_until(T, "the same final transfers on every node", || async {
+        let mut sets = Vec::new();
+        for n in &nodes {
+            sets.push(final_transfers(n, &src).await);
+        }
+        sets.windows(2).all(|w| w[0] == w[1]).then_some(())
+    })
+    .await;
     let first = nodes[0].peer_id.clone();
     let accounts = [first.as_str(), src.as_str(), dst.as_str(), "system"];
     let got = balances_agree(&nodes, &accounts).await;
