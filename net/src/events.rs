@@ -211,3 +211,45 @@ impl Default for Inbound {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_flood_beyond_the_queue_comes_back_to_the_router_and_never_blocks() {
+        let (tx, mut rx) = mpsc::channel::<u32>(4);
+        let sink = Sink::channel(tx);
+        let refused: Vec<u32> = (0..100)
+            .filter_map(|i| sink.offer(i).err().flatten())
+            .collect();
+        // Four queued, the other 96 handed back so the router can answer busy for them.
+        assert_eq!(refused, (4..100).collect::<Vec<_>>());
+        for want in 0..4 {
+            assert_eq!(rx.try_recv().unwrap(), want);
+        }
+        // Room again: taken.
+        assert!(sink.send(100));
+        // A stopped service refuses too, and the event still comes back.
+        drop(rx);
+        assert_eq!(sink.offer(101), Err(Some(101)));
+    }
+
+    #[test]
+    fn a_sink_into_another_input_type_and_a_refusing_sink_take_nothing_when_full() {
+        #[derive(Debug, PartialEq)]
+        struct Wrapped(u32);
+        impl From<u32> for Wrapped {
+            fn from(v: u32) -> Self {
+                Wrapped(v)
+            }
+        }
+        let (tx, mut rx) = mpsc::channel::<Wrapped>(1);
+        let sink = Sink::<u32>::channel_into(tx);
+        assert!(sink.send(1));
+        assert!(!sink.send(2), "full");
+        assert_eq!(rx.try_recv().unwrap(), Wrapped(1));
+        assert!(!Sink::<u32>::refuse().send(3));
+    }
+}

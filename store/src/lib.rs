@@ -337,20 +337,7 @@ impl Store {
 
     /// Reads every entry of a table in key order.
     pub fn scan<T: DeserializeOwned>(&self, table: Table) -> Result<Vec<(String, T)>, StoreError> {
-        let txn = self.db.begin_read().map_err(db_err)?;
-        let t = txn.open_table(table.def()).map_err(db_err)?;
-        let mut out = Vec::new();
-        for item in t.iter().map_err(db_err)? {
-            let (k, v) = item.map_err(db_err)?;
-            let key = k.value().to_owned();
-            let value = serde_json::from_slice(v.value()).map_err(|source| StoreError::Codec {
-                table: table.name(),
-                key: key.clone(),
-                source,
-            })?;
-            out.push((key, value));
-        }
-        Ok(out)
+        self.scan_after(table, None, usize::MAX)
     }
 
     /// Reads up to `limit` entries with keys strictly after `after` (all when `None`), in
