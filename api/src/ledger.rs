@@ -231,6 +231,173 @@ pub struct QuorumItems {
     pub items: Vec<QuorumItemView>,
 }
 
+/// Body of `POST /wallet/tx/submit`: a transaction signed elsewhere.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitRequest {
+    /// The signed transaction.
+    pub tx: SignedEnvelope,
+    /// Wait this long for finality before answering, milliseconds (at most 60 000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_ms: Option<u64>,
+}
+
+/// Answer of `POST /wallet/tx/submit`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SubmitResponse {
+    /// The transaction's id.
+    pub tx_id: String,
+    /// False when the wallet knew it already.
+    pub new: bool,
+    /// Its state after waiting (with `wait_ms`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub view: Option<TxView>,
+}
+
+/// Answer of `GET /ledger/status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct LedgerStatus {
+    /// This node's peer id.
+    pub peer_id: String,
+    /// Valid blocks in the DAG.
+    pub blocks: u64,
+    /// Blocks waiting for a parent.
+    pub orphans: u64,
+    /// Ids of the DAG's tips.
+    pub tips: Vec<String>,
+    /// Peers the ledger syncs with.
+    pub peers: u64,
+    /// The wallet, when it is on.
+    pub wallet: Option<WalletSummary>,
+    /// What gossip brought that failed validation.
+    pub rejected: Rejected,
+}
+
+/// The wallet part of `GET /ledger/status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WalletSummary {
+    /// Whether this node is a witness.
+    pub witness: bool,
+    /// The witness set and weights.
+    pub witnesses: Vec<WitnessWeight>,
+    /// Weight a transaction needs to be final, thousandths.
+    pub quorum_milli: u64,
+    /// Final transactions.
+    pub final_txs: u64,
+    /// Digest of the final transaction set (equal on nodes that agree).
+    pub final_digest: String,
+    /// Transactions still pending.
+    pub pending_txs: u64,
+    /// Credits in circulation, micro-credits.
+    pub supply: u64,
+}
+
+/// A witness and its weight.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WitnessWeight {
+    /// Peer id.
+    pub peer: String,
+    /// Weight, thousandths.
+    pub weight_milli: u64,
+}
+
+/// Counters of rejected gossip.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Rejected {
+    /// Blocks that failed validation.
+    pub blocks: u64,
+    /// Transaction messages that failed validation.
+    pub txs: u64,
+    /// Ids of the last rejected blocks (bounded).
+    pub block_ids: Vec<String>,
+    /// Reputation reports that failed validation.
+    pub reputation: u64,
+}
+
+/// Answer of `GET /ledger/reputation`: the merged counters (a CRDT).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReputationEntries {
+    /// One entry per (observer, subject).
+    pub entries: Vec<ReputationEntry>,
+}
+
+/// What one node observed of another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReputationEntry {
+    /// Peer id of the observer.
+    pub observer: String,
+    /// Peer id of the node observed.
+    pub subject: String,
+    /// Good outcomes.
+    pub hits: u64,
+    /// Bad outcomes.
+    pub misses: u64,
+}
+
+/// Answer of `GET /wallet/witness-records`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WitnessRecords {
+    /// What this node has witnessed.
+    pub records: Vec<WitnessRecord>,
+}
+
+/// One witnessed slot: the transaction this node signed for an (account, nonce).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WitnessRecord {
+    /// `account/nonce`.
+    pub slot: String,
+    /// The transaction witnessed there.
+    pub tx_id: String,
+}
+
+/// Answer of `GET /quorum/policy`: the `[quorum]` section in force.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct QuorumPolicy {
+    /// Weigh acks by link and reputation unless a node has an override.
+    pub auto_weights: bool,
+    /// Uploads (shards stored).
+    pub upload: KindPolicy,
+    /// Compute jobs.
+    pub job: KindPolicy,
+    /// Wallet tokens (transactions).
+    pub token: KindPolicy,
+}
+
+/// The policy of one kind of quorum item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct KindPolicy {
+    /// Effective weight an item needs.
+    pub required: f64,
+    /// Weight of a node without an override.
+    pub weight_default: f64,
+    /// Per-node weight overrides, by peer id.
+    pub node_weights: std::collections::BTreeMap<String, f64>,
+    /// Seconds after which an ack counts half; 0 turns decay off.
+    pub decay_half_life_s: f64,
+    /// Seconds after which an ack no longer counts.
+    pub max_age_s: f64,
+}
+
+/// Answer of `GET /quorum/alerts`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct QuorumAlerts {
+    /// Alerts raised by the failover monitor, newest last.
+    pub alerts: Vec<QuorumAlert>,
+}
+
+/// An upload that stalled and was requeued.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct QuorumAlert {
+    /// The upload id.
+    pub id: String,
+    /// Which requeue this is.
+    pub attempt: u32,
+    /// When, Unix milliseconds.
+    pub at_ms: u64,
+    /// What happened.
+    pub message: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,6 +423,10 @@ mod tests {
             "tx":{{"signed":"e30=","sig":"00","pubkey":"11"}},"view":{TX}}}"#
         ));
         round_trip::<SendRequest>(r#"{"dst":"b","amount":5,"wait_ms":1000}"#);
+        round_trip::<SubmitRequest>(
+            r#"{"tx":{"signed":"e30=","sig":"00","pubkey":"11"},"wait_ms":5}"#,
+        );
+        round_trip::<SubmitResponse>(&format!(r#"{{"tx_id":"t1","new":true,"view":{TX}}}"#));
         round_trip::<SettleResponse>(&format!(
             r#"{{"blocks":["b1"],"submitted":1,"mints":[{TX}]}}"#
         ));
@@ -273,6 +444,16 @@ mod tests {
             "block":{{"signed":"e30=","sig":"00","pubkey":"11"}}}}"#
         ));
         round_trip::<CreatedBlocks>(r#"{"created":["b1"]}"#);
+        round_trip::<LedgerStatus>(
+            r#"{"peer_id":"p","blocks":2,"orphans":0,"tips":["b1"],"peers":1,
+            "wallet":{"witness":true,"witnesses":[{"peer":"p","weight_milli":1000}],
+            "quorum_milli":667,"final_txs":3,"final_digest":"ab","pending_txs":0,
+            "supply":100},"rejected":{"blocks":1,"txs":0,"block_ids":["x"],"reputation":0}}"#,
+        );
+        round_trip::<ReputationEntries>(
+            r#"{"entries":[{"observer":"a","subject":"b","hits":2,"misses":1}]}"#,
+        );
+        round_trip::<WitnessRecords>(r#"{"records":[{"slot":"a/1","tx_id":"t1"}]}"#);
         round_trip::<ReceiptProof>(
             r#"{"block":"b1","root":"ab","receipt_hash":"cd",
             "receipt":{"signed":"e30=","sig":"00","pubkey":"11"},
@@ -282,6 +463,17 @@ mod tests {
 
     #[test]
     fn quorum_round_trips() {
+        round_trip::<QuorumAlerts>(
+            r#"{"alerts":[{"id":"u1","attempt":1,"at_ms":5,"message":"stalled"}]}"#,
+        );
+        round_trip::<QuorumPolicy>(
+            r#"{"auto_weights":true,"upload":{"required":1.0,"weight_default":1.0,
+            "node_weights":{"p":2.0},"decay_half_life_s":600.0,"max_age_s":3600.0},
+            "job":{"required":0.5,"weight_default":1.0,"node_weights":{},
+            "decay_half_life_s":600.0,"max_age_s":3600.0},"token":{"required":1.0,
+            "weight_default":1.0,"node_weights":{},"decay_half_life_s":0.0,
+            "max_age_s":86400.0}}"#,
+        );
         round_trip::<QuorumItems>(
             r#"{"items":[{"kind":"upload","id":"u1","required":2.0,"effective_weight":1.5,
             "reached":false,"progress":0.5,"created_ms":1,

@@ -272,6 +272,88 @@ pub struct StorageStatus {
     pub ops_running: u64,
 }
 
+/// Body of `POST /storage/put`: a file on the node's own disk.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PutRequest {
+    /// Absolute path of the file to store.
+    pub path: String,
+    /// `ec` (Reed–Solomon, default) or `rep` (replicas).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// Data shards per segment (`ec`); the configured default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k: Option<u16>,
+    /// Shards per segment (`ec`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n: Option<u16>,
+    /// Replicas (`rep`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub r: Option<u16>,
+    /// Shard size, 1..=1048576 bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard_size: Option<u32>,
+    /// A name to list the asset under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// Body of `POST /storage/get`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GetRequest {
+    /// The asset id, 64 lower-case hex digits.
+    pub asset: String,
+    /// Absolute path to write the file to.
+    pub out: String,
+    /// The content key, 64 hex digits, for an asset shared out of band.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+/// Body of `POST /storage/share`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShareRequest {
+    /// The asset id.
+    pub asset: String,
+    /// Peer id of the new reader.
+    pub peer: String,
+}
+
+/// Body of `POST /storage/repair` and `POST /storage/key`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AssetRequest {
+    /// The asset id, 64 lower-case hex digits.
+    pub asset: String,
+}
+
+/// Body of `POST /storage/policy/sign`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySignRequest {
+    /// The asset id (an asset this node holds).
+    pub asset: String,
+    /// The licence the asset is published under.
+    pub license: String,
+    /// `ec` (default) or `rep`: the distribution the policy requires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// Data shards per segment (`ec`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k: Option<u16>,
+    /// Shards per segment (`ec`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n: Option<u16>,
+    /// Replicas (`rep`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub r: Option<u16>,
+    /// Safety tags.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub safety_tags: Vec<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,5 +388,15 @@ mod tests {
             "uploads_in_progress":0,"ops_running":0}"#,
         );
         round_trip::<ContentKey>(r#"{"asset_id":"a","key":"00"}"#);
+    }
+
+    #[test]
+    fn requests_round_trip() {
+        round_trip::<PutRequest>(r#"{"path":"/x","mode":"ec","k":2,"n":4,"shard_size":64}"#);
+        round_trip::<GetRequest>(r#"{"asset":"a","out":"/y"}"#);
+        round_trip::<ShareRequest>(r#"{"asset":"a","peer":"p"}"#);
+        round_trip::<AssetRequest>(r#"{"asset":"a"}"#);
+        round_trip::<PolicySignRequest>(r#"{"asset":"a","license":"cc0","mode":"rep","r":3}"#);
+        assert!(serde_json::from_str::<AssetRequest>(r#"{"asset":"a","x":1}"#).is_err());
     }
 }

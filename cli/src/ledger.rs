@@ -7,8 +7,9 @@ use anyhow::{bail, Context as _};
 use clap::Subcommand;
 use offgrid_api::{
     ledger::{
-        Balance, BlockDetail, BlockList, CreateBlockRequest, CreatedBlocks, QuorumItemView,
-        QuorumItems, ReceiptProof, SendRequest, SendResponse, SettleResponse, TxList, TxView,
+        Balance, BlockDetail, BlockList, CreateBlockRequest, CreatedBlocks, LedgerStatus,
+        QuorumItemView, QuorumItems, QuorumPolicy, ReceiptProof, SendRequest, SendResponse,
+        SettleResponse, TxList, TxView,
     },
     market::SignedEnvelope,
 };
@@ -317,9 +318,8 @@ pub async fn ledger(api: &Api, json: bool, cmd: LedgerCmd) -> anyhow::Result<()>
         }
         LedgerCmd::Status => {
             let v = api.get("/ledger/status").await?;
-            output(json, &v, || {
-                serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
-            })
+            let st: LedgerStatus = decode(&v)?;
+            output(json, &v, || describe_status(&st))
         }
     }
 }
@@ -427,11 +427,65 @@ pub async fn quorum(api: &Api, json: bool, cmd: QuorumCmd) -> anyhow::Result<()>
         }
         QuorumCmd::Policy => {
             let v = api.get("/quorum/policy").await?;
+            let p: QuorumPolicy = decode(&v)?;
             output(json, &v, || {
-                serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
+                let rows: Vec<Vec<String>> =
+                    [("upload", &p.upload), ("job", &p.job), ("token", &p.token)]
+                        .into_iter()
+                        .map(|(kind, k)| {
+                            vec![
+                                kind.to_owned(),
+                                k.required.to_string(),
+                                k.weight_default.to_string(),
+                                k.node_weights.len().to_string(),
+                                k.decay_half_life_s.to_string(),
+                                k.max_age_s.to_string(),
+                            ]
+                        })
+                        .collect();
+                format!("auto weights: {}\n", p.auto_weights)
+                    + &table::render(
+                        &[
+                            "KIND",
+                            "REQUIRED",
+                            "WEIGHT",
+                            "OVERRIDES",
+                            "HALF-LIFE S",
+                            "MAX AGE S",
+                        ],
+                        &rows,
+                    )
             })
         }
     }
+}
+
+fn describe_status(st: &LedgerStatus) -> String {
+    let mut s = format!(
+        "peer      {}\nblocks    {} ({} orphans), {} tips\nsync      {} peers\nrejected  {} blocks, {} txs, {} reputation reports\n",
+        st.peer_id,
+        st.blocks,
+        st.orphans,
+        st.tips.len(),
+        st.peers,
+        st.rejected.blocks,
+        st.rejected.txs,
+        st.rejected.reputation,
+    );
+    match &st.wallet {
+        Some(w) => s += &format!(
+            "wallet    {} final, {} pending, supply {}\nwitnesses {} (quorum {}‰){}\ndigest    {}\n",
+            w.final_txs,
+            w.pending_txs,
+            w.supply,
+            w.witnesses.len(),
+            w.quorum_milli,
+            if w.witness { ", this node is one" } else { "" },
+            w.final_digest,
+        ),
+        None => s += "wallet    off\n",
+    }
+    s
 }
 
 fn describe_item(i: &QuorumItemView) -> String {

@@ -20,10 +20,11 @@ use anyhow::{bail, Context as _};
 use clap::{Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use offgrid_api::storage::{
-    AssetCheck, AssetList, ContentKey, GetResult, OpStatus, PutResult, RepairReport, ShareResponse,
+    AssetCheck, AssetList, AssetRequest, ContentKey, GetRequest, GetResult, OpStatus,
+    PolicySignRequest, PutRequest, PutResult, RepairReport, ShareRequest, ShareResponse,
     StorageStatus,
 };
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::{client::Api, decode, output, table};
 
@@ -178,6 +179,13 @@ fn mode_name(m: Mode) -> &'static str {
     }
 }
 
+/// A path as the node's API takes it (UTF-8).
+fn path_text(p: &std::path::Path) -> anyhow::Result<String> {
+    p.to_str()
+        .map(str::to_owned)
+        .with_context(|| format!("{} is not valid UTF-8", p.display()))
+}
+
 fn absolute(p: PathBuf) -> anyhow::Result<PathBuf> {
     std::path::absolute(&p).with_context(|| format!("resolving {}", p.display()))
 }
@@ -196,23 +204,15 @@ pub async fn run(api: &Api, json: bool, cmd: StorageCmd) -> anyhow::Result<()> {
         } => {
             let path = std::fs::canonicalize(&file)
                 .with_context(|| format!("cannot find {}", file.display()))?;
-            let mut body = Map::new();
-            body.insert("path".into(), json!(path));
-            if let Some(m) = mode {
-                body.insert("mode".into(), mode_name(m).into());
-            }
-            for (key, v) in [("k", k), ("n", n), ("r", r)] {
-                if let Some(v) = v {
-                    body.insert(key.into(), v.into());
-                }
-            }
-            if let Some(sz) = shard_size {
-                body.insert("shard_size".into(), sz.into());
-            }
-            if let Some(name) = name {
-                body.insert("name".into(), name.into());
-            }
-            let body = Value::Object(body);
+            let body = serde_json::to_value(PutRequest {
+                path: path_text(&path)?,
+                mode: mode.map(|m| mode_name(m).to_owned()),
+                k,
+                n,
+                r,
+                shard_size,
+                name,
+            })?;
             let v = follow(
                 api,
                 json,
@@ -239,13 +239,11 @@ pub async fn run(api: &Api, json: bool, cmd: StorageCmd) -> anyhow::Result<()> {
             })
         }
         StorageCmd::Get { asset, out, key } => {
-            let mut body = Map::new();
-            body.insert("asset".into(), asset.into());
-            body.insert("out".into(), json!(absolute(out)?));
-            if let Some(k) = key {
-                body.insert("key".into(), k.into());
-            }
-            let body = Value::Object(body);
+            let body = serde_json::to_value(GetRequest {
+                asset,
+                out: path_text(&absolute(out)?)?,
+                key,
+            })?;
             let v = follow(
                 api,
                 json,
@@ -272,7 +270,7 @@ pub async fn run(api: &Api, json: bool, cmd: StorageCmd) -> anyhow::Result<()> {
             let v = api
                 .post(
                     "/storage/share",
-                    &json!({ "asset": asset, "peer": peer }),
+                    &serde_json::to_value(ShareRequest { asset, peer })?,
                     Duration::from_secs(60),
                 )
                 .await?;
@@ -320,7 +318,9 @@ pub async fn run(api: &Api, json: bool, cmd: StorageCmd) -> anyhow::Result<()> {
                 api,
                 json,
                 "/storage/repair",
-                &json!({ "asset": asset }),
+                &serde_json::to_value(AssetRequest {
+                    asset: asset.clone(),
+                })?,
                 "repair",
                 &hint,
             )
@@ -370,7 +370,7 @@ pub async fn run(api: &Api, json: bool, cmd: StorageCmd) -> anyhow::Result<()> {
             let v = api
                 .post(
                     "/storage/key",
-                    &json!({ "asset": asset }),
+                    &serde_json::to_value(AssetRequest { asset })?,
                     Duration::from_secs(30),
                 )
                 .await?;
@@ -387,14 +387,15 @@ pub async fn run(api: &Api, json: bool, cmd: StorageCmd) -> anyhow::Result<()> {
             safety_tags,
             out,
         }) => {
-            let mut body = json!({ "asset": asset, "license": license, "mode": mode_name(mode), "safety_tags": safety_tags });
-            if let Some(o) = body.as_object_mut() {
-                for (key, v) in [("k", k), ("n", n), ("r", r)] {
-                    if let Some(v) = v {
-                        o.insert(key.into(), v.into());
-                    }
-                }
-            }
+            let body = serde_json::to_value(PolicySignRequest {
+                asset,
+                license,
+                mode: Some(mode_name(mode).to_owned()),
+                k,
+                n,
+                r,
+                safety_tags,
+            })?;
             let doc = api
                 .post("/storage/policy/sign", &body, Duration::from_secs(30))
                 .await?;

@@ -67,6 +67,7 @@ pub struct Node {
     tasks: JoinSet<()>,
     store: Arc<Store>,
     storage: Arc<files::Storage>,
+    app: axum::Router,
 }
 
 impl Node {
@@ -270,8 +271,9 @@ impl Node {
         ));
         let app = http::router(state, &cfg);
         let shutdown = cancel.clone();
+        let served = app.clone();
         tasks.spawn(async move {
-            let app = app.into_make_service_with_connect_info::<SocketAddr>();
+            let app = served.into_make_service_with_connect_info::<SocketAddr>();
             let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
                 shutdown.cancelled().await;
             });
@@ -299,7 +301,14 @@ impl Node {
             tasks,
             store,
             storage,
+            app,
         })
+    }
+
+    /// The API's router, to call in-process (`tower::ServiceExt::oneshot`) as the listener
+    /// would.
+    pub fn router(&self) -> axum::Router {
+        self.app.clone()
     }
 
     /// The store (for in-process tests and tools).

@@ -19,7 +19,7 @@ use std::{
     thread::JoinHandle,
 };
 
-use redb::{backends::InMemoryBackend, Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{backends::InMemoryBackend, Database, ReadableDatabase, TableDefinition};
 use serde::{de::DeserializeOwned, Serialize};
 use tokio::sync::{mpsc, oneshot};
 

@@ -96,3 +96,18 @@ impl FromRequestParts<AppState> for Authorized {
         }
     }
 }
+
+/// A query string: 400 with the JSON error shape naming the bad parameter (axum's own
+/// `Query` answers plain text).
+pub struct QueryParams<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        serde_urlencoded::from_str(query)
+            .map(QueryParams)
+            .map_err(|e| ApiError::invalid_request(format!("bad query string: {e}")))
+    }
+}

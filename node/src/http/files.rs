@@ -13,18 +13,21 @@
 use std::{path::PathBuf, sync::Arc};
 
 use axum::{
-    extract::{Path, Query, State},
+    extract::{Path, State},
     http::StatusCode,
     routing::{get, post},
     Json, Router,
 };
+use offgrid_api as api;
 use offgrid_storage::{Distribution, Scheme};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
+use utoipa::IntoParams;
 
 use super::{
+    doc::{AUTH, INVALID},
     error::ApiError,
-    extract::{Authorized, JsonBody},
+    extract::{Authorized, JsonBody, QueryParams},
     AppState,
 };
 use crate::files::{get::GetParams, put::PutParams, repair::Threshold, Storage, StorageError};
@@ -67,25 +70,6 @@ fn storage(s: &AppState) -> &Arc<Storage> {
     &s.storage
 }
 
-/// Body of `POST /storage/put`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PutBody {
-    path: PathBuf,
-    #[serde(default)]
-    mode: Option<String>,
-    #[serde(default)]
-    k: Option<u16>,
-    #[serde(default)]
-    n: Option<u16>,
-    #[serde(default)]
-    r: Option<u16>,
-    #[serde(default)]
-    shard_size: Option<u32>,
-    #[serde(default)]
-    name: Option<String>,
-}
-
 /// The scheme asked for: `ec` with k/n (defaults from config) or `rep` with r.
 fn scheme_of(
     s: &Storage,
@@ -115,18 +99,36 @@ fn scheme_of(
     Ok(scheme)
 }
 
-fn started(op: &crate::files::ops::Op) -> (StatusCode, Json<Value>) {
+fn started(op: &crate::files::ops::Op) -> (StatusCode, Json<api::storage::OpStatus>) {
     (
         StatusCode::ACCEPTED,
-        Json(json!({ "op_id": op.id, "kind": op.kind, "state": "running" })),
+        Json(api::storage::OpStatus {
+            op_id: op.id.clone(),
+            kind: op.kind.to_owned(),
+            state: "running".to_owned(),
+            started_ms: None,
+            progress: None,
+            cancel_requested: None,
+            result: None,
+            error: None,
+            message: None,
+        }),
     )
 }
 
-async fn put(
+/// Errors of the routes that take an asset id.
+const BAD_ASSET: &str =
+    "Malformed body, or an asset id that is not 64 lower-case hex digits (invalid_request)";
+
+#[utoipa::path(post, path = "/storage/put", tag = "storage", request_body = api::storage::PutRequest, security(("bearer" = [])),
+    responses((status = 202, description = "Started: follow `GET /storage/ops/{id}`; its result is a PutResult", body = api::storage::OpStatus),
+        (status = 400, description = "Malformed body, bad scheme or shard size, relative path (invalid_request)", body = api::ErrorBody),
+        (status = 401, description = AUTH, body = api::ErrorBody)))]
+pub(crate) async fn put(
     State(s): State<AppState>,
     _: Authorized,
-    JsonBody(b): JsonBody<PutBody>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+    JsonBody(b): JsonBody<api::storage::PutRequest>,
+) -> Result<(StatusCode, Json<api::storage::OpStatus>), ApiError> {
     let st = storage(&s).clone();
     let scheme = scheme_of(&st, b.mode.as_deref(), b.k, b.n, b.r)?;
     let shard_size = b.shard_size.unwrap_or(st.cfg.shard_size);
@@ -135,13 +137,14 @@ async fn put(
             "shard_size must be 1..=1048576 bytes",
         ));
     }
-    if !b.path.is_absolute() {
+    let path = PathBuf::from(b.path);
+    if !path.is_absolute() {
         return Err(ApiError::invalid_request(
             "path must be absolute (the node reads it from its own disk)",
         ));
     }
     let params = PutParams {
-        path: b.path,
+        path,
         scheme,
         shard_size,
         name: b.name,
@@ -157,27 +160,23 @@ async fn put(
     Ok(started(&op))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct GetBody {
-    asset: String,
-    out: PathBuf,
-    #[serde(default)]
-    key: Option<String>,
-}
-
-async fn get_file(
+#[utoipa::path(post, path = "/storage/get", tag = "storage", request_body = api::storage::GetRequest, security(("bearer" = [])),
+    responses((status = 202, description = "Started: follow `GET /storage/ops/{id}`; its result is a GetResult", body = api::storage::OpStatus),
+        (status = 400, description = "Malformed body, bad asset id or key, relative out path (invalid_request)", body = api::ErrorBody),
+        (status = 401, description = AUTH, body = api::ErrorBody)))]
+pub(crate) async fn get_file(
     State(s): State<AppState>,
     _: Authorized,
-    JsonBody(b): JsonBody<GetBody>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+    JsonBody(b): JsonBody<api::storage::GetRequest>,
+) -> Result<(StatusCode, Json<api::storage::OpStatus>), ApiError> {
     let st = storage(&s).clone();
     if !offgrid_storage::is_valid_hash(&b.asset) {
         return Err(ApiError::invalid_request(
             "asset must be 64 lower-case hex digits",
         ));
     }
-    if !b.out.is_absolute() {
+    let out = PathBuf::from(b.out);
+    if !out.is_absolute() {
         return Err(ApiError::invalid_request(
             "out must be an absolute path (the node writes it on its own disk)",
         ));
@@ -193,7 +192,7 @@ async fn get_file(
     };
     let params = GetParams {
         asset: b.asset,
-        out: b.out,
+        out,
         key,
     };
     let op = st.ops.start("get");
@@ -207,16 +206,24 @@ async fn get_file(
     Ok(started(&op))
 }
 
-#[derive(Debug, Deserialize)]
-struct OpQuery {
+/// `?wait_ms=`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct OpQuery {
+    /// Hold the answer until the operation ends or this many ms pass (at most 5000).
     #[serde(default)]
     wait_ms: u64,
 }
 
-async fn op(
+#[utoipa::path(get, path = "/storage/ops/{id}", tag = "storage",
+    params(("id" = String, Path, description = "Operation id"), OpQuery),
+    responses((status = 200, description = "Progress and, once ended, the result or the error of a put, get or repair", body = api::storage::OpStatus),
+        (status = 400, description = INVALID, body = api::ErrorBody),
+        (status = 404, description = "No such operation (not_found)", body = api::ErrorBody)))]
+pub(crate) async fn op(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<OpQuery>,
+    QueryParams(q): QueryParams<OpQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let op = storage(&s)
         .ops
@@ -231,7 +238,13 @@ async fn op(
 
 /// `DELETE /storage/ops/{id}`: cancels the operation and waits (at most
 /// [`MAX_WAIT_MS`](crate::files::ops::MAX_WAIT_MS)) for it to end.
-async fn cancel_op(
+#[utoipa::path(delete, path = "/storage/ops/{id}", tag = "storage", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Operation id")),
+    responses((status = 200, description = "Ended: `cancelled`, or its outcome if it ended first (a cancelled put resumes when run again)", body = api::storage::OpStatus),
+        (status = 202, description = "Still winding down: `cancel_requested`", body = api::storage::OpStatus),
+        (status = 401, description = AUTH, body = api::ErrorBody),
+        (status = 404, description = "No such operation (not_found)", body = api::ErrorBody)))]
+pub(crate) async fn cancel_op(
     State(s): State<AppState>,
     _: Authorized,
     Path(id): Path<String>,
@@ -253,7 +266,11 @@ async fn cancel_op(
     Ok((status, Json(op.json())))
 }
 
-async fn status(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/storage/status", tag = "storage",
+    responses((status = 200, description = "Shard store usage, quota and received-bytes counters", body = api::storage::StorageStatus)))]
+pub(crate) async fn status(
+    State(s): State<AppState>,
+) -> Result<Json<api::storage::StorageStatus>, ApiError> {
     let st = storage(&s);
     let assets = st.list().await?;
     let owned = assets.iter().filter(|a| a["owned"] == true).count();
@@ -261,20 +278,34 @@ async fn status(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
         .store
         .len(crate::store::Table::Uploads)
         .map_err(|_| ApiError::internal())?;
-    Ok(Json(json!({
-        "host": st.host.status(),
-        "assets": assets.len(),
-        "assets_owned": owned,
-        "uploads_in_progress": uploads,
-        "ops_running": st.ops.running(),
-    })))
+    Ok(Json(api::storage::StorageStatus {
+        host: super::convert(&st.host.status())?,
+        assets: assets.len() as u64,
+        assets_owned: owned as u64,
+        uploads_in_progress: uploads,
+        ops_running: st.ops.running() as u64,
+    }))
 }
 
-async fn list(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({ "assets": storage(&s).list().await? })))
+#[utoipa::path(get, path = "/storage/assets", tag = "storage",
+    responses((status = 200, description = "Assets this node can read", body = api::storage::AssetList)))]
+pub(crate) async fn list(
+    State(s): State<AppState>,
+) -> Result<Json<api::storage::AssetList>, ApiError> {
+    Ok(Json(api::storage::AssetList {
+        assets: super::convert(&storage(&s).list().await?)?,
+    }))
 }
 
-async fn check(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/storage/assets/{id}/check", tag = "storage",
+    params(("id" = String, Path, description = "Asset id, 64 lower-case hex digits")),
+    responses((status = 200, description = "Reachable shards per segment of an asset", body = api::storage::AssetCheck),
+        (status = 400, description = BAD_ASSET, body = api::ErrorBody),
+        (status = 404, description = "No such asset here (not_found)", body = api::ErrorBody)))]
+pub(crate) async fn check(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     if !offgrid_storage::is_valid_hash(&id) {
         return Err(ApiError::invalid_request(
             "asset must be 64 lower-case hex digits",
@@ -283,32 +314,29 @@ async fn check(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json
     Ok(Json(storage(&s).check(&id).await?))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ShareBody {
-    asset: String,
-    peer: String,
-}
-
-async fn share(
+#[utoipa::path(post, path = "/storage/share", tag = "storage", request_body = api::storage::ShareRequest, security(("bearer" = [])),
+    responses((status = 200, description = "The asset's key wrapped for another peer, and the manifest republished", body = api::storage::ShareResponse),
+        (status = 400, description = "Malformed body or peer id (invalid_request)", body = api::ErrorBody),
+        (status = 401, description = AUTH, body = api::ErrorBody),
+        (status = 403, description = "This node does not own the asset (not_owner)", body = api::ErrorBody),
+        (status = 404, description = "No such asset here (not_found)", body = api::ErrorBody)))]
+pub(crate) async fn share(
     State(s): State<AppState>,
     _: Authorized,
-    JsonBody(b): JsonBody<ShareBody>,
+    JsonBody(b): JsonBody<api::storage::ShareRequest>,
 ) -> Result<Json<Value>, ApiError> {
     Ok(Json(storage(&s).share(&b.asset, &b.peer).await?))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AssetBody {
-    asset: String,
-}
-
-async fn repair(
+#[utoipa::path(post, path = "/storage/repair", tag = "storage", request_body = api::storage::AssetRequest, security(("bearer" = [])),
+    responses((status = 202, description = "Started: follow `GET /storage/ops/{id}`; its result is a RepairReport", body = api::storage::OpStatus),
+        (status = 400, description = BAD_ASSET, body = api::ErrorBody),
+        (status = 401, description = AUTH, body = api::ErrorBody)))]
+pub(crate) async fn repair(
     State(s): State<AppState>,
     _: Authorized,
-    JsonBody(b): JsonBody<AssetBody>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+    JsonBody(b): JsonBody<api::storage::AssetRequest>,
+) -> Result<(StatusCode, Json<api::storage::OpStatus>), ApiError> {
     if !offgrid_storage::is_valid_hash(&b.asset) {
         return Err(ApiError::invalid_request(
             "asset must be 64 lower-case hex digits",
@@ -326,16 +354,22 @@ async fn repair(
                 &task_op.cancel_token(),
             )
             .await
-            .map(|report| json!(report));
+            .map(|report| serde_json::to_value(report).unwrap_or_default());
         task_op.finish(r);
     });
     Ok(started(&op))
 }
 
-async fn key(
+#[utoipa::path(post, path = "/storage/key", tag = "storage", request_body = api::storage::AssetRequest, security(("bearer" = [])),
+    responses((status = 200, description = "The asset's content key, to share out of band", body = api::storage::ContentKey),
+        (status = 400, description = BAD_ASSET, body = api::ErrorBody),
+        (status = 401, description = AUTH, body = api::ErrorBody),
+        (status = 403, description = "This node cannot unwrap the key (not_shared)", body = api::ErrorBody),
+        (status = 404, description = "No such asset here (not_found)", body = api::ErrorBody)))]
+pub(crate) async fn key(
     State(s): State<AppState>,
     _: Authorized,
-    JsonBody(b): JsonBody<AssetBody>,
+    JsonBody(b): JsonBody<api::storage::AssetRequest>,
 ) -> Result<Json<Value>, ApiError> {
     if !offgrid_storage::is_valid_hash(&b.asset) {
         return Err(ApiError::invalid_request(
@@ -345,27 +379,15 @@ async fn key(
     Ok(Json(storage(&s).content_key(&b.asset).await?))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PolicyBody {
-    asset: String,
-    license: String,
-    #[serde(default)]
-    mode: Option<String>,
-    #[serde(default)]
-    k: Option<u16>,
-    #[serde(default)]
-    n: Option<u16>,
-    #[serde(default)]
-    r: Option<u16>,
-    #[serde(default)]
-    safety_tags: Vec<String>,
-}
-
-async fn policy_sign(
+#[utoipa::path(post, path = "/storage/policy/sign", tag = "storage", request_body = api::storage::PolicySignRequest, security(("bearer" = [])),
+    responses((status = 200, description = "A public-asset policy document signed by this node", body = Object),
+        (status = 400, description = "Malformed body or scheme (invalid_request)", body = api::ErrorBody),
+        (status = 401, description = AUTH, body = api::ErrorBody),
+        (status = 404, description = "No such asset here (not_found)", body = api::ErrorBody)))]
+pub(crate) async fn policy_sign(
     State(s): State<AppState>,
     _: Authorized,
-    JsonBody(b): JsonBody<PolicyBody>,
+    JsonBody(b): JsonBody<api::storage::PolicySignRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let st = storage(&s);
     let distribution = match scheme_of(st, b.mode.as_deref(), b.k, b.n, b.r)? {

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use axum::{
-    extract::{Query, State},
+    extract::State,
     http::StatusCode,
     routing::{get, post},
     Json, Router,
@@ -14,9 +14,12 @@ use offgrid_ledger::receipt::core_view;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use offgrid_api as api;
+
 use super::{
+    doc::AUTH,
     error::ApiError,
-    extract::{Authorized, JsonBody},
+    extract::{Authorized, JsonBody, QueryParams},
     AppState,
 };
 use crate::{
@@ -139,8 +142,14 @@ pub fn result_json(r: &JobResult) -> Value {
     })
 }
 
-#[utoipa::path(post, path = "/market/run", tag = "market", request_body = super::openapi::MarketJob, security(("bearer" = [])),
-    responses((status = 200, description = "{job_id, host, price, price_micro, output, receipt, attempts, replicas, quotes, duration_ms}", body = super::openapi::AnyJson), (status = 400, description = "Invalid job", body = super::openapi::ErrorBody), (status = 401, description = "Missing or wrong token", body = super::openapi::ErrorBody), (status = 502, description = "all_hosts_failed or disagreement", body = super::openapi::ErrorBody), (status = 503, description = "no_hosts", body = super::openapi::ErrorBody), (status = 504, description = "job_timeout", body = super::openapi::ErrorBody)))]
+#[utoipa::path(post, path = "/market/run", tag = "market", request_body = api::market::RunRequest, security(("bearer" = [])),
+    responses((status = 200, description = "The job's output, host, price, signed receipt and attempts", body = api::market::RunResponse),
+        (status = 400, description = "Invalid job: timeout, redundancy, job id or size out of range (invalid_request)", body = api::ErrorBody),
+        (status = 401, description = AUTH, body = api::ErrorBody),
+        (status = 429, description = "Too many jobs at once (rate_limited, Retry-After)", body = api::ErrorBody),
+        (status = 502, description = "all_hosts_failed or disagreement", body = api::ErrorBody),
+        (status = 503, description = "No host can take it (no_hosts, Retry-After)", body = api::ErrorBody),
+        (status = 504, description = "job_timeout", body = api::ErrorBody)))]
 pub(crate) async fn run(
     State(s): State<AppState>,
     _: Authorized,
@@ -151,21 +160,15 @@ pub(crate) async fn run(
     Ok(Json(result_json(&r)))
 }
 
-#[derive(Debug, Deserialize)]
-pub(crate) struct QuoteQuery {
-    peer: String,
-    #[serde(rename = "type")]
-    job_type: String,
-    #[serde(default)]
-    size: Option<String>,
-}
-
-#[utoipa::path(get, path = "/market/quote", tag = "market", params(("peer" = String, Query, description = "Host peer id"), ("type" = String, Query, description = "Job type"), ("size" = Option<String>, Query, description = "Units")),
-    responses((status = 200, description = "{price, price_micro, valid_until_ms, capacity_left} or {declined} or {busy, retry_after_ms}", body = super::openapi::AnyJson), (status = 400, description = "Bad peer id or size", body = super::openapi::ErrorBody), (status = 502, description = "peer_unreachable", body = super::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/market/quote", tag = "market",
+    params(("peer" = String, Query, description = "Host peer id"), ("type" = String, Query, description = "Job type"), ("size" = Option<String>, Query, description = "Units, decimal (default 1)")),
+    responses((status = 200, description = "The host's quote, or that it declined or is busy", body = api::market::QuoteResponse),
+        (status = 400, description = "Missing field, bad peer id or size (invalid_request)", body = api::ErrorBody),
+        (status = 502, description = "The host did not answer (peer_unreachable)", body = api::ErrorBody)))]
 pub(crate) async fn quote(
     State(s): State<AppState>,
-    Query(q): Query<QuoteQuery>,
-) -> Result<Json<Value>, ApiError> {
+    QueryParams(q): QueryParams<api::market::QuoteQuery>,
+) -> Result<Json<api::market::QuoteResponse>, ApiError> {
     let peer = q
         .peer
         .parse()
@@ -183,25 +186,43 @@ pub(crate) async fn quote(
         .quote(peer, &q.job_type, units)
         .await
         .map_err(|e| ApiError::other(StatusCode::BAD_GATEWAY, "peer_unreachable", e))?;
-    Ok(Json(match resp {
+    let mut answer = api::market::QuoteResponse {
+        peer: q.peer,
+        job_type: None,
+        price: None,
+        price_micro: None,
+        valid_until_ms: None,
+        capacity_left: None,
+        declined: None,
+        busy: None,
+        retry_after_ms: None,
+        unexpected: None,
+    };
+    match resp {
         Response::Quote {
             price,
             valid_until_ms,
             capacity_left,
-        } => json!({
-            "peer": q.peer, "type": q.job_type, "price": price as f64 / MICRO as f64, "price_micro": price,
-            "valid_until_ms": valid_until_ms, "capacity_left": capacity_left,
-        }),
-        Response::Declined { reason } => json!({ "peer": q.peer, "declined": reason }),
-        Response::Busy { retry_after_ms } => {
-            json!({ "peer": q.peer, "busy": true, "retry_after_ms": retry_after_ms })
+        } => {
+            answer.job_type = Some(q.job_type);
+            answer.price = Some(price as f64 / MICRO as f64);
+            answer.price_micro = Some(price);
+            answer.valid_until_ms = Some(valid_until_ms);
+            answer.capacity_left = Some(capacity_left.into());
         }
-        other => json!({ "peer": q.peer, "unexpected": format!("{other:?}") }),
-    }))
+        Response::Declined { reason } => answer.declined = Some(reason),
+        Response::Busy { retry_after_ms } => {
+            answer.busy = Some(true);
+            answer.retry_after_ms = Some(retry_after_ms);
+        }
+        other => answer.unexpected = Some(format!("{other:?}")),
+    }
+    Ok(Json(answer))
 }
 
 #[utoipa::path(get, path = "/receipts/export", tag = "market", security(("bearer" = [])),
-    responses((status = 200, description = "{count, root, batch: {root, created_at_ms, items: [{receipt: {signed, sig, pubkey}, index, proof}]}}", body = super::openapi::AnyJson), (status = 401, description = "Missing or wrong token", body = super::openapi::ErrorBody)))]
+    responses((status = 200, description = "This node's receipts as one Merkle batch with a proof per receipt", body = api::market::ExportResponse),
+        (status = 401, description = AUTH, body = api::ErrorBody)))]
 pub(crate) async fn export(
     State(s): State<AppState>,
     _: Authorized,
@@ -221,19 +242,19 @@ pub(crate) async fn export(
 }
 
 #[utoipa::path(get, path = "/reputation", tag = "market",
-    responses((status = 200, description = "{reputation: [{peer, hits, misses, factor}]}", body = super::openapi::AnyJson)))]
-pub(crate) async fn reputation(State(s): State<AppState>) -> Json<Value> {
-    let rows: Vec<Value> = s
+    responses((status = 200, description = "This node's hits and misses per host, and the factor they give its score", body = api::market::ReputationResponse)))]
+pub(crate) async fn reputation(State(s): State<AppState>) -> Json<api::market::ReputationResponse> {
+    let reputation = s
         .broker
         .reputation()
         .all()
         .into_iter()
-        .map(|(peer, r)| {
-            json!({
-                "peer": peer, "hits": r.hits, "misses": r.misses,
-                "factor": crate::market::scoring::reputation_factor(r.hits, r.misses),
-            })
+        .map(|(peer, r)| api::market::ReputationRow {
+            peer,
+            hits: r.hits,
+            misses: r.misses,
+            factor: crate::market::scoring::reputation_factor(r.hits, r.misses),
         })
         .collect();
-    Json(json!({ "reputation": rows }))
+    Json(api::market::ReputationResponse { reputation })
 }

@@ -15,6 +15,8 @@ pub mod market;
 pub mod metrics;
 pub mod openapi;
 pub mod radio;
+#[cfg(test)]
+mod route_tests;
 
 use std::{sync::Arc, time::Instant};
 
@@ -23,8 +25,8 @@ use axum::{
     routing::{get, post},
     Json, Router,
 };
+use offgrid_api as api;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 use tower::ServiceBuilder;
 
 use self::{
@@ -165,102 +167,117 @@ async fn guard(
     resp
 }
 
+/// Re-encodes a service value as the API type with the same JSON shape.
+pub(crate) fn convert<A: Serialize, B: serde::de::DeserializeOwned>(a: &A) -> Result<B, ApiError> {
+    serde_json::to_value(a)
+        .and_then(serde_json::from_value)
+        .map_err(|e| {
+            tracing::error!(error = %e, "a service value does not fit its API type");
+            ApiError::internal()
+        })
+}
+
+/// The responses every route may give besides its own.
+pub(crate) mod doc {
+    /// A mutating route's extra answers.
+    pub const AUTH: &str = "Missing or wrong bearer token (unauthorized)";
+    /// A malformed body or query.
+    pub const INVALID: &str = "Malformed request (invalid_request), naming the problem";
+    /// A body over the limit.
+    pub const TOO_LARGE: &str = "Body over the limit (too_large)";
+}
+
 #[utoipa::path(get, path = "/status", tag = "node",
-    responses((status = 200, description = "peer_id, version, uptime_s, listen_addrs, peers {connected, known, active_hosts}, jobs_in_flight", body = openapi::AnyJson)))]
-pub(crate) async fn status(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+    responses((status = 200, description = "The node's identity, uptime and peer counts", body = api::node::Status)))]
+pub(crate) async fn status(State(s): State<AppState>) -> Result<Json<api::node::Status>, ApiError> {
     let net = s.peers.status().await?;
-    Ok(Json(json!({
-        "peer_id": net.peer_id,
-        "version": env!("CARGO_PKG_VERSION"),
-        "uptime_s": s.started.elapsed().as_secs(),
-        "listen_addrs": net.listen_addrs,
-        "peers": {
-            "connected": net.connected_peers,
-            "known": net.known_peers,
-            "active_hosts": net.active_hosts,
+    Ok(Json(api::node::Status {
+        peer_id: net.peer_id,
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        uptime_s: s.started.elapsed().as_secs(),
+        listen_addrs: net.listen_addrs,
+        peers: api::node::PeerCounts {
+            connected: net.connected_peers as u64,
+            known: net.known_peers as u64,
+            active_hosts: net.active_hosts as u64,
         },
-        "jobs_in_flight": net.jobs_in_flight,
-    })))
+        jobs_in_flight: net.jobs_in_flight as u64,
+    }))
 }
 
 #[utoipa::path(get, path = "/peers", tag = "node",
-    responses((status = 200, description = "{peers: [{peer_id, addrs, via, connected, first_seen_ms, last_seen_ms, active (by announcement, else by beacon), verified, announcement, beacon}]}", body = openapi::AnyJson)))]
-pub(crate) async fn peers(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+    responses((status = 200, description = "Known peers; `active` is by announcement, else by radio beacon", body = api::peers::PeersResponse)))]
+pub(crate) async fn peers(
+    State(s): State<AppState>,
+) -> Result<Json<api::peers::PeersResponse>, ApiError> {
     let peers = s.peers.peers().await?;
-    let list: Vec<Value> = peers
-        .into_iter()
-        .map(|p| {
-            json!({
-                "peer_id": p.peer_id,
-                "addrs": p.addrs,
-                "via": p.via,
-                "connected": p.connected,
-                "first_seen_ms": p.first_seen_ms,
-                "last_seen_ms": p.last_seen_ms,
-                "active": p.says_active(),
-                "verified": p.signed_announcement.is_some(),
-                "announcement": p.announcement,
-                "beacon": p.beacon,
-            })
-        })
-        .collect();
-    Ok(Json(json!({ "peers": list })))
+    let mut list = Vec::with_capacity(peers.len());
+    for p in peers {
+        list.push(api::peers::PeerInfo {
+            active: p.says_active(),
+            verified: p.signed_announcement.is_some(),
+            announcement: p.announcement.as_ref().map(convert).transpose()?,
+            beacon: p.beacon.as_ref().map(convert).transpose()?,
+            peer_id: p.peer_id,
+            addrs: p.addrs,
+            via: p.via,
+            connected: p.connected,
+            first_seen_ms: p.first_seen_ms,
+            last_seen_ms: p.last_seen_ms,
+        });
+    }
+    Ok(Json(api::peers::PeersResponse { peers: list }))
 }
 
 #[utoipa::path(get, path = "/announce", tag = "node",
-    responses((status = 200, description = "This node's current signed announcement content", body = openapi::AnyJson)))]
-pub(crate) async fn get_announce(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!(s.peers.announcement().await?)))
+    responses((status = 200, description = "This node's current signed announcement content", body = api::peers::Announcement)))]
+pub(crate) async fn get_announce(
+    State(s): State<AppState>,
+) -> Result<Json<api::peers::Announcement>, ApiError> {
+    Ok(Json(convert(&s.peers.announcement().await?)?))
 }
 
-/// Body of `POST /announce`: prices are decimal credits, as people write them.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct AnnounceBody {
-    #[serde(default)]
-    prices: Option<std::collections::BTreeMap<String, Credits>>,
-    #[serde(default)]
-    min_oncall_percent: Option<u8>,
-    #[serde(default)]
-    burst_percent_max: Option<u8>,
-    #[serde(default)]
-    burst: Option<u32>,
-    #[serde(default)]
-    active: Option<bool>,
-}
-
-#[utoipa::path(post, path = "/announce", tag = "node", request_body = openapi::AnnounceChange, security(("bearer" = [])),
-    responses((status = 200, description = "The new announcement", body = openapi::AnyJson), (status = 400, description = "Malformed request", body = openapi::ErrorBody), (status = 401, description = "Missing or wrong token", body = openapi::ErrorBody), (status = 413, description = "Body too large", body = openapi::ErrorBody)))]
+#[utoipa::path(post, path = "/announce", tag = "node", request_body = api::peers::AnnounceRequest, security(("bearer" = [])),
+    responses((status = 200, description = "The new announcement", body = api::peers::Announcement),
+        (status = 400, description = doc::INVALID, body = api::ErrorBody),
+        (status = 401, description = doc::AUTH, body = api::ErrorBody),
+        (status = 413, description = doc::TOO_LARGE, body = api::ErrorBody)))]
 pub(crate) async fn post_announce(
     State(s): State<AppState>,
     _: Authorized,
-    JsonBody(b): JsonBody<AnnounceBody>,
-) -> Result<Json<Value>, ApiError> {
+    JsonBody(b): JsonBody<api::peers::AnnounceRequest>,
+) -> Result<Json<api::peers::Announcement>, ApiError> {
+    let prices = match b.prices {
+        Some(p) => {
+            let mut out = std::collections::BTreeMap::new();
+            for (k, v) in p {
+                let c: Credits = serde_json::from_value(v)
+                    .map_err(|e| ApiError::invalid_request(format!("prices.{k}: {e}")))?;
+                out.insert(k, c.0);
+            }
+            Some(out)
+        }
+        None => None,
+    };
     let update = HostUpdate {
         active: b.active,
-        prices: b
-            .prices
-            .map(|p| p.into_iter().map(|(k, v)| (k, v.0)).collect()),
+        prices,
         min_oncall_percent: b.min_oncall_percent,
         burst_percent_max: b.burst_percent_max,
         burst: b.burst,
     };
-    Ok(Json(json!(s.peers.update_host(update).await?)))
+    Ok(Json(convert(&s.peers.update_host(update).await?)?))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ToggleBody {
-    active: bool,
-}
-
-#[utoipa::path(post, path = "/toggle", tag = "node", request_body = openapi::ToggleBody, security(("bearer" = [])),
-    responses((status = 200, description = "{active, announcement}", body = openapi::AnyJson), (status = 400, description = "Malformed request", body = openapi::ErrorBody), (status = 401, description = "Missing or wrong token", body = openapi::ErrorBody)))]
+#[utoipa::path(post, path = "/toggle", tag = "node", request_body = api::node::ToggleRequest, security(("bearer" = [])),
+    responses((status = 200, description = "Whether the node takes jobs now, and its new announcement", body = api::node::ToggleResponse),
+        (status = 400, description = doc::INVALID, body = api::ErrorBody),
+        (status = 401, description = doc::AUTH, body = api::ErrorBody)))]
 pub(crate) async fn toggle(
     State(s): State<AppState>,
     _: Authorized,
-    JsonBody(b): JsonBody<ToggleBody>,
-) -> Result<Json<Value>, ApiError> {
+    JsonBody(b): JsonBody<api::node::ToggleRequest>,
+) -> Result<Json<api::node::ToggleResponse>, ApiError> {
     let ann = s
         .peers
         .update_host(HostUpdate {
@@ -268,11 +285,14 @@ pub(crate) async fn toggle(
             ..Default::default()
         })
         .await?;
-    Ok(Json(json!({ "active": ann.active, "announcement": ann })))
+    Ok(Json(api::node::ToggleResponse {
+        active: ann.active,
+        announcement: convert(&ann)?,
+    }))
 }
 
 #[utoipa::path(get, path = "/pubkeys", tag = "node",
-    responses((status = 200, description = "{peer_id, ed25519, x25519}", body = openapi::AnyJson)))]
+    responses((status = 200, description = "The node's public keys", body = api::node::PubKeys)))]
 pub(crate) async fn pubkeys(State(s): State<AppState>) -> Json<PubKeys> {
     Json((*s.keys).clone())
 }

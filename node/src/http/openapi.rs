@@ -1,6 +1,6 @@
 //! `GET /openapi.json`: an OpenAPI 3 document generated from the handlers' annotations
-//! (utoipa). The types here describe JSON shapes for the document; the handlers build the
-//! same shapes.
+//! (utoipa) and the types of `offgrid-api`. Core's job shapes are described here: the
+//! adapter builds them from its own canonical-JSON code.
 
 #![allow(dead_code)]
 
@@ -12,16 +12,7 @@ use utoipa::{
 
 use super::AppState;
 
-/// The one error shape of every route.
-#[derive(ToSchema)]
-pub struct ErrorBody {
-    /// Stable code: `invalid_request`, `unauthorized`, `invalid_signature`,
-    /// `stale_timestamp`, `conflict`, `too_large`, `rate_limited`, `no_hosts`,
-    /// `job_timeout`, `not_found`, …
-    error: String,
-    /// Human-readable reason.
-    message: String,
-}
+pub use offgrid_api::ErrorBody;
 
 /// Core's job (`POST /auction`, `POST /jobs`). `signature` is hex HMAC-SHA256 over the
 /// canonical JSON of the body without `signature` (keys sorted, compact, UTF-8), or an
@@ -100,53 +91,6 @@ pub struct JobStateBody {
     error: Option<ErrorBody>,
 }
 
-/// A job posted locally (`POST /market/run`).
-#[derive(ToSchema)]
-pub struct MarketJob {
-    /// Job id; generated when absent.
-    job_id: Option<String>,
-    /// Job type.
-    #[schema(rename = "type")]
-    job_type: String,
-    /// Size in units.
-    size: Option<f64>,
-    /// The job's input, any JSON.
-    #[schema(value_type = Object)]
-    payload: Option<serde_json::Value>,
-    /// Overall deadline, seconds.
-    timeout_s: Option<u64>,
-    /// Hosts to run on and compare.
-    redundancy: Option<u32>,
-}
-
-/// `POST /toggle`.
-#[derive(ToSchema)]
-pub struct ToggleBody {
-    /// Take jobs or not.
-    active: bool,
-}
-
-/// `POST /announce`: any subset.
-#[derive(ToSchema)]
-pub struct AnnounceChange {
-    /// Prices per resource type, credits (decimal number or string).
-    #[schema(value_type = Object)]
-    prices: Option<serde_json::Value>,
-    /// Percent on call, 0..=100.
-    min_oncall_percent: Option<u8>,
-    /// Highest percent of capacity lent in bursts, 0..=100.
-    burst_percent_max: Option<u8>,
-    /// Most jobs at once, ≥ 1.
-    burst: Option<u32>,
-    /// Take jobs or not.
-    active: Option<bool>,
-}
-
-/// A JSON document (shape described in the route's summary).
-#[derive(ToSchema)]
-#[schema(value_type = Object)]
-pub struct AnyJson(serde_json::Value);
-
 struct Security;
 
 impl Modify for Security {
@@ -163,109 +107,6 @@ impl Modify for Security {
     }
 }
 
-/// Routes of the storage, ledger/wallet and radio modules, described from this table (their
-/// bodies are documented in the modules and the CLI). `(method, path, tag, summary, auth)`.
-const TABLE: &[(&str, &str, &str, &str, bool)] = &[
-    ("post", "/storage/put", "storage", "Encrypt, erasure-code and place a local file: {path, mode, k, n, r, shard_size} → operation id", true),
-    ("post", "/storage/get", "storage", "Fetch, verify, decode and decrypt an asset to a local file: {asset, out}", true),
-    ("get", "/storage/ops/{id}", "storage", "Progress and result of a put, get or repair", false),
-    ("delete", "/storage/ops/{id}", "storage", "Cancel a running put, get or repair: 200 with its final state (`cancelled`, or its outcome if it ended first), 202 with `cancel_requested` while it winds down; a cancelled put resumes when run again", true),
-    ("get", "/storage/status", "storage", "Shard store usage, quota and received-bytes counters", false),
-    ("get", "/storage/assets", "storage", "Assets this node can read", false),
-    ("get", "/storage/assets/{id}/check", "storage", "Reachable shards per segment of an asset", false),
-    ("post", "/storage/share", "storage", "Wrap an asset's key for another peer: {asset, peer}", true),
-    ("post", "/storage/repair", "storage", "Rebuild missing shards of an asset onto other hosts: {asset}", true),
-    ("post", "/storage/key", "storage", "Content key operations for an asset the node owns", true),
-    ("post", "/storage/policy/sign", "storage", "Sign a public-asset policy document", true),
-    ("get", "/ledger/status", "ledger", "Ledger DAG and wallet summary", false),
-    ("get", "/ledger/blocks", "ledger", "Blocks of the DAG and its tips", false),
-    ("post", "/ledger/blocks", "ledger", "Create a block from this node's next receipt batch", true),
-    ("get", "/ledger/blocks/{id}", "ledger", "One block", false),
-    ("get", "/ledger/prove/{receipt}", "ledger", "Merkle inclusion proof of a receipt", false),
-    ("post", "/ledger/settle", "ledger", "Settle receipt batches in the ledger (mint host rewards)", true),
-    ("get", "/ledger/reputation", "ledger", "Merged reputation counters (CRDT)", false),
-    ("post", "/ledger/debug/bad-block", "ledger", "Test hook, only with OFFGRID_FAULT_INJECT=bad_block: publish a block with a bad signature", true),
-    ("get", "/wallet/balance", "wallet", "Balance of an account (final transactions only)", false),
-    ("post", "/wallet/tx", "wallet", "Sign and send a transfer: {dst, amount, fee} → tx id", true),
-    ("post", "/wallet/tx/submit", "wallet", "Submit a transaction signed elsewhere", true),
-    ("get", "/wallet/tx/{id}", "wallet", "A transaction: pending or final, and its witnesses", false),
-    ("get", "/wallet/txs", "wallet", "Transactions known to this node", false),
-    ("get", "/wallet/witness-records", "wallet", "What this node has witnessed, per (account, nonce)", false),
-    ("get", "/quorum/items", "quorum", "Quorum items (upload, job, token) and their weights", false),
-    ("get", "/quorum/items/{kind}/{id}", "quorum", "One quorum item with its acks", false),
-    ("get", "/quorum/policy", "quorum", "Quorum policies per kind", false),
-    ("get", "/quorum/alerts", "quorum", "Alerts raised by the failover monitor", false),
-    ("get", "/radio", "radio", "Radio links: frames in and out, airtime against the budget, peers per link", false),
-    ("get", "/mesh", "radio", "Mesh metrics (BATMAN-adv, Babel or manual)", false),
-];
-
-struct Table;
-
-impl Modify for Table {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::{
-            path::{HttpMethod, OperationBuilder, PathItem},
-            request_body::RequestBodyBuilder,
-            ContentBuilder, Ref, ResponseBuilder,
-        };
-        for (method, path, tag, summary, auth) in TABLE {
-            let json = |d: &str, r: &str| {
-                ResponseBuilder::new()
-                    .description(d)
-                    .content(
-                        "application/json",
-                        ContentBuilder::new()
-                            .schema(Some(Ref::from_schema_name(r)))
-                            .build(),
-                    )
-                    .build()
-            };
-            let mut op = OperationBuilder::new()
-                .tag(*tag)
-                .summary(Some(*summary))
-                .response("200", json("OK", "AnyJson"))
-                .response("400", json("invalid_request", "ErrorBody"))
-                .response("404", json("not_found", "ErrorBody"));
-            if *auth {
-                op = op
-                    .response("401", json("missing or wrong bearer token", "ErrorBody"))
-                    .security(utoipa::openapi::security::SecurityRequirement::new(
-                        "bearer",
-                        Vec::<String>::new(),
-                    ));
-            }
-            let m = if *method == "delete" {
-                op = op.response(
-                    "202",
-                    json("accepted, still winding down (cancel_requested)", "AnyJson"),
-                );
-                HttpMethod::Delete
-            } else if *method == "post" {
-                op = op.request_body(Some(
-                    RequestBodyBuilder::new()
-                        .content(
-                            "application/json",
-                            ContentBuilder::new()
-                                .schema(Some(Ref::from_schema_name("AnyJson")))
-                                .build(),
-                        )
-                        .build(),
-                ));
-                HttpMethod::Post
-            } else {
-                HttpMethod::Get
-            };
-            let item = PathItem::new(m, op.build());
-            match openapi.paths.paths.get_mut(*path) {
-                Some(existing) => existing.merge_operations(item),
-                None => {
-                    openapi.paths.paths.insert((*path).to_owned(), item);
-                }
-            }
-        }
-    }
-}
-
 /// The document.
 #[derive(OpenApi)]
 #[openapi(
@@ -278,16 +119,25 @@ impl Modify for Table {
         super::status, super::peers, super::get_announce, super::post_announce, super::toggle, super::pubkeys,
         super::market::run, super::market::quote, super::market::export, super::market::reputation,
         super::core::routes::auction, super::core::routes::submit, super::core::routes::job_state, super::core::routes::metrics,
+        super::files::put, super::files::get_file, super::files::op, super::files::cancel_op,
+        super::files::status, super::files::list, super::files::check, super::files::share,
+        super::files::repair, super::files::key, super::files::policy_sign,
+        super::chain::status, super::chain::blocks, super::chain::create_block, super::chain::block,
+        super::chain::prove, super::chain::settle, super::chain::reputation, super::chain::bad_block,
+        super::chain::balance, super::chain::send, super::chain::submit, super::chain::show_tx,
+        super::chain::list_txs, super::chain::witness_records, super::chain::quorum_list,
+        super::chain::quorum_show, super::chain::quorum_policy, super::chain::quorum_alerts,
+        super::radio::radio, super::radio::mesh,
         openapi_json,
     ),
-    components(schemas(ErrorBody, CoreJob, CoreCompleted, CoreResult, JobStateBody, MarketJob, ToggleBody, AnnounceChange, AnyJson)),
-    modifiers(&Security, &Table),
+    components(schemas(ErrorBody, CoreJob, CoreCompleted, CoreResult, JobStateBody)),
+    modifiers(&Security),
 )]
 pub struct ApiDoc;
 
 /// The OpenAPI document of this node's API.
 #[utoipa::path(get, path = "/openapi.json", tag = "meta",
-    responses((status = 200, description = "OpenAPI 3 document", body = AnyJson)))]
+    responses((status = 200, description = "OpenAPI 3 document", body = Object)))]
 pub(crate) async fn openapi_json(State(_): State<AppState>) -> impl IntoResponse {
     let doc = ApiDoc::openapi();
     axum::Json(doc)
@@ -345,5 +195,73 @@ mod tests {
         let ops = &v["paths"]["/storage/ops/{id}"];
         assert!(ops["get"].is_object() && ops["delete"].is_object(), "{ops}");
         assert!(ops["delete"]["responses"]["401"].is_object(), "{ops}");
+    }
+
+    /// Every operation declares each `{param}` of its path as a path parameter, every route
+    /// answers with a declared type (no free-form bodies but the three documented ones), and
+    /// every error it documents has the one error shape.
+    #[test]
+    fn every_operation_declares_its_parameters_and_types() {
+        let v: serde_json::Value =
+            serde_json::from_str(&ApiDoc::openapi().to_json().unwrap()).unwrap();
+        let free_form = [
+            "/openapi.json",
+            "/storage/policy/sign",
+            "/ledger/debug/bad-block",
+        ];
+        let mut problems = Vec::new();
+        for (path, item) in v["paths"].as_object().unwrap() {
+            let wanted: Vec<&str> = path
+                .split('/')
+                .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
+                .collect();
+            for (method, op) in item.as_object().unwrap() {
+                let declared: Vec<&str> = op["parameters"]
+                    .as_array()
+                    .map(|ps| {
+                        ps.iter()
+                            .filter(|p| p["in"] == "path")
+                            .filter_map(|p| p["name"].as_str())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                for w in &wanted {
+                    if !declared.contains(w) {
+                        problems.push(format!("{method} {path}: path parameter {w} undeclared"));
+                    }
+                }
+                for d in &declared {
+                    if !wanted.contains(d) {
+                        problems.push(format!("{method} {path}: {d} is not in the path"));
+                    }
+                }
+                for (status, resp) in op["responses"].as_object().unwrap() {
+                    let schema = &resp["content"]["application/json"]["schema"];
+                    let reference = schema["$ref"].as_str().unwrap_or("");
+                    if status.starts_with('2') {
+                        let typed = !reference.is_empty() || path == "/metrics";
+                        if !typed && !free_form.contains(&path.as_str()) {
+                            problems.push(format!("{method} {path} {status}: no declared type"));
+                        }
+                    } else if reference != "#/components/schemas/ErrorBody" {
+                        problems.push(format!("{method} {path} {status}: not an ErrorBody"));
+                    }
+                }
+            }
+        }
+        assert!(problems.is_empty(), "{problems:#?}");
+        let schemas = v["components"]["schemas"].as_object().unwrap();
+        for name in [
+            "LedgerStatus",
+            "QuorumPolicy",
+            "PutRequest",
+            "OpStatus",
+            "Status",
+        ] {
+            assert!(
+                schemas.contains_key(name),
+                "{name} is not in the components"
+            );
+        }
     }
 }
