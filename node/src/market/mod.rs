@@ -11,6 +11,8 @@ pub mod executor;
 pub mod host;
 #[cfg(test)]
 mod host_tests;
+#[cfg(test)]
+mod broker_service_tests;
 pub mod receipts;
 pub mod reputation;
 pub mod scoring;
