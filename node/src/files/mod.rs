@@ -37,6 +37,8 @@ pub mod put;
 mod reader;
 pub mod repair;
 pub mod serve;
+#[cfg(test)]
+mod service_tests;
 pub mod share;
 pub mod transfer;
 
