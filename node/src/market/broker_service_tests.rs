@@ -4,298 +4,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{
-    collections::{BTreeMap, HashMap, VecDeque},
-    sync::{Arc, Mutex},
-    time::Duration,
+use std::time::Duration;
+
+use libp2p::PeerId;
+use offgrid_behaviours::auction::Response;
+use offgrid_net::ClientError;
+use tokio::time::Instant;
+
+use super::{
+    broker::BrokerError,
+    broker_fixture::{done, host, job, market, ok, quote, receipt, NOW},
 };
-
-use futures::future::BoxFuture;
-use libp2p::{
-    gossipsub::{IdentTopic, MessageAcceptance, MessageId},
-    Multiaddr, PeerId,
-};
-use offgrid_behaviours::{
-    announce::{self, Announcement},
-    auction::{Request, Response},
-    shards,
-};
-use offgrid_ledger::{
-    receipt::{Metrics, Proofs, ReceiptBody, RECEIPT_VERSION},
-    signed::Signed,
-    SignedReceipt,
-};
-use offgrid_net::{
-    testing::{FakeNet, Sent},
-    ClientError, Dial, GossipEvent, Net, Reply, Snapshot,
-};
-use tokio::{sync::watch, task::JoinSet, time::Instant};
-use tokio_util::sync::CancellationToken;
-
-use super::broker::{Broker, BrokerError, JobSpec, Reputation};
-use crate::{
-    config::{Config, MarketConfig},
-    failover::{self, FailoverConfig, QuorumConfig},
-    identity::Identity,
-    now_ms,
-    peers::{self, Input, Parts},
-    store::Store,
-};
-
-/// One scripted answer: after `after`, `Some` answer, or `None` for a host that never does.
-type Scripted = (Duration, Option<Result<Response, ClientError>>);
-
-/// A [`FakeNet`] whose auction answers come after a delay, or never. Everything is
-/// recorded by the inner fake; auction requests also with the virtual time they arrived.
-#[derive(Clone, Default)]
-struct SlowNet {
-    fake: FakeNet,
-    script: Arc<Mutex<HashMap<PeerId, VecDeque<Scripted>>>>,
-    arrivals: Arc<Mutex<Vec<(PeerId, Request, Instant)>>>,
-}
-
-impl SlowNet {
-    fn answer(&self, peer: PeerId, after: Duration, r: Option<Result<Response, ClientError>>) {
-        let mut s = self.script.lock().unwrap();
-        s.entry(peer).or_default().push_back((after, r));
-    }
-
-    /// When each run request reached a host, in order.
-    fn runs(&self) -> Vec<(PeerId, Instant)> {
-        self.arrivals
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(_, r, _)| matches!(r, Request::Run(_)))
-            .map(|(p, _, t)| (*p, *t))
-            .collect()
-    }
-}
-
-impl Net for SlowNet {
-    fn auction(
-        &self,
-        peer: PeerId,
-        request: Request,
-    ) -> BoxFuture<'static, Result<Response, ClientError>> {
-        // Recorded by the fake; its own (empty) script is not used.
-        drop(self.fake.auction(peer, request.clone()));
-        self.arrivals
-            .lock()
-            .unwrap()
-            .push((peer, request, Instant::now()));
-        let next = self
-            .script
-            .lock()
-            .unwrap()
-            .get_mut(&peer)
-            .and_then(VecDeque::pop_front);
-        Box::pin(async move {
-            let Some((after, answer)) = next else {
-                return Err(ClientError::Refused("no scripted answer".into()));
-            };
-            tokio::time::sleep(after).await;
-            match answer {
-                Some(a) => a,
-                None => std::future::pending().await,
-            }
-        })
-    }
-    fn shard(
-        &self,
-        peer: PeerId,
-        request: shards::Request,
-    ) -> BoxFuture<'static, Result<shards::Response, ClientError>> {
-        self.fake.shard(peer, request)
-    }
-    fn respond_auction(&self, reply: Reply<Response>, r: Response) -> BoxFuture<'static, ()> {
-        self.fake.respond_auction(reply, r)
-    }
-    fn respond_shard(
-        &self,
-        reply: Reply<shards::Response>,
-        r: shards::Response,
-    ) -> BoxFuture<'static, ()> {
-        self.fake.respond_shard(reply, r)
-    }
-    fn publish(&self, topic: String, data: Vec<u8>) {
-        self.fake.publish(topic, data)
-    }
-    fn validate(&self, id: MessageId, from: PeerId, acceptance: MessageAcceptance) {
-        self.fake.validate(id, from, acceptance)
-    }
-    fn dial(&self, dial: Dial) {
-        self.fake.dial(dial)
-    }
-    fn kad_address(&self, peer: PeerId, addr: Multiaddr) {
-        self.fake.kad_address(peer, addr)
-    }
-    fn kad_bootstrap(&self) {
-        self.fake.kad_bootstrap()
-    }
-    fn snapshot(&self) -> BoxFuture<'static, Result<Snapshot, ClientError>> {
-        self.fake.snapshot()
-    }
-}
-
-const BROKER_SEED: [u8; 32] = [1; 32];
-
-fn host(seed: u8) -> Identity {
-    Identity::from_seed([seed; 32])
-}
-
-struct Market {
-    net: SlowNet,
-    broker: Broker,
-    cancel: CancellationToken,
-    tasks: JoinSet<()>,
-}
-
-impl Market {
-    async fn stop(mut self) {
-        self.cancel.cancel();
-        while self.tasks.join_next().await.is_some() {}
-    }
-}
-
-/// The peer service knowing `hosts` (each announcing echo at its price) and a broker on it.
-async fn market(hosts: &[(&Identity, u64)], cfg: MarketConfig, tracker: bool) -> Market {
-    let net = SlowNet::default();
-    let store = Arc::new(Store::in_memory().unwrap());
-    let cancel = CancellationToken::new();
-    let mut tasks = JoinSet::new();
-    let (_mesh_tx, mesh) = watch::channel(None);
-    let started = peers::start(
-        Parts {
-            identity: Identity::from_seed(BROKER_SEED),
-            cfg: Config::default(),
-            store: store.clone(),
-            net: Arc::new(net.clone()),
-            bootstrap: Vec::new(),
-            mesh,
-        },
-        cancel.clone(),
-        &mut tasks,
-    )
-    .unwrap();
-    for (i, (id, price)) in hosts.iter().enumerate() {
-        let data = Announcement {
-            node_id: id.peer_id().to_string(),
-            seq: 1,
-            active: true,
-            prices: BTreeMap::from([("echo".to_owned(), *price)]),
-            job_types: vec!["echo".into()],
-            min_oncall_percent: 50,
-            burst_percent_max: 50,
-            burst: 1,
-            capacity: Default::default(),
-            listen_addrs: vec![format!("/ip4/127.0.0.1/tcp/{}", 4900 + i)],
-            issued_at_ms: now_ms(),
-        }
-        .sign(id.keypair())
-        .unwrap()
-        .to_wire();
-        started
-            .input
-            .send(Input::Gossip(GossipEvent::Message {
-                topic: IdentTopic::new(announce::TOPIC).hash(),
-                data,
-                from: id.peer_id(),
-                id: MessageId::new(format!("ann-{i}").as_bytes()),
-            }))
-            .await
-            .unwrap();
-    }
-    let handle = started.handle.clone();
-    let want = hosts.len();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while handle.candidates("echo".into()).await.unwrap().len() < want {
-        assert!(std::time::Instant::now() < deadline, "hosts never listed");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let mut broker = Broker::new(
-        handle,
-        Identity::from_seed(BROKER_SEED).peer_id(),
-        cfg,
-        Arc::new(Reputation::default()),
-    );
-    if tracker {
-        let t = failover::start(
-            QuorumConfig::default(),
-            FailoverConfig {
-                stall_age_s: 1,
-                cooldown_s: 0,
-                check_interval_ms: 50,
-                ..Default::default()
-            },
-            store,
-            Default::default(),
-            cancel.clone(),
-            &mut tasks,
-        )
-        .unwrap();
-        broker = broker.with_job_tracker(t);
-    }
-    Market {
-        net,
-        broker,
-        cancel,
-        tasks,
-    }
-}
-
-fn job(timeout: Duration) -> JobSpec {
-    JobSpec {
-        job_id: "job-1".into(),
-        job_type: "echo".into(),
-        units: 1_000_000,
-        payload: "hello".into(),
-        timeout,
-        redundancy: 1,
-    }
-}
-
-fn quote(price: u64) -> Option<Result<Response, ClientError>> {
-    Some(Ok(Response::Quote {
-        price,
-        valid_until_ms: now_ms() + 60_000,
-        capacity_left: 4,
-    }))
-}
-
-/// The receipt an honest `signer` gives for [`job`] at `price`, with `edit` applied.
-fn receipt(signer: &Identity, price: u64, edit: impl FnOnce(&mut ReceiptBody)) -> SignedReceipt {
-    let mut body = ReceiptBody {
-        version: RECEIPT_VERSION.into(),
-        cluster_id: "c".into(),
-        job_id: "job-1".into(),
-        resource_type: "echo".into(),
-        units: 1_000_000,
-        metrics: Metrics::default(),
-        proofs: Proofs {
-            input_blake3: blake3::hash(b"hello").to_hex().to_string(),
-            output_blake3: blake3::hash(b"hello").to_hex().to_string(),
-        },
-        cids: vec![],
-        node_id: signer.peer_id().to_string(),
-        host_pubkey: hex::encode(signer.public_key()),
-        broker_id: Identity::from_seed(BROKER_SEED).peer_id().to_string(),
-        started_at_ms: 1,
-        finished_at_ms: 2,
-        price,
-    };
-    edit(&mut body);
-    Signed::sign(signer.signing_key(), &body).unwrap()
-}
-
-fn done(signer: &Identity, price: u64) -> Option<Result<Response, ClientError>> {
-    Some(Ok(Response::Done {
-        output: "hello".into(),
-        receipt: receipt(signer, price, |_| {}),
-    }))
-}
-
-const NOW: Duration = Duration::ZERO;
+use crate::config::MarketConfig;
 
 #[tokio::test(start_paused = true)]
 async fn a_quote_after_the_window_is_ignored_and_a_non_quote_is_no_bid() {
@@ -313,9 +33,9 @@ async fn a_quote_after_the_window_is_ignored_and_a_non_quote_is_no_bid() {
     m.net.answer(
         c.peer_id(),
         NOW,
-        Some(Ok(Response::Declined {
+        ok(Response::Declined {
             reason: "no".into(),
-        })),
+        }),
     );
     m.net.answer(a.peer_id(), NOW, done(&a, 50));
     let t0 = Instant::now();
@@ -323,13 +43,10 @@ async fn a_quote_after_the_window_is_ignored_and_a_non_quote_is_no_bid() {
     assert_eq!(r.host, a.peer_id().to_string());
     assert_eq!(r.price, 50);
     assert_eq!(r.quotes, 1, "only A's quote counts");
-    let asked_b = m
-        .net
-        .fake
-        .sent()
-        .iter()
-        .any(|s| matches!(s, Sent::Auction(p, Request::Quote { .. }) if *p == b.peer_id()));
-    assert!(asked_b, "B was asked for a quote");
+    assert!(
+        m.net.quoted().contains(&b.peer_id()),
+        "B was asked for a quote"
+    );
     let runs = m.net.runs();
     assert_eq!(runs.len(), 1, "{runs:?}");
     // The run was sent when the window closed, not earlier and not at B's late answer.
@@ -417,9 +134,9 @@ async fn hosts_that_fail_or_decline_are_replaced_at_once_and_when_all_fail_the_j
     m.net.answer(
         b.peer_id(),
         NOW,
-        Some(Ok(Response::Declined {
+        ok(Response::Declined {
             reason: "full".into(),
-        })),
+        }),
     );
     m.net.answer(c.peer_id(), NOW, done(&c, 30));
     let t0 = Instant::now();
@@ -442,9 +159,9 @@ async fn hosts_that_fail_or_decline_are_replaced_at_once_and_when_all_fail_the_j
         m.net.answer(
             h.peer_id(),
             NOW,
-            Some(Ok(Response::Failed {
+            ok(Response::Failed {
                 error: "boom".into(),
-            })),
+            }),
         );
     }
     let err = m
@@ -452,16 +169,7 @@ async fn hosts_that_fail_or_decline_are_replaced_at_once_and_when_all_fail_the_j
         .run(job(Duration::from_secs(60)))
         .await
         .unwrap_err();
-    let quoted: Vec<PeerId> = m
-        .net
-        .fake
-        .sent()
-        .iter()
-        .filter_map(|s| match s {
-            Sent::Auction(p, Request::Quote { .. }) => Some(*p),
-            _ => None,
-        })
-        .collect();
+    let quoted = m.net.quoted();
     assert_eq!(quoted.len(), 2, "{quoted:?}");
     assert!(!quoted.contains(&c.peer_id()), "C's cached quote is reused");
     let BrokerError::AllHostsFailed(attempts) = err else {
@@ -521,28 +229,28 @@ async fn forged_mismatched_and_malformed_answers_to_a_run_are_not_accepted() {
     m.net.answer(
         a.peer_id(),
         NOW,
-        Some(Ok(Response::Done {
+        ok(Response::Done {
             output: "hello".into(),
             receipt: forged,
-        })),
+        }),
     );
     // B: its own valid signature, but over another output than the one it returns.
     m.net.answer(
         b.peer_id(),
         NOW,
-        Some(Ok(Response::Done {
+        ok(Response::Done {
             output: "tampered".into(),
             receipt: receipt(&b, 20, |_| {}),
-        })),
+        }),
     );
     // C: a receipt at a higher price than it quoted.
     m.net.answer(
         c.peer_id(),
         NOW,
-        Some(Ok(Response::Done {
+        ok(Response::Done {
             output: "hello".into(),
             receipt: receipt(&c, 999, |_| {}),
-        })),
+        }),
     );
     // D: answers a run with a quote.
     m.net.answer(d.peer_id(), NOW, quote(40));
