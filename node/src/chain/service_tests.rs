@@ -86,7 +86,7 @@ impl Running {
                     message_id,
                     acceptance,
                     ..
-                } if *message_id == MessageId::new(id.as_bytes()) => Some(acceptance.clone()),
+                } if *message_id == MessageId::new(id.as_bytes()) => Some(*acceptance),
                 _ => None,
             })
     }

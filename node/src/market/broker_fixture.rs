@@ -41,7 +41,6 @@ use crate::{
 };
 
 /// One scripted answer: after `after`, `Some` answer, or `None` for a host that never does.
-
 type Scripted = (Duration, Option<Result<Response, ClientError>>);
 
 /// A [`FakeNet`] whose auction answers come after a delay, or never. Everything is
