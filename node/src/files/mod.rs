@@ -31,6 +31,8 @@
 
 pub mod get;
 pub mod host;
+#[cfg(test)]
+mod host_tests;
 pub mod hosts;
 pub mod ops;
 pub mod put;
