@@ -17,6 +17,8 @@ mod inbox;
 pub mod records;
 mod reputation;
 pub mod service;
+#[cfg(test)]
+mod service_tests;
 mod sync;
 mod tick;
 mod views;

@@ -360,6 +360,10 @@ pub fn start(
 }
 
 #[cfg(test)]
+#[path = "tests.rs"]
+mod monitor_tests;
+
+#[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
 

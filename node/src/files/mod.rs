@@ -31,12 +31,16 @@
 
 pub mod get;
 pub mod host;
+#[cfg(test)]
+mod host_tests;
 pub mod hosts;
 pub mod ops;
 pub mod put;
 mod reader;
 pub mod repair;
 pub mod serve;
+#[cfg(test)]
+mod service_tests;
 pub mod share;
 pub mod transfer;
 

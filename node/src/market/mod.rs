@@ -7,6 +7,10 @@
 //! - [`receipts`]: receipt batches with Merkle proofs for the ledger.
 
 pub mod broker;
+#[cfg(test)]
+mod broker_fixture;
+#[cfg(test)]
+mod broker_service_tests;
 pub mod executor;
 pub mod host;
 #[cfg(test)]
