@@ -68,7 +68,8 @@ pub struct TxView {
     pub id: String,
     /// `pending` or `final`.
     pub state: String,
-    /// What it does, e.g. `transfer` or `mint`.
+    /// What it does: `transfer`, `settle` (a job paid by its requester) or `mint` (old
+    /// records only).
     pub kind: String,
     /// Paying account.
     pub src: String,
@@ -80,7 +81,7 @@ pub struct TxView {
     pub fee: u64,
     /// The payer's nonce.
     pub nonce: u64,
-    /// Free-form note (a mint names its receipt batch).
+    /// Free-form note (a settlement names its payment order: `order:<id>`).
     pub meta: Option<String>,
     /// Who signed it.
     pub author: String,
@@ -186,9 +187,10 @@ pub struct ReceiptProof {
 pub struct SettleResponse {
     /// Blocks made from waiting receipts.
     pub blocks: Vec<String>,
-    /// Mints submitted.
+    /// Settlements submitted (one per receipt whose order is not paid yet).
     pub submitted: u64,
-    /// The mints.
+    /// The settlements (`kind` `settle`: payer → this host). The field keeps its old name,
+    /// from when settling minted host rewards, so existing clients still read it.
     pub mints: Vec<TxView>,
 }
 

@@ -33,6 +33,10 @@ pub struct RunRequest {
     pub price: u64,
     /// Unix milliseconds by which the host must be done; it gives up after.
     pub deadline_ms: u64,
+    /// The requester's signed promise to pay this host for this job; the host's receipt
+    /// embeds it. Absent on a mesh without a wallet (older brokers send none either).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<offgrid_ledger::PaymentOrder>,
 }
 
 /// Broker → host.

@@ -373,15 +373,16 @@ pub async fn settle(api: &Api, json: bool) -> anyhow::Result<()> {
     let r: SettleResponse = decode(&v)?;
     output(json, &v, || {
         let mut out = format!(
-            "{} new block(s), {} mint(s) submitted\n",
+            "{} new block(s), {} settlement(s) submitted\n",
             r.blocks.len(),
             r.submitted
         );
         for m in &r.mints {
             out.push_str(&format!(
-                "  {}  {} → {}  {}\n",
+                "  {}  {} {} → {}  {}\n",
                 m.id.chars().take(16).collect::<String>(),
                 credits(m.amount),
+                m.src,
                 m.dst,
                 m.state
             ));

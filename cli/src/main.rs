@@ -100,7 +100,8 @@ enum Command {
     /// The receipt ledger: blocks, proofs.
     #[command(subcommand)]
     Ledger(ledger::LedgerCmd),
-    /// Put waiting receipts in blocks and mint this node's rewards (once per batch).
+    /// Put waiting receipts in blocks and claim their pay from the accounts that ordered
+    /// the jobs (each receipt paid once).
     Settle,
     /// The quorum engine: items and policies.
     #[command(subcommand)]

@@ -7,7 +7,8 @@
 //! - [`batch`]: Merkle-rooted receipt batches.
 //! - [`dag`]: the ledger block DAG (union merge, orphan pool, receipt lookup).
 //! - [`wallet`]: transactions, witnessing, quorum finality and balances.
-//! - [`settlement`]: host rewards minted from receipt batches.
+//! - [`payment`]: payment orders, and the claims receipts make on them.
+//! - [`settlement`]: what settling a host's receipts transfers, payer to host.
 //! - [`quorum`]: weighted, decaying acknowledgement quorums and the failover monitor.
 //! - [`reputation`]: a grow-only reputation CRDT.
 
@@ -19,6 +20,7 @@ mod codec;
 pub mod batch;
 pub mod dag;
 pub mod merkle;
+pub mod payment;
 pub mod peer_id;
 pub mod quorum;
 pub mod receipt;
@@ -29,17 +31,16 @@ pub mod wallet;
 
 pub use batch::{BatchError, BatchItem, ReceiptBatch};
 pub use dag::{Block, BlockBody, BlockError, Dag, InsertOutcome};
+pub use payment::{Claim, ClaimError, OrderBody, PaymentOrder};
 pub use peer_id::{peer_id_from_pubkey, pubkey_from_peer_id};
 pub use quorum::{auto_weight, Monitor, Policies, Policy, QuorumItem, QuorumKind, Requeue};
 pub use receipt::{
     core_view, verify_receipt, Metrics, Proofs, ReceiptBody, ReceiptError, SignedReceipt,
 };
 pub use reputation::{ReputationCrdt, ReputationReport, SignedReport};
-pub use settlement::{
-    settle, verify_mint, MintPlan, SettleError, SettlementParams, SettlementValidator,
-};
+pub use settlement::{settlement, settlements};
 pub use signed::{SignError, Signed, VerifyError};
 pub use wallet::{
-    ApplyError, ApplyOutcome, Attestation, Finality, MintValidator, Slot, Tx, TxBody, TxKind,
-    TxReject, WalletParams, WalletState, Witness, WitnessBody, WitnessState,
+    ApplyError, ApplyOutcome, Attestation, Finality, MintValidator, NoMints, Slot, Tx, TxBody,
+    TxKind, TxReject, WalletParams, WalletState, Witness, WitnessBody, WitnessState,
 };

@@ -72,6 +72,11 @@ pub struct ReceiptBody {
     pub finished_at_ms: u64,
     /// Quoted price per whole unit in micro-credits: `0.03` is `30_000`.
     pub price: u64,
+    /// The requester's payment order for this job, as it came with the run request: what
+    /// makes the receipt a claim on the requester's account (see [`crate::payment`]). Absent
+    /// when the job ran unpaid (no wallet on the mesh); such a receipt claims nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<crate::payment::PaymentOrder>,
 }
 
 /// A receipt as it travels and is stored.
@@ -180,7 +185,21 @@ pub(crate) mod tests {
             started_at_ms: 1_000,
             finished_at_ms: 2_234,
             price,
+            order: None,
         }
+    }
+
+    /// A signed receipt of host `seed` for job `j` carrying `order`, edited by `edit`.
+    pub(crate) fn receipt_with_order(
+        seed: u8,
+        order: Option<crate::payment::PaymentOrder>,
+        edit: impl FnOnce(&mut ReceiptBody),
+    ) -> SignedReceipt {
+        let key = SigningKey::from_bytes(&[seed; 32]);
+        let mut b = body_for(&key, "j", 1_000_000, 30_000);
+        b.order = order;
+        edit(&mut b);
+        Signed::sign(&key, &b).unwrap()
     }
 
     /// A signed, valid receipt.

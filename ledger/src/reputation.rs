@@ -9,6 +9,12 @@
 //! Only the observer may raise its own counters: when merging a replica received from a peer,
 //! use [`ReputationCrdt::merge_from`] with that peer's id so a peer cannot inflate what others
 //! observed.
+//!
+//! Peer ids cost nothing, so a report counts only as much as its observer's standing *with
+//! this node* ([`ReputationCrdt::score`]): what this node saw of the observer itself, which no
+//! one else can fake. Each observer casts one bounded vote per subject, so no single report
+//! (say `misses = u64::MAX`) can move a score far, and the replica holds at most
+//! [`MAX_ENTRIES`] entries.
 
 use std::collections::BTreeMap;
 
@@ -22,6 +28,15 @@ use crate::{
 
 /// Most entries in one [`ReputationReport`].
 pub const MAX_REPORT_ENTRIES: usize = 4096;
+
+/// Most entries a replica holds; entries beyond are dropped (those held keep updating).
+pub const MAX_ENTRIES: usize = 65_536;
+
+/// Counters above this count as this much in a vote.
+pub const VOTE_CAP: u64 = 1_000;
+
+/// Hits an observer needs with this node to count half as much as this node's own view.
+pub const STANDING_HALF: u64 = 10;
 
 /// What a node gossips: its own observations, signed with its node key so that a receiver
 /// knows who observed them without trusting the gossip envelope.
@@ -115,6 +130,10 @@ pub struct Entry {
 pub struct ReputationCrdt {
     /// `(observer, subject)` → `(hits, misses)`.
     pub counters: BTreeMap<(String, String), (u64, u64)>,
+    /// This node's peer id: whose observations count in full in [`ReputationCrdt::score`].
+    /// Not replicated.
+    #[serde(skip)]
+    pub local: Option<String>,
 }
 
 impl From<Vec<Entry>> for ReputationCrdt {
@@ -152,8 +171,18 @@ impl ReputationCrdt {
         }
     }
 
+    /// The same replica, scoring as `me` (see [`ReputationCrdt::score`]).
+    pub fn with_local(mut self, me: &str) -> Self {
+        self.local = Some(me.to_owned());
+        self
+    }
+
     fn merge_entry(&mut self, observer: String, subject: String, hits: u64, misses: u64) {
-        let c = self.counters.entry((observer, subject)).or_insert((0, 0));
+        let key = (observer, subject);
+        if !self.counters.contains_key(&key) && self.counters.len() >= MAX_ENTRIES {
+            return;
+        }
+        let c = self.counters.entry(key).or_insert((0, 0));
         c.0 = c.0.max(hits);
         c.1 = c.1.max(misses);
     }
@@ -194,11 +223,46 @@ impl ReputationCrdt {
             })
     }
 
-    /// Score of `subject` in (0, 1): the Laplace estimate `(hits + 1) / (hits + misses + 2)`
-    /// over all observers. An unknown subject scores 0.5.
+    /// Score of `subject` in (0, 1). Each observer votes its Laplace estimate
+    /// `(h + 1) / (h + m + 2)` of the subject, counters capped at [`VOTE_CAP`]; votes are
+    /// averaged with a prior vote of 0.5, each weighted by its observer's standing: 1 for this
+    /// node ([`ReputationCrdt::local`]), `hits / (hits + misses + STANDING_HALF)` for an
+    /// observer from what this node saw of it, so an observer this node never dealt with (a
+    /// fresh peer id) counts for nothing. Without a local id every observer weighs 1. An
+    /// unknown subject scores 0.5.
     pub fn score(&self, subject: &str) -> f64 {
-        let (h, m) = self.totals(subject);
-        (h as f64 + 1.0) / (h as f64 + m as f64 + 2.0)
+        let (mut sum, mut weight) = (0.5, 1.0);
+        for ((o, s), (h, m)) in &self.counters {
+            if s != subject {
+                continue;
+            }
+            let w = self.standing(o);
+            if w <= 0.0 {
+                continue;
+            }
+            let (h, m) = (h.min(&VOTE_CAP), m.min(&VOTE_CAP));
+            let vote = (*h as f64 + 1.0) / (*h as f64 + *m as f64 + 2.0);
+            sum += w * vote;
+            weight += w;
+        }
+        sum / weight
+    }
+
+    /// How much `observer`'s reports count, in [0, 1].
+    fn standing(&self, observer: &str) -> f64 {
+        let Some(me) = &self.local else {
+            return 1.0;
+        };
+        if observer == me {
+            return 1.0;
+        }
+        let (h, m) = self
+            .counters
+            .get(&(me.clone(), observer.to_owned()))
+            .copied()
+            .unwrap_or((0, 0));
+        let (h, m) = (h.min(VOTE_CAP), m.min(VOTE_CAP));
+        h as f64 / (h as f64 + m as f64 + STANDING_HALF as f64)
     }
 }
 
@@ -217,9 +281,57 @@ mod tests {
         }
         r.record("b", "x", false);
         assert_eq!(r.totals("x"), (3, 1));
-        assert_eq!(r.score("x"), 4.0 / 6.0);
+        // One vote per observer (a: 4/5, b: 1/3) beside the prior 0.5.
+        assert!((r.score("x") - (0.5 + 0.8 + 1.0 / 3.0) / 3.0).abs() < 1e-12);
         r.record("a", "y", false);
-        assert_eq!(r.score("y"), 1.0 / 3.0);
+        assert!((r.score("y") - (0.5 + 1.0 / 3.0) / 2.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_sybil_report_cannot_zero_a_host_and_strangers_count_for_nothing() {
+        let mut r = ReputationCrdt::new().with_local("me");
+        for _ in 0..5 {
+            r.record("me", "host", true);
+        }
+        let honest = r.score("host");
+        // A peer id nobody has dealt with reports the host as failing u64::MAX times.
+        let mut sybil = ReputationCrdt::new();
+        sybil
+            .counters
+            .insert(("sybil".into(), "host".into()), (0, u64::MAX));
+        r.merge_from("sybil", &sybil);
+        assert_eq!(
+            r.score("host"),
+            honest,
+            "a stranger's report counts for nothing"
+        );
+        // An observer in good standing moves it, boundedly.
+        for _ in 0..30 {
+            r.record("me", "friend", true);
+        }
+        let mut friend = ReputationCrdt::new();
+        friend
+            .counters
+            .insert(("friend".into(), "host".into()), (0, u64::MAX));
+        r.merge_from("friend", &friend);
+        let moved = r.score("host");
+        assert!(moved < honest && moved > 0.3, "{honest} → {moved}");
+        // Without a local id each observer still casts one capped vote.
+        let mut open = ReputationCrdt::new();
+        open.counters
+            .insert(("s".into(), "host".into()), (0, u64::MAX));
+        assert!(open.score("host") > 0.2);
+    }
+
+    #[test]
+    fn the_replica_is_bounded() {
+        let mut r = ReputationCrdt::new();
+        let mut flood = ReputationCrdt::new();
+        for i in 0..(MAX_ENTRIES + 100) {
+            flood.counters.insert((format!("o{i}"), "x".into()), (1, 0));
+        }
+        r.merge(&flood);
+        assert_eq!(r.counters.len(), MAX_ENTRIES);
     }
 
     #[test]

@@ -163,6 +163,7 @@ async fn run() -> Compact {
         payload: r#"{"msg":"hi"}"#.into(),
         price: 1_000,
         deadline_ms: now + 30_000,
+        order: None,
     };
     let body = ReceiptBody {
         version: RECEIPT_VERSION.into(),
@@ -187,6 +188,7 @@ async fn run() -> Compact {
         started_at_ms: now,
         finished_at_ms: now + 1,
         price: run.price,
+        order: None,
     };
     let receipt = Signed::sign(&host_key, &body).expect("sign");
     let full_receipt_len = serde_json::to_vec(&receipt).map(|v| v.len()).unwrap_or(0);

@@ -102,7 +102,7 @@ impl Node {
             cancel.clone(),
             &mut tasks,
         )?;
-        let crdt = chain::load_reputation(&store)?;
+        let crdt = chain::load_reputation(&store, &identity.peer_id().to_string())?;
         let tracker = failover::start(
             cfg.quorum.clone(),
             cfg.failover.clone(),
@@ -220,7 +220,12 @@ impl Node {
                 cfg.market.clone(),
                 reputation.clone(),
             )
-            .with_job_tracker(tracker.clone()),
+            .with_job_tracker(tracker.clone())
+            .with_payer(market::payer::Payer::new(
+                identity.signing_key().clone(),
+                identity.peer_id().to_string(),
+                ledger.own_balance(),
+            )),
         );
         tasks.spawn(market::reputation::flush_every_second(
             reputation,

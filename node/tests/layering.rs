@@ -2,6 +2,9 @@
 //! modules of `node/src` (a service never reaches up into one that depends on it), and the
 //! HTTP layer is the only one that sees every service.
 
+// Test support: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::{
     collections::{BTreeMap, BTreeSet},
     path::{Path, PathBuf},

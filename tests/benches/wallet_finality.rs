@@ -134,6 +134,7 @@ async fn main() {
                     meta: None,
                     author: src.clone(),
                     created_ms: round,
+                    claim: None,
                 };
                 json!(Signed::sign(k, &body).expect("sign"))
             })

@@ -1,5 +1,6 @@
-//! Settlement and failover end to end: jobs run through the market, their receipts are
-//! settled once into exact host rewards, and a stalled job moves to the next host.
+//! Settlement and failover end to end: jobs run through the market, the requester's account
+//! pays each receipt once (less the reserve), no money is created, and a stalled job moves
+//! to the next host.
 
 // Test support: a panic is how a test fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -28,7 +29,7 @@ async fn wait_hosts(broker: &TestNode, hosts: &[&TestNode]) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn settling_pays_hosts_units_times_price_less_one_percent_exactly_once() {
+async fn the_requester_pays_hosts_units_times_price_less_one_percent_exactly_once() {
     let mut opts = MeshOpts::wallet(3, 2.0);
     opts.extra =
         "[ledger]\nauto_settle = false\nblock_interval_s = 3600\nsync_interval_s = 1\n".into();
@@ -37,16 +38,33 @@ async fn settling_pays_hosts_units_times_price_less_one_percent_exactly_once() {
     let broker = &nodes[0];
     assert_eq!(broker.cli_json(&["toggle", "off"])["active"], false);
     wait_hosts(broker, &[&nodes[1], &nodes[2]]).await;
+    let accounts: Vec<&str> = nodes
+        .iter()
+        .map(|n| n.peer_id.as_str())
+        .chain(["system"])
+        .collect();
+    let before = balances_agree(&nodes, &accounts).await;
+    let supply = supply_of(broker).await;
+    assert_eq!(
+        before.iter().sum::<u64>(),
+        supply,
+        "genesis is all the money"
+    );
 
-    // Jobs of several sizes; each receipt owes units × price / 10^6 micro-credits.
+    // Twenty jobs of several sizes; each receipt claims units × price / 10^6 from the broker.
     let mut owed: BTreeMap<String, u64> = BTreeMap::new();
     let mut job_ids = Vec::new();
-    for size in ["1", "3", "2", "1", "5", "4"] {
+    for size in ["1", "3", "2", "1", "5"].repeat(4) {
         let r = broker.cli_json(&["job", "run", "--type", "echo", "--size", size]);
         let receipt = &r["receipt"];
         let (units, price) = (
             receipt["units"].as_u64().unwrap(),
             receipt["price"].as_u64().unwrap(),
+        );
+        assert_eq!(
+            receipt["order"].is_object(),
+            true,
+            "the receipt embeds the order: {r}"
         );
         *owed
             .entry(r["host"].as_str().unwrap().to_owned())
@@ -55,22 +73,26 @@ async fn settling_pays_hosts_units_times_price_less_one_percent_exactly_once() {
     }
     assert!(!owed.is_empty());
 
+    let mut runs: BTreeMap<String, usize> = BTreeMap::new();
     for host in &nodes[1..] {
         let v = host.cli_json(&["settle"]);
-        let expected_mints = usize::from(owed.contains_key(&host.peer_id)) * 2;
-        assert_eq!(
+        runs.insert(
+            host.peer_id.clone(),
             v["submitted"].as_u64().unwrap() as usize,
-            expected_mints,
-            "{v}"
         );
     }
+    assert_eq!(
+        runs.values().sum::<usize>(),
+        20,
+        "one settlement per receipt: {runs:?}"
+    );
+    let paid: u64 = owed.values().sum();
     let reserve: u64 = owed.values().map(|g| g / 100).sum();
     for (host, gross) in &owed {
-        // units × price × 0.99, exactly: every gross here is a multiple of 100.
-        assert_eq!(gross % 100, 0);
+        // units × price × 0.99, exactly: every claim here is a multiple of 100.
         let want = gross / 100 * 99;
         for n in &nodes {
-            wait_until(T, "the host's reward to be final everywhere", || async {
+            wait_until(T, "the host's pay to be final everywhere", || async {
                 (balance(n, host).await == want).then_some(())
             })
             .await;
@@ -80,20 +102,33 @@ async fn settling_pays_hosts_units_times_price_less_one_percent_exactly_once() {
         (balance(&nodes[2], "system").await == reserve).then_some(())
     })
     .await;
+    wait_until(T, "the broker to have paid everything", || async {
+        (balance(&nodes[1], &broker.peer_id).await == before[0] - paid).then_some(())
+    })
+    .await;
 
     // Settling again pays nothing more.
     for host in &nodes[1..] {
         let v = host.cli_json(&["settle"]);
-        assert_eq!(v["submitted"], 0, "second settle minted again: {v}");
+        assert_eq!(v["submitted"], 0, "second settle paid again: {v}");
     }
-    let accounts: Vec<&str> = owed.keys().map(String::as_str).chain(["system"]).collect();
-    let got = balances_agree(&nodes, &accounts).await;
-    let total: u64 = owed.values().sum();
+    let after = balances_agree(&nodes, &accounts).await;
+    for n in &nodes {
+        assert_eq!(supply_of(n).await, supply, "settling created no money");
+    }
+    assert_eq!(after.iter().sum::<u64>(), supply);
+    let hosts_gain: u64 = after[1] + after[2] - before[1] - before[2];
     assert_eq!(
-        got.iter().sum::<u64>(),
-        total,
-        "minted exactly the gross owed"
+        before[0] - after[0],
+        hosts_gain + after[3] - before[3],
+        "the payer's loss is the hosts' gain plus system's"
     );
+
+    // A host cannot spend what it has not got: a job it asks for is refused up front.
+    let out = nodes[1].cli(&["job", "run", "--type", "echo", "--size", "1000000"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("insufficient_funds"), "{err}");
 
     // Every receipt is provable from any node, and the proof verifies in the CLI.
     for job in &job_ids {
@@ -101,6 +136,13 @@ async fn settling_pays_hosts_units_times_price_less_one_percent_exactly_once() {
         assert_eq!(p["verified_locally"], true, "{p}");
         assert_eq!(p["verified"], true);
     }
+}
+
+async fn supply_of(n: &TestNode) -> u64 {
+    let (_, v) = n
+        .request(reqwest::Method::GET, "/wallet/balance", None, Vec::new())
+        .await;
+    v["supply"].as_u64().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

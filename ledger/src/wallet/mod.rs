@@ -50,8 +50,14 @@ pub const MAX_META_LEN: usize = 512;
 pub enum TxKind {
     /// Moves `amount` from `src` to `dst`; `src` also pays `fee` to [`SYSTEM`].
     Transfer,
-    /// Creates `amount` new money for `dst`, justified by `meta` (a settlement tag).
+    /// Creates `amount` new money for `dst`. Only genesis creates money now: witnesses sign
+    /// no mint (kept so older records still decode).
     Mint,
+    /// Pays a host for a job from the requester's account: `claim` is the host's receipt
+    /// with the requester's payment order in it ([`crate::payment`]). `src` is the payer,
+    /// `dst` the host, `amount` the claim; `dst` receives it less the reserve
+    /// ([`WalletParams::host_reserve_bps`]), which goes to [`SYSTEM`]. Slot: the order.
+    Settle,
 }
 
 /// The signed content of a transaction. Amounts are micro-credits.
@@ -75,6 +81,9 @@ pub struct TxBody {
     pub author: String,
     /// When the author made it, Unix milliseconds (informational).
     pub created_ms: u64,
+    /// A settlement's claim: the host's receipt, which embeds the payer's order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<crate::receipt::SignedReceipt>,
 }
 
 /// A transaction as it travels and is stored. Its id is [`Signed::id`].
@@ -96,6 +105,11 @@ pub enum Slot {
         /// The settlement tag.
         meta: String,
     },
+    /// A settlement's payment order: each order is paid at most once.
+    Order {
+        /// The order's id.
+        id: String,
+    },
 }
 
 impl Slot {
@@ -104,6 +118,7 @@ impl Slot {
         match self {
             Slot::Account { src, nonce } => format!("acct:{src}:{nonce}"),
             Slot::Mint { meta } => format!("mint:{meta}"),
+            Slot::Order { id } => format!("order:{id}"),
         }
     }
 }
@@ -118,6 +133,14 @@ impl TxBody {
             },
             TxKind::Mint => Slot::Mint {
                 meta: self.meta.clone().unwrap_or_default(),
+            },
+            TxKind::Settle => Slot::Order {
+                id: self
+                    .meta
+                    .as_deref()
+                    .and_then(|m| m.strip_prefix("order:"))
+                    .unwrap_or_default()
+                    .to_owned(),
             },
         }
     }
@@ -145,7 +168,7 @@ pub struct WitnessBody {
 pub type Witness = Attestation;
 
 /// Decides whether a mint is justified (e.g. recomputes settlement of the batch named in
-/// `meta`, see [`crate::settlement::SettlementValidator`]).
+/// `meta`). Nodes use [`NoMints`]: only genesis creates money.
 pub trait MintValidator {
     /// Whether witnesses may sign this mint.
     fn validate_mint(&self, body: &TxBody) -> bool;
@@ -181,6 +204,13 @@ pub struct WalletParams {
     pub tx_fee_min: u64,
     /// Largest accepted transfer fee.
     pub tx_fee_max: u64,
+    /// Share of each settlement kept as reserve for [`SYSTEM`], in basis points (100 = 1 %).
+    #[serde(default = "default_reserve_bps")]
+    pub host_reserve_bps: u64,
+}
+
+fn default_reserve_bps() -> u64 {
+    100
 }
 
 /// Why wallet parameters are unusable.
@@ -227,6 +257,9 @@ pub enum ParamsError {
     /// The genesis supply overflows.
     #[error("genesis supply overflows")]
     GenesisOverflow,
+    /// `host_reserve_bps` exceeds 10 000.
+    #[error("reserve share above 100 %")]
+    BadReserve,
 }
 
 impl WalletParams {
@@ -262,6 +295,9 @@ impl WalletParams {
         if self.tx_fee_min > self.tx_fee_max {
             return Err(ParamsError::FeeRange);
         }
+        if self.host_reserve_bps > crate::settlement::BPS {
+            return Err(ParamsError::BadReserve);
+        }
         let mut accounts = BTreeSet::new();
         let mut supply: u64 = 0;
         for (acct, amount) in &self.genesis {
@@ -281,6 +317,26 @@ impl WalletParams {
             .iter()
             .find(|(p, _)| p == peer)
             .map(|(_, w)| *w)
+    }
+
+    /// Parameters with no witnesses, genesis or fees (a base to fill in).
+    pub fn empty() -> Self {
+        WalletParams {
+            witnesses: Vec::new(),
+            quorum_milli: 0,
+            genesis: Vec::new(),
+            tx_fee_min: 0,
+            tx_fee_max: 0,
+            host_reserve_bps: default_reserve_bps(),
+        }
+    }
+
+    /// The reserve of a settlement of `amount`: `amount × bps / 10 000`, floored.
+    pub fn reserve_of(&self, amount: u64) -> u64 {
+        let bps = self.host_reserve_bps.min(crate::settlement::BPS);
+        let wide = u128::from(amount) * u128::from(bps) / u128::from(crate::settlement::BPS);
+        // bps ≤ 10 000, so the reserve is at most `amount` and fits.
+        u64::try_from(wide).unwrap_or(amount).min(amount)
     }
 
     /// Sum of all witness weights (saturating; [`WalletParams::validate`] rejects overflow).

@@ -59,6 +59,9 @@ pub struct WalletState {
     nonces: BTreeMap<String, u64>,
     /// Mint tag → id of the mint that used it.
     minted: BTreeMap<String, String>,
+    /// Order id → id of the settlement that paid it.
+    settled: BTreeMap<String, String>,
+    reserve_bps: u64,
     applied: BTreeSet<String>,
     supply: u64,
     pending: BTreeMap<String, TxBody>,
@@ -81,11 +84,18 @@ impl WalletState {
             balances,
             nonces: BTreeMap::new(),
             minted: BTreeMap::new(),
+            settled: BTreeMap::new(),
+            reserve_bps: params.host_reserve_bps,
             applied: BTreeSet::new(),
             supply,
             pending: BTreeMap::new(),
             max_pending: DEFAULT_MAX_PENDING,
         })
+    }
+
+    /// Whether the order `order_id` is paid.
+    pub fn is_settled(&self, order_id: &str) -> bool {
+        self.settled.contains_key(order_id)
     }
 
     /// Balance of `account` in micro-credits (0 if unknown).
@@ -241,6 +251,28 @@ impl WalletState {
                 self.credit(&body.dst, body.amount)?;
                 self.credit(SYSTEM, body.fee)?;
                 self.nonces.insert(body.src.clone(), body.nonce);
+            }
+            TxKind::Settle => {
+                let order = match body.slot() {
+                    super::Slot::Order { id } => id,
+                    _ => return Err(ApplyError::Invalid(TxReject::BadClaim("no order".into()))),
+                };
+                if self.settled.contains_key(&order) {
+                    return Err(ApplyError::Conflict);
+                }
+                let Some(left) = self.balance(&body.src).checked_sub(body.amount) else {
+                    return Ok(Step::Defer);
+                };
+                let reserve = WalletParams {
+                    host_reserve_bps: self.reserve_bps,
+                    ..WalletParams::empty()
+                }
+                .reserve_of(body.amount);
+                // Credits redistribute `amount`, part of the supply: they cannot overflow.
+                self.balances.insert(body.src.clone(), left);
+                self.credit(&body.dst, body.amount - reserve)?;
+                self.credit(SYSTEM, reserve)?;
+                self.settled.insert(order, id.to_string());
             }
         }
         self.applied.insert(id.to_string());

@@ -25,6 +25,7 @@ pub(crate) fn params() -> WalletParams {
         genesis: vec![(pid(ALICE), 100), (pid(BOB), 50), (pid(CAROL), 0)],
         tx_fee_min: 1,
         tx_fee_max: 3,
+        host_reserve_bps: 100,
     }
 }
 
@@ -39,6 +40,7 @@ pub(crate) fn transfer(from: u8, to: &str, amount: u64, fee: u64, nonce: u64) ->
         meta: None,
         author: pid(from),
         created_ms: 1,
+        claim: None,
     };
     Signed::sign(&key(from), &body).unwrap()
 }
@@ -54,6 +56,7 @@ pub(crate) fn mint(to: &str, amount: u64, meta: &str) -> Tx {
         meta: Some(meta.into()),
         author: pid(MINTER),
         created_ms: 1,
+        claim: None,
     };
     Signed::sign(&key(MINTER), &body).unwrap()
 }

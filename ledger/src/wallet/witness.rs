@@ -68,6 +68,13 @@ pub enum TxReject {
     /// The mint validator refused the mint.
     #[error("mint not justified by settlement")]
     MintRejected,
+    /// A settlement whose claim does not hold (no order, forged order, units above the
+    /// cap, …) or whose fields are not exactly what the claim gives.
+    #[error("settlement refused: {0}")]
+    BadClaim(String),
+    /// The order is paid already.
+    #[error("order already settled")]
+    AlreadySettled,
 }
 
 /// Why an attestation could not be produced.
@@ -182,6 +189,35 @@ pub(crate) fn check_shape(body: &TxBody, signer: &[u8; 32]) -> Result<(), TxReje
                 return Err(TxReject::MalformedMint);
             }
         }
+        TxKind::Settle => check_claim(body)?,
+    }
+    if body.kind != TxKind::Settle && body.claim.is_some() {
+        return Err(TxReject::BadClaim(
+            "only a settlement carries a claim".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A settlement is exactly what its claim gives: payer → host, the claimed amount, no fee or
+/// nonce, tagged with the order, and authored by the host.
+fn check_claim(body: &TxBody) -> Result<(), TxReject> {
+    let bad = |m: &str| Err(TxReject::BadClaim(m.to_owned()));
+    let Some(receipt) = &body.claim else {
+        return bad("no claim");
+    };
+    let c = crate::payment::claim(receipt).map_err(|e| TxReject::BadClaim(e.to_string()))?;
+    if body.src != c.payer || body.dst != c.host || body.author != c.host {
+        return bad("src, dst and author must be the payer, the host and the host");
+    }
+    if body.amount != c.amount {
+        return bad("amount is not the claim's");
+    }
+    if body.fee != 0 || body.nonce != 0 {
+        return bad("a settlement has no fee or nonce");
+    }
+    if body.meta.as_deref() != Some(crate::payment::order_meta(&c.order_id).as_str()) {
+        return bad("meta must be order:<order id>");
     }
     Ok(())
 }
@@ -280,6 +316,20 @@ impl WitnessState {
                 }
                 if !mints.validate_mint(&body) {
                     return Err(TxReject::MintRejected);
+                }
+            }
+            TxKind::Settle => {
+                if let Slot::Order { id } = &slot {
+                    if state.is_settled(id) {
+                        return Err(TxReject::AlreadySettled);
+                    }
+                }
+                let available = state.balance(&body.src);
+                if available < body.amount {
+                    return Err(TxReject::InsufficientFunds {
+                        needed: body.amount,
+                        available,
+                    });
                 }
             }
         }

@@ -9,7 +9,6 @@ use offgrid_ledger::{
     batch::ReceiptBatch,
     dag::{Block, BlockError, Dag, InsertOutcome},
     merkle::Proof,
-    settlement::{settle, SettlementParams},
     wallet::WalletState,
     Signed, Tx,
 };
@@ -103,16 +102,10 @@ pub fn make_block(
     Ok(id)
 }
 
-/// The mint transactions settling this node's blocks that are not minted yet. Each is signed
-/// deterministically (author, timestamp and amounts all come from the block), so settling
-/// again yields the very same transactions: a batch is paid once.
-pub fn settlement_mints(
-    dag: &Dag,
-    key: &SigningKey,
-    me: &str,
-    state: &WalletState,
-    params: &SettlementParams,
-) -> Vec<Tx> {
+/// The settlements this node's receipts call for: for each receipt in a block it made whose
+/// order is not paid yet, a settlement signed by this node. A receipt that claims nothing (no
+/// order, or one that does not hold) is skipped alone, with a warning.
+pub fn settlement_claims(dag: &Dag, key: &SigningKey, me: &str, state: &WalletState) -> Vec<Tx> {
     let mut out = Vec::new();
     for id in dag.ids_in_order() {
         let Some(b) = dag.get_valid(id) else { continue };
@@ -122,20 +115,23 @@ pub fn settlement_mints(
         let Some(batch) = dag.batch(&b.body.batch.root) else {
             continue;
         };
-        let plans = match settle(&batch, params) {
-            Ok(p) => p,
-            Err(e) => {
-                warn!(block = %id, error = %e, "batch cannot be settled");
-                continue;
+        for item in &batch.items {
+            let body = match offgrid_ledger::settlement(&item.receipt, b.body.timestamp_ms) {
+                Ok(body) => body,
+                Err(offgrid_ledger::ClaimError::NoOrder) => continue,
+                Err(e) => {
+                    warn!(block = %id, error = %e, "a receipt claims nothing");
+                    continue;
+                }
+            };
+            if let offgrid_ledger::Slot::Order { id } = body.slot() {
+                if state.is_settled(&id) {
+                    continue;
+                }
             }
-        };
-        for plan in plans {
-            if state.is_minted(&plan.meta) {
-                continue;
-            }
-            match Signed::sign(key, &plan.to_tx_body(me, b.body.timestamp_ms)) {
+            match Signed::sign(key, &body) {
                 Ok(tx) => out.push(tx),
-                Err(e) => warn!(error = %e, "cannot sign a mint"),
+                Err(e) => warn!(error = %e, "cannot sign a settlement"),
             }
         }
     }

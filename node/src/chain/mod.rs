@@ -163,6 +163,7 @@ pub enum LedgerError {
 pub struct LedgerHandle {
     tx: mpsc::Sender<LedgerIn>,
     store: Arc<Store>,
+    balance: tokio::sync::watch::Receiver<Option<u64>>,
 }
 
 impl LedgerHandle {
@@ -175,6 +176,11 @@ impl LedgerHandle {
             .map_err(|_| LedgerError::Unavailable("the ledger has stopped".into()))?;
         rx.await
             .map_err(|_| LedgerError::Unavailable("the ledger has stopped".into()))?
+    }
+
+    /// This node's final balance, micro-credits (`None` when the wallet is off).
+    pub fn own_balance(&self) -> tokio::sync::watch::Receiver<Option<u64>> {
+        self.balance.clone()
     }
 
     /// The service's input (the router's sinks feed it).
@@ -192,11 +198,13 @@ impl LedgerHandle {
 /// acks by.
 pub fn load_reputation(
     store: &Store,
+    me: &str,
 ) -> Result<Arc<Mutex<ReputationCrdt>>, crate::store::StoreError> {
     Ok(Arc::new(Mutex::new(
         store
             .get::<ReputationCrdt>(crate::store::Table::Meta, service::REPUTATION_KEY)?
-            .unwrap_or_default(),
+            .unwrap_or_default()
+            .with_local(me),
     )))
 }
 
@@ -220,6 +228,7 @@ pub fn start(
         rx,
         reputation,
     )?;
+    let balance = svc.balance_watch();
     tasks.spawn(svc.run(cancel));
-    Ok(LedgerHandle { tx, store })
+    Ok(LedgerHandle { tx, store, balance })
 }

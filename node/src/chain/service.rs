@@ -19,7 +19,6 @@ use libp2p::{gossipsub::MessageAcceptance, PeerId};
 use offgrid_behaviours::ledger_sync::{self, TxGossip, BLOCKS_TOPIC, TX_TOPIC};
 use offgrid_ledger::{
     dag::{Dag, InsertOutcome},
-    settlement::{SettlementParams, SettlementValidator},
     Block, ReputationCrdt,
 };
 use offgrid_net::{Client, LedgerOut};
@@ -43,8 +42,9 @@ pub use super::reputation::REPUTATION_KEY;
 const MAX_ROUND: usize = 512;
 /// Most items in one gossip message on the transaction topic.
 const MAX_GOSSIP_ITEMS: usize = 48;
-/// Most estimated bytes of attestations in one gossip message: well under the gossipsub
-/// cap (`network.max_gossip_bytes`, 64 KiB by default), as attestations carry Merkle paths.
+/// Most estimated bytes of transactions or attestations in one gossip message: well under
+/// the gossipsub cap (`network.max_gossip_bytes`, 64 KiB by default), as attestations carry
+/// Merkle paths and settlements their receipts.
 const MAX_GOSSIP_ATTEST_BYTES: usize = 40 * 1024;
 /// Most times one round re-seals after its own attestations made transactions final.
 const MAX_SEALS: usize = 4;
@@ -86,7 +86,6 @@ pub struct Service {
     pub(super) cfg: LedgerConfig,
     pub(super) dag: Dag,
     pub(super) wallet: Option<WalletCore>,
-    pub(super) settlement: SettlementParams,
     pub(super) client: Client,
     rx: mpsc::Receiver<LedgerIn>,
     pub(super) peers: BTreeSet<PeerId>,
@@ -105,6 +104,8 @@ pub struct Service {
     /// Counter of this node's transaction gossip messages (see [`TxGossip::seq`]); starts at
     /// the clock so a restart continues above the last one.
     gossip_seq: u64,
+    /// This node's final balance after each round (`None`: no wallet), for the broker.
+    balance: tokio::sync::watch::Sender<Option<u64>>,
 }
 
 impl Service {
@@ -141,7 +142,6 @@ impl Service {
             cfg: ledger_cfg.clone(),
             dag,
             wallet,
-            settlement: wallet_cfg.settlement().map_err(anyhow::Error::msg)?,
             client,
             rx,
             peers: BTreeSet::new(),
@@ -155,7 +155,28 @@ impl Service {
             last_republish: now,
             republish_all: false,
             gossip_seq: now_ms(),
-        })
+            balance: tokio::sync::watch::Sender::new(None),
+        }
+        .with_balance())
+    }
+
+    fn with_balance(self) -> Self {
+        self.publish_balance();
+        self
+    }
+
+    /// This node's final balance, kept current after every round.
+    pub fn balance_watch(&self) -> tokio::sync::watch::Receiver<Option<u64>> {
+        self.balance.subscribe()
+    }
+
+    fn publish_balance(&self) {
+        let now = self.wallet.as_ref().map(|w| w.state().balance(&self.me));
+        self.balance.send_if_modified(|b| {
+            let changed = *b != now;
+            *b = now;
+            changed
+        });
     }
 
     /// Runs until cancelled.
@@ -187,6 +208,7 @@ impl Service {
             }
             self.retry(&mut round);
             self.flush(round).await;
+            self.publish_balance();
         }
         self.persist_reputation();
         info!("ledger stopped");
@@ -196,17 +218,9 @@ impl Service {
         if !round.retry && round.fx.finalized.is_empty() {
             return;
         }
-        let Service {
-            wallet,
-            dag,
-            settlement,
-            ..
-        } = self;
+        let Service { wallet, .. } = self;
         if let Some(w) = wallet.as_mut() {
-            let mints = SettlementValidator {
-                dag,
-                params: *settlement,
-            };
+            let mints = offgrid_ledger::NoMints;
             w.retry_waiting(&mints, &mut round.fx);
         }
     }
@@ -337,19 +351,12 @@ impl Service {
             return MessageAcceptance::Reject;
         };
         let Service {
-            wallet,
-            dag,
-            settlement,
-            rejected,
-            ..
+            wallet, rejected, ..
         } = self;
         let Some(w) = wallet.as_mut() else {
             return MessageAcceptance::Ignore;
         };
-        let mints = SettlementValidator {
-            dag,
-            params: *settlement,
-        };
+        let mints = offgrid_ledger::NoMints;
         let now = now_ms();
         // Each list's signatures are checked in one batch.
         let bad = w.on_txs(&msg.txs, &mints, now, &mut round.fx)
@@ -368,19 +375,11 @@ impl Service {
         tx: offgrid_ledger::Tx,
         round: &mut Round,
     ) -> Result<bool, LedgerError> {
-        let Service {
-            wallet,
-            dag,
-            settlement,
-            ..
-        } = self;
+        let Service { wallet, .. } = self;
         let w = wallet
             .as_mut()
             .ok_or_else(|| LedgerError::Unavailable("the wallet is not configured".into()))?;
-        let mints = SettlementValidator {
-            dag,
-            params: *settlement,
-        };
+        let mints = offgrid_ledger::NoMints;
         let new = w
             .on_tx(&tx, &mints, now_ms(), &mut round.fx)
             .map_err(|e| LedgerError::Invalid(e.to_string()))?;
@@ -508,13 +507,35 @@ fn publish_txs(
     for t in txs {
         seen.entry(t.id()).or_insert(t);
     }
-    let txs: Vec<_> = seen.into_values().collect();
-    for chunk in txs.chunks(MAX_GOSSIP_ITEMS) {
+    // By count and by size: a settlement carries its receipt and order, a few KiB each.
+    let mut chunk: Vec<offgrid_ledger::Tx> = Vec::new();
+    let mut bytes = 0;
+    for t in seen.into_values() {
+        // Base64 of the signed bytes, plus the signature, key and framing.
+        let len = t.bytes.len() * 4 / 3 + 256;
+        if !chunk.is_empty()
+            && (chunk.len() >= MAX_GOSSIP_ITEMS || bytes + len > MAX_GOSSIP_ATTEST_BYTES)
+        {
+            *seq += 1;
+            push_gossip(
+                outs,
+                TxGossip {
+                    txs: std::mem::take(&mut chunk),
+                    attests: Vec::new(),
+                    seq: *seq,
+                },
+            );
+            bytes = 0;
+        }
+        bytes += len;
+        chunk.push(t);
+    }
+    if !chunk.is_empty() {
         *seq += 1;
         push_gossip(
             outs,
             TxGossip {
-                txs: chunk.to_vec(),
+                txs: chunk,
                 attests: Vec::new(),
                 seq: *seq,
             },

@@ -189,6 +189,7 @@ fn receipt(host: &Identity, job: &str) -> SignedReceipt {
         started_at_ms: 1,
         finished_at_ms: 2,
         price: 1000,
+        order: None,
     };
     Signed::sign(host.signing_key(), &body).unwrap()
 }

@@ -4,7 +4,6 @@
 use std::time::{Duration, Instant};
 
 use offgrid_behaviours::ledger_sync;
-use offgrid_ledger::settlement::SettlementValidator;
 use tracing::{debug, warn};
 
 use super::{
@@ -74,18 +73,9 @@ impl Service {
         } else {
             self.cfg.republish_ms
         };
-        let Service {
-            wallet,
-            dag,
-            settlement,
-            me,
-            ..
-        } = self;
+        let Service { wallet, me, .. } = self;
         let Some(w) = wallet.as_mut() else { return };
-        let mints = SettlementValidator {
-            dag,
-            params: *settlement,
-        };
+        let mints = offgrid_ledger::NoMints;
         let pending = w.pending_txs(256, now, min_age);
         for tx in pending {
             if tx.signer_peer_id() == *me {
@@ -137,8 +127,7 @@ impl Service {
         let Some(w) = &self.wallet else {
             return Vec::new();
         };
-        let mints =
-            blocks::settlement_mints(&self.dag, &self.key, &self.me, w.state(), &self.settlement);
+        let mints = blocks::settlement_claims(&self.dag, &self.key, &self.me, w.state());
         let mut ids = Vec::new();
         for tx in mints {
             let id = tx.id();

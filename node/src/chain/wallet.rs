@@ -167,6 +167,10 @@ impl WalletCore {
         match b.kind {
             TxKind::Transfer => b.nonce <= self.state.last_nonce(&b.src),
             TxKind::Mint => self.state.is_minted(b.meta.as_deref().unwrap_or_default()),
+            TxKind::Settle => match b.slot() {
+                offgrid_ledger::Slot::Order { id } => self.state.is_settled(&id),
+                _ => true,
+            },
         }
     }
 
@@ -254,6 +258,7 @@ impl WalletCore {
             meta,
             author: self.me.clone(),
             created_ms: now_ms,
+            claim: None,
         };
         if fee < self.params.tx_fee_min || fee > self.params.tx_fee_max {
             return Err(TxReject::FeeOutOfRange(fee).into());

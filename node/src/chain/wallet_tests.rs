@@ -25,6 +25,7 @@ fn params() -> WalletParams {
         genesis: SENDERS.iter().map(|s| (pid(*s), 1_000)).collect(),
         tx_fee_min: 0,
         tx_fee_max: 10,
+        host_reserve_bps: 100,
     }
 }
 
@@ -44,6 +45,7 @@ fn transfer(from: u8) -> Tx {
         meta: None,
         author: pid(from),
         created_ms: 1,
+        claim: None,
     };
     Signed::sign(&key(from), &body).unwrap()
 }

@@ -4,7 +4,7 @@
 //! finality arithmetic uses integer milli-weights (`1.0` → `1000`) so it is exact. Money
 //! (genesis amounts, fees) is always an integer number of micro-credits.
 
-use offgrid_ledger::{settlement::SettlementParams, WalletParams};
+use offgrid_ledger::WalletParams;
 use serde::{Deserialize, Serialize};
 
 /// `[ledger]`: blocks, sync, settlement and reputation gossip timers.
@@ -133,21 +133,21 @@ impl WalletConfig {
                 .collect(),
             tx_fee_min: self.tx_fee_min,
             tx_fee_max: self.tx_fee_max,
+            host_reserve_bps: self.reserve_bps()?,
         };
         params.validate().map_err(|e| format!("wallet: {e}"))?;
         Ok(params)
     }
 
-    /// Settlement parameters (reserve in basis points).
-    pub fn settlement(&self) -> Result<SettlementParams, String> {
+    /// The settlement reserve in basis points.
+    pub fn reserve_bps(&self) -> Result<u64, String> {
         if !(self.host_reserve.is_finite() && (0.0..=1.0).contains(&self.host_reserve)) {
             return Err(format!(
                 "wallet.host_reserve must be in [0, 1], not {}",
                 self.host_reserve
             ));
         }
-        Ok(SettlementParams::default()
-            .with_host_reserve_bps((self.host_reserve * 10_000.0).round() as u64))
+        Ok((self.host_reserve * 10_000.0).round() as u64)
     }
 }
 
@@ -156,7 +156,7 @@ pub fn validate(wallet: &WalletConfig) -> Result<(), String> {
     if wallet.enabled() {
         wallet.params()?;
     }
-    wallet.settlement()?;
+    wallet.reserve_bps()?;
     Ok(())
 }
 
@@ -192,12 +192,7 @@ mod tests {
         assert_eq!(w3.params().unwrap().quorum_milli, 3000);
         let low = WalletConfig { quorum: 2.5, ..w };
         assert!(low.params().unwrap_err().contains("half"));
-        assert_eq!(
-            WalletConfig::default()
-                .settlement()
-                .unwrap()
-                .host_reserve_bps,
-            100
-        );
+        assert_eq!(WalletConfig::default().reserve_bps().unwrap(), 100);
+        assert_eq!(w3.params().unwrap().host_reserve_bps, 100);
     }
 }

@@ -65,6 +65,9 @@ impl From<BrokerError> for ApiError {
                 ApiError::other(StatusCode::TOO_MANY_REQUESTS, "rate_limited", msg).retry_after(1)
             }
             BrokerError::Invalid(_) => ApiError::invalid_request(msg),
+            BrokerError::InsufficientFunds { .. } => {
+                ApiError::other(StatusCode::PAYMENT_REQUIRED, "insufficient_funds", msg)
+            }
         }
     }
 }
@@ -146,6 +149,7 @@ pub fn result_json(r: &JobResult) -> Value {
     responses((status = 200, description = "The job's output, host, price, signed receipt and attempts", body = api::market::RunResponse),
         (status = 400, description = "Invalid job: timeout, redundancy, job id or size out of range (invalid_request)", body = api::ErrorBody),
         (status = 401, description = AUTH, body = api::ErrorBody),
+        (status = 402, description = "This node's account cannot pay for the job (insufficient_funds), refused before dispatch", body = api::ErrorBody),
         (status = 429, description = "Too many jobs at once (rate_limited, Retry-After)", body = api::ErrorBody),
         (status = 502, description = "all_hosts_failed or disagreement", body = api::ErrorBody),
         (status = 503, description = "No host can take it (no_hosts, Retry-After)", body = api::ErrorBody),

@@ -377,6 +377,8 @@ const ELSEWHERE: &[(&str, &str, u16, &str)] = &[
     ("post", "/auction", 504, "tests/tests/core_api.rs::no_hosts_is_503_and_a_silent_host_is_504_within_timeout_plus_one_second"),
     ("post", "/market/run", 502, "tests/tests/market.rs::redundant_runs_are_accepted_when_outputs_agree_and_refused_when_they_differ"),
     ("post", "/market/run", 429, "node/src/http/route_tests.rs::broker_errors_have_their_documented_statuses"),
+    ("post", "/market/run", 402, "node/src/http/route_tests.rs::broker_errors_have_their_documented_statuses"),
+    ("post", "/auction", 402, "node/src/http/route_tests.rs::broker_errors_have_their_documented_statuses"),
     ("post", "/market/run", 504, "node/src/http/route_tests.rs::broker_errors_have_their_documented_statuses"),
     ("post", "/storage/share", 403, "node/src/http/route_tests.rs::storage_errors_have_their_documented_statuses"),
     ("post", "/storage/key", 403, "node/src/http/route_tests.rs::storage_errors_have_their_documented_statuses"),
@@ -512,6 +514,14 @@ fn broker_errors_have_their_documented_statuses() {
         (E::Disagreement(Vec::new()), 502, "disagreement"),
         (E::Overloaded, 429, "rate_limited"),
         (E::Invalid("x".into()), 400, "invalid_request"),
+        (
+            E::InsufficientFunds {
+                needed: 2,
+                available: 1,
+            },
+            402,
+            "insufficient_funds",
+        ),
     ] {
         let a = super::error::ApiError::from(e);
         assert_eq!((a.status.as_u16(), a.code), (status, code));

@@ -5,8 +5,7 @@
 //! the event loop only routes requests and responses.
 
 use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -19,7 +18,10 @@ use tokio::sync::Semaphore;
 use tracing::{debug, info};
 
 pub use super::reputation::{Record, Reputation};
-use super::scoring::{self, Bid};
+use super::{
+    quotes::QuoteCache,
+    scoring::{self, Bid},
+};
 use crate::{
     config::MarketConfig,
     now_ms,
@@ -101,6 +103,16 @@ pub enum BrokerError {
     /// The job itself is invalid.
     #[error("invalid job: {0}")]
     Invalid(String),
+    /// The paying account cannot cover the job (refused before any host runs it).
+    #[error(
+        "insufficient funds: the job costs up to {needed} micro-credits, {available} are free"
+    )]
+    InsufficientFunds {
+        /// The job's cost at the best quote.
+        needed: u64,
+        /// The final balance less what running jobs have been promised.
+        available: u64,
+    },
 }
 
 impl BrokerError {
@@ -113,80 +125,8 @@ impl BrokerError {
             BrokerError::Disagreement(_) => "disagreement",
             BrokerError::Overloaded => "overloaded",
             BrokerError::Invalid(_) => "invalid",
+            BrokerError::InsufficientFunds { .. } => "insufficient_funds",
         }
-    }
-}
-
-/// A quote as cached by the broker.
-#[derive(Debug, Clone, Copy)]
-struct Cached {
-    price: u64,
-    valid_until_ms: u64,
-    capacity_left: u32,
-    dispatched: u32,
-}
-
-/// Valid quotes per (host, job type), so back-to-back jobs skip the quote round. A cached
-/// quote is used only while valid and while this broker's own jobs in flight on that host
-/// stay below the capacity the host reported; any failure drops the host's quotes.
-#[derive(Debug, Default)]
-struct QuoteCache {
-    map: Mutex<HashMap<(String, String), Cached>>,
-}
-
-/// Most cached quotes; beyond, expired ones are dropped first.
-const MAX_CACHED_QUOTES: usize = 4096;
-
-impl QuoteCache {
-    fn with<R>(&self, f: impl FnOnce(&mut HashMap<(String, String), Cached>) -> R) -> R {
-        // A poisoned lock only means a panic elsewhere mid-update; the map stays usable.
-        f(&mut self.map.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-
-    fn get(&self, peer: &str, job_type: &str, now_ms: u64) -> Option<u64> {
-        self.with(|m| {
-            let c = m.get(&(peer.to_owned(), job_type.to_owned()))?;
-            (c.valid_until_ms > now_ms && c.dispatched < c.capacity_left).then_some(c.price)
-        })
-    }
-
-    fn put(&self, peer: &str, job_type: &str, price: u64, valid_until_ms: u64, capacity_left: u32) {
-        self.with(|m| {
-            if m.len() >= MAX_CACHED_QUOTES {
-                let now = now_ms();
-                m.retain(|_, c| c.valid_until_ms > now);
-                if m.len() >= MAX_CACHED_QUOTES {
-                    m.clear();
-                }
-            }
-            let key = (peer.to_owned(), job_type.to_owned());
-            let dispatched = m.get(&key).map_or(0, |c| c.dispatched);
-            m.insert(
-                key,
-                Cached {
-                    price,
-                    valid_until_ms,
-                    capacity_left,
-                    dispatched,
-                },
-            );
-        });
-    }
-
-    fn dispatched(&self, peer: &str, job_type: &str, start: bool) {
-        self.with(|m| {
-            if let Some(c) = m.get_mut(&(peer.to_owned(), job_type.to_owned())) {
-                c.dispatched = if start {
-                    c.dispatched.saturating_add(1)
-                } else {
-                    c.dispatched.saturating_sub(1)
-                };
-            }
-        });
-    }
-
-    fn forget(&self, peer: &str) {
-        self.with(|m| m.retain(|(p, _), _| p != peer));
     }
 }
 
@@ -200,6 +140,7 @@ pub struct Broker {
     limit: Semaphore,
     quotes: QuoteCache,
     tracker: Option<Arc<crate::failover::JobTracker>>,
+    payer: Option<Arc<super::payer::Payer>>,
 }
 
 // Short-lived and moved once per attempt; boxing the success would only add an allocation.
@@ -231,7 +172,15 @@ impl Broker {
             limit,
             quotes: QuoteCache::default(),
             tracker: None,
+            payer: None,
         }
+    }
+
+    /// Pays for jobs from this account: a payment order with every dispatch, and a job the
+    /// account cannot cover refused before dispatch.
+    pub fn with_payer(mut self, payer: Arc<super::payer::Payer>) -> Self {
+        self.payer = Some(payer);
+        self
     }
 
     /// Runs every host attempt under the failover monitor: a stalled attempt is given up
@@ -315,6 +264,10 @@ impl Broker {
             )));
         }
         let ranked = scoring::rank(bids);
+        if let Some(p) = &self.payer {
+            // What the job costs on the best-ranked host; failover re-checks each attempt.
+            p.check(job.units, ranked[0].price)?;
+        }
         debug!(job_id = %job.job_id, winner = %ranked[0].peer, price = ranked[0].price, quotes = quote_count, "auction decided");
         self.dispatch(job, ranked, deadline, started, quote_count)
             .await
@@ -370,6 +323,10 @@ impl Broker {
         let until = tokio::time::Instant::now() + window;
         while let Ok(Some((cand, resp))) = tokio::time::timeout_at(until, pending.next()).await {
             match resp {
+                // Work for nothing is a bid no honest host makes: a liar's way to the top.
+                Ok(Response::Quote { price: 0, .. }) => {
+                    debug!(peer = %cand.peer, "a zero price is no bid");
+                }
                 Ok(Response::Quote {
                     price,
                     valid_until_ms,
@@ -392,9 +349,15 @@ impl Broker {
         (bids, count)
     }
 
-    async fn attempt(&self, job: &JobSpec, bid: &Bid, deadline: Instant) -> RunOutcome {
+    async fn attempt(
+        &self,
+        job: &JobSpec,
+        bid: &Bid,
+        deadline: Instant,
+        spare: bool,
+    ) -> RunOutcome {
         self.quotes.dispatched(&bid.peer, &job.job_type, true);
-        let outcome = self.attempt_once(job, bid, deadline).await;
+        let outcome = self.attempt_once(job, bid, deadline, spare).await;
         self.quotes.dispatched(&bid.peer, &job.job_type, false);
         if !matches!(outcome, RunOutcome::Ok { .. }) {
             // Busy, failed or silent: ask afresh next time.
@@ -403,20 +366,41 @@ impl Broker {
         outcome
     }
 
-    async fn attempt_once(&self, job: &JobSpec, bid: &Bid, deadline: Instant) -> RunOutcome {
+    /// One host's attempt. Its activation deadline is `t_activate_s`, cut to half the job's
+    /// timeout when another host could take over (`spare`), so a silent host never uses up
+    /// the whole job: at least one failover always fits.
+    async fn attempt_once(
+        &self,
+        job: &JobSpec,
+        bid: &Bid,
+        deadline: Instant,
+        spare: bool,
+    ) -> RunOutcome {
         let Ok(peer) = bid.peer.parse::<PeerId>() else {
             return RunOutcome::Failed("bad peer id".into());
         };
         let now = Instant::now();
-        let per_host = Duration::from_secs(self.cfg.t_activate_s.max(1))
-            .min(deadline.saturating_duration_since(now));
+        let mut per_host = Duration::from_secs(self.cfg.t_activate_s.max(1));
+        if spare {
+            per_host = per_host.min((job.timeout / 2).max(Duration::from_secs(1)));
+        }
+        let per_host = per_host.min(deadline.saturating_duration_since(now));
+        let deadline_ms = now_ms() + per_host.as_millis() as u64;
+        let hold = match &self.payer {
+            Some(p) => match p.order(&job.job_id, &bid.peer, job.units, bid.price, deadline_ms) {
+                Ok(h) => h,
+                Err(e) => return RunOutcome::Failed(e.to_string()),
+            },
+            None => None,
+        };
         let req = Request::Run(RunRequest {
             job_id: job.job_id.clone(),
             job_type: job.job_type.clone(),
             units: job.units,
             payload: job.payload.clone(),
             price: bid.price,
-            deadline_ms: now_ms() + per_host.as_millis() as u64,
+            deadline_ms,
+            order: hold.as_ref().map(|h| h.order.clone()),
         });
         let resp = match tokio::time::timeout(per_host, self.client.request(peer, req)).await {
             Err(_) => return RunOutcome::TimedOut,
@@ -441,6 +425,10 @@ impl Broker {
         }
     }
 
+    fn payer_key(&self) -> Option<[u8; 32]> {
+        self.payer.as_ref().map(|p| p.pubkey())
+    }
+
     /// Verifies a receipt: signature, host, job, price, broker and the output hashes.
     fn check_receipt(
         &self,
@@ -456,6 +444,10 @@ impl Broker {
             (body.units == job.units, "wrong units"),
             (body.price == bid.price, "wrong price"),
             (body.broker_id == self.local, "for another broker"),
+            (
+                body.order.is_none() || body.order.as_ref().map(|o| o.pubkey) == self.payer_key(),
+                "carries another payer's order",
+            ),
             (
                 body.proofs.input_blake3 == blake3::hash(job.payload.as_bytes()).to_hex().as_str(),
                 "input hash mismatch",
@@ -481,6 +473,8 @@ impl Broker {
     ) -> Result<JobResult, BrokerError> {
         let want = job.redundancy.max(1);
         let budget = want + self.cfg.max_retries as usize;
+        // With a host to fail over to, one attempt may take at most half the job's time.
+        let spare = ranked.len() > want && budget > want;
         let mut queue = ranked.into_iter().take(budget);
         let attempt = |bid: Bid| async move {
             let o = match &self.tracker {
@@ -490,12 +484,12 @@ impl Broker {
                         &job.job_id,
                         &bid.peer,
                         &bid.via,
-                        self.attempt(job, &bid, deadline),
+                        self.attempt(job, &bid, deadline, spare),
                         |o| matches!(o, RunOutcome::Ok { .. }),
                     )
                     .await
                     .unwrap_or_else(RunOutcome::Failed),
-                None => self.attempt(job, &bid, deadline).await,
+                None => self.attempt(job, &bid, deadline, spare).await,
             };
             (bid, o)
         };

@@ -320,6 +320,7 @@ pub(super) fn receipt(
         started_at_ms: 1,
         finished_at_ms: 2,
         price,
+        order: None,
     };
     edit(&mut body);
     Signed::sign(signer.signing_key(), &body).unwrap()

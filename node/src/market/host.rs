@@ -204,6 +204,9 @@ impl Host {
                 },
             ));
         };
+        if let Err(reason) = check_order(&run, &broker, &self.node_id) {
+            return Some((channel, Response::Declined { reason }));
+        }
         self.in_flight += 1;
         let signer = match self.fault {
             Fault::None => self.identity.signing_key().clone(),
@@ -232,6 +235,32 @@ impl Host {
             let _ = to_loop.send(Finished { channel, response }).await;
         });
         None
+    }
+}
+
+/// A run's payment order, when it has one, must pay this host for this very run: signed by
+/// the broker that sent it, for this job, at the agreed price, covering the units, and valid
+/// until the run's deadline. A run without one runs unpaid (a mesh without a wallet).
+fn check_order(run: &RunRequest, broker: &PeerId, me: &str) -> Result<(), String> {
+    let Some(order) = &run.order else {
+        return Ok(());
+    };
+    let o = offgrid_ledger::payment::verify_order(order)
+        .map_err(|e| format!("bad payment order: {e}"))?;
+    let checks = [
+        (o.payer == broker.to_string(), "not signed by the broker"),
+        (o.host == me, "pays another host"),
+        (o.job_id == run.job_id, "for another job"),
+        (o.price == run.price, "at another price"),
+        (o.max_units >= run.units, "covers fewer units than the job"),
+        (
+            o.expires_ms >= run.deadline_ms,
+            "expires before the deadline",
+        ),
+    ];
+    match checks.iter().find(|(ok, _)| !ok) {
+        Some((_, why)) => Err(format!("bad payment order: {why}")),
+        None => Ok(()),
     }
 }
 
@@ -297,6 +326,7 @@ async fn execute(executor: &Executor, ctx: &RunContext, run: RunRequest) -> Resp
         started_at_ms,
         finished_at_ms: now_ms(),
         price: run.price,
+        order: run.order,
     };
     match Signed::sign(&ctx.signer, &body) {
         Ok(receipt) => Response::Done {

@@ -108,6 +108,7 @@ fn run(price: u64, deadline_ms: u64) -> Request {
         payload: "hello".into(),
         price,
         deadline_ms,
+        order: None,
     })
 }
 

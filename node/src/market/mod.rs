@@ -15,6 +15,8 @@ pub mod executor;
 pub mod host;
 #[cfg(test)]
 mod host_tests;
+pub mod payer;
+mod quotes;
 pub mod receipts;
 pub mod reputation;
 pub mod scoring;

@@ -74,6 +74,7 @@ mod tests {
             started_at_ms: 1,
             finished_at_ms: 2,
             price: 1000,
+            order: None,
         };
         Signed::sign(id.signing_key(), &body).unwrap()
     }

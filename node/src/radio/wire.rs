@@ -123,6 +123,8 @@ pub fn decode_request(b: &[u8], now_ms: u64) -> Result<Request, WireError> {
             payload: r.str()?,
             price: r.var()?,
             deadline_ms: now_ms.saturating_add(r.var()?),
+            // The compact profile carries no payment order yet: radio jobs run unpaid.
+            order: None,
         }),
         t => return Err(WireError::UnknownType(t)),
     };
@@ -249,6 +251,7 @@ fn build_body(
         started_at_ms: started,
         finished_at_ms: started.saturating_add(took),
         price: ctx.run.price,
+        order: None,
     }
 }
 

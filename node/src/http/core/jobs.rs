@@ -37,7 +37,7 @@ impl Outcome {
     /// Whether a host may have received the job, so the answer must be replayed rather
     /// than the job re-run.
     pub fn is_final(&self) -> bool {
-        !matches!(self.status, 400 | 429 | 503)
+        !matches!(self.status, 400 | 402 | 429 | 503)
     }
 }
 

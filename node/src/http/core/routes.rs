@@ -80,6 +80,9 @@ fn broker_error(e: &BrokerError) -> ApiError {
             ApiError::other(StatusCode::TOO_MANY_REQUESTS, "rate_limited", msg).retry_after(1)
         }
         BrokerError::Invalid(_) => ApiError::invalid_request(msg),
+        BrokerError::InsufficientFunds { .. } => {
+            ApiError::other(StatusCode::PAYMENT_REQUIRED, "insufficient_funds", msg)
+        }
     }
 }
 
@@ -262,7 +265,7 @@ async fn run_ticketed(
 }
 
 #[utoipa::path(post, path = "/auction", tag = "core", request_body = crate::http::openapi::CoreJob, security((), ("core_hmac_header" = [])),
-    responses((status = 200, description = "Completed", body = crate::http::openapi::CoreCompleted), (status = 400, description = "invalid_request (names the problem)", body = crate::http::openapi::ErrorBody), (status = 401, description = "invalid_signature or stale_timestamp", body = crate::http::openapi::ErrorBody), (status = 409, description = "conflict: job_id used for another job", body = crate::http::openapi::ErrorBody), (status = 413, description = "too_large", body = crate::http::openapi::ErrorBody), (status = 429, description = "rate_limited (Retry-After)", body = crate::http::openapi::ErrorBody), (status = 503, description = "no_hosts", body = crate::http::openapi::ErrorBody), (status = 504, description = "job_timeout", body = crate::http::openapi::ErrorBody)))]
+    responses((status = 200, description = "Completed", body = crate::http::openapi::CoreCompleted), (status = 400, description = "invalid_request (names the problem)", body = crate::http::openapi::ErrorBody), (status = 401, description = "invalid_signature or stale_timestamp", body = crate::http::openapi::ErrorBody), (status = 402, description = "insufficient_funds: the broker node's account cannot pay for the job (refused before dispatch; not kept, a retry runs it)", body = crate::http::openapi::ErrorBody), (status = 409, description = "conflict: job_id used for another job", body = crate::http::openapi::ErrorBody), (status = 413, description = "too_large", body = crate::http::openapi::ErrorBody), (status = 429, description = "rate_limited (Retry-After)", body = crate::http::openapi::ErrorBody), (status = 503, description = "no_hosts", body = crate::http::openapi::ErrorBody), (status = 504, description = "job_timeout", body = crate::http::openapi::ErrorBody)))]
 pub(crate) async fn auction(
     State(s): State<AppState>,
     headers: HeaderMap,

@@ -10,6 +10,7 @@ fn run() -> RunRequest {
         payload: r#"{"msg":"hi"}"#.into(),
         price: 1_000,
         deadline_ms: 1_000_030_000,
+        order: None,
     }
 }
 
