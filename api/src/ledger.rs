@@ -22,6 +22,15 @@ pub struct Balance {
     pub supply: u64,
 }
 
+/// Answer of `GET /wallet/balances`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Balances {
+    /// Final balance per account, micro-credits.
+    pub accounts: std::collections::BTreeMap<String, u64>,
+    /// Credits in circulation (the genesis total), micro-credits.
+    pub supply: u64,
+}
+
 /// Body of `POST /wallet/tx`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -425,6 +434,7 @@ mod tests {
             "tx":{{"signed":"e30=","sig":"00","pubkey":"11"}},"view":{TX}}}"#
         ));
         round_trip::<SendRequest>(r#"{"dst":"b","amount":5,"wait_ms":1000}"#);
+        round_trip::<Balances>(r#"{"accounts":{"a":3,"system":1},"supply":4}"#);
         round_trip::<SubmitRequest>(
             r#"{"tx":{"signed":"e30=","sig":"00","pubkey":"11"},"wait_ms":5}"#,
         );

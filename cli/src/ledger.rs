@@ -7,7 +7,7 @@ use anyhow::{bail, Context as _};
 use clap::Subcommand;
 use offgrid_api::{
     ledger::{
-        Balance, BlockDetail, BlockList, CreateBlockRequest, CreatedBlocks, LedgerStatus,
+        Balance, Balances, BlockDetail, BlockList, CreateBlockRequest, CreatedBlocks, LedgerStatus,
         QuorumItemView, QuorumItems, QuorumPolicy, ReceiptProof, SendRequest, SendResponse,
         SettleResponse, TxList, TxView,
     },
@@ -26,6 +26,9 @@ pub enum WalletCmd {
         /// Peer id or `system`.
         account: Option<String>,
     },
+    /// Every account's final balance and the supply; `--json` prints
+    /// `{"accounts": {ACCOUNT: MICRO, …}, "supply": MICRO}`.
+    Balances,
 }
 
 /// `offgrid tx …`
@@ -126,7 +129,22 @@ fn credits(m: u64) -> String {
 }
 
 pub async fn wallet(api: &Api, json: bool, cmd: WalletCmd) -> anyhow::Result<()> {
-    let WalletCmd::Balance { account } = cmd;
+    let account = match cmd {
+        WalletCmd::Balance { account } => account,
+        WalletCmd::Balances => {
+            let v = api.get("/wallet/balances").await?;
+            let b: Balances = decode(&v)?;
+            return output(json, &v, || {
+                let rows: Vec<Vec<String>> = b
+                    .accounts
+                    .iter()
+                    .map(|(a, m)| vec![a.clone(), credits(*m)])
+                    .collect();
+                table::render(&["ACCOUNT", "BALANCE"], &rows)
+                    + &format!("supply {}\n", credits(b.supply))
+            });
+        }
+    };
     let path = match &account {
         Some(a) => format!("/wallet/balance?account={a}"),
         None => "/wallet/balance".into(),

@@ -117,6 +117,19 @@ async fn the_requester_pays_hosts_units_times_price_less_one_percent_exactly_onc
         assert_eq!(supply_of(n).await, supply, "settling created no money");
     }
     assert_eq!(after.iter().sum::<u64>(), supply);
+    // `wallet balances` agrees everywhere, and sums to the supply.
+    let all = broker.cli_json(&["wallet", "balances"]);
+    assert_eq!(all["supply"], supply);
+    let sum: u64 = all["accounts"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(sum, supply);
+    for n in &nodes[1..] {
+        assert_eq!(n.cli_json(&["wallet", "balances"]), all, "{}", n.peer_id);
+    }
     let hosts_gain: u64 = after[1] + after[2] - before[1] - before[2];
     assert_eq!(
         before[0] - after[0],

@@ -362,3 +362,60 @@ async fn executor_failures_reach_the_user_as_clear_job_errors() {
         "{err}"
     );
 }
+
+/// A host far cheaper than anyone whose every job fails: it wins the auction only while it
+/// has few misses, then ranks after the honest host whatever its price; every job still
+/// completes there, well within the default timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cheap_host_that_fails_every_job_gets_at_most_three_of_twenty() {
+    let failing = "[host.prices]\necho = 0.0001\n[executors.echo]\nkind = \"exec\"\nprogram = \"/bin/sh\"\nargs = [\"-c\", \"exit 3\"]\n";
+    let m = Market::start(&[
+        (failing.to_string(), vec![]),
+        (host_config("0.03", 8, None), vec![]),
+    ])
+    .await;
+    let (liar, honest) = (&m.hosts[0].peer_id, &m.hosts[1].peer_id);
+    let mut liar_jobs = 0;
+    for i in 0..20 {
+        let t = std::time::Instant::now();
+        let r = m.broker.cli_json(&[
+            "job",
+            "run",
+            "--type",
+            "echo",
+            "--payload",
+            &format!("{{\"n\":{i}}}"),
+        ]);
+        assert_eq!(
+            r["host"],
+            honest.as_str(),
+            "every job completes on the honest host: {r}"
+        );
+        assert_eq!(r["output"]["n"], i);
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "job {i} took {:?}",
+            t.elapsed()
+        );
+        let attempts = r["attempts"].as_array().unwrap();
+        liar_jobs += attempts
+            .iter()
+            .filter(|a| a["host"] == liar.as_str())
+            .count();
+    }
+    println!("the failing host at 0.0001 was tried on {liar_jobs} of 20 jobs");
+    assert!(
+        liar_jobs <= 3,
+        "the failing host got {liar_jobs} of 20 jobs"
+    );
+    let rep = m.broker.cli_json(&["reputation"]);
+    let row = rep["reputation"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["peer"] == liar.as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(row["hits"], 0);
+    assert_eq!(row["misses"].as_u64(), Some(liar_jobs as u64));
+}

@@ -97,6 +97,8 @@ pub enum ApiReq {
     Status,
     /// Balance of an account (this node's when `None`).
     Balance(Option<String>),
+    /// Every account's final balance, and the supply.
+    Balances,
     /// Sign a transfer from this node; submit it unless `submit` is false.
     Send {
         /// Destination account.

@@ -40,6 +40,12 @@ impl Service {
                     "supply": s.supply(),
                 }))
             }
+            ApiReq::Balances => {
+                let w = self.wallet.as_ref().ok_or_else(unavailable)?;
+                let s = w.state();
+                let accounts: std::collections::BTreeMap<&str, u64> = s.balances().collect();
+                Ok(json!({ "accounts": accounts, "supply": s.supply() }))
+            }
             ApiReq::Send {
                 dst,
                 amount,

@@ -46,6 +46,7 @@ pub fn routes() -> Router<AppState> {
         .route("/ledger/reputation", get(reputation))
         .route("/ledger/debug/bad-block", post(bad_block))
         .route("/wallet/balance", get(balance))
+        .route("/wallet/balances", get(balances))
         .route("/wallet/tx", post(send))
         .route("/wallet/tx/submit", post(submit))
         .route("/wallet/tx/{id}", get(show_tx))
@@ -206,6 +207,13 @@ pub(crate) async fn balance(
     QueryParams(q): QueryParams<AccountQuery>,
 ) -> Result<Json<Value>, ApiError> {
     call(&s, ApiReq::Balance(q.account.filter(|a| !a.is_empty()))).await
+}
+
+#[utoipa::path(get, path = "/wallet/balances", tag = "wallet",
+    responses((status = 200, description = "Every account's final balance, and the supply", body = api::ledger::Balances),
+        (status = 503, description = "The wallet is off (unavailable)", body = api::ErrorBody)))]
+pub(crate) async fn balances(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+    call(&s, ApiReq::Balances).await
 }
 
 #[utoipa::path(post, path = "/wallet/tx", tag = "wallet", request_body = api::ledger::SendRequest, security(("bearer" = [])),

@@ -124,7 +124,7 @@ impl Modify for Security {
         super::files::repair, super::files::key, super::files::policy_sign,
         super::chain::status, super::chain::blocks, super::chain::create_block, super::chain::block,
         super::chain::prove, super::chain::settle, super::chain::reputation, super::chain::bad_block,
-        super::chain::balance, super::chain::send, super::chain::submit, super::chain::show_tx,
+        super::chain::balance, super::chain::balances, super::chain::send, super::chain::submit, super::chain::show_tx,
         super::chain::list_txs, super::chain::witness_records, super::chain::quorum_list,
         super::chain::quorum_show, super::chain::quorum_policy, super::chain::quorum_alerts,
         super::radio::radio, super::radio::mesh,

@@ -333,6 +333,7 @@ fn cases(wallet: bool) -> Vec<Case> {
         c.extend([
             case(M::POST, "/ledger/settle", 503, off),
             case(M::GET, "/wallet/balance", 503, off),
+            case(M::GET, "/wallet/balances", 503, off),
             case(M::POST, "/wallet/tx", 503, off).json(json!({"dst": "system", "amount": 1})),
             case(M::GET, "/wallet/tx/{id}", 503, off).uri("/wallet/tx/ab"),
             case(M::GET, "/wallet/txs", 503, off),
@@ -478,6 +479,9 @@ async fn read_routes_answer_in_their_declared_types() {
     get!("/ledger/reputation", api::ledger::ReputationEntries);
     let bal = get!("/wallet/balance", api::ledger::Balance);
     assert_eq!(bal.balance, 1_000_000);
+    let all = get!("/wallet/balances", api::ledger::Balances);
+    assert_eq!(all.accounts.get(&status.peer_id), Some(&1_000_000));
+    assert_eq!(all.supply, 1_000_000);
     get!("/wallet/txs", api::ledger::TxList);
     get!("/wallet/witness-records", api::ledger::WitnessRecords);
     get!("/quorum/items", api::ledger::QuorumItems);
