@@ -39,7 +39,7 @@ pub struct SendRequest {
     pub dst: String,
     /// Amount, micro-credits.
     pub amount: u64,
-    /// Fee, micro-credits; the configured minimum when absent.
+    /// Fee, micro-credits; halfway between `tx_fee_min` and `tx_fee_max` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fee: Option<u64>,
     /// Nonce; the next free one when absent.

@@ -40,7 +40,8 @@ pub enum TxCmd {
         dst: String,
         /// Amount in micro-credits.
         amount: u64,
-        /// Fee in micro-credits (the configured minimum by default).
+        /// Fee in micro-credits (halfway between the configured minimum and maximum by
+        /// default).
         #[arg(long)]
         fee: Option<u64>,
         /// Nonce (the next free one by default).

@@ -19,8 +19,13 @@ use crate::{
 /// Basis points in a whole.
 pub const BPS: u64 = 10_000;
 
-/// The settlement transaction a receipt calls for, authored by its host.
-pub fn settlement(receipt: &SignedReceipt, created_ms: u64) -> Result<TxBody, ClaimError> {
+/// The settlement transaction a receipt calls for, authored by its host, at the payer's
+/// nonce `nonce` (its next one: see [`TxKind::Settle`]).
+pub fn settlement(
+    receipt: &SignedReceipt,
+    nonce: u64,
+    created_ms: u64,
+) -> Result<TxBody, ClaimError> {
     let c = claim(receipt)?;
     Ok(TxBody {
         kind: TxKind::Settle,
@@ -28,7 +33,7 @@ pub fn settlement(receipt: &SignedReceipt, created_ms: u64) -> Result<TxBody, Cl
         dst: c.host.clone(),
         amount: c.amount,
         fee: 0,
-        nonce: 0,
+        nonce,
         meta: Some(order_meta(&c.order_id)),
         author: c.host,
         created_ms,
@@ -36,16 +41,30 @@ pub fn settlement(receipt: &SignedReceipt, created_ms: u64) -> Result<TxBody, Cl
     })
 }
 
-/// The settlements of many receipts: the good ones, and each bad one's index and reason.
+/// The settlements of many receipts, each payer's at consecutive nonces from
+/// `next_nonce(payer)`: the good ones, and each bad one's index and reason.
 pub fn settlements<'a>(
     receipts: impl IntoIterator<Item = &'a SignedReceipt>,
+    next_nonce: impl Fn(&str) -> u64,
     created_ms: u64,
 ) -> (Vec<TxBody>, Vec<(usize, ClaimError)>) {
     let mut good = Vec::new();
     let mut bad = Vec::new();
+    let mut taken: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
     for (i, r) in receipts.into_iter().enumerate() {
-        match settlement(r, created_ms) {
-            Ok(b) => good.push(b),
+        let payer = match claim(r) {
+            Ok(c) => c.payer,
+            Err(e) => {
+                bad.push((i, e));
+                continue;
+            }
+        };
+        let k = taken.entry(payer.clone()).or_insert(0);
+        match settlement(r, next_nonce(&payer).saturating_add(*k), created_ms) {
+            Ok(b) => {
+                *k += 1;
+                good.push(b);
+            }
             Err(e) => bad.push((i, e)),
         }
     }
@@ -102,13 +121,17 @@ mod tests {
     #[test]
     fn a_settlement_moves_the_claim_from_payer_to_host_less_the_reserve() {
         let r = receipt_with_order(1, Some(order("j")), |_| {});
-        let body = settlement(&r, 5).unwrap();
+        let body = settlement(&r, 1, 5).unwrap();
         assert_eq!(
             (body.src.as_str(), body.dst.as_str()),
             (peer(9).as_str(), peer(1).as_str())
         );
         assert_eq!(body.amount, 30_000);
-        assert!(matches!(body.slot(), Slot::Order { .. }));
+        let in_sequence = Slot::Account {
+            src: peer(9),
+            nonce: 1,
+        };
+        assert_eq!(body.slot(), in_sequence, "in the payer's sequence");
         let tx = Signed::sign(&key(1), &body).unwrap();
         let mut st = WalletState::new(&params()).unwrap();
         st.apply_final(&tx).unwrap();
@@ -116,11 +139,14 @@ mod tests {
         assert_eq!(st.balance(&peer(1)), 29_700);
         assert_eq!(st.balance(SYSTEM), 300);
         assert_eq!(st.supply(), 100_000, "settling creates no money");
-        // The same order again, even in another transaction, is not paid twice.
-        let again = Signed::sign(&key(1), &settlement(&r, 6).unwrap()).unwrap();
+        // The same order again, even in another transaction, is not paid twice (were it
+        // ever final, it would only take its nonce).
+        let again = Signed::sign(&key(1), &settlement(&r, 2, 6).unwrap()).unwrap();
         assert_ne!(again.id(), tx.id());
-        assert!(st.apply_final(&again).is_err());
+        st.apply_final(&again).unwrap();
         assert_eq!(st.balance(&peer(1)), 29_700);
+        assert_eq!(st.balance(&peer(9)), 70_000);
+        assert_eq!(st.last_nonce(&peer(9)), 2);
     }
 
     #[test]
@@ -132,8 +158,10 @@ mod tests {
             r.units = 5_000_000;
         });
         let good2 = receipt_with_order(1, Some(order("c")), |r| r.job_id = "c".into());
-        let (ok, bad) = settlements([&good, &unordered, &inflated, &good2], 1);
+        let (ok, bad) = settlements([&good, &unordered, &inflated, &good2], |_| 4, 1);
         assert_eq!(ok.len(), 2);
+        let nonces: Vec<u64> = ok.iter().map(|b| b.nonce).collect();
+        assert_eq!(nonces, vec![4, 5], "consecutive");
         assert_eq!(bad.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![1, 2]);
         assert_eq!(bad[0].1, ClaimError::NoOrder);
     }
@@ -144,9 +172,20 @@ mod tests {
         let w = WitnessState::new(params()).unwrap();
         let mut st = WalletState::new(&params()).unwrap();
         let r = receipt_with_order(1, Some(order("j")), |_| {});
-        let body = settlement(&r, 1).unwrap();
+        let body = settlement(&r, 1, 1).unwrap();
         let tx = Signed::sign(&key(1), &body).unwrap();
         assert!(w.check(&st, &tx, &NoMints).is_ok());
+        // Not the payer's next nonce.
+        let mut b = body.clone();
+        b.nonce = 2;
+        let early = Signed::sign(&key(1), &b).unwrap();
+        assert!(matches!(
+            w.check(&st, &early, &NoMints),
+            Err(TxReject::BadNonce {
+                expected: 1,
+                got: 2
+            })
+        ));
 
         // Not the claim: more money, another payee, another author, a fee.
         let edits: Vec<Box<dyn Fn(&mut TxBody)>> = vec![
@@ -183,7 +222,7 @@ mod tests {
 
         // Once it is final, the same order is not paid again.
         st.apply_final(&tx).unwrap();
-        let again = Signed::sign(&key(1), &settlement(&r, 2).unwrap()).unwrap();
+        let again = Signed::sign(&key(1), &settlement(&r, 2, 2).unwrap()).unwrap();
         assert_eq!(
             w.check(&st, &again, &NoMints),
             Err(TxReject::AlreadySettled)
@@ -200,6 +239,45 @@ mod tests {
                 available: 100
             })
         ));
+    }
+
+    /// A payer that spends what it promised a host: its transfer and the host's settlement
+    /// take the same nonce, so a witness signs only one of them, and nodes agree whatever
+    /// order the final one reaches them in.
+    #[test]
+    fn a_payer_cannot_spend_what_it_promised() {
+        use crate::wallet::{NoMints, TxReject, WitnessState};
+        let mut p = params();
+        p.genesis = vec![(peer(9), 30_000)];
+        p.tx_fee_max = 10;
+        let r = receipt_with_order(1, Some(order("j")), |_| {});
+        let settle = Signed::sign(&key(1), &settlement(&r, 1, 1).unwrap()).unwrap();
+        let body = TxBody {
+            kind: TxKind::Transfer,
+            src: peer(9),
+            dst: peer(3),
+            amount: 30_000,
+            fee: 0,
+            nonce: 1,
+            meta: None,
+            author: peer(9),
+            created_ms: 1,
+            claim: None,
+        };
+        let spend = Signed::sign(&key(9), &body).unwrap();
+        let mut w = WitnessState::new(p.clone()).unwrap();
+        let st = WalletState::new(&p).unwrap();
+        let first = w.check(&st, &settle, &NoMints).unwrap();
+        w.record(first.slot, first.tx_id).unwrap();
+        assert!(matches!(
+            w.check(&st, &spend, &NoMints),
+            Err(TxReject::Conflict(_))
+        ));
+        let mut a = WalletState::new(&p).unwrap();
+        a.apply_final(&settle).unwrap();
+        assert!(a.apply_final(&spend).is_err(), "its nonce is taken");
+        assert_eq!(a.balance(&peer(1)), 29_700);
+        assert_eq!(a.balance(&peer(3)), 0);
     }
 
     #[test]
@@ -229,7 +307,7 @@ mod tests {
         p.genesis = vec![(peer(9), 10_000)];
         let mut st = WalletState::new(&p).unwrap();
         let r = receipt_with_order(1, Some(order("j")), |_| {});
-        let tx = Signed::sign(&key(1), &settlement(&r, 1).unwrap()).unwrap();
+        let tx = Signed::sign(&key(1), &settlement(&r, 1, 1).unwrap()).unwrap();
         // Final but unpayable yet: it waits for funds, and no balance moves.
         assert_eq!(
             st.apply_final(&tx).unwrap(),

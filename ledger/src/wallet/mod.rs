@@ -56,7 +56,10 @@ pub enum TxKind {
     /// Pays a host for a job from the requester's account: `claim` is the host's receipt
     /// with the requester's payment order in it ([`crate::payment`]). `src` is the payer,
     /// `dst` the host, `amount` the claim; `dst` receives it less the reserve
-    /// ([`WalletParams::host_reserve_bps`]), which goes to [`SYSTEM`]. Slot: the order.
+    /// ([`WalletParams::host_reserve_bps`]), which goes to [`SYSTEM`]. It takes the payer's
+    /// next nonce, like the payer's own transfers: every debit of an account is in one
+    /// sequence, so a payer cannot spend twice what it promised hosts, and every node applies
+    /// the same debits in the same order. An order is paid once.
     Settle,
 }
 
@@ -105,11 +108,6 @@ pub enum Slot {
         /// The settlement tag.
         meta: String,
     },
-    /// A settlement's payment order: each order is paid at most once.
-    Order {
-        /// The order's id.
-        id: String,
-    },
 }
 
 impl Slot {
@@ -118,7 +116,6 @@ impl Slot {
         match self {
             Slot::Account { src, nonce } => format!("acct:{src}:{nonce}"),
             Slot::Mint { meta } => format!("mint:{meta}"),
-            Slot::Order { id } => format!("order:{id}"),
         }
     }
 }
@@ -127,21 +124,21 @@ impl TxBody {
     /// The slot this transaction occupies.
     pub fn slot(&self) -> Slot {
         match self.kind {
-            TxKind::Transfer => Slot::Account {
+            TxKind::Transfer | TxKind::Settle => Slot::Account {
                 src: self.src.clone(),
                 nonce: self.nonce,
             },
             TxKind::Mint => Slot::Mint {
                 meta: self.meta.clone().unwrap_or_default(),
             },
-            TxKind::Settle => Slot::Order {
-                id: self
-                    .meta
-                    .as_deref()
-                    .and_then(|m| m.strip_prefix("order:"))
-                    .unwrap_or_default()
-                    .to_owned(),
-            },
+        }
+    }
+
+    /// The payment order a settlement pays (its `meta` is `order:<id>`).
+    pub fn order_id(&self) -> Option<&str> {
+        match self.kind {
+            TxKind::Settle => self.meta.as_deref()?.strip_prefix("order:"),
+            _ => None,
         }
     }
 

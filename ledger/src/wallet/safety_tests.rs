@@ -1,5 +1,6 @@
 //! Safety property of the witness protocol under random schedules, partitions and
-//! double-spend attempts, with every witness honest.
+//! double-spend attempts (transfers, mints, and settlements of jobs by their payers), with
+//! every witness honest.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -51,8 +52,47 @@ enum Op {
         conflict: Option<(usize, u64)>,
         delivery: Delivery,
     },
+    /// A host settles a job its payer ordered, at the payer's nonce (skewed like a
+    /// transfer's); `job` repeats, so orders are settled again.
+    Settle {
+        payer: usize,
+        host: usize,
+        job: u8,
+        amount: u64,
+        nonce_skew: i8,
+        /// A second settlement of the same order at the same nonce (another receipt).
+        conflict: Option<u64>,
+        delivery: Delivery,
+    },
     /// Every witness in the mask catches up with all final transactions.
     Sync { mask: u8 },
+}
+
+/// One order per (payer, host, job), so a job repeats as the same order; the receipt claims
+/// `amount` micro-credits (1 credit per unit).
+fn settle_tx(payer: u8, host: u8, job: u8, amount: u64, nonce: u64) -> Tx {
+    use crate::payment::{sign_order, OrderBody, ORDER_DOMAIN};
+    let order = sign_order(
+        &key(payer),
+        &OrderBody {
+            domain: ORDER_DOMAIN.into(),
+            job_id: format!("job{job}"),
+            payer: pid(payer),
+            host: pid(host),
+            price: crate::receipt::MICRO,
+            max_units: 1_000,
+            expires_ms: u64::MAX,
+            created_ms: 1,
+        },
+    )
+    .unwrap();
+    let receipt = crate::receipt::tests::receipt_with_order(host, Some(order), |r| {
+        r.job_id = format!("job{job}");
+        r.units = amount;
+        r.price = crate::receipt::MICRO;
+    });
+    let body = crate::settlement::settlement(&receipt, nonce, 1).unwrap();
+    Signed::sign(&key(host), &body).unwrap()
 }
 
 /// A random subset of the 5 witnesses, each in it with probability `p`.
@@ -92,6 +132,11 @@ fn op() -> impl Strategy<Value = Op> {
               delivery())
             .prop_map(|(to, amount, tag, conflict, delivery)| Op::Mint {
                 to, amount, tag, conflict, delivery,
+            }),
+        3 => (0usize..3, 0usize..3, 0u8..4, 1u64..60, prop_oneof![8 => Just(0i8), 1 => Just(-1i8), 1 => Just(1i8)],
+              prop::option::weighted(0.4, 1u64..60), delivery())
+            .prop_map(|(payer, host, job, amount, nonce_skew, conflict, delivery)| Op::Settle {
+                payer, host, job, amount, nonce_skew, conflict, delivery,
             }),
         2 => mask(0.6).prop_map(|mask| Op::Sync { mask }),
     ]
@@ -215,6 +260,24 @@ impl Sim {
                 ];
                 self.run(&txs, conflict.is_some(), delivery)
             }
+            Op::Settle {
+                payer,
+                host,
+                job,
+                amount,
+                nonce_skew,
+                conflict,
+                delivery,
+            } => {
+                let (payer, host) = (USERS[*payer], USERS[*host]);
+                let next = self.truth.next_nonce(&pid(payer));
+                let nonce = next.saturating_add_signed(i64::from(*nonce_skew));
+                let txs = [
+                    settle_tx(payer, host, *job, *amount, nonce),
+                    settle_tx(payer, host, *job, conflict.unwrap_or(*amount), nonce),
+                ];
+                self.run(&txs, conflict.is_some(), delivery)
+            }
             Op::Sync { mask } => {
                 for (i, (_, view)) in self.witnesses.iter_mut().enumerate() {
                     if mask >> i & 1 == 1 {
@@ -243,20 +306,25 @@ proptest! {
             sim.step(op)?;
         }
 
-        // 1. At most one final transaction per slot.
+        // 1. At most one final transaction per slot, and one payment per order.
         let mut by_slot: BTreeMap<Slot, String> = BTreeMap::new();
+        let mut orders: BTreeSet<String> = BTreeSet::new();
         let mut minted: u128 = 0;
         for tx in &sim.finals {
             let body = tx.verify().unwrap();
             if body.kind == TxKind::Mint {
                 minted += u128::from(body.amount);
             }
+            if let Some(o) = body.order_id() {
+                prop_assert!(orders.insert(o.to_owned()), "order {} paid twice", o);
+            }
             if let Some(other) = by_slot.insert(body.slot(), tx.id()) {
                 prop_assert!(false, "two final txs for {:?}: {} and {}", body.slot(), other, tx.id());
             }
         }
 
-        // 2. Supply changes only by mints; balances add up to it.
+        // 2. Supply changes only by mints (settlements move money, never make it); balances
+        //    add up to it, so no account went below zero.
         let genesis: u128 = params().genesis.iter().map(|(_, a)| u128::from(*a)).sum();
         prop_assert_eq!(u128::from(sim.truth.supply()), genesis + minted);
         prop_assert_eq!(total(&sim.truth), genesis + minted);

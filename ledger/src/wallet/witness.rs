@@ -213,8 +213,11 @@ fn check_claim(body: &TxBody) -> Result<(), TxReject> {
     if body.amount != c.amount {
         return bad("amount is not the claim's");
     }
-    if body.fee != 0 || body.nonce != 0 {
-        return bad("a settlement has no fee or nonce");
+    if body.fee != 0 {
+        return bad("a settlement has no fee");
+    }
+    if body.nonce == 0 {
+        return bad("a settlement takes the payer's next nonce");
     }
     if body.meta.as_deref() != Some(crate::payment::order_meta(&c.order_id).as_str()) {
         return bad("meta must be order:<order id>");
@@ -319,10 +322,15 @@ impl WitnessState {
                 }
             }
             TxKind::Settle => {
-                if let Slot::Order { id } = &slot {
-                    if state.is_settled(id) {
-                        return Err(TxReject::AlreadySettled);
-                    }
+                if body.order_id().is_some_and(|o| state.is_settled(o)) {
+                    return Err(TxReject::AlreadySettled);
+                }
+                let expected = state.next_nonce(&body.src);
+                if body.nonce != expected {
+                    return Err(TxReject::BadNonce {
+                        expected,
+                        got: body.nonce,
+                    });
                 }
                 let available = state.balance(&body.src);
                 if available < body.amount {

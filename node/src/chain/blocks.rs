@@ -103,10 +103,13 @@ pub fn make_block(
 }
 
 /// The settlements this node's receipts call for: for each receipt in a block it made whose
-/// order is not paid yet, a settlement signed by this node. A receipt that claims nothing (no
-/// order, or one that does not hold) is skipped alone, with a warning.
+/// order is not paid yet, a settlement signed by this node, at its payer's next nonces in
+/// turn. A receipt that claims nothing (no order, or one that does not hold) is skipped
+/// alone, with a warning. Run again after a payer's nonces moved on (its own transfers, other
+/// hosts' settlements), it makes the unpaid ones afresh at the new nonces.
 pub fn settlement_claims(dag: &Dag, key: &SigningKey, me: &str, state: &WalletState) -> Vec<Tx> {
     let mut out = Vec::new();
+    let mut taken: BTreeMap<String, u64> = BTreeMap::new();
     for id in dag.ids_in_order() {
         let Some(b) = dag.get_valid(id) else { continue };
         if b.body.author != me || b.body.batch.receipts.is_empty() {
@@ -116,19 +119,27 @@ pub fn settlement_claims(dag: &Dag, key: &SigningKey, me: &str, state: &WalletSt
             continue;
         };
         for item in &batch.items {
-            let body = match offgrid_ledger::settlement(&item.receipt, b.body.timestamp_ms) {
-                Ok(body) => body,
+            let claim = match offgrid_ledger::payment::claim(&item.receipt) {
+                Ok(c) => c,
                 Err(offgrid_ledger::ClaimError::NoOrder) => continue,
                 Err(e) => {
                     warn!(block = %id, error = %e, "a receipt claims nothing");
                     continue;
                 }
             };
-            if let offgrid_ledger::Slot::Order { id } = body.slot() {
-                if state.is_settled(&id) {
+            if state.is_settled(&claim.order_id) {
+                continue;
+            }
+            let k = taken.entry(claim.payer.clone()).or_insert(0);
+            let nonce = state.next_nonce(&claim.payer).saturating_add(*k);
+            *k += 1;
+            let body = match offgrid_ledger::settlement(&item.receipt, nonce, b.body.timestamp_ms) {
+                Ok(body) => body,
+                Err(e) => {
+                    warn!(block = %id, error = %e, "a receipt claims nothing");
                     continue;
                 }
-            }
+            };
             match Signed::sign(key, &body) {
                 Ok(tx) => out.push(tx),
                 Err(e) => warn!(error = %e, "cannot sign a settlement"),

@@ -105,7 +105,7 @@ pub enum ApiReq {
         dst: String,
         /// Micro-credits.
         amount: u64,
-        /// Fee in micro-credits (the minimum when unset).
+        /// Fee in micro-credits (halfway between the minimum and maximum when unset).
         fee: Option<u64>,
         /// Nonce (the next free one when unset).
         nonce: Option<u64>,

@@ -54,7 +54,9 @@ impl Service {
                 submit,
             } => {
                 let w = self.wallet.as_ref().ok_or_else(unavailable)?;
-                let fee = fee.unwrap_or(w.params().tx_fee_min);
+                // The original design's default: halfway between the smallest and largest fee.
+                let p = w.params();
+                let fee = fee.unwrap_or(p.tx_fee_min + (p.tx_fee_max - p.tx_fee_min) / 2);
                 let tx = w
                     .sign_transfer(&self.key, &dst, amount, fee, nonce, None, now_ms())
                     .map_err(|e| LedgerError::Invalid(e.to_string()))?;

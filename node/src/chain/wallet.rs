@@ -161,17 +161,7 @@ impl WalletCore {
     /// Whether a pending transaction can never become final: its slot is taken by a final
     /// one.
     pub fn is_dead(&self, tx: &Tx) -> bool {
-        let Ok(b) = serde_json::from_slice::<TxBody>(&tx.bytes) else {
-            return true;
-        };
-        match b.kind {
-            TxKind::Transfer => b.nonce <= self.state.last_nonce(&b.src),
-            TxKind::Mint => self.state.is_minted(b.meta.as_deref().unwrap_or_default()),
-            TxKind::Settle => match b.slot() {
-                offgrid_ledger::Slot::Order { id } => self.state.is_settled(&id),
-                _ => true,
-            },
-        }
+        serde_json::from_slice::<TxBody>(&tx.bytes).map_or(true, |b| self.state.is_dead(&b))
     }
 
     /// The certificate-bearing form of a known transaction.
