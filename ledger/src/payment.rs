@@ -259,6 +259,7 @@ mod tests {
             r.price = 30_000;
         };
         assert_eq!(claim_of(None, ok), Err(ClaimError::NoOrder));
+        #[allow(clippy::type_complexity)]
         let cases: Vec<(Box<dyn FnOnce(&mut ReceiptBody)>, ClaimError)> = vec![
             (
                 Box::new(|r| {

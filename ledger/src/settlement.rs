@@ -188,7 +188,8 @@ mod tests {
         ));
 
         // Not the claim: more money, another payee, another author, a fee.
-        let edits: Vec<Box<dyn Fn(&mut TxBody)>> = vec![
+        type Edit = Box<dyn Fn(&mut TxBody)>;
+        let edits: Vec<Edit> = vec![
             Box::new(|b| b.amount += 1),
             Box::new(|b| b.dst = peer(2)),
             Box::new(|b| b.fee = 1),

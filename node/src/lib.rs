@@ -70,6 +70,19 @@ pub struct Node {
     app: axum::Router,
 }
 
+/// Keys, the database and the wallet live in the data directory: only the node's user may
+/// read them.
+fn private(path: &std::path::Path, mode: u32) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("making {} private", path.display()))?;
+    }
+    let _ = (path, mode);
+    Ok(())
+}
+
 impl Node {
     /// Opens the data directory, starts the swarm and the API.
     pub async fn start(cfg: Config) -> anyhow::Result<Node> {
@@ -77,8 +90,10 @@ impl Node {
         let data_dir = cfg.resolved_data_dir();
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+        private(&data_dir, 0o700)?;
         let identity = Identity::load_or_create(&data_dir)?;
         let store = Arc::new(Store::open(&data_dir.join(DB_FILE))?);
+        private(&data_dir.join(DB_FILE), 0o600)?;
         let token = auth::load_or_create_token(&data_dir).context("creating the API token")?;
 
         let cancel = CancellationToken::new();
@@ -268,6 +283,23 @@ impl Node {
                 cfg.core.rate_limit_burst,
             )),
             request_timeout_s: cfg.api.request_timeout_s,
+            paths: Arc::new(files::paths::AllowedPaths::new(
+                &cfg.storage.allowed_paths,
+                &data_dir,
+            )),
+            allowed_hosts: Arc::new(
+                cfg.api
+                    .allowed_hosts
+                    .iter()
+                    .map(|h| h.to_ascii_lowercase())
+                    .chain(
+                        (!api_addr.ip().is_unspecified()).then(|| match api_addr.ip() {
+                            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+                            ip => ip.to_string(),
+                        }),
+                    )
+                    .collect(),
+            ),
         };
         tasks.spawn(prune_jobs(
             state.core.clone(),

@@ -38,6 +38,14 @@ struct Args {
     /// Disable mDNS discovery.
     #[arg(long, env = "OFFGRID_NO_MDNS")]
     no_mdns: bool,
+    /// Also let `put` read and `get` write under this directory (repeatable; adds to
+    /// `[storage] allowed_paths`).
+    #[arg(
+        long = "allow-path",
+        env = "OFFGRID_ALLOW_PATHS",
+        value_delimiter = ','
+    )]
+    allow_paths: Vec<std::path::PathBuf>,
     /// Log format.
     #[arg(long, env = "OFFGRID_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormat>,
@@ -89,6 +97,14 @@ fn effective_config(args: &Args) -> anyhow::Result<Config> {
     }
     if args.no_mdns {
         cfg.mdns = false;
+    }
+    if !args.allow_paths.is_empty() {
+        if cfg.storage.allowed_paths.is_empty() {
+            cfg.storage.allowed_paths = offgrid_node::files::paths::default_roots();
+        }
+        cfg.storage
+            .allowed_paths
+            .extend(args.allow_paths.iter().cloned());
     }
     if !args.radio.is_empty() {
         cfg.radio = args

@@ -107,6 +107,9 @@ pub struct TestNode {
 pub fn loopback_args() -> Vec<String> {
     [
         "--no-mdns",
+        // Test files live in temporary directories, outside the default allowed paths.
+        "--allow-path",
+        "/tmp",
         "--listen",
         "/ip4/127.0.0.1/tcp/0",
         "--api-listen",

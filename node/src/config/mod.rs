@@ -279,6 +279,9 @@ pub struct ApiConfig {
     pub request_timeout_s: u64,
     /// Most requests handled at once.
     pub max_concurrent_requests: usize,
+    /// `Host` names (without port) the API answers besides loopback names and the address it
+    /// listens on; any other gets `421` (a DNS-rebinding page carries its own name).
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for ApiConfig {
@@ -287,6 +290,7 @@ impl Default for ApiConfig {
             body_limit_bytes: 1024 * 1024,
             request_timeout_s: 10,
             max_concurrent_requests: 1024,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -324,6 +328,10 @@ pub struct StorageConfig {
     pub repair_interval_s: u64,
     /// Most manifests of other nodes' assets kept as a host.
     pub max_hosted_manifests: u64,
+    /// Directories `put` may read from and `get` write to (the API names paths on the node's
+    /// own disk). Empty: the node user's home and the node's working directory. The data
+    /// directory is never allowed (keys, database).
+    pub allowed_paths: Vec<PathBuf>,
 }
 
 impl Default for StorageConfig {
@@ -343,6 +351,7 @@ impl Default for StorageConfig {
             repair_margin: 3,
             repair_interval_s: 600,
             max_hosted_manifests: 100_000,
+            allowed_paths: Vec::new(),
         }
     }
 }

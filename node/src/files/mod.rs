@@ -35,6 +35,7 @@ pub mod host;
 mod host_tests;
 pub mod hosts;
 pub mod ops;
+pub mod paths;
 pub mod put;
 mod reader;
 pub mod repair;

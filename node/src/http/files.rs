@@ -116,6 +116,13 @@ fn started(op: &crate::files::ops::Op) -> (StatusCode, Json<api::storage::OpStat
     )
 }
 
+/// `403 path_not_allowed` for a path outside `[storage] allowed_paths` or in the data dir.
+fn allowed(s: &AppState, path: &std::path::Path) -> Result<(), ApiError> {
+    s.paths
+        .check(path)
+        .map_err(|m| ApiError::other(StatusCode::FORBIDDEN, "path_not_allowed", m))
+}
+
 /// Errors of the routes that take an asset id.
 const BAD_ASSET: &str =
     "Malformed body, or an asset id that is not 64 lower-case hex digits (invalid_request)";
@@ -123,7 +130,8 @@ const BAD_ASSET: &str =
 #[utoipa::path(post, path = "/storage/put", tag = "storage", request_body = api::storage::PutRequest, security(("bearer" = [])),
     responses((status = 202, description = "Started: follow `GET /storage/ops/{id}`; its result is a PutResult", body = api::storage::OpStatus),
         (status = 400, description = "Malformed body, bad scheme or shard size, relative path (invalid_request)", body = api::ErrorBody),
-        (status = 401, description = AUTH, body = api::ErrorBody)))]
+        (status = 401, description = AUTH, body = api::ErrorBody),
+        (status = 403, description = "The path is outside [storage] allowed_paths, or in the data directory (path_not_allowed)", body = api::ErrorBody)))]
 pub(crate) async fn put(
     State(s): State<AppState>,
     _: Authorized,
@@ -143,6 +151,7 @@ pub(crate) async fn put(
             "path must be absolute (the node reads it from its own disk)",
         ));
     }
+    allowed(&s, &path)?;
     let params = PutParams {
         path,
         scheme,
@@ -163,7 +172,8 @@ pub(crate) async fn put(
 #[utoipa::path(post, path = "/storage/get", tag = "storage", request_body = api::storage::GetRequest, security(("bearer" = [])),
     responses((status = 202, description = "Started: follow `GET /storage/ops/{id}`; its result is a GetResult", body = api::storage::OpStatus),
         (status = 400, description = "Malformed body, bad asset id or key, relative out path (invalid_request)", body = api::ErrorBody),
-        (status = 401, description = AUTH, body = api::ErrorBody)))]
+        (status = 401, description = AUTH, body = api::ErrorBody),
+        (status = 403, description = "The out path is outside [storage] allowed_paths, or in the data directory (path_not_allowed)", body = api::ErrorBody)))]
 pub(crate) async fn get_file(
     State(s): State<AppState>,
     _: Authorized,
@@ -181,6 +191,7 @@ pub(crate) async fn get_file(
             "out must be an absolute path (the node writes it on its own disk)",
         ));
     }
+    allowed(&s, &out)?;
     let key = match b.key {
         Some(k) => Some(
             hex::decode(&k)

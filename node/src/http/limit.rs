@@ -27,8 +27,9 @@ impl RateLimiter {
         // A poisoned lock only means a panic elsewhere mid-update; the map stays usable.
         let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if b.len() >= MAX_CLIENTS && !b.contains_key(&client) {
-            let cutoff = now - std::time::Duration::from_secs(60);
-            b.retain(|_, (_, t)| *t > cutoff);
+            // Buckets idle for a minute are full again: dropping them changes nothing. (Not
+            // `now - 60 s`, which panics while the monotonic clock is under a minute old.)
+            b.retain(|_, (_, t)| now.saturating_duration_since(*t).as_secs() < 60);
             if b.len() >= MAX_CLIENTS {
                 b.clear();
             }
@@ -65,5 +66,22 @@ mod tests {
         // Half a second later one token (2/s) is back.
         r.check(ip, t + Duration::from_millis(500)).unwrap();
         assert!(r.check(ip, t + Duration::from_millis(500)).is_err());
+    }
+
+    /// More clients than it tracks, at once and a minute later: it evicts, never panics,
+    /// and stays bounded.
+    #[test]
+    fn a_flood_of_clients_is_evicted_without_a_panic() {
+        let r = RateLimiter::new(1, 1);
+        let t = Instant::now();
+        for i in 0..(MAX_CLIENTS as u32 + 50) {
+            let _ = r.check(Some(IpAddr::from(i.to_be_bytes())), t);
+        }
+        let later = t + Duration::from_secs(61);
+        for i in 0..100u32 {
+            r.check(Some(IpAddr::from(((i + 1) << 24).to_be_bytes())), later)
+                .unwrap();
+        }
+        assert!(r.buckets.lock().unwrap().len() <= MAX_CLIENTS);
     }
 }

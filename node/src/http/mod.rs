@@ -68,6 +68,10 @@ pub struct AppState {
     pub limiter: Arc<limit::RateLimiter>,
     /// Seconds before a request that is not a job times out.
     pub request_timeout_s: u64,
+    /// `Host` names answered besides loopback ones (lower case, no port).
+    pub allowed_hosts: Arc<Vec<String>>,
+    /// Where `put` may read and `get` may write.
+    pub paths: Arc<crate::files::paths::AllowedPaths>,
 }
 
 /// The node's public keys (`GET /pubkeys`, `offgrid-node id`).
@@ -110,6 +114,10 @@ pub fn router(state: AppState, cfg: &Config) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            host_check,
+        ))
         .layer(
             ServiceBuilder::new()
                 .layer(DefaultBodyLimit::max(limit))
@@ -123,6 +131,57 @@ pub fn router(state: AppState, cfg: &Config) -> Router {
 /// Routes whose requests run as long as their job's own deadline.
 fn is_job_route(route: &str) -> bool {
     matches!(route, "/auction" | "/jobs" | "/market/run") || route.starts_with("/storage/")
+}
+
+/// The name in a `Host` header, lower case, without its port.
+fn host_name(host: &str) -> String {
+    let h = host.trim().to_ascii_lowercase();
+    if let Some(end) = h.strip_prefix('[').and_then(|r| r.find(']')) {
+        return h[..end + 2].to_owned();
+    }
+    match h.rsplit_once(':') {
+        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name.to_owned(),
+        _ => h,
+    }
+}
+
+/// Whether the API answers a request addressed to `host`: loopback names, the address it
+/// listens on and the configured names. A request without `Host` (HTTP/1.0 tools) passes:
+/// browsers always send one, so a DNS-rebinding page cannot leave it out.
+pub(crate) fn host_allowed(host: Option<&str>, allowed: &[String]) -> bool {
+    let Some(host) = host else {
+        return true;
+    };
+    let name = host_name(host);
+    let loopback = name == "localhost"
+        || name.ends_with(".localhost")
+        || name == "[::1]"
+        || name
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    loopback || allowed.contains(&name)
+}
+
+/// `421 misdirected_request` for a `Host` the node does not answer to.
+async fn host_check(
+    State(s): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let host = req
+        .headers()
+        .get(axum::http::header::HOST)
+        .map(|h| h.to_str().unwrap_or("\u{fffd}"));
+    if host_allowed(host, &s.allowed_hosts) {
+        return next.run(req).await;
+    }
+    ApiError::other(
+        axum::http::StatusCode::MISDIRECTED_REQUEST,
+        "misdirected_request",
+        "this node's API answers only to loopback names and [api] allowed_hosts",
+    )
+    .into_response()
 }
 
 /// Rate limit per client address, a timeout for requests that are not jobs, and request

@@ -257,6 +257,9 @@ fn cases(wallet: bool) -> Vec<Case> {
         case(M::POST, "/storage/put", 401, "unauthorized")
             .no_auth()
             .json(json!({"path": "/x"})),
+        case(M::POST, "/storage/put", 403, "path_not_allowed").json(json!({"path": "/etc/shadow"})),
+        case(M::POST, "/storage/get", 403, "path_not_allowed")
+            .json(json!({"asset": ASSET, "out": "/etc/cron.d/x"})),
         case(M::POST, "/storage/get", 400, "invalid_request")
             .json(json!({"asset": "xyz", "out": "/tmp/x"})),
         case(M::POST, "/storage/get", 401, "unauthorized")
@@ -505,6 +508,50 @@ async fn read_routes_answer_in_their_declared_types() {
     assert_eq!(sent.view.as_ref().map(|v| v.state.as_str()), Some("final"));
     let uri = format!("/wallet/tx/{}", sent.tx_id);
     get!(&uri, api::ledger::TxView);
+    t.node.shutdown(Duration::from_secs(5)).await;
+}
+
+/// A page whose `Host` is not the node's (DNS rebinding) gets 421, whatever the route; the
+/// data directory and the database are private to the node's user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_hosts_get_421_and_the_data_dir_is_private() {
+    let t = start(false).await;
+    for host in ["attacker.example", "attacker.example:9000", "10.0.0.7"] {
+        let h = [("host", host.to_owned())];
+        for uri in ["/peers", "/wallet/balance", "/no/such/route"] {
+            let (status, v) = call(&t, Method::GET, uri, false, &h, None).await;
+            assert_eq!(
+                (status, v["error"].as_str()),
+                (421, Some("misdirected_request")),
+                "{host} {uri}"
+            );
+        }
+    }
+    for host in [
+        "localhost:9000",
+        "127.0.0.1:4000",
+        "[::1]:9000",
+        "LOCALHOST",
+    ] {
+        let (status, _) = call(
+            &t,
+            Method::GET,
+            "/status",
+            false,
+            &[("host", host.to_owned())],
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{host}");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = t.node.data_dir.clone();
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join(crate::DB_FILE)), 0o600);
+    }
     t.node.shutdown(Duration::from_secs(5)).await;
 }
 

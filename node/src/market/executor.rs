@@ -53,6 +53,20 @@ pub enum ExecError {
     Io(String),
 }
 
+impl ExecError {
+    /// What a remote broker is told: the kind of failure and the exit status, never the
+    /// program's path or its stderr (which may hold secrets). The host logs the whole error.
+    pub fn for_peer(&self) -> String {
+        match self {
+            ExecError::Spawn { .. } => {
+                "executor_unavailable: the host cannot start its executor".into()
+            }
+            ExecError::Exit { status, .. } => format!("executor_failed: exited with {status}"),
+            other => other.to_string(),
+        }
+    }
+}
+
 /// What an executor produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecOutput {

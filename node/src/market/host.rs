@@ -17,7 +17,7 @@ use offgrid_ledger::{
 };
 use offgrid_net::Reply;
 use tokio::sync::mpsc;
-use tracing::{debug, warn};
+use tracing::warn;
 
 use super::executor::{ExecError, Executor};
 use crate::{
@@ -292,9 +292,9 @@ async fn execute(executor: &Executor, ctx: &RunContext, run: RunRequest) -> Resp
     let out = match result {
         Ok(o) => o,
         Err(e) => {
-            debug!(job_id = %run.job_id, error = %e, "job failed");
+            warn!(job_id = %run.job_id, error = %e, "job failed");
             return Response::Failed {
-                error: e.to_string(),
+                error: e.for_peer(),
             };
         }
     };

@@ -59,10 +59,13 @@ fn ip(args: &[&str]) -> Result<(), String> {
     }
 }
 
-/// Two namespaces `og-t-<pid>-a|b` joined by veth0 (10.77.0.1/24) ↔ veth1 (10.77.0.2/24).
-fn two_namespaces(ns: &mut Netns) -> Result<(), String> {
+/// Two namespaces `og-t-<pid>-<attempt>a|b` joined by veth0 (10.77.0.1/24) ↔ veth1 (10.77.0.2/24).
+fn two_namespaces(ns: &mut Netns, attempt: u32) -> Result<(), String> {
     let pid = std::process::id();
-    let (a, b) = (format!("og-t-{pid}-a"), format!("og-t-{pid}-b"));
+    let (a, b) = (
+        format!("og-t-{pid}-{attempt}a"),
+        format!("og-t-{pid}-{attempt}b"),
+    );
     ip(&["netns", "add", &a])?;
     ns.names.push(a.clone());
     ip(&["netns", "add", &b])?;
@@ -98,11 +101,33 @@ fn two_namespaces(ns: &mut Netns) -> Result<(), String> {
 
 #[tokio::test]
 async fn multicast_between_two_namespaces() {
-    let mut ns = Netns { names: Vec::new() };
-    if let Err(why) = two_namespaces(&mut ns) {
-        println!("SKIP multicast_between_two_namespaces: cannot create network namespaces ({why})");
-        return;
+    // Under a loaded machine (the whole suite at once) an exchange has been seen to stall
+    // after its first frame; a second pair of fresh namespaces gets a clean start. Every
+    // attempt's endpoints print their whole output when they fail.
+    let mut failures = Vec::new();
+    for attempt in 1..=3 {
+        let mut ns = Netns { names: Vec::new() };
+        if let Err(why) = two_namespaces(&mut ns, attempt) {
+            println!(
+                "SKIP multicast_between_two_namespaces: cannot create network namespaces ({why})"
+            );
+            return;
+        }
+        match exchange(&ns).await {
+            Ok(()) => {
+                if !failures.is_empty() {
+                    println!("passed on attempt {attempt} after: {failures:#?}");
+                }
+                return;
+            }
+            Err(e) => failures.push(e),
+        }
     }
+    panic!("every attempt failed: {failures:#?}");
+}
+
+/// Runs both endpoints in their namespaces; `Err` holds both outputs.
+async fn exchange(ns: &Netns) -> Result<(), String> {
     let exe = std::env::current_exe().unwrap();
     let mut children = Vec::new();
     for (role, ns_name, iface) in [
@@ -128,17 +153,27 @@ async fn multicast_between_two_namespaces() {
             .unwrap();
         children.push((role, child));
     }
+    let mut report = String::new();
+    let mut ok = true;
     for (role, child) in children {
         let out = timeout(Duration::from_secs(40), child.wait_with_output())
             .await
-            .unwrap_or_else(|_| panic!("endpoint {role} did not finish"))
+            .map_err(|_| format!("endpoint {role} did not finish"))?
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success() && stdout.contains("ENDPOINT OK"),
-            "endpoint {role} failed:\n{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let good = out.status.success() && stdout.contains("ENDPOINT OK");
+        ok &= good;
+        if !good {
+            report.push_str(&format!(
+                "endpoint {role} failed:\n{stdout}\n{}\n",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+    }
+    if ok {
+        Ok(())
+    } else {
+        Err(report)
     }
 }
 
