@@ -14,7 +14,30 @@ use crate::{crypto::WrappedKey, ec::Scheme, is_valid_hash};
 /// The manifest format version this crate writes and reads.
 pub const MANIFEST_VERSION: u32 = 1;
 
-/// A new asset id: BLAKE3(owner Ed25519 public key || 16 random bytes || created_ms as u64 LE).
+/// The type tag of owner-bound asset ids.
+pub const ASSET_ID_DOMAIN: &[u8] = b"offgrid/asset-id/v1";
+
+/// An owner-bound asset id: BLAKE3(`ASSET_ID_DOMAIN` || owner Ed25519 public key || salt ||
+/// created_ms as u64 LE). A manifest carries its salt, so anyone can check that the id
+/// belongs to the key that signs it: no one else can publish a manifest under that id.
+pub fn bound_asset_id(owner_pubkey: &[u8; 32], salt: &[u8; 16], created_ms: u64) -> [u8; 32] {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(ASSET_ID_DOMAIN);
+    hasher.update(owner_pubkey);
+    hasher.update(salt);
+    hasher.update(&created_ms.to_le_bytes());
+    *hasher.finalize().as_bytes()
+}
+
+/// A new owner-bound asset id and its random salt (see [`bound_asset_id`]).
+pub fn new_bound_asset_id(owner_pubkey: &[u8; 32], created_ms: u64) -> ([u8; 32], [u8; 16]) {
+    let mut salt = [0u8; 16];
+    rand::rng().fill_bytes(&mut salt);
+    (bound_asset_id(owner_pubkey, &salt, created_ms), salt)
+}
+
+/// A new asset id of the first format: BLAKE3(owner Ed25519 public key || 16 random bytes ||
+/// created_ms as u64 LE), not checkable (new uploads use [`new_bound_asset_id`]).
 ///
 /// The random part makes two uploads of the same file by the same owner in the same
 /// millisecond distinct; the owner key keeps ids of different owners apart even with a broken
@@ -85,6 +108,10 @@ pub struct Manifest {
     /// newer one. Absent in manifests written before updates existed (read as 0).
     #[serde(default)]
     pub revision: u64,
+    /// The salt of an owner-bound asset id, hex ([`bound_asset_id`]). Absent in manifests
+    /// of the first format, whose ids nothing binds to an owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_salt: Option<String>,
 }
 
 /// A manifest that is not internally consistent.
@@ -111,6 +138,23 @@ impl Manifest {
             .map_err(|_| ManifestError::Invalid("asset_id is not 32 bytes".into()))
     }
 
+    /// Whether the asset id is bound to the owner key: its salt is there and the id
+    /// recomputes from it (see [`Manifest::validate`], which refuses a salt that does not).
+    pub fn owner_bound(&self) -> bool {
+        let (Some(salt), Ok(id), Ok(owner)) = (
+            self.id_salt.as_deref().and_then(|s| hex::decode(s).ok()),
+            self.asset_id_bytes(),
+            hex::decode(&self.owner_pubkey),
+        ) else {
+            return false;
+        };
+        let (Ok(salt), Ok(owner)) = (<[u8; 16]>::try_from(salt), <[u8; 32]>::try_from(owner))
+        else {
+            return false;
+        };
+        bound_asset_id(&owner, &salt, self.created_ms) == id
+    }
+
     /// The wrapped key addressed to this X25519 public key, if there is one.
     pub fn wrapped_key_for(&self, recipient_x25519: &[u8; 32]) -> Option<&WrappedKey> {
         let wanted = hex::encode(recipient_x25519);
@@ -128,6 +172,9 @@ impl Manifest {
             return Err(ManifestError::UnsupportedVersion(self.version));
         }
         self.asset_id_bytes()?;
+        if self.id_salt.is_some() && !self.owner_bound() {
+            return invalid("the asset id is not bound to the owner key (id_salt)".into());
+        }
         if self.scheme.validate().is_err() {
             return invalid(format!("scheme {} is not valid", self.scheme));
         }

@@ -33,6 +33,7 @@ fn sample(key: &SigningKey) -> Manifest {
         file_blake3: crate::shard_hash(b"file"),
         created_ms: 1_700_000_000_000,
         revision: 0,
+        id_salt: None,
     }
 }
 
@@ -143,4 +144,38 @@ fn asset_ids_are_unique_and_wrapped_keys_findable() {
     assert!(manifest.wrapped_key_for(&[9u8; 32]).is_some());
     assert!(manifest.wrapped_key_for(&[8u8; 32]).is_none());
     assert_eq!(manifest.asset_id_bytes().unwrap().len(), 32);
+}
+
+#[test]
+fn a_bound_asset_id_names_its_owner_and_nothing_else_passes_as_it() {
+    let key = owner_key();
+    let pubkey = key.verifying_key().to_bytes();
+    let mut m = sample(&key);
+    let (id, salt) = new_bound_asset_id(&pubkey, m.created_ms);
+    m.asset_id = hex::encode(id);
+    m.id_salt = Some(hex::encode(salt));
+    assert!(m.owner_bound());
+    assert!(m.validate().is_ok());
+    assert!(SignedManifest::sign(&key, &m).unwrap().verify().is_ok());
+
+    // Another owner claiming the id with the same salt: the id does not recompute.
+    let thief = SigningKey::from_bytes(&[7u8; 32]);
+    let mut stolen = m.clone();
+    stolen.owner_pubkey = hex::encode(thief.verifying_key().to_bytes());
+    assert!(!stolen.owner_bound());
+    assert!(matches!(stolen.validate(), Err(ManifestError::Invalid(_))));
+    assert!(SignedManifest::sign(&thief, &stolen)
+        .unwrap()
+        .verify()
+        .is_err());
+    // A wrong salt, or another creation time, does not pass either.
+    let mut bad = m.clone();
+    bad.id_salt = Some(hex::encode([0u8; 16]));
+    assert!(bad.validate().is_err());
+    let mut bad = m.clone();
+    bad.created_ms += 1;
+    assert!(bad.validate().is_err());
+    // The first format (no salt) still reads, but binds nothing.
+    let legacy = sample(&key);
+    assert!(legacy.validate().is_ok() && !legacy.owner_bound());
 }

@@ -70,6 +70,10 @@ pub struct UploadState {
     pub owner_key: WrappedKey,
     /// Segments prepared so far, in order.
     pub segments: Vec<SegmentProgress>,
+    /// The salt binding the asset id to the owner key, hex (absent in uploads begun before
+    /// ids were bound).
+    #[serde(default)]
+    pub id_salt: Option<String>,
 }
 
 /// A shard that still needs a host.
@@ -288,6 +292,7 @@ mod tests {
             created_ms: 789,
             owner_key: wrap_key(&[7u8; 32], &[9u8; 32]).unwrap(),
             segments: Vec::new(),
+            id_salt: None,
         }
     }
 

@@ -125,14 +125,7 @@ impl Storage {
                     (m.asset_id == asset).then_some((m, signed))
                 })
                 .collect();
-        let best = found
-            .into_iter()
-            .max_by_key(|(m, _)| m.revision)
-            .ok_or_else(|| {
-                StorageError::NotFound(format!(
-                    "asset {asset} is unknown here and no connected peer has its manifest"
-                ))
-            })?;
+        let best = choose_manifest(asset, found)?;
         if best
             .0
             .wrapped_key_for(&self.identity.x25519_public())
@@ -458,4 +451,120 @@ fn take_wanted(
         }
     }
     batch
+}
+
+/// Picks the manifest to trust among those peers sent for `asset`, never across owners: an
+/// owner-bound id (see `offgrid_storage::manifest::bound_asset_id`) names its owner, so only
+/// manifests signed by that key count; ids of the first format name no one, so manifests of
+/// two owners for one of them are refused rather than chosen between (a host serving its own
+/// file under a victim's id). Then the highest revision.
+fn choose_manifest(
+    asset: &str,
+    found: Vec<(Manifest, SignedManifest)>,
+) -> Result<(Manifest, SignedManifest), StorageError> {
+    let owner = found
+        .iter()
+        .find(|(m, _)| m.owner_bound())
+        .map(|(m, _)| m.owner_pubkey.clone());
+    let candidates: Vec<_> = match &owner {
+        Some(o) => found
+            .into_iter()
+            .filter(|(m, _)| &m.owner_pubkey == o)
+            .collect(),
+        None => {
+            let owners: std::collections::BTreeSet<&str> =
+                found.iter().map(|(m, _)| m.owner.as_str()).collect();
+            if owners.len() > 1 {
+                return Err(StorageError::Integrity(format!(
+                    "manifests of {} different owners claim asset {asset} ({}); refusing to choose",
+                    owners.len(),
+                    owners.into_iter().collect::<Vec<_>>().join(", ")
+                )));
+            }
+            found
+        }
+    };
+    candidates
+        .into_iter()
+        .max_by_key(|(m, _)| m.revision)
+        .ok_or_else(|| {
+            StorageError::NotFound(format!(
+                "asset {asset} is unknown here and no connected peer has its manifest"
+            ))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use offgrid_storage::{
+        manifest::{new_bound_asset_id, MANIFEST_VERSION},
+        shard_hash, Manifest, Scheme, SignedManifest,
+    };
+
+    use super::choose_manifest;
+    use crate::{files::StorageError, identity::Identity};
+
+    fn manifest(
+        owner: &Identity,
+        asset: &str,
+        salt: Option<[u8; 16]>,
+        revision: u64,
+    ) -> (Manifest, SignedManifest) {
+        let m = Manifest {
+            version: MANIFEST_VERSION,
+            asset_id: asset.to_owned(),
+            owner: owner.peer_id().to_string(),
+            owner_pubkey: hex::encode(owner.public_key()),
+            name: None,
+            size: 0,
+            scheme: Scheme::ReedSolomon { k: 2, n: 3 },
+            shard_size: 1024,
+            segment_count: 0,
+            segments: vec![],
+            wrapped_keys: vec![],
+            file_blake3: shard_hash(b""),
+            created_ms: 1,
+            revision,
+            id_salt: salt.map(hex::encode),
+        };
+        let signed = SignedManifest::sign(owner.signing_key(), &m).unwrap();
+        (signed.verify().unwrap(), signed)
+    }
+
+    /// A host answers with its own manifest under the victim's id, at a higher revision:
+    /// the owner-bound id picks the victim's; for an id of the first format the two owners
+    /// are refused by name, never chosen between.
+    #[test]
+    fn a_substituted_manifest_is_never_chosen() {
+        let (victim, thief) = (Identity::from_seed([1; 32]), Identity::from_seed([2; 32]));
+        let (id, salt) = new_bound_asset_id(&victim.public_key(), 1);
+        let asset = hex::encode(id);
+        let genuine = manifest(&victim, &asset, Some(salt), 0);
+        let fake = manifest(&thief, &asset, None, 99);
+        let (m, _) = choose_manifest(&asset, vec![fake.clone(), genuine.clone()]).unwrap();
+        assert_eq!(m.owner_pubkey, hex::encode(victim.public_key()));
+        let (m, _) = choose_manifest(&asset, vec![genuine, fake]).unwrap();
+        assert_eq!(m.revision, 0);
+
+        let legacy = "ab".repeat(32);
+        let a = manifest(&victim, &legacy, None, 0);
+        let b = manifest(&thief, &legacy, None, 5);
+        match choose_manifest(&legacy, vec![a.clone(), b]) {
+            Err(StorageError::Integrity(msg)) => {
+                assert!(msg.contains("2 different owners"), "{msg}");
+                assert!(msg.contains(&victim.peer_id().to_string()), "{msg}");
+            }
+            other => panic!("chose across owners: {other:?}"),
+        }
+        // One owner's revisions: the highest.
+        let a2 = manifest(&victim, &legacy, None, 3);
+        let (m, _) = choose_manifest(&legacy, vec![a, a2]).unwrap();
+        assert_eq!(m.revision, 3);
+        assert!(matches!(
+            choose_manifest(&legacy, vec![]),
+            Err(StorageError::NotFound(_))
+        ));
+    }
 }

@@ -141,6 +141,7 @@ fn manifest(owner: &Identity, asset: &str, revision: u64) -> SignedManifest {
         file_blake3: shard_hash(b""),
         created_ms: 1,
         revision,
+        id_salt: None,
     };
     SignedManifest::sign(owner.signing_key(), &m).unwrap()
 }

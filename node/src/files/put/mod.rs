@@ -433,6 +433,7 @@ impl Storage {
             file_blake3: hex::encode(file_blake3),
             created_ms: record.state.created_ms,
             revision: 0,
+            id_salt: record.state.id_salt.clone(),
         };
         let signed = SignedManifest::sign(self.identity.signing_key(), &manifest)
             .map_err(|e| StorageError::internal("signing the manifest", e))?;

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use libp2p::PeerId;
 use offgrid_storage::{
     crypto::new_content_key,
-    manifest::new_asset_id,
+    manifest::new_bound_asset_id,
     upload::{mtime_ms, now_ms},
     wrap_key, Codec, Manifest, SegmentReader, SignedManifest, UploadState,
 };
@@ -34,7 +34,7 @@ impl Storage {
         let codec = Codec::new(scheme, params.shard_size)
             .map_err(|e| StorageError::Invalid(e.to_string()))?;
         let created_ms = now_ms();
-        let asset_id = new_asset_id(&self.identity.public_key(), created_ms);
+        let (asset_id, id_salt) = new_bound_asset_id(&self.identity.public_key(), created_ms);
         let content_key = new_content_key();
         let owner_key = wrap_key(&content_key, &self.identity.x25519_public())
             .map_err(|e| StorageError::internal("wrapping the content key", e))?;
@@ -62,6 +62,7 @@ impl Storage {
                 created_ms,
                 owner_key,
                 segments: Vec::new(),
+                id_salt: Some(hex::encode(id_salt)),
             },
         })
     }
