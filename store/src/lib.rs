@@ -132,6 +132,12 @@ pub enum StoreError {
     /// The writer's queue is full; [`Store::commit_later`] does not wait.
     #[error("store writer busy")]
     Busy,
+    /// The disk is full: nothing was written. Writes work again once space returns.
+    #[error("no space left for the database: {0}")]
+    NoSpace(String),
+    /// The database is being reopened after an I/O error; try again.
+    #[error("the database is reopening after an I/O error")]
+    Unavailable,
     /// A stored value could not be encoded or decoded.
     #[error("corrupt value in table {table} key {key}: {source}")]
     Codec {
@@ -190,9 +196,41 @@ impl Batch<'_> {
 /// behind an `Arc`; dropping the last one lets the writer finish what is queued, and
 /// closes the database.
 pub struct Store {
-    db: Arc<Database>,
+    shared: Arc<Shared>,
     tx: Option<mpsc::Sender<Item>>,
     writer: Option<JoinHandle<()>>,
+}
+
+/// The database, which the writer reopens after an I/O error (redb refuses every write
+/// after one until then), and the failure counter.
+struct Shared {
+    db: std::sync::RwLock<Option<Database>>,
+    path: Option<std::path::PathBuf>,
+    failures: std::sync::atomic::AtomicU64,
+}
+
+impl Shared {
+    /// Runs `f` on the database; `Unavailable` while it is being reopened.
+    fn with<R>(&self, f: impl FnOnce(&Database) -> Result<R, StoreError>) -> Result<R, StoreError> {
+        let g = self.db.read().unwrap_or_else(|p| p.into_inner());
+        f(g.as_ref().ok_or(StoreError::Unavailable)?)
+    }
+
+    /// Closes and reopens the file (no reader holds it meanwhile).
+    fn reopen(&self) -> Result<(), StoreError> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let mut g = self.db.write().unwrap_or_else(|p| p.into_inner());
+        drop(g.take());
+        let db = Database::create(path).map_err(|e| StoreError::Open {
+            path: path.display().to_string(),
+            source: Box::new(e),
+        })?;
+        *g = Some(db);
+        tracing::warn!(path = %path.display(), "database reopened after an I/O error");
+        Ok(())
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -219,7 +257,7 @@ impl Store {
             path: path.display().to_string(),
             source: Box::new(e),
         })?;
-        Self::init(db)
+        Self::init(db, Some(path.to_owned()))
     }
 
     /// A store that lives only in memory, for tests.
@@ -230,11 +268,17 @@ impl Store {
                 path: "<memory>".into(),
                 source: Box::new(e),
             })?;
-        Self::init(db)
+        Self::init(db, None)
     }
 
-    fn init(db: Database) -> Result<Self, StoreError> {
-        let db = Arc::new(db);
+    /// Commits that failed (each logged at ERROR) since the store opened.
+    pub fn write_failures(&self) -> u64 {
+        self.shared
+            .failures
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn init(db: Database, path: Option<std::path::PathBuf>) -> Result<Self, StoreError> {
         let found: Option<u32> = read_one(&db, Table::Meta, "schema_version").or_else(|e| {
             // A fresh file has no tables yet.
             match e {
@@ -261,16 +305,21 @@ impl Store {
             }
             b.put(Table::Meta, "schema_version", &SCHEMA_VERSION)
         })?;
+        let shared = Arc::new(Shared {
+            db: std::sync::RwLock::new(Some(db)),
+            path,
+            failures: Default::default(),
+        });
         let (tx, rx) = mpsc::channel(QUEUE);
         let writer = {
-            let db = db.clone();
+            let shared = shared.clone();
             std::thread::Builder::new()
                 .name("store-writer".into())
-                .spawn(move || run_writer(&db, rx))
+                .spawn(move || run_writer(&shared, rx))
                 .map_err(|e| StoreError::Io(format!("cannot start the store writer: {e}")))?
         };
         Ok(Store {
-            db,
+            shared,
             tx: Some(tx),
             writer: Some(writer),
         })
@@ -284,7 +333,9 @@ impl Store {
             .send((ops, Ack::Async(ack)))
             .await
             .map_err(|_| stopped())?;
-        rx.await.map_err(|_| stopped())?.map_err(StoreError::Io)
+        rx.await
+            .map_err(|_| stopped())?
+            .map_err(WriteFailure::into_error)
     }
 
     /// [`Store::commit`] for a blocking thread (inside `spawn_blocking`, a plain thread or a
@@ -298,7 +349,9 @@ impl Store {
         self.sender()?
             .blocking_send((ops, Ack::Blocking(ack)))
             .map_err(|_| stopped())?;
-        rx.recv().map_err(|_| stopped())?.map_err(StoreError::Io)
+        rx.recv()
+            .map_err(|_| stopped())?
+            .map_err(WriteFailure::into_error)
     }
 
     /// Queues `ops` without waiting, for soft state that is rebuilt or re-sent anyway (the
@@ -332,7 +385,7 @@ impl Store {
         table: Table,
         key: &str,
     ) -> Result<Option<T>, StoreError> {
-        read_one(&self.db, table, key)
+        self.shared.with(|db| read_one(db, table, key))
     }
 
     /// Reads every entry of a table in key order.
@@ -348,8 +401,29 @@ impl Store {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<(String, T)>, StoreError> {
+        self.shared.with(|db| scan_db(db, table, after, limit))
+    }
+
+    /// Number of entries in a table.
+    pub fn len(&self, table: Table) -> Result<u64, StoreError> {
+        use redb::ReadableTableMetadata;
+        self.shared.with(|db| {
+            let txn = db.begin_read().map_err(db_err)?;
+            let t = txn.open_table(table.def()).map_err(db_err)?;
+            t.len().map_err(db_err)
+        })
+    }
+}
+
+fn scan_db<T: DeserializeOwned>(
+    db: &Database,
+    table: Table,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<(String, T)>, StoreError> {
+    {
         use std::ops::Bound;
-        let txn = self.db.begin_read().map_err(db_err)?;
+        let txn = db.begin_read().map_err(db_err)?;
         let t = txn.open_table(table.def()).map_err(db_err)?;
         let lower = match after {
             Some(k) => Bound::Excluded(k),
@@ -371,14 +445,6 @@ impl Store {
             out.push((key, value));
         }
         Ok(out)
-    }
-
-    /// Number of entries in a table.
-    pub fn len(&self, table: Table) -> Result<u64, StoreError> {
-        use redb::ReadableTableMetadata;
-        let txn = self.db.begin_read().map_err(db_err)?;
-        let t = txn.open_table(table.def()).map_err(db_err)?;
-        t.len().map_err(db_err)
     }
 }
 
@@ -447,10 +513,42 @@ fn write<R>(
     Ok(r)
 }
 
+/// Why a group commit failed, as each caller gets it.
+#[derive(Debug, Clone)]
+struct WriteFailure {
+    no_space: bool,
+    message: String,
+}
+
+impl WriteFailure {
+    fn into_error(self) -> StoreError {
+        if self.no_space {
+            StoreError::NoSpace(self.message)
+        } else {
+            StoreError::Io(self.message)
+        }
+    }
+}
+
+/// Whether a store error is the disk being full (ENOSPC anywhere in its chain).
+fn is_no_space(e: &StoreError) -> bool {
+    let mut err: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(x) = err {
+        if let Some(io) = x.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::StorageFull || io.raw_os_error() == Some(28) {
+                return true;
+            }
+        }
+        err = x.source();
+    }
+    let text = e.to_string();
+    text.contains("No space left") || text.contains("os error 28")
+}
+
 /// How the writer acknowledges one caller.
 enum Ack {
-    Async(oneshot::Sender<Result<(), String>>),
-    Blocking(std_mpsc::SyncSender<Result<(), String>>),
+    Async(oneshot::Sender<Result<(), WriteFailure>>),
+    Blocking(std_mpsc::SyncSender<Result<(), WriteFailure>>),
     None,
 }
 
@@ -467,8 +565,9 @@ fn stopped() -> StoreError {
 
 /// The writer thread: takes whatever is queued (up to [`MAX_GROUP`] callers), commits it
 /// in one transaction and acknowledges each caller, until the queue closes.
-fn run_writer(db: &Database, mut rx: mpsc::Receiver<Item>) {
+fn run_writer(shared: &Shared, mut rx: mpsc::Receiver<Item>) {
     let mut group: Vec<Item> = Vec::with_capacity(MAX_GROUP);
+    let mut reopen = false;
     while let Some(first) = rx.blocking_recv() {
         group.push(first);
         while group.len() < MAX_GROUP {
@@ -477,21 +576,42 @@ fn run_writer(db: &Database, mut rx: mpsc::Receiver<Item>) {
                 Err(_) => break,
             }
         }
-        let result = write(db, |b| {
-            for (ops, _) in &group {
-                for op in ops {
-                    match op {
-                        Op::Put(t, k, v) => b.put_raw(*t, k, v)?,
-                        Op::Delete(t, k) => b.delete(*t, k)?,
-                    }
-                }
+        // After an I/O error redb refuses every write until the file is reopened.
+        if reopen {
+            match shared.reopen() {
+                Ok(()) => reopen = false,
+                Err(e) => tracing::error!(error = %e, "cannot reopen the database"),
             }
-            Ok(())
-        })
-        .map_err(|e| e.to_string());
-        if let Err(e) = &result {
-            tracing::error!(error = %e, callers = group.len(), "store commit failed");
         }
+        let result = shared
+            .with(|db| {
+                write(db, |b| {
+                    for (ops, _) in &group {
+                        for op in ops {
+                            match op {
+                                Op::Put(t, k, v) => b.put_raw(*t, k, v)?,
+                                Op::Delete(t, k) => b.delete(*t, k)?,
+                            }
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .map_err(|e| {
+                let no_space = is_no_space(&e);
+                // Codec errors are the callers' own; anything else may have latched redb.
+                if !matches!(e, StoreError::Codec { .. }) {
+                    reopen = true;
+                }
+                shared
+                    .failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::error!(error = %e, no_space, callers = group.len(), "store commit failed");
+                WriteFailure {
+                    no_space,
+                    message: e.to_string(),
+                }
+            });
         for (_, ack) in group.drain(..) {
             match ack {
                 Ack::Async(tx) => {
@@ -553,11 +673,13 @@ mod tests {
     #[test]
     fn one_commit_is_all_or_nothing() {
         let s = Store::in_memory().unwrap();
-        let r: Result<(), StoreError> = write(&s.db, |b| {
-            b.put(Table::Peers, "x", &1u32)?;
-            Err(StoreError::NewerSchema {
-                found: 0,
-                supported: 0,
+        let r: Result<(), StoreError> = s.shared.with(|db| {
+            write(db, |b| {
+                b.put(Table::Peers, "x", &1u32)?;
+                Err(StoreError::NewerSchema {
+                    found: 0,
+                    supported: 0,
+                })
             })
         });
         assert!(r.is_err());
@@ -620,5 +742,82 @@ mod tests {
             matches!(err, StoreError::NewerSchema { found, .. } if found == SCHEMA_VERSION + 1)
         );
         assert!(err.to_string().contains("newer"));
+    }
+
+    /// A tmpfs small enough to fill: the unmount runs when it drops.
+    struct Tmpfs(tempfile::TempDir);
+
+    impl Drop for Tmpfs {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg(self.0.path())
+                .status();
+        }
+    }
+
+    /// The data dir on a full disk: a commit fails with `NoSpace` and is counted, acknowledged
+    /// data stays readable, and once space returns writes work again without a restart.
+    #[tokio::test]
+    async fn a_full_disk_fails_writes_clearly_and_they_recover_when_space_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+            .arg(dir.path())
+            .output();
+        if !matches!(&mounted, Ok(o) if o.status.success()) {
+            println!("SKIP a_full_disk_fails_writes_clearly: cannot mount a tmpfs ({mounted:?})");
+            return;
+        }
+        let fs = Tmpfs(dir);
+        let store = Store::open(&fs.0.path().join("node.redb")).unwrap();
+        store
+            .commit(vec![Op::put(Table::Jobs, "kept", &"acknowledged").unwrap()])
+            .await
+            .unwrap();
+        // Fill what is left.
+        let filler = fs.0.path().join("filler");
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&filler).unwrap();
+            let chunk = vec![7u8; 64 * 1024];
+            while f.write_all(&chunk).is_ok() {}
+            let _ = f.sync_all();
+        }
+        let big = "x".repeat(256 * 1024);
+        let mut failed = None;
+        for i in 0..64 {
+            if let Err(e) = store
+                .commit(vec![Op::put(Table::Jobs, format!("big{i}"), &big).unwrap()])
+                .await
+            {
+                failed = Some(e);
+                break;
+            }
+        }
+        let e = failed.expect("a full disk never failed a commit");
+        assert!(matches!(e, StoreError::NoSpace(_)), "{e}");
+        assert!(store.write_failures() >= 1);
+        assert_eq!(
+            store.get::<String>(Table::Jobs, "kept").unwrap().as_deref(),
+            Some("acknowledged")
+        );
+        // Space returns: the next commit reopens the database and succeeds.
+        std::fs::remove_file(&filler).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match store
+                .commit(vec![Op::put(Table::Jobs, "after", &1u32).unwrap()])
+                .await
+            {
+                Ok(()) => break,
+                Err(e) => assert!(std::time::Instant::now() < deadline, "never recovered: {e}"),
+            }
+        }
+        assert_eq!(store.get::<u32>(Table::Jobs, "after").unwrap(), Some(1));
+        assert_eq!(
+            store.get::<String>(Table::Jobs, "kept").unwrap().as_deref(),
+            Some("acknowledged")
+        );
+        drop(store);
     }
 }

@@ -127,3 +127,25 @@ impl IntoResponse for ApiError {
         resp
     }
 }
+
+impl From<crate::store::StoreError> for ApiError {
+    /// A full disk is `507 insufficient_storage`; any other failure to write is `503
+    /// storage_unavailable` (the store logs it at ERROR and reopens the database), never a
+    /// client error.
+    fn from(e: crate::store::StoreError) -> Self {
+        use crate::store::StoreError as E;
+        match e {
+            E::NoSpace(m) => ApiError::other(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "insufficient_storage",
+                format!("the node's disk is full: {m}"),
+            ),
+            other => ApiError::other(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                format!("the node's database is unavailable: {other}"),
+            )
+            .retry_after(1),
+        }
+    }
+}

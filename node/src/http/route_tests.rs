@@ -383,6 +383,9 @@ const ELSEWHERE: &[(&str, &str, u16, &str)] = &[
     ("post", "/market/run", 429, "node/src/http/route_tests.rs::broker_errors_have_their_documented_statuses"),
     ("post", "/market/run", 402, "node/src/http/route_tests.rs::broker_errors_have_their_documented_statuses"),
     ("post", "/auction", 402, "node/src/http/route_tests.rs::broker_errors_have_their_documented_statuses"),
+    ("post", "/auction", 507, "node/src/http/route_tests.rs::store_errors_have_their_documented_statuses"),
+    ("post", "/jobs", 503, "node/src/http/route_tests.rs::store_errors_have_their_documented_statuses"),
+    ("post", "/jobs", 507, "node/src/http/route_tests.rs::store_errors_have_their_documented_statuses"),
     ("post", "/market/run", 504, "node/src/http/route_tests.rs::broker_errors_have_their_documented_statuses"),
     ("post", "/storage/share", 403, "node/src/http/route_tests.rs::storage_errors_have_their_documented_statuses"),
     ("post", "/storage/key", 403, "node/src/http/route_tests.rs::storage_errors_have_their_documented_statuses"),
@@ -579,6 +582,21 @@ fn broker_errors_have_their_documented_statuses() {
         if status == 429 || status == 503 {
             assert!(a.retry_after_s.is_some(), "{code}: Retry-After");
         }
+    }
+}
+
+/// A full disk is 507, any other failure to write 503 (the full-disk path itself is
+/// `store/src/lib.rs::a_full_disk_fails_writes_clearly_and_they_recover_when_space_returns`).
+#[test]
+fn store_errors_have_their_documented_statuses() {
+    use crate::store::StoreError as E;
+    for (e, status, code) in [
+        (E::NoSpace("x".into()), 507, "insufficient_storage"),
+        (E::Unavailable, 503, "storage_unavailable"),
+        (E::Io("x".into()), 503, "storage_unavailable"),
+    ] {
+        let a = super::error::ApiError::from(e);
+        assert_eq!((a.status.as_u16(), a.code), (status, code));
     }
 }
 

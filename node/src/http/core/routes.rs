@@ -249,7 +249,7 @@ async fn parse_and_authenticate(
 
 fn store_error(e: crate::store::StoreError) -> ApiError {
     tracing::error!(error = %e, "job book");
-    ApiError::internal()
+    e.into()
 }
 
 async fn run_ticketed(
@@ -265,7 +265,7 @@ async fn run_ticketed(
 }
 
 #[utoipa::path(post, path = "/auction", tag = "core", request_body = crate::http::openapi::CoreJob, security((), ("core_hmac_header" = [])),
-    responses((status = 200, description = "Completed", body = crate::http::openapi::CoreCompleted), (status = 400, description = "invalid_request (names the problem)", body = crate::http::openapi::ErrorBody), (status = 401, description = "invalid_signature or stale_timestamp", body = crate::http::openapi::ErrorBody), (status = 402, description = "insufficient_funds: the broker node's account cannot pay for the job (refused before dispatch; not kept, a retry runs it)", body = crate::http::openapi::ErrorBody), (status = 409, description = "conflict: job_id used for another job", body = crate::http::openapi::ErrorBody), (status = 413, description = "too_large", body = crate::http::openapi::ErrorBody), (status = 429, description = "rate_limited (Retry-After)", body = crate::http::openapi::ErrorBody), (status = 503, description = "no_hosts", body = crate::http::openapi::ErrorBody), (status = 504, description = "job_timeout", body = crate::http::openapi::ErrorBody)))]
+    responses((status = 200, description = "Completed", body = crate::http::openapi::CoreCompleted), (status = 400, description = "invalid_request (names the problem)", body = crate::http::openapi::ErrorBody), (status = 401, description = "invalid_signature or stale_timestamp", body = crate::http::openapi::ErrorBody), (status = 402, description = "insufficient_funds: the broker node's account cannot pay for the job (refused before dispatch; not kept, a retry runs it)", body = crate::http::openapi::ErrorBody), (status = 409, description = "conflict: job_id used for another job", body = crate::http::openapi::ErrorBody), (status = 413, description = "too_large", body = crate::http::openapi::ErrorBody), (status = 429, description = "rate_limited (Retry-After)", body = crate::http::openapi::ErrorBody), (status = 503, description = "no_hosts", body = crate::http::openapi::ErrorBody), (status = 504, description = "job_timeout", body = crate::http::openapi::ErrorBody), (status = 507, description = "insufficient_storage: the node's disk is full (the job book cannot record the job)", body = crate::http::openapi::ErrorBody)))]
 pub(crate) async fn auction(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -318,7 +318,7 @@ fn state_json(id: &str, st: &JobState) -> Value {
 }
 
 #[utoipa::path(post, path = "/jobs", tag = "core", request_body = crate::http::openapi::CoreJob, security((), ("core_hmac_header" = [])),
-    responses((status = 202, description = "Accepted: {job_id, state: running, status_url}", body = crate::http::openapi::JobStateBody), (status = 200, description = "Already ended: its state", body = crate::http::openapi::JobStateBody), (status = 400, description = "invalid_request", body = crate::http::openapi::ErrorBody), (status = 401, description = "invalid_signature or stale_timestamp", body = crate::http::openapi::ErrorBody), (status = 409, description = "conflict", body = crate::http::openapi::ErrorBody), (status = 413, description = "too_large", body = crate::http::openapi::ErrorBody)))]
+    responses((status = 202, description = "Accepted: {job_id, state: running, status_url}", body = crate::http::openapi::JobStateBody), (status = 200, description = "Already ended: its state", body = crate::http::openapi::JobStateBody), (status = 400, description = "invalid_request", body = crate::http::openapi::ErrorBody), (status = 401, description = "invalid_signature or stale_timestamp", body = crate::http::openapi::ErrorBody), (status = 409, description = "conflict", body = crate::http::openapi::ErrorBody), (status = 413, description = "too_large", body = crate::http::openapi::ErrorBody), (status = 503, description = "storage_unavailable: the job book cannot be written (retry)", body = crate::http::openapi::ErrorBody), (status = 507, description = "insufficient_storage: the node's disk is full", body = crate::http::openapi::ErrorBody)))]
 pub(crate) async fn submit(
     State(s): State<AppState>,
     headers: HeaderMap,
