@@ -100,12 +100,21 @@ impl Service {
         }
     }
 
-    /// Verifies and stores a peer's announcement; only accepted ones are relayed.
+    /// Verifies and stores a peer's announcement; only accepted ones are relayed. Stale or
+    /// future-dated ones, and those beyond a forwarding peer's rate, are ignored (not relayed,
+    /// not stored, no disk write).
     pub(super) fn on_announcement(&mut self, data: &[u8], from: PeerId) -> MessageAcceptance {
+        if !self.forwarders.take(from, Instant::now()) {
+            return MessageAcceptance::Ignore;
+        }
         let verified = SignedAnnouncement::from_wire(data).and_then(|s| s.verify().map(|v| (s, v)));
         match verified {
             Ok((signed, (signer, ann))) => {
                 if signer == self.identity.peer_id() {
+                    return MessageAcceptance::Ignore;
+                }
+                if !fresh(ann.issued_at_ms, now_ms()) {
+                    debug!(peer = %signer, issued = ann.issued_at_ms, "stale announcement ignored");
                     return MessageAcceptance::Ignore;
                 }
                 let (seq, active) = (ann.seq, ann.active);
@@ -124,5 +133,87 @@ impl Service {
                 MessageAcceptance::Reject
             }
         }
+    }
+}
+
+/// Oldest announcement taken: peers re-announce far more often than this.
+pub const MAX_AGE_MS: u64 = 10 * 60_000;
+/// Furthest in the future an announcement may be dated (clock skew).
+pub const MAX_SKEW_MS: u64 = 2 * 60_000;
+
+/// Whether an announcement issued at `issued_ms` is fresh at `now_ms`.
+pub fn fresh(issued_ms: u64, now_ms: u64) -> bool {
+    issued_ms.saturating_add(MAX_AGE_MS) >= now_ms
+        && issued_ms <= now_ms.saturating_add(MAX_SKEW_MS)
+}
+
+/// Announcements one forwarding peer may bring per second, and at once.
+const FORWARD_RATE: f64 = 10.0;
+const FORWARD_BURST: f64 = 50.0;
+/// Forwarders tracked at once (beyond, the idle ones are dropped).
+const MAX_FORWARDERS: usize = 1024;
+
+/// A token bucket per forwarding peer, bounded.
+#[derive(Debug, Default)]
+pub(crate) struct Forwarders {
+    buckets: std::collections::HashMap<PeerId, (f64, Instant)>,
+}
+
+impl Forwarders {
+    /// Takes one announcement from `from`; `false` when its bucket is empty.
+    pub(crate) fn take(&mut self, from: PeerId, now: Instant) -> bool {
+        if self.buckets.len() >= MAX_FORWARDERS && !self.buckets.contains_key(&from) {
+            self.buckets
+                .retain(|_, (_, t)| now.saturating_duration_since(*t).as_secs() < 10);
+            if self.buckets.len() >= MAX_FORWARDERS {
+                self.buckets.clear();
+            }
+        }
+        let (tokens, last) = self.buckets.entry(from).or_insert((FORWARD_BURST, now));
+        *tokens = (*tokens + now.saturating_duration_since(*last).as_secs_f64() * FORWARD_RATE)
+            .min(FORWARD_BURST);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn stale_and_future_announcements_are_not_fresh() {
+        let now = 100 * 60_000;
+        assert!(fresh(now, now));
+        assert!(fresh(now - MAX_AGE_MS, now));
+        assert!(!fresh(now - MAX_AGE_MS - 1, now));
+        assert!(fresh(now + MAX_SKEW_MS, now));
+        assert!(!fresh(now + MAX_SKEW_MS + 1, now));
+        assert!(!fresh(0, now));
+    }
+
+    #[test]
+    fn a_flooding_forwarder_is_cut_off_and_others_are_not() {
+        let mut f = Forwarders::default();
+        let (flood, honest) = (PeerId::random(), PeerId::random());
+        let t = Instant::now();
+        let taken = (0..10_000).filter(|_| f.take(flood, t)).count();
+        assert_eq!(taken, FORWARD_BURST as usize);
+        assert!(f.take(honest, t), "another peer keeps its own budget");
+        // A second later it has ten more.
+        let later = t + Duration::from_secs(1);
+        assert_eq!((0..100).filter(|_| f.take(flood, later)).count(), 10);
+        // Bounded however many forwarders there are.
+        for _ in 0..(MAX_FORWARDERS + 10) {
+            f.take(PeerId::random(), later);
+        }
+        assert!(f.buckets.len() <= MAX_FORWARDERS);
     }
 }

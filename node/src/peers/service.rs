@@ -115,6 +115,8 @@ pub(super) struct Service {
     pub(super) dialer: Dialer,
     pub(super) radio: RadioPeers,
     pub(super) mesh: watch::Receiver<Option<MeshStatus>>,
+    /// Announcements taken per forwarding peer (a flood from one peer is ignored).
+    pub(super) forwarders: super::announce::Forwarders,
 }
 
 /// Restores the registry and the offer from the store and starts the service.
@@ -155,6 +157,7 @@ pub fn start(
         dialer: Dialer::new(p.bootstrap, now),
         radio: RadioPeers::default(),
         mesh: p.mesh,
+        forwarders: Default::default(),
     };
     let (qtx, queries) = mpsc::channel(QUEUE);
     let (input, inputs) = mpsc::channel(QUEUE);
