@@ -292,12 +292,6 @@ impl Node {
                     .allowed_hosts
                     .iter()
                     .map(|h| h.to_ascii_lowercase())
-                    .chain(
-                        (!api_addr.ip().is_unspecified()).then(|| match api_addr.ip() {
-                            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
-                            ip => ip.to_string(),
-                        }),
-                    )
                     .collect(),
             ),
         };

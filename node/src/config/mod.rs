@@ -279,8 +279,8 @@ pub struct ApiConfig {
     pub request_timeout_s: u64,
     /// Most requests handled at once.
     pub max_concurrent_requests: usize,
-    /// `Host` names (without port) the API answers besides loopback names and the address it
-    /// listens on; any other gets `421` (a DNS-rebinding page carries its own name).
+    /// `Host` names (without port) the API answers besides IP addresses and loopback names;
+    /// any other name gets `421` (a DNS-rebinding page carries its own name).
     pub allowed_hosts: Vec<String>,
 }
 

@@ -145,21 +145,22 @@ fn host_name(host: &str) -> String {
     }
 }
 
-/// Whether the API answers a request addressed to `host`: loopback names, the address it
-/// listens on and the configured names. A request without `Host` (HTTP/1.0 tools) passes:
-/// browsers always send one, so a DNS-rebinding page cannot leave it out.
+/// Whether the API answers a request addressed to `host`: IP literals (a DNS-rebinding page
+/// is addressed by its own domain name, so an address names this node), loopback names and
+/// the configured names. A request without `Host` (HTTP/1.0 tools) passes: browsers always
+/// send one, so a rebinding page cannot leave it out.
 pub(crate) fn host_allowed(host: Option<&str>, allowed: &[String]) -> bool {
     let Some(host) = host else {
         return true;
     };
     let name = host_name(host);
-    let loopback = name == "localhost"
-        || name.ends_with(".localhost")
-        || name == "[::1]"
+    let literal = name.parse::<std::net::Ipv4Addr>().is_ok()
         || name
-            .parse::<std::net::Ipv4Addr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    loopback || allowed.contains(&name)
+            .strip_prefix('[')
+            .and_then(|n| n.strip_suffix(']'))
+            .is_some_and(|n| n.parse::<std::net::Ipv6Addr>().is_ok());
+    let loopback = name == "localhost" || name.ends_with(".localhost");
+    literal || loopback || allowed.contains(&name)
 }
 
 /// `421 misdirected_request` for a `Host` the node does not answer to.

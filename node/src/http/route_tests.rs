@@ -519,7 +519,11 @@ async fn read_routes_answer_in_their_declared_types() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreign_hosts_get_421_and_the_data_dir_is_private() {
     let t = start(false).await;
-    for host in ["attacker.example", "attacker.example:9000", "10.0.0.7"] {
+    for host in [
+        "attacker.example",
+        "attacker.example:9000",
+        "rebind.127.0.0.1.nip.io",
+    ] {
         let h = [("host", host.to_owned())];
         for uri in ["/peers", "/wallet/balance", "/no/such/route"] {
             let (status, v) = call(&t, Method::GET, uri, false, &h, None).await;
@@ -535,6 +539,7 @@ async fn foreign_hosts_get_421_and_the_data_dir_is_private() {
         "127.0.0.1:4000",
         "[::1]:9000",
         "LOCALHOST",
+        "192.168.1.5:9000",
     ] {
         let (status, _) = call(
             &t,
