@@ -38,11 +38,26 @@ pub enum Sent {
     KadBootstrap,
 }
 
+/// Answers auction requests in code (after a delay, never, from a real host…).
+pub type AuctionResponder = Arc<
+    dyn Fn(PeerId, auction::Request) -> BoxFuture<'static, Result<auction::Response, ClientError>>
+        + Send
+        + Sync,
+>;
+/// Answers shard requests in code.
+pub type ShardResponder = Arc<
+    dyn Fn(PeerId, shards::Request) -> BoxFuture<'static, Result<shards::Response, ClientError>>
+        + Send
+        + Sync,
+>;
+
 #[derive(Default)]
 struct State {
     sent: Vec<Sent>,
     auction: HashMap<PeerId, VecDeque<Result<auction::Response, ClientError>>>,
     shard: HashMap<PeerId, VecDeque<Result<shards::Response, ClientError>>>,
+    auction_responder: Option<AuctionResponder>,
+    shard_responder: Option<ShardResponder>,
     snapshot: Snapshot,
 }
 
@@ -72,6 +87,17 @@ impl FakeNet {
     /// Queues `peer`'s next answer to a shard request.
     pub fn answer_shard(&self, peer: PeerId, r: Result<shards::Response, ClientError>) {
         self.with(|s| s.shard.entry(peer).or_default().push_back(r));
+    }
+
+    /// Answers every auction request with `f` instead of the queued answers (still
+    /// recorded in [`FakeNet::sent`]).
+    pub fn respond_auctions_with(&self, f: AuctionResponder) {
+        self.with(|s| s.auction_responder = Some(f));
+    }
+
+    /// Answers every shard request with `f` instead of the queued answers.
+    pub fn respond_shards_with(&self, f: ShardResponder) {
+        self.with(|s| s.shard_responder = Some(f));
     }
 
     /// Sets what [`Net::snapshot`] returns.
@@ -104,7 +130,10 @@ impl Net for FakeNet {
         peer: PeerId,
         request: auction::Request,
     ) -> BoxFuture<'static, Result<auction::Response, ClientError>> {
-        self.record(Sent::Auction(peer, request));
+        self.record(Sent::Auction(peer, request.clone()));
+        if let Some(f) = self.with(|s| s.auction_responder.clone()) {
+            return f(peer, request);
+        }
         let r = self.with(|s| s.auction.get_mut(&peer).and_then(VecDeque::pop_front));
         Box::pin(async move { r.unwrap_or_else(unreachable) })
     }
@@ -115,6 +144,9 @@ impl Net for FakeNet {
         request: shards::Request,
     ) -> BoxFuture<'static, Result<shards::Response, ClientError>> {
         self.record(Sent::Shard(peer, format!("{request:?}")));
+        if let Some(f) = self.with(|s| s.shard_responder.clone()) {
+            return f(peer, request);
+        }
         let r = self.with(|s| s.shard.get_mut(&peer).and_then(VecDeque::pop_front));
         Box::pin(async move { r.unwrap_or_else(unreachable) })
     }

@@ -14,17 +14,14 @@ use std::{
 
 use futures::future::BoxFuture;
 use libp2p::{
-    gossipsub::{IdentTopic, MessageAcceptance, MessageId},
-    Multiaddr, PeerId,
+    gossipsub::{IdentTopic, MessageId},
+    PeerId,
 };
 use offgrid_behaviours::{
     announce::{self, Announcement, Capacity},
-    auction,
     shards::{FetchedShard, Request, Response},
 };
-use offgrid_net::{
-    testing::FakeNet, ClientError, Dial, GossipEvent, Net, PeerEvent, Reply, Snapshot,
-};
+use offgrid_net::{testing::FakeNet, ClientError, GossipEvent, PeerEvent};
 use offgrid_storage::{Codec, Scheme, SignedManifest};
 use serde_json::Value;
 use tempfile::TempDir;
@@ -69,13 +66,28 @@ struct FakeHost {
     _dir: TempDir,
 }
 
-/// The network to the fake hosts; everything else goes to a [`FakeNet`].
-#[derive(Clone, Default)]
+/// The network to the fake hosts: a [`FakeNet`] whose shard requests reach them.
+#[derive(Clone)]
 struct HostsNet {
     fake: FakeNet,
     hosts: Arc<Mutex<HashMap<PeerId, FakeHost>>>,
     /// (host, whether the request was a store) for every shard request.
     asked: Arc<Mutex<Vec<(PeerId, bool)>>>,
+}
+
+impl Default for HostsNet {
+    fn default() -> Self {
+        let net = HostsNet {
+            fake: FakeNet::new(),
+            hosts: Default::default(),
+            asked: Default::default(),
+        };
+        let (hosts, asked) = (net.hosts.clone(), net.asked.clone());
+        net.fake.respond_shards_with(Arc::new(move |peer, request| {
+            answer(&hosts, &asked, peer, request)
+        }));
+        net
+    }
 }
 
 impl HostsNet {
@@ -102,91 +114,55 @@ fn flip(bytes: &mut [u8]) {
     }
 }
 
-impl Net for HostsNet {
-    fn shard(
-        &self,
-        peer: PeerId,
-        request: Request,
-    ) -> BoxFuture<'static, Result<Response, ClientError>> {
-        let is_store = matches!(request, Request::Store { .. } | Request::StoreBatch { .. });
-        self.asked.lock().unwrap().push((peer, is_store));
-        let found = self
-            .hosts
-            .lock()
-            .unwrap()
-            .get(&peer)
-            .map(|h| (h.host.clone(), h.mode));
-        Box::pin(async move {
-            let Some((host, mode)) = found else {
-                return Err(ClientError::Refused("unknown peer".into()));
-            };
-            let response = match mode {
-                Mode::Refuses => {
-                    return Ok(Response::Refused {
-                        reason: "not today".into(),
-                    })
-                }
-                Mode::Silent => {
-                    tokio::time::sleep(Duration::from_secs(30)).await;
-                    return Err(ClientError::Refused("request timed out".into()));
-                }
-                Mode::Good | Mode::Corrupts => match host.handle(PeerId::random(), request) {
-                    Handled::Now(r) => r,
-                    Handled::Later(work) => work.await,
-                },
-            };
-            Ok(match (mode, response) {
-                (Mode::Corrupts, Response::Shard { mut bytes }) => {
-                    flip(&mut bytes.0);
-                    Response::Shard { bytes }
-                }
-                (Mode::Corrupts, Response::ShardBatch { mut shards }) => {
-                    for s in &mut shards {
-                        if let FetchedShard::Shard { bytes } = s {
-                            flip(&mut bytes.0);
-                        }
+/// A fake host's answer to one shard request, as its mode makes it.
+fn answer(
+    hosts: &Mutex<HashMap<PeerId, FakeHost>>,
+    asked: &Mutex<Vec<(PeerId, bool)>>,
+    peer: PeerId,
+    request: Request,
+) -> BoxFuture<'static, Result<Response, ClientError>> {
+    let is_store = matches!(request, Request::Store { .. } | Request::StoreBatch { .. });
+    asked.lock().unwrap().push((peer, is_store));
+    let found = hosts
+        .lock()
+        .unwrap()
+        .get(&peer)
+        .map(|h| (h.host.clone(), h.mode));
+    Box::pin(async move {
+        let Some((host, mode)) = found else {
+            return Err(ClientError::Refused("unknown peer".into()));
+        };
+        let response = match mode {
+            Mode::Refuses => {
+                return Ok(Response::Refused {
+                    reason: "not today".into(),
+                })
+            }
+            Mode::Silent => {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                return Err(ClientError::Refused("request timed out".into()));
+            }
+            Mode::Good | Mode::Corrupts => match host.handle(PeerId::random(), request) {
+                Handled::Now(r) => r,
+                Handled::Later(work) => work.await,
+            },
+        };
+        Ok(match (mode, response) {
+            (Mode::Corrupts, Response::Shard { mut bytes }) => {
+                flip(&mut bytes.0);
+                Response::Shard { bytes }
+            }
+            (Mode::Corrupts, Response::ShardBatch { mut shards }) => {
+                for s in &mut shards {
+                    if let FetchedShard::Shard { bytes } = s {
+                        flip(&mut bytes.0);
                     }
-                    Response::ShardBatch { shards }
                 }
-                (_, r) => r,
-            })
+                Response::ShardBatch { shards }
+            }
+            (_, r) => r,
         })
-    }
-    fn auction(
-        &self,
-        peer: PeerId,
-        request: auction::Request,
-    ) -> BoxFuture<'static, Result<auction::Response, ClientError>> {
-        self.fake.auction(peer, request)
-    }
-    fn respond_auction(
-        &self,
-        reply: Reply<auction::Response>,
-        r: auction::Response,
-    ) -> BoxFuture<'static, ()> {
-        self.fake.respond_auction(reply, r)
-    }
-    fn respond_shard(&self, reply: Reply<Response>, r: Response) -> BoxFuture<'static, ()> {
-        self.fake.respond_shard(reply, r)
-    }
-    fn publish(&self, topic: String, data: Vec<u8>) {
-        self.fake.publish(topic, data)
-    }
-    fn validate(&self, id: MessageId, from: PeerId, acceptance: MessageAcceptance) {
-        self.fake.validate(id, from, acceptance)
-    }
-    fn dial(&self, dial: Dial) {
-        self.fake.dial(dial)
-    }
-    fn kad_address(&self, peer: PeerId, addr: Multiaddr) {
-        self.fake.kad_address(peer, addr)
-    }
-    fn kad_bootstrap(&self) {
-        self.fake.kad_bootstrap()
-    }
-    fn snapshot(&self) -> BoxFuture<'static, Result<Snapshot, ClientError>> {
-        self.fake.snapshot()
-    }
+    })
 }
 
 struct Node {
@@ -269,7 +245,7 @@ async fn node(modes: &[Mode], connected: &[usize]) -> Node {
             identity: me.clone(),
             cfg: Config::default(),
             store: store.clone(),
-            net: Arc::new(net.clone()),
+            net: Arc::new(net.fake.clone()),
             bootstrap: Vec::new(),
             mesh,
         },

@@ -8,15 +8,13 @@ use std::{
     time::Duration,
 };
 
-use futures::future::BoxFuture;
 use libp2p::{
-    gossipsub::{IdentTopic, MessageAcceptance, MessageId},
-    Multiaddr, PeerId,
+    gossipsub::{IdentTopic, MessageId},
+    PeerId,
 };
 use offgrid_behaviours::{
     announce::{self, Announcement},
     auction::{Request, Response},
-    shards,
 };
 use offgrid_ledger::{
     receipt::{Metrics, Proofs, ReceiptBody, RECEIPT_VERSION},
@@ -25,7 +23,7 @@ use offgrid_ledger::{
 };
 use offgrid_net::{
     testing::{FakeNet, Sent},
-    ClientError, Dial, GossipEvent, Net, Reply, Snapshot,
+    ClientError, GossipEvent,
 };
 use tokio::{sync::watch, task::JoinSet, time::Instant};
 use tokio_util::sync::CancellationToken;
@@ -44,12 +42,46 @@ use crate::{
 type Scripted = (Duration, Option<Result<Response, ClientError>>);
 
 /// A [`FakeNet`] whose auction answers come after a delay, or never. Everything is
-/// recorded by the inner fake; auction requests also with the virtual time they arrived.
-#[derive(Clone, Default)]
+/// recorded by the fake; auction requests also with the virtual time they arrived.
+#[derive(Clone)]
 pub(super) struct SlowNet {
     pub(super) fake: FakeNet,
     script: Arc<Mutex<HashMap<PeerId, VecDeque<Scripted>>>>,
     arrivals: Arc<Mutex<Vec<(PeerId, Request, Instant)>>>,
+}
+
+impl Default for SlowNet {
+    fn default() -> Self {
+        let net = SlowNet {
+            fake: FakeNet::new(),
+            script: Default::default(),
+            arrivals: Default::default(),
+        };
+        let (script, arrivals) = (net.script.clone(), net.arrivals.clone());
+        net.fake
+            .respond_auctions_with(Arc::new(move |peer, request: Request| {
+                arrivals
+                    .lock()
+                    .unwrap()
+                    .push((peer, request, Instant::now()));
+                let next = script
+                    .lock()
+                    .unwrap()
+                    .get_mut(&peer)
+                    .and_then(VecDeque::pop_front);
+                Box::pin(async move {
+                    let Some((after, answer)) = next else {
+                        return Err(ClientError::Refused("no scripted answer".into()));
+                    };
+                    tokio::time::sleep(after).await;
+                    match answer {
+                        Some(a) => a,
+                        None => std::future::pending().await,
+                    }
+                })
+            }));
+        net
+    }
 }
 
 impl SlowNet {
@@ -85,72 +117,6 @@ impl SlowNet {
     }
 }
 
-impl Net for SlowNet {
-    fn auction(
-        &self,
-        peer: PeerId,
-        request: Request,
-    ) -> BoxFuture<'static, Result<Response, ClientError>> {
-        // Recorded by the fake; its own (empty) script is not used.
-        drop(self.fake.auction(peer, request.clone()));
-        self.arrivals
-            .lock()
-            .unwrap()
-            .push((peer, request, Instant::now()));
-        let next = self
-            .script
-            .lock()
-            .unwrap()
-            .get_mut(&peer)
-            .and_then(VecDeque::pop_front);
-        Box::pin(async move {
-            let Some((after, answer)) = next else {
-                return Err(ClientError::Refused("no scripted answer".into()));
-            };
-            tokio::time::sleep(after).await;
-            match answer {
-                Some(a) => a,
-                None => std::future::pending().await,
-            }
-        })
-    }
-    fn shard(
-        &self,
-        peer: PeerId,
-        request: shards::Request,
-    ) -> BoxFuture<'static, Result<shards::Response, ClientError>> {
-        self.fake.shard(peer, request)
-    }
-    fn respond_auction(&self, reply: Reply<Response>, r: Response) -> BoxFuture<'static, ()> {
-        self.fake.respond_auction(reply, r)
-    }
-    fn respond_shard(
-        &self,
-        reply: Reply<shards::Response>,
-        r: shards::Response,
-    ) -> BoxFuture<'static, ()> {
-        self.fake.respond_shard(reply, r)
-    }
-    fn publish(&self, topic: String, data: Vec<u8>) {
-        self.fake.publish(topic, data)
-    }
-    fn validate(&self, id: MessageId, from: PeerId, acceptance: MessageAcceptance) {
-        self.fake.validate(id, from, acceptance)
-    }
-    fn dial(&self, dial: Dial) {
-        self.fake.dial(dial)
-    }
-    fn kad_address(&self, peer: PeerId, addr: Multiaddr) {
-        self.fake.kad_address(peer, addr)
-    }
-    fn kad_bootstrap(&self) {
-        self.fake.kad_bootstrap()
-    }
-    fn snapshot(&self) -> BoxFuture<'static, Result<Snapshot, ClientError>> {
-        self.fake.snapshot()
-    }
-}
-
 const BROKER_SEED: [u8; 32] = [1; 32];
 
 pub(super) fn host(seed: u8) -> Identity {
@@ -183,7 +149,7 @@ pub(super) async fn market(hosts: &[(&Identity, u64)], cfg: MarketConfig, tracke
             identity: Identity::from_seed(BROKER_SEED),
             cfg: quiet_peers(),
             store: store.clone(),
-            net: Arc::new(net.clone()),
+            net: Arc::new(net.fake.clone()),
             bootstrap: Vec::new(),
             mesh,
         },
