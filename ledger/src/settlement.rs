@@ -11,7 +11,7 @@
 //! [`SYSTEM`]: crate::wallet::SYSTEM
 
 use crate::{
-    payment::{claim, order_meta, ClaimError},
+    payment::{claim, order_meta, Claim, ClaimError},
     receipt::SignedReceipt,
     wallet::{TxBody, TxKind},
 };
@@ -26,8 +26,12 @@ pub fn settlement(
     nonce: u64,
     created_ms: u64,
 ) -> Result<TxBody, ClaimError> {
-    let c = claim(receipt)?;
-    Ok(TxBody {
+    Ok(settle_claim(receipt, claim(receipt)?, nonce, created_ms))
+}
+
+/// The settlement of a receipt whose claim is already checked.
+fn settle_claim(receipt: &SignedReceipt, c: Claim, nonce: u64, created_ms: u64) -> TxBody {
+    TxBody {
         kind: TxKind::Settle,
         src: c.payer,
         dst: c.host.clone(),
@@ -38,11 +42,29 @@ pub fn settlement(
         author: c.host,
         created_ms,
         claim: Some(receipt.clone()),
-    })
+    }
 }
 
-/// The settlements of many receipts, each payer's at consecutive nonces from
-/// `next_nonce(payer)`: the good ones, and each bad one's index and reason.
+/// Settlements of checked claims `(receipt, claim, created_ms)`, each payer's at
+/// consecutive nonces from `next_nonce(payer)`, in the order given.
+pub fn in_sequence<'a>(
+    claims: impl IntoIterator<Item = (&'a SignedReceipt, Claim, u64)>,
+    next_nonce: impl Fn(&str) -> u64,
+) -> Vec<TxBody> {
+    let mut taken: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    claims
+        .into_iter()
+        .map(|(r, c, created_ms)| {
+            let k = taken.entry(c.payer.clone()).or_insert(0);
+            let nonce = next_nonce(&c.payer).saturating_add(*k);
+            *k += 1;
+            settle_claim(r, c, nonce, created_ms)
+        })
+        .collect()
+}
+
+/// The settlements of many receipts (see [`in_sequence`]): the good ones, and each bad
+/// one's index and reason.
 pub fn settlements<'a>(
     receipts: impl IntoIterator<Item = &'a SignedReceipt>,
     next_nonce: impl Fn(&str) -> u64,
@@ -50,25 +72,13 @@ pub fn settlements<'a>(
 ) -> (Vec<TxBody>, Vec<(usize, ClaimError)>) {
     let mut good = Vec::new();
     let mut bad = Vec::new();
-    let mut taken: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
     for (i, r) in receipts.into_iter().enumerate() {
-        let payer = match claim(r) {
-            Ok(c) => c.payer,
-            Err(e) => {
-                bad.push((i, e));
-                continue;
-            }
-        };
-        let k = taken.entry(payer.clone()).or_insert(0);
-        match settlement(r, next_nonce(&payer).saturating_add(*k), created_ms) {
-            Ok(b) => {
-                *k += 1;
-                good.push(b);
-            }
+        match claim(r) {
+            Ok(c) => good.push((r, c, created_ms)),
             Err(e) => bad.push((i, e)),
         }
     }
-    (good, bad)
+    (in_sequence(good, next_nonce), bad)
 }
 
 #[cfg(test)]

@@ -108,8 +108,7 @@ pub fn make_block(
 /// alone, with a warning. Run again after a payer's nonces moved on (its own transfers, other
 /// hosts' settlements), it makes the unpaid ones afresh at the new nonces.
 pub fn settlement_claims(dag: &Dag, key: &SigningKey, me: &str, state: &WalletState) -> Vec<Tx> {
-    let mut out = Vec::new();
-    let mut taken: BTreeMap<String, u64> = BTreeMap::new();
+    let mut claims = Vec::new();
     for id in dag.ids_in_order() {
         let Some(b) = dag.get_valid(id) else { continue };
         if b.body.author != me || b.body.batch.receipts.is_empty() {
@@ -118,35 +117,27 @@ pub fn settlement_claims(dag: &Dag, key: &SigningKey, me: &str, state: &WalletSt
         let Some(batch) = dag.batch(&b.body.batch.root) else {
             continue;
         };
-        for item in &batch.items {
-            let claim = match offgrid_ledger::payment::claim(&item.receipt) {
-                Ok(c) => c,
-                Err(offgrid_ledger::ClaimError::NoOrder) => continue,
-                Err(e) => {
-                    warn!(block = %id, error = %e, "a receipt claims nothing");
-                    continue;
+        for item in batch.items {
+            match offgrid_ledger::payment::claim(&item.receipt) {
+                Ok(c) if !state.is_settled(&c.order_id) => {
+                    claims.push((item.receipt, c, b.body.timestamp_ms));
                 }
-            };
-            if state.is_settled(&claim.order_id) {
-                continue;
-            }
-            let k = taken.entry(claim.payer.clone()).or_insert(0);
-            let nonce = state.next_nonce(&claim.payer).saturating_add(*k);
-            *k += 1;
-            let body = match offgrid_ledger::settlement(&item.receipt, nonce, b.body.timestamp_ms) {
-                Ok(body) => body,
-                Err(e) => {
-                    warn!(block = %id, error = %e, "a receipt claims nothing");
-                    continue;
-                }
-            };
-            match Signed::sign(key, &body) {
-                Ok(tx) => out.push(tx),
-                Err(e) => warn!(error = %e, "cannot sign a settlement"),
+                Ok(_) | Err(offgrid_ledger::ClaimError::NoOrder) => {}
+                Err(e) => warn!(block = %id, error = %e, "a receipt claims nothing"),
             }
         }
     }
-    out
+    let claims = claims.iter().map(|(r, c, t)| (r, c.clone(), *t));
+    offgrid_ledger::settlement::in_sequence(claims, |payer| state.next_nonce(payer))
+        .iter()
+        .filter_map(|body| match Signed::sign(key, body) {
+            Ok(tx) => Some(tx),
+            Err(e) => {
+                warn!(error = %e, "cannot sign a settlement");
+                None
+            }
+        })
+        .collect()
 }
 
 /// A receipt's inclusion proof.
