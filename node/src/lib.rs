@@ -2,6 +2,7 @@
 //! loop, the peer registry and the local HTTP API. `main.rs` is a thin shell around
 //! [`Node::start`].
 
+pub mod buckets;
 pub mod chain;
 pub mod config;
 pub mod failover;

@@ -421,31 +421,29 @@ fn scan_db<T: DeserializeOwned>(
     after: Option<&str>,
     limit: usize,
 ) -> Result<Vec<(String, T)>, StoreError> {
+    use std::ops::Bound;
+    let txn = db.begin_read().map_err(db_err)?;
+    let t = txn.open_table(table.def()).map_err(db_err)?;
+    let lower = match after {
+        Some(k) => Bound::Excluded(k),
+        None => Bound::Unbounded,
+    };
+    let mut out = Vec::new();
+    for item in t
+        .range::<&str>((lower, Bound::Unbounded))
+        .map_err(db_err)?
+        .take(limit)
     {
-        use std::ops::Bound;
-        let txn = db.begin_read().map_err(db_err)?;
-        let t = txn.open_table(table.def()).map_err(db_err)?;
-        let lower = match after {
-            Some(k) => Bound::Excluded(k),
-            None => Bound::Unbounded,
-        };
-        let mut out = Vec::new();
-        for item in t
-            .range::<&str>((lower, Bound::Unbounded))
-            .map_err(db_err)?
-            .take(limit)
-        {
-            let (k, v) = item.map_err(db_err)?;
-            let key = k.value().to_owned();
-            let value = serde_json::from_slice(v.value()).map_err(|source| StoreError::Codec {
-                table: table.name(),
-                key: key.clone(),
-                source,
-            })?;
-            out.push((key, value));
-        }
-        Ok(out)
+        let (k, v) = item.map_err(db_err)?;
+        let key = k.value().to_owned();
+        let value = serde_json::from_slice(v.value()).map_err(|source| StoreError::Codec {
+            table: table.name(),
+            key: key.clone(),
+            source,
+        })?;
+        out.push((key, value));
     }
+    Ok(out)
 }
 
 /// One change for the writer.

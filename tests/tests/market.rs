@@ -365,7 +365,7 @@ async fn executor_failures_reach_the_user_as_clear_job_errors() {
 
 /// A host far cheaper than anyone whose every job fails: it wins the auction only while it
 /// has few misses, then ranks after the honest host whatever its price; every job still
-/// completes there, well within the default timeout.
+/// completes there (within the default timeout, or the job would end in job_timeout).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cheap_host_that_fails_every_job_gets_at_most_three_of_twenty() {
     let failing = "[host.prices]\necho = 0.0001\n[executors.echo]\nkind = \"exec\"\nprogram = \"/bin/sh\"\nargs = [\"-c\", \"exit 3\"]\n";
@@ -377,7 +377,6 @@ async fn a_cheap_host_that_fails_every_job_gets_at_most_three_of_twenty() {
     let (liar, honest) = (&m.hosts[0].peer_id, &m.hosts[1].peer_id);
     let mut liar_jobs = 0;
     for i in 0..20 {
-        let t = std::time::Instant::now();
         let r = m.broker.cli_json(&[
             "job",
             "run",
@@ -392,11 +391,6 @@ async fn a_cheap_host_that_fails_every_job_gets_at_most_three_of_twenty() {
             "every job completes on the honest host: {r}"
         );
         assert_eq!(r["output"]["n"], i);
-        assert!(
-            t.elapsed() < Duration::from_secs(30),
-            "job {i} took {:?}",
-            t.elapsed()
-        );
         let attempts = r["attempts"].as_array().unwrap();
         liar_jobs += attempts
             .iter()

@@ -498,10 +498,7 @@ fn choose_manifest(
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-    use offgrid_storage::{
-        manifest::{new_bound_asset_id, MANIFEST_VERSION},
-        shard_hash, Manifest, Scheme, SignedManifest,
-    };
+    use offgrid_storage::{manifest::new_bound_asset_id, Manifest, SignedManifest};
 
     use super::choose_manifest;
     use crate::{files::StorageError, identity::Identity};
@@ -512,24 +509,7 @@ mod tests {
         salt: Option<[u8; 16]>,
         revision: u64,
     ) -> (Manifest, SignedManifest) {
-        let m = Manifest {
-            version: MANIFEST_VERSION,
-            asset_id: asset.to_owned(),
-            owner: owner.peer_id().to_string(),
-            owner_pubkey: hex::encode(owner.public_key()),
-            name: None,
-            size: 0,
-            scheme: Scheme::ReedSolomon { k: 2, n: 3 },
-            shard_size: 1024,
-            segment_count: 0,
-            segments: vec![],
-            wrapped_keys: vec![],
-            file_blake3: shard_hash(b""),
-            created_ms: 1,
-            revision,
-            id_salt: salt.map(hex::encode),
-        };
-        let signed = SignedManifest::sign(owner.signing_key(), &m).unwrap();
+        let signed = crate::files::host_tests::signed_manifest(owner, asset, salt, revision);
         (signed.verify().unwrap(), signed)
     }
 

@@ -126,6 +126,16 @@ async fn a_store_beyond_the_store_slots_is_answered_busy_at_once() {
 }
 
 fn manifest(owner: &Identity, asset: &str, revision: u64) -> SignedManifest {
+    signed_manifest(owner, asset, None, revision)
+}
+
+/// An empty manifest of `asset` signed by `owner` (its id bound by `salt`, when given).
+pub(super) fn signed_manifest(
+    owner: &Identity,
+    asset: &str,
+    salt: Option<[u8; 16]>,
+    revision: u64,
+) -> SignedManifest {
     let m = Manifest {
         version: MANIFEST_VERSION,
         asset_id: asset.to_owned(),
@@ -141,7 +151,7 @@ fn manifest(owner: &Identity, asset: &str, revision: u64) -> SignedManifest {
         file_blake3: shard_hash(b""),
         created_ms: 1,
         revision,
-        id_salt: None,
+        id_salt: salt.map(hex::encode),
     };
     SignedManifest::sign(owner.signing_key(), &m).unwrap()
 }

@@ -1,12 +1,12 @@
 //! The API's per-client rate limiter (`429 rate_limited` with `Retry-After`).
 
-use std::{collections::HashMap, net::IpAddr, sync::Mutex, time::Instant};
+use std::{net::IpAddr, sync::Mutex, time::Instant};
 
-/// Token buckets per client address. Bounded: when full, the stalest buckets go first.
+use crate::buckets::Buckets;
+
+/// Token buckets per client address, bounded (see [`Buckets`]).
 pub struct RateLimiter {
-    rate: f64,
-    burst: f64,
-    buckets: Mutex<HashMap<Option<IpAddr>, (f64, Instant)>>,
+    buckets: Mutex<Buckets<Option<IpAddr>>>,
 }
 
 /// Most client addresses tracked at once.
@@ -16,9 +16,11 @@ impl RateLimiter {
     /// `rate` requests per second sustained, `burst` at once.
     pub fn new(rate: u32, burst: u32) -> Self {
         RateLimiter {
-            rate: f64::from(rate.max(1)),
-            burst: f64::from(burst.max(1)),
-            buckets: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(Buckets::new(
+                f64::from(rate.max(1)),
+                f64::from(burst.max(1)),
+                MAX_CLIENTS,
+            )),
         }
     }
 
@@ -26,23 +28,8 @@ impl RateLimiter {
     pub fn check(&self, client: Option<IpAddr>, now: Instant) -> Result<(), u64> {
         // A poisoned lock only means a panic elsewhere mid-update; the map stays usable.
         let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if b.len() >= MAX_CLIENTS && !b.contains_key(&client) {
-            // Buckets idle for a minute are full again: dropping them changes nothing. (Not
-            // `now - 60 s`, which panics while the monotonic clock is under a minute old.)
-            b.retain(|_, (_, t)| now.saturating_duration_since(*t).as_secs() < 60);
-            if b.len() >= MAX_CLIENTS {
-                b.clear();
-            }
-        }
-        let (tokens, last) = b.entry(client).or_insert((self.burst, now));
-        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.rate).min(self.burst);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(((1.0 - *tokens) / self.rate).ceil().max(1.0) as u64)
-        }
+        b.take(client, now)
+            .map_err(|wait| wait.ceil().max(1.0) as u64)
     }
 }
 

@@ -215,10 +215,14 @@ async fn a_job_whose_hosts_stay_silent_ends_with_job_timeout_at_its_deadline() {
 
 #[tokio::test(start_paused = true)]
 async fn forged_mismatched_and_malformed_answers_to_a_run_are_not_accepted() {
-    let (a, b, c, d, liar) = (host(10), host(11), host(12), host(13), host(20));
-    let hosts = [(&a, 50), (&b, 50), (&c, 50), (&d, 50)];
-    let m = market(&hosts, MarketConfig::default(), false).await;
-    for (h, p) in [(&a, 10), (&b, 20), (&c, 30), (&d, 40)] {
+    let (a, b, c, d, e, liar) = (host(10), host(11), host(12), host(13), host(14), host(20));
+    let hosts = [(&a, 50), (&b, 50), (&c, 50), (&d, 50), (&e, 50)];
+    let cfg = MarketConfig {
+        max_retries: 4,
+        ..MarketConfig::default()
+    };
+    let m = market(&hosts, cfg, false).await;
+    for (h, p) in [(&a, 10), (&b, 20), (&c, 30), (&d, 40), (&e, 45)] {
         m.net.answer(h.peer_id(), NOW, quote(p));
     }
     // A: a receipt naming A, signed by another key.
@@ -254,6 +258,30 @@ async fn forged_mismatched_and_malformed_answers_to_a_run_are_not_accepted() {
     );
     // D: answers a run with a quote.
     m.net.answer(d.peer_id(), NOW, quote(40));
+    // E: a receipt carrying a payment order this broker never signed (a claim on someone
+    // else's account).
+    let order = offgrid_ledger::payment::sign_order(
+        liar.signing_key(),
+        &offgrid_ledger::OrderBody {
+            domain: offgrid_ledger::payment::ORDER_DOMAIN.into(),
+            job_id: "job-1".into(),
+            payer: liar.peer_id().to_string(),
+            host: e.peer_id().to_string(),
+            price: 45,
+            max_units: 1_000_000,
+            expires_ms: u64::MAX,
+            created_ms: 1,
+        },
+    )
+    .unwrap();
+    m.net.answer(
+        e.peer_id(),
+        NOW,
+        ok(Response::Done {
+            output: "hello".into(),
+            receipt: receipt(&e, 45, |r| r.order = Some(order)),
+        }),
+    );
     let err = m
         .broker
         .run(job(Duration::from_secs(60)))
@@ -263,13 +291,17 @@ async fn forged_mismatched_and_malformed_answers_to_a_run_are_not_accepted() {
         panic!("{err:?}")
     };
     let outcomes: Vec<&str> = attempts.iter().map(|a| a.outcome.as_str()).collect();
-    assert_eq!(outcomes.len(), 4, "{outcomes:?}");
+    assert_eq!(outcomes.len(), 5, "{outcomes:?}");
     assert!(outcomes[0].starts_with("invalid receipt"), "{outcomes:?}");
     assert_eq!(outcomes[1], "invalid receipt: output hash mismatch");
     assert_eq!(outcomes[2], "invalid receipt: wrong price");
     assert_eq!(outcomes[3], "answered a run with a quote");
+    assert_eq!(
+        outcomes[4],
+        "invalid receipt: carries another payer's order"
+    );
     let rep = m.broker.reputation();
-    for h in [&a, &b, &c, &d] {
+    for h in [&a, &b, &c, &d, &e] {
         assert_eq!(rep.get(&h.peer_id().to_string()).hits, 0);
         assert_eq!(rep.get(&h.peer_id().to_string()).misses, 1);
     }

@@ -84,10 +84,14 @@ fn run_host(active: bool) -> Running {
 
 impl Running {
     async fn ask(&self, request: Request) -> Response {
+        self.ask_from(PeerId::random(), request).await
+    }
+
+    async fn ask_from(&self, peer: PeerId, request: Request) -> Response {
         let (tx, rx) = oneshot::channel();
         self.requests
             .send(AuctionRequest {
-                peer: PeerId::random(),
+                peer,
                 request,
                 reply: Reply::Local(tx),
             })
@@ -184,4 +188,116 @@ async fn underpriced_expired_and_inactive_runs_are_refused_and_store_nothing() {
     assert!(matches!(r, Response::Declined { .. }), "{r:?}");
     assert_eq!(h.store.len(Table::Receipts).unwrap(), 0);
     assert_eq!(off.store.len(Table::Receipts).unwrap(), 0);
+}
+
+/// A broker's run carrying its payment order: one that pays this host for this very run is
+/// embedded in the receipt; forged or mismatched ones are declined and nothing is stored.
+#[tokio::test]
+async fn a_run_whose_payment_order_does_not_pay_for_it_is_declined() {
+    use offgrid_ledger::payment::{sign_order, OrderBody, ORDER_DOMAIN};
+    let h = run_host(true);
+    let broker = Identity::from_seed([8; 32]);
+    let deadline = now_ms() + 5_000;
+    let good = OrderBody {
+        domain: ORDER_DOMAIN.into(),
+        job_id: "job-1".into(),
+        payer: broker.peer_id().to_string(),
+        host: h.identity.peer_id().to_string(),
+        price: 100,
+        max_units: 1_000_000,
+        expires_ms: deadline + 60_000,
+        created_ms: now_ms(),
+    };
+    let with = |order: OrderBody, key: &Identity| {
+        let Request::Run(mut r) = run(100, deadline) else {
+            unreachable!()
+        };
+        r.order = Some(sign_order(key.signing_key(), &order).unwrap());
+        Request::Run(r)
+    };
+    let other = Identity::from_seed([9; 32]);
+    let bad: Vec<(&str, Request)> = vec![
+        ("signed by someone else", with(good.clone(), &other)),
+        (
+            "another host",
+            with(
+                OrderBody {
+                    host: other.peer_id().to_string(),
+                    ..good.clone()
+                },
+                &broker,
+            ),
+        ),
+        (
+            "another job",
+            with(
+                OrderBody {
+                    job_id: "job-2".into(),
+                    ..good.clone()
+                },
+                &broker,
+            ),
+        ),
+        (
+            "another price",
+            with(
+                OrderBody {
+                    price: 101,
+                    ..good.clone()
+                },
+                &broker,
+            ),
+        ),
+        (
+            "fewer units",
+            with(
+                OrderBody {
+                    max_units: 999_999,
+                    ..good.clone()
+                },
+                &broker,
+            ),
+        ),
+        (
+            "expires first",
+            with(
+                OrderBody {
+                    expires_ms: deadline - 1,
+                    ..good.clone()
+                },
+                &broker,
+            ),
+        ),
+        (
+            "not an order",
+            with(
+                OrderBody {
+                    domain: "offgrid/receipt".into(),
+                    ..good.clone()
+                },
+                &broker,
+            ),
+        ),
+    ];
+    for (what, request) in bad {
+        let r = h.ask_from(broker.peer_id(), request).await;
+        assert!(
+            matches!(&r, Response::Declined { reason } if reason.contains("bad payment order")),
+            "{what}: {r:?}"
+        );
+    }
+    assert_eq!(h.store.len(Table::Receipts).unwrap(), 0);
+    // Another peer sending the broker's genuine order is not that broker.
+    let r = h
+        .ask_from(other.peer_id(), with(good.clone(), &broker))
+        .await;
+    assert!(matches!(r, Response::Declined { .. }), "{r:?}");
+
+    let r = h.ask_from(broker.peer_id(), with(good, &broker)).await;
+    let Response::Done { receipt, .. } = r else {
+        panic!("{r:?}")
+    };
+    let claim = offgrid_ledger::payment::claim(&receipt).unwrap();
+    assert_eq!(claim.payer, broker.peer_id().to_string());
+    assert_eq!(claim.amount, 100);
 }

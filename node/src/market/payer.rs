@@ -42,7 +42,7 @@ pub struct Hold {
 
 impl Drop for Hold {
     fn drop(&mut self) {
-        self.payer.held.fetch_sub(self.amount, Ordering::Relaxed);
+        self.payer.held.fetch_sub(self.amount, Ordering::AcqRel);
     }
 }
 
@@ -95,8 +95,19 @@ impl Payer {
         if !self.active() {
             return Ok(None);
         }
-        self.check(units, price)?;
-        let amount = amount_due(units, price).unwrap_or(u64::MAX);
+        let amount = amount_due(units, price)
+            .ok_or_else(|| BrokerError::Invalid("the job's cost overflows".into()))?;
+        let balance = (*self.balance.borrow()).unwrap_or(0);
+        // Check and hold in one step, so concurrent jobs cannot both fit in the same funds.
+        self.held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                let total = held.checked_add(amount)?;
+                (total <= balance).then_some(total)
+            })
+            .map_err(|held| BrokerError::InsufficientFunds {
+                needed: amount,
+                available: balance.saturating_sub(held),
+            })?;
         let body = OrderBody {
             domain: ORDER_DOMAIN.into(),
             job_id: job_id.into(),
@@ -107,9 +118,10 @@ impl Payer {
             expires_ms: deadline_ms.saturating_add(ORDER_GRACE_MS),
             created_ms: now_ms(),
         };
-        let order = sign_order(&self.key, &body)
-            .map_err(|e| BrokerError::Invalid(format!("cannot sign the payment order: {e}")))?;
-        self.held.fetch_add(amount, Ordering::Relaxed);
+        let order = sign_order(&self.key, &body).map_err(|e| {
+            self.held.fetch_sub(amount, Ordering::AcqRel);
+            BrokerError::Invalid(format!("cannot sign the payment order: {e}"))
+        })?;
         Ok(Some(Hold {
             payer: self.clone(),
             amount,

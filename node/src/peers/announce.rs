@@ -150,35 +150,27 @@ pub fn fresh(issued_ms: u64, now_ms: u64) -> bool {
 /// Announcements one forwarding peer may bring per second, and at once.
 const FORWARD_RATE: f64 = 10.0;
 const FORWARD_BURST: f64 = 50.0;
-/// Forwarders tracked at once (beyond, the idle ones are dropped).
+/// Forwarders tracked at once.
 const MAX_FORWARDERS: usize = 1024;
 
 /// A token bucket per forwarding peer, bounded.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Forwarders {
-    buckets: std::collections::HashMap<PeerId, (f64, Instant)>,
+    buckets: crate::buckets::Buckets<PeerId>,
+}
+
+impl Default for Forwarders {
+    fn default() -> Self {
+        Forwarders {
+            buckets: crate::buckets::Buckets::new(FORWARD_RATE, FORWARD_BURST, MAX_FORWARDERS),
+        }
+    }
 }
 
 impl Forwarders {
     /// Takes one announcement from `from`; `false` when its bucket is empty.
     pub(crate) fn take(&mut self, from: PeerId, now: Instant) -> bool {
-        if self.buckets.len() >= MAX_FORWARDERS && !self.buckets.contains_key(&from) {
-            self.buckets
-                .retain(|_, (_, t)| now.saturating_duration_since(*t).as_secs() < 10);
-            if self.buckets.len() >= MAX_FORWARDERS {
-                self.buckets.clear();
-            }
-        }
-        let (tokens, last) = self.buckets.entry(from).or_insert((FORWARD_BURST, now));
-        *tokens = (*tokens + now.saturating_duration_since(*last).as_secs_f64() * FORWARD_RATE)
-            .min(FORWARD_BURST);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        self.buckets.take(from, now.into_std()).is_ok()
     }
 }
 
