@@ -280,6 +280,9 @@ pub struct LedgerStatus {
     pub peers: u64,
     /// The wallet, when it is on.
     pub wallet: Option<WalletSummary>,
+    /// The genesis id a `wallet join` waits for, until a peer serves it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub joining: Option<String>,
     /// What gossip brought that failed validation.
     pub rejected: Rejected,
 }
@@ -301,6 +304,9 @@ pub struct WalletSummary {
     pub pending_txs: u64,
     /// Credits in circulation, micro-credits.
     pub supply: u64,
+    /// Id of the wallet's genesis (`None` when `[wallet] witnesses` configures it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub genesis_id: Option<String>,
 }
 
 /// A witness and its weight.
@@ -407,6 +413,75 @@ pub struct QuorumAlert {
     pub at_ms: u64,
     /// What happened.
     pub message: String,
+}
+
+/// One witness of `POST /wallet/init`: a peer id and its weight (`1.0` when unset).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessSpec {
+    /// The witness's peer id.
+    pub peer: String,
+    /// Its weight (default 1.0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<f64>,
+}
+
+/// Body of `POST /wallet/init`: the genesis of a new wallet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WalletInitRequest {
+    /// The witnesses of epoch 0.
+    pub witnesses: Vec<WitnessSpec>,
+    /// Initial balances, micro-credits per account (peer id or `system`).
+    #[serde(default)]
+    pub alloc: std::collections::BTreeMap<String, u64>,
+    /// Weight a transaction's attestations must reach (default: just over half the total).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<f64>,
+    /// Smallest transfer fee, micro-credits (default from `[wallet] tx_fee_min`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tx_fee_min: Option<u64>,
+    /// Largest transfer fee, micro-credits (default from `[wallet] tx_fee_max`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tx_fee_max: Option<u64>,
+}
+
+/// Body of `POST /wallet/join`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WalletJoinRequest {
+    /// Id of the genesis to fetch from peers (as `offgrid wallet init` printed it).
+    pub genesis_id: String,
+    /// Hold the answer until the genesis arrives or this many ms pass (default 30000, at
+    /// most 60000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_ms: Option<u64>,
+}
+
+/// Answer of `POST /wallet/init` and `POST /wallet/join`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WalletGenesis {
+    /// Id of the wallet's genesis.
+    pub genesis_id: String,
+    /// Whether the wallet runs (a join still waiting for a peer to serve the genesis: false).
+    pub running: bool,
+}
+
+/// Body of `POST /wallet/witnesses`: a reconfiguration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessChange {
+    /// `add` or `remove`.
+    pub op: String,
+    /// The witness's peer id.
+    pub peer: String,
+    /// Weight of an added witness (default 1.0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<f64>,
+    /// Hold the answer until the reconfiguration is final or this many ms pass (at most
+    /// 60000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_ms: Option<u64>,
 }
 
 #[cfg(test)]

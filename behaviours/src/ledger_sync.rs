@@ -11,7 +11,11 @@
 use std::time::Duration;
 
 use libp2p::{request_response, StreamProtocol};
-use offgrid_ledger::{dag::Block, wallet::Witness, Tx};
+use offgrid_ledger::{
+    dag::Block,
+    wallet::{SignedGenesis, Witness},
+    Tx,
+};
 use serde::{Deserialize, Serialize};
 
 /// Protocol name.
@@ -81,6 +85,8 @@ pub enum Request {
     },
     /// These transactions, by id, with whatever attestations you hold.
     Txs(Vec<String>),
+    /// The wallet genesis with this id (`offgrid wallet join`).
+    Genesis(String),
 }
 
 /// Peer → node.
@@ -109,6 +115,9 @@ pub enum Response {
     },
     /// Answer to [`Request::Txs`].
     Txs(Vec<CertifiedTx>),
+    /// Answer to [`Request::Genesis`]: the genesis, if the peer holds the one asked for. The
+    /// asker checks it against the id (`offgrid_ledger::wallet::verify_genesis`).
+    Genesis(Option<SignedGenesis>),
     /// The peer cannot answer (no ledger, overloaded).
     Unavailable(String),
 }

@@ -9,7 +9,8 @@ use offgrid_api::{
     ledger::{
         Balance, Balances, BlockDetail, BlockList, CreateBlockRequest, CreatedBlocks, LedgerStatus,
         QuorumItemView, QuorumItems, QuorumPolicy, ReceiptProof, SendRequest, SendResponse,
-        SettleResponse, TxList, TxView,
+        SettleResponse, TxList, TxView, WalletGenesis, WalletInitRequest, WalletJoinRequest,
+        WitnessSpec,
     },
     market::SignedEnvelope,
 };
@@ -29,6 +30,56 @@ pub enum WalletCmd {
     /// Every account's final balance and the supply; `--json` prints
     /// `{"accounts": {ACCOUNT: MICRO, …}, "supply": MICRO}`.
     Balances,
+    /// Start the wallet of a fresh mesh: sign a genesis here and run it. `--json` prints
+    /// `{"genesis_id": …}`; other nodes join with `offgrid wallet join GENESIS_ID`.
+    Init {
+        /// A witness of epoch 0, `PEER` or `PEER=WEIGHT` (weight 1.0 by default); repeat.
+        #[arg(long = "witness", value_name = "PEER[=WEIGHT]", required = true)]
+        witnesses: Vec<String>,
+        /// An initial balance, `ACCOUNT=MICRO` (peer id or `system`); repeat.
+        #[arg(long = "alloc", value_name = "ACCOUNT=MICRO")]
+        alloc: Vec<String>,
+        /// Weight a transaction's attestations must reach (default: just over half).
+        #[arg(long)]
+        quorum: Option<f64>,
+    },
+    /// Join the wallet of a genesis made elsewhere: fetch it from peers, check it, run it.
+    Join {
+        /// The id `offgrid wallet init` printed.
+        genesis_id: String,
+        /// Give up waiting after this many seconds (the node keeps asking).
+        #[arg(long, default_value_t = 30)]
+        wait: u64,
+    },
+}
+
+/// `PEER[=WEIGHT]` of `wallet init --witness`.
+fn parse_witness(s: &str) -> anyhow::Result<WitnessSpec> {
+    let (peer, weight) = match s.split_once('=') {
+        Some((p, w)) => (
+            p,
+            Some(
+                w.parse::<f64>()
+                    .with_context(|| format!("--witness {s}: weight {w:?} is not a number"))?,
+            ),
+        ),
+        None => (s, None),
+    };
+    Ok(WitnessSpec {
+        peer: peer.to_owned(),
+        weight,
+    })
+}
+
+/// `ACCOUNT=MICRO` of `wallet init --alloc`.
+fn parse_alloc(s: &str) -> anyhow::Result<(String, u64)> {
+    let (a, m) = s
+        .split_once('=')
+        .with_context(|| format!("--alloc {s}: expected ACCOUNT=MICRO"))?;
+    let m = m
+        .parse::<u64>()
+        .with_context(|| format!("--alloc {s}: {m:?} is not a whole number of micro-credits"))?;
+    Ok((a.to_owned(), m))
 }
 
 /// `offgrid tx …`
@@ -132,6 +183,61 @@ fn credits(m: u64) -> String {
 pub async fn wallet(api: &Api, json: bool, cmd: WalletCmd) -> anyhow::Result<()> {
     let account = match cmd {
         WalletCmd::Balance { account } => account,
+        WalletCmd::Init {
+            witnesses,
+            alloc,
+            quorum,
+        } => {
+            let mut accounts = std::collections::BTreeMap::new();
+            for a in &alloc {
+                let (acct, micro) = parse_alloc(a)?;
+                if accounts.insert(acct.clone(), micro).is_some() {
+                    bail!("--alloc {acct} given twice");
+                }
+            }
+            let req = WalletInitRequest {
+                witnesses: witnesses
+                    .iter()
+                    .map(|w| parse_witness(w))
+                    .collect::<anyhow::Result<_>>()?,
+                alloc: accounts,
+                quorum,
+                tx_fee_min: None,
+                tx_fee_max: None,
+            };
+            let v = api
+                .post(
+                    "/wallet/init",
+                    &serde_json::to_value(&req)?,
+                    Duration::from_secs(30),
+                )
+                .await?;
+            let g: WalletGenesis = decode(&v)?;
+            let printed = serde_json::json!({ "genesis_id": g.genesis_id });
+            return output(json, &printed, || {
+                format!(
+                    "genesis {}\nthe wallet runs; other nodes join with `offgrid wallet join {}`\n",
+                    g.genesis_id, g.genesis_id
+                )
+            });
+        }
+        WalletCmd::Join { genesis_id, wait } => {
+            let req = WalletJoinRequest {
+                genesis_id,
+                wait_ms: Some(wait.saturating_mul(1000)),
+            };
+            let v = api
+                .post(
+                    "/wallet/join",
+                    &serde_json::to_value(&req)?,
+                    Duration::from_secs(wait + 10),
+                )
+                .await?;
+            let g: WalletGenesis = decode(&v)?;
+            return output(json, &v, || {
+                format!("joined the wallet of genesis {}\n", g.genesis_id)
+            });
+        }
         WalletCmd::Balances => {
             let v = api.get("/wallet/balances").await?;
             let b: Balances = decode(&v)?;

@@ -9,7 +9,7 @@ mod ledger_common;
 
 use std::{collections::BTreeMap, time::Duration};
 
-use ledger_common::{balance, balances_agree, start_mesh, wait_connected, MeshOpts};
+use ledger_common::{balance, balances_agree, start_mesh, wait_connected, MeshOpts, GENESIS};
 use offgrid_e2e::{wait_until, TestNode};
 
 const T: Duration = Duration::from_secs(60);
@@ -30,12 +30,36 @@ async fn wait_hosts(broker: &TestNode, hosts: &[&TestNode]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_requester_pays_hosts_units_times_price_less_one_percent_exactly_once() {
+    // No wallet in any config: one node makes the genesis, the two others join it by id.
     let mut opts = MeshOpts::wallet(3, 2.0);
+    opts.witnesses = 0;
     opts.extra =
         "[ledger]\nauto_settle = false\nblock_interval_s = 3600\nsync_interval_s = 1\n".into();
     let nodes = start_mesh(opts).await;
     wait_connected(&nodes, 2).await;
     let broker = &nodes[0];
+    let mut init = vec![
+        "wallet".to_owned(),
+        "init".into(),
+        "--quorum".into(),
+        "2".into(),
+    ];
+    for n in &nodes {
+        init.extend(["--witness".into(), format!("{}=1", n.peer_id)]);
+    }
+    init.extend(["--alloc".into(), format!("{}={GENESIS}", broker.peer_id)]);
+    let init: Vec<&str> = init.iter().map(String::as_str).collect();
+    let g = broker.cli_json(&init);
+    let genesis_id = g["genesis_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        g.as_object().unwrap().len(),
+        1,
+        "--json prints only the id: {g}"
+    );
+    for n in &nodes[1..] {
+        let j = n.cli_json(&["wallet", "join", &genesis_id]);
+        assert_eq!(j["genesis_id"], genesis_id.as_str(), "{j}");
+    }
     assert_eq!(broker.cli_json(&["toggle", "off"])["active"], false);
     wait_hosts(broker, &[&nodes[1], &nodes[2]]).await;
     let accounts: Vec<&str> = nodes

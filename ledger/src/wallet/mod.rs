@@ -20,6 +20,7 @@ pub mod attestation;
 #[cfg(test)]
 mod attestation_tests;
 mod finality;
+pub mod genesis;
 #[cfg(test)]
 mod safety_tests;
 mod state;
@@ -31,6 +32,7 @@ use std::collections::BTreeSet;
 
 pub use attestation::{Attestation, MAX_BATCH, MAX_PROOF_LEN, ROOT_DOMAIN};
 pub use finality::{certified_weight, Finality, VerifiedWitness, WitnessError, DEFAULT_ROOT_CACHE};
+pub use genesis::{make_genesis, verify_genesis, GenesisBody, GenesisError, SignedGenesis};
 use serde::{Deserialize, Serialize};
 pub use state::{ApplyError, ApplyOutcome, WalletState, DEFAULT_MAX_PENDING};
 pub use witness::{AttestError, Checked, TxReject, VerifiedTx, WitnessState};

@@ -13,6 +13,8 @@ pub mod blocks;
 /// The `[ledger]` and `[wallet]` sections (kept with the rest of the config, which no
 /// service module may be imported by).
 pub use crate::config::ledger as config;
+mod genesis;
+mod gossip;
 mod inbox;
 pub mod records;
 mod reputation;
@@ -141,6 +143,11 @@ pub enum ApiReq {
     Reputation,
     /// Diagnostics: publish a block with a broken signature.
     PublishBadBlock,
+    /// `wallet init`: sign a genesis of these parameters and start its wallet.
+    WalletInit(offgrid_api::ledger::WalletInitRequest),
+    /// `wallet join`: fetch the genesis with this id from peers and start its wallet
+    /// (answered once it runs).
+    WalletJoin(String),
 }
 
 /// Why a ledger call failed.
@@ -155,6 +162,9 @@ pub enum LedgerError {
     /// The wallet is not configured or the service stopped.
     #[error("{0}")]
     Unavailable(String),
+    /// The request contradicts the node's state (e.g. a wallet already runs).
+    #[error("{0}")]
+    Conflict(String),
     /// Storage or signing failed.
     #[error("{0}")]
     Internal(String),

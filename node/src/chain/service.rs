@@ -9,14 +9,14 @@
 //! witness per round rather than one per transaction.
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
+    collections::{BTreeSet, HashMap},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use ed25519_dalek::SigningKey;
 use libp2p::{gossipsub::MessageAcceptance, PeerId};
-use offgrid_behaviours::ledger_sync::{self, TxGossip, BLOCKS_TOPIC, TX_TOPIC};
+use offgrid_behaviours::ledger_sync::{self, TxGossip, BLOCKS_TOPIC};
 use offgrid_ledger::{
     dag::{Dag, InsertOutcome},
     Block, ReputationCrdt,
@@ -40,12 +40,6 @@ use crate::{now_ms, store::Store};
 pub use super::reputation::REPUTATION_KEY;
 /// Most inputs handled in one round (one commit).
 const MAX_ROUND: usize = 512;
-/// Most items in one gossip message on the transaction topic.
-const MAX_GOSSIP_ITEMS: usize = 48;
-/// Most estimated bytes of transactions or attestations in one gossip message: well under
-/// the gossipsub cap (`network.max_gossip_bytes`, 64 KiB by default), as attestations carry
-/// Merkle paths and settlements their receipts.
-const MAX_GOSSIP_ATTEST_BYTES: usize = 40 * 1024;
 /// Most times one round re-seals after its own attestations made transactions final.
 const MAX_SEALS: usize = 4;
 /// Most callers waiting for finality.
@@ -53,7 +47,7 @@ const MAX_WAITERS: usize = 20_000;
 /// Timer resolution.
 const TICK: Duration = Duration::from_millis(100);
 
-type Reply = oneshot::Sender<Result<Value, LedgerError>>;
+pub(super) type Reply = oneshot::Sender<Result<Value, LedgerError>>;
 
 /// Everything one round produced, released after the commit.
 #[derive(Default)]
@@ -86,6 +80,14 @@ pub struct Service {
     pub(super) cfg: LedgerConfig,
     pub(super) dag: Dag,
     pub(super) wallet: Option<WalletCore>,
+    /// The running wallet's genesis, when it was made by `wallet init` or `wallet join`.
+    pub(super) genesis: Option<offgrid_ledger::wallet::SignedGenesis>,
+    /// The genesis id being joined, asked of every peer until one serves it.
+    pub(super) joining: Option<String>,
+    /// API callers waiting for the join.
+    pub(super) join_waiters: Vec<Reply>,
+    /// The `[wallet]` section (defaults of `wallet init`).
+    pub(super) wallet_cfg: WalletConfig,
     pub(super) client: Client,
     rx: mpsc::Receiver<LedgerIn>,
     pub(super) peers: BTreeSet<PeerId>,
@@ -121,12 +123,11 @@ impl Service {
         let (ledger_cfg, wallet_cfg) = cfg;
         let me = identity.peer_id().to_string();
         let dag = blocks::load_dag(&store)?;
-        let wallet = if wallet_cfg.enabled() {
-            let params = wallet_cfg.params().map_err(anyhow::Error::msg)?;
-            Some(WalletCore::load(me.clone(), params, &store)?)
-        } else {
-            None
-        };
+        let super::genesis::Opened {
+            wallet,
+            genesis,
+            joining,
+        } = super::genesis::open(&me, wallet_cfg, &store)?;
         info!(
             blocks = dag.len(),
             wallet = wallet.is_some(),
@@ -142,6 +143,10 @@ impl Service {
             cfg: ledger_cfg.clone(),
             dag,
             wallet,
+            genesis,
+            joining,
+            join_waiters: Vec::new(),
+            wallet_cfg: wallet_cfg.clone(),
             client,
             rx,
             peers: BTreeSet::new(),
@@ -253,6 +258,10 @@ impl Service {
                 debug!(%peer, "sync request answered");
                 round.outs.push(LedgerOut::Respond { channel, response });
             }
+            LedgerIn::SyncResponse {
+                peer,
+                response: ledger_sync::Response::Genesis(g),
+            } => self.on_genesis(peer, g, round).await,
             LedgerIn::SyncResponse { peer, response } => {
                 self.on_sync_response(peer, response, round)
             }
@@ -262,6 +271,12 @@ impl Service {
                         peer,
                         request: ledger_sync::Request::Tips,
                     });
+                    if let Some(id) = &self.joining {
+                        round.outs.push(LedgerOut::Request {
+                            peer,
+                            request: ledger_sync::Request::Genesis(id.clone()),
+                        });
+                    }
                 }
             }
             LedgerIn::PeerDown(peer) => {
@@ -273,6 +288,7 @@ impl Service {
                 self.republish_all = true;
             }
             LedgerIn::Api(ApiReq::WaitFinal(id), reply) => self.wait_final(id, reply),
+            LedgerIn::Api(ApiReq::WalletJoin(id), reply) => self.wallet_join(id, reply, round),
             LedgerIn::Api(req, reply) => {
                 let r = self.api(req, round).await;
                 round.replies.push((reply, r));
@@ -456,7 +472,7 @@ impl Service {
                 Err(e) => warn!(error = %e, "cannot encode block"),
             }
         }
-        publish_txs(
+        super::gossip::publish_txs(
             &mut outs,
             &mut self.gossip_seq,
             std::mem::take(&mut fx.txs),
@@ -492,95 +508,5 @@ impl Service {
                 }
             }
         }
-    }
-}
-
-/// Packs transactions and attestations into gossip messages of bounded size.
-fn publish_txs(
-    outs: &mut Vec<LedgerOut>,
-    seq: &mut u64,
-    txs: Vec<offgrid_ledger::Tx>,
-    attests: Vec<offgrid_ledger::Witness>,
-) {
-    // Deduplicate within the round (a tx may be queued twice, e.g. settle + republish).
-    let mut seen = BTreeMap::new();
-    for t in txs {
-        seen.entry(t.id()).or_insert(t);
-    }
-    // By count and by size: a settlement carries its receipt and order, a few KiB each.
-    let mut chunk: Vec<offgrid_ledger::Tx> = Vec::new();
-    let mut bytes = 0;
-    for t in seen.into_values() {
-        // Base64 of the signed bytes, plus the signature, key and framing.
-        let len = t.bytes.len() * 4 / 3 + 256;
-        if !chunk.is_empty()
-            && (chunk.len() >= MAX_GOSSIP_ITEMS || bytes + len > MAX_GOSSIP_ATTEST_BYTES)
-        {
-            *seq += 1;
-            push_gossip(
-                outs,
-                TxGossip {
-                    txs: std::mem::take(&mut chunk),
-                    attests: Vec::new(),
-                    seq: *seq,
-                },
-            );
-            bytes = 0;
-        }
-        bytes += len;
-        chunk.push(t);
-    }
-    if !chunk.is_empty() {
-        *seq += 1;
-        push_gossip(
-            outs,
-            TxGossip {
-                txs: chunk,
-                attests: Vec::new(),
-                seq: *seq,
-            },
-        );
-    }
-    let mut chunk: Vec<offgrid_ledger::Witness> = Vec::new();
-    let mut bytes = 0;
-    for a in attests {
-        let len = a.wire_len_hint();
-        if !chunk.is_empty()
-            && (chunk.len() >= MAX_GOSSIP_ITEMS * 2 || bytes + len > MAX_GOSSIP_ATTEST_BYTES)
-        {
-            *seq += 1;
-            push_gossip(
-                outs,
-                TxGossip {
-                    txs: Vec::new(),
-                    attests: std::mem::take(&mut chunk),
-                    seq: *seq,
-                },
-            );
-            bytes = 0;
-        }
-        bytes += len;
-        chunk.push(a);
-    }
-    if !chunk.is_empty() {
-        *seq += 1;
-        push_gossip(
-            outs,
-            TxGossip {
-                txs: Vec::new(),
-                attests: chunk,
-                seq: *seq,
-            },
-        );
-    }
-}
-
-fn push_gossip(outs: &mut Vec<LedgerOut>, g: TxGossip) {
-    match serde_json::to_vec(&g) {
-        Ok(data) => outs.push(LedgerOut::Publish {
-            topic: TX_TOPIC,
-            data,
-        }),
-        Err(e) => warn!(error = %e, "cannot encode transaction gossip"),
     }
 }

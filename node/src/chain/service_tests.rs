@@ -340,3 +340,104 @@ async fn a_block_with_unknown_parents_is_held_its_parents_asked_of_the_forwarder
     );
     node.stop().await;
 }
+
+fn init_request(witness: &str) -> offgrid_api::ledger::WalletInitRequest {
+    offgrid_api::ledger::WalletInitRequest {
+        witnesses: vec![offgrid_api::ledger::WitnessSpec {
+            peer: witness.to_owned(),
+            weight: None,
+        }],
+        alloc: [(witness.to_owned(), 5_000)].into_iter().collect(),
+        quorum: None,
+        tx_fee_min: None,
+        tx_fee_max: None,
+    }
+}
+
+#[tokio::test]
+async fn wallet_init_signs_and_stores_a_genesis_and_refuses_a_second_wallet() {
+    let store = Arc::new(Store::in_memory().unwrap());
+    let node = run(store.clone());
+    let me = Identity::from_seed([1; 32]).peer_id().to_string();
+    let bad = node
+        .call(ApiReq::WalletInit(init_request("not-a-peer")))
+        .await;
+    assert!(matches!(bad, Err(LedgerError::Invalid(_))), "{bad:?}");
+    let g = node
+        .call(ApiReq::WalletInit(init_request(&me)))
+        .await
+        .unwrap();
+    let id = g["genesis_id"].as_str().unwrap().to_owned();
+    let stored: offgrid_ledger::wallet::SignedGenesis = store
+        .get(Table::Meta, super::genesis::GENESIS_KEY)
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.id(), id);
+    let balance = node.call(ApiReq::Balance(None)).await.unwrap();
+    assert_eq!(balance["balance"], 5_000);
+    let again = node.call(ApiReq::WalletInit(init_request(&me))).await;
+    assert!(matches!(again, Err(LedgerError::Conflict(_))), "{again:?}");
+    node.stop().await;
+    // A restart runs the same wallet without asking anyone.
+    let node = run(store);
+    let status = node.call(ApiReq::Status).await.unwrap();
+    assert_eq!(status["wallet"]["genesis_id"], id.as_str());
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn a_join_takes_only_the_genesis_asked_for_verified() {
+    let node = run(Arc::new(Store::in_memory().unwrap()));
+    let creator = Identity::from_seed([9; 32]);
+    let params = offgrid_ledger::WalletParams {
+        witnesses: vec![(creator.peer_id().to_string(), 1000)],
+        quorum_milli: 1000,
+        genesis: vec![(creator.peer_id().to_string(), 10)],
+        ..offgrid_ledger::WalletParams::empty()
+    };
+    let genesis =
+        offgrid_ledger::wallet::make_genesis(creator.signing_key(), params.clone(), 1).unwrap();
+    let other = offgrid_ledger::wallet::make_genesis(creator.signing_key(), params, 2).unwrap();
+    let id = genesis.id();
+    let (reply, joined) = tokio::sync::oneshot::channel();
+    let link = node.handle.link();
+    link.send(LedgerIn::Api(ApiReq::WalletJoin(id.clone()), reply))
+        .await
+        .unwrap();
+    let peer = from();
+    link.send(LedgerIn::PeerUp(peer)).await.unwrap();
+    until("the genesis to be asked of the new peer", || {
+        node.router.outs.lock().unwrap().iter().any(|o| {
+            matches!(o, LedgerOut::Request { request: ledger_sync::Request::Genesis(g), .. } if *g == id)
+        })
+    })
+    .await;
+    // Hostile answers: another genesis, and the right bytes under a forged signature.
+    let mut forged = genesis.clone();
+    forged.sig[3] ^= 0x40;
+    for g in [other, forged] {
+        link.send(LedgerIn::SyncResponse {
+            peer,
+            response: ledger_sync::Response::Genesis(Some(g)),
+        })
+        .await
+        .unwrap();
+    }
+    // The service handles its input in order: once the status answers, both are handled.
+    let status = node.call(ApiReq::Status).await.unwrap();
+    assert_eq!(status["rejected"]["txs"], 2, "{status}");
+    assert!(status["wallet"].is_null(), "{status}");
+    assert_eq!(status["joining"], id.as_str());
+    link.send(LedgerIn::SyncResponse {
+        peer,
+        response: ledger_sync::Response::Genesis(Some(genesis)),
+    })
+    .await
+    .unwrap();
+    let r = joined.await.unwrap().unwrap();
+    assert_eq!(r["genesis_id"], id.as_str());
+    let status = node.call(ApiReq::Status).await.unwrap();
+    assert_eq!(status["wallet"]["genesis_id"], id.as_str());
+    assert!(status["joining"].is_null());
+    node.stop().await;
+}

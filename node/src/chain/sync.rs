@@ -62,6 +62,7 @@ impl Service {
                 let txs: Vec<CertifiedTx> = ids.iter().filter_map(|id| w.certified(id)).collect();
                 Response::FinalTxs { txs, next }
             }
+            Request::Genesis(id) => Response::Genesis(self.answer_genesis(&id)),
             Request::Txs(ids) => {
                 let Some(w) = &self.wallet else {
                     return Response::Unavailable("no wallet".into());
@@ -174,6 +175,8 @@ impl Service {
                 }
                 round.retry = true;
             }
+            // Handled by the service (it may start the wallet).
+            Response::Genesis(_) => {}
             Response::Unavailable(why) => debug!(%peer, %why, "peer cannot sync"),
         }
     }

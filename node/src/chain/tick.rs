@@ -32,6 +32,7 @@ impl Service {
             >= Duration::from_secs(self.cfg.sync_interval_s.max(1))
         {
             self.last_sync = now;
+            self.ask_genesis(round);
             for peer in &self.peers {
                 round.outs.push(LedgerOut::Request {
                     peer: *peer,

@@ -75,6 +75,8 @@ impl Service {
             }
             // Handled by the service directly (it may answer later).
             ApiReq::WaitFinal(id) => self.tx_view(&id),
+            ApiReq::WalletJoin(id) => Err(LedgerError::Invalid(format!("join {id}: not here"))),
+            ApiReq::WalletInit(params) => self.wallet_init(params).await,
             ApiReq::TxShow(id) => self.tx_view(&id),
             ApiReq::TxList(limit) => {
                 let w = self.wallet.as_ref().ok_or_else(unavailable)?;
@@ -190,6 +192,7 @@ impl Service {
                 "final_digest": digest,
                 "pending_txs": pending,
                 "supply": w.state().supply(),
+                "genesis_id": self.genesis_id(),
             })
         });
         json!({
@@ -199,6 +202,7 @@ impl Service {
             "tips": self.dag.tips(),
             "peers": self.peers.len(),
             "wallet": wallet,
+            "joining": self.joining,
             "rejected": self.rejected,
         })
     }

@@ -79,6 +79,10 @@ pub struct WalletConfig {
     pub tx_fee_max: u64,
     /// Share of each host's settled reward kept as reserve for `system` (0.01 = 1 %).
     pub host_reserve: f64,
+    /// Join the wallet of this genesis (as `offgrid wallet init` printed it): fetched from
+    /// peers at start, as `offgrid wallet join` does. Not with `witnesses`, which configure
+    /// a wallet in full here.
+    pub genesis_id: Option<String>,
 }
 
 impl Default for WalletConfig {
@@ -90,6 +94,7 @@ impl Default for WalletConfig {
             tx_fee_min: 0,
             tx_fee_max: 1_000_000,
             host_reserve: 0.01,
+            genesis_id: None,
         }
     }
 }
@@ -153,6 +158,14 @@ impl WalletConfig {
 
 /// Checks the ledger sections of a config.
 pub fn validate(wallet: &WalletConfig) -> Result<(), String> {
+    if let Some(id) = &wallet.genesis_id {
+        if wallet.enabled() {
+            return Err("wallet: set either witnesses or genesis_id, not both".into());
+        }
+        if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("wallet.genesis_id {id:?} is not 64 hex digits"));
+        }
+    }
     if wallet.enabled() {
         wallet.params()?;
     }

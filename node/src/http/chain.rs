@@ -64,6 +64,9 @@ impl From<LedgerError> for ApiError {
             LedgerError::NotFound(m) => ApiError::not_found(m),
             LedgerError::Invalid(m) => ApiError::invalid_request(m),
             LedgerError::Unavailable(m) => ApiError::unavailable(m),
+            LedgerError::Conflict(m) => {
+                ApiError::other(axum::http::StatusCode::CONFLICT, "conflict", m)
+            }
             LedgerError::Internal(m) => {
                 tracing::error!(error = %m, "ledger call failed");
                 ApiError::internal()

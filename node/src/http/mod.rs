@@ -17,6 +17,7 @@ pub mod openapi;
 pub mod radio;
 #[cfg(test)]
 mod route_tests;
+pub mod wallet;
 
 use std::{sync::Arc, time::Instant};
 
@@ -108,6 +109,7 @@ pub fn router(state: AppState, cfg: &Config) -> Router {
         .merge(market::routes())
         .merge(radio::routes())
         .merge(chain::routes())
+        .merge(wallet::routes())
         .merge(files::routes())
         .merge(core::routes())
         .route("/openapi.json", get(openapi::openapi_json))

@@ -324,12 +324,24 @@ fn cases(wallet: bool) -> Vec<Case> {
             .json(json!({})),
         case(M::GET, "/wallet/tx/{id}", 400, "invalid_request").uri("/wallet/tx/ab?wait_ms=x"),
         case(M::GET, "/wallet/txs", 400, "invalid_request").uri("/wallet/txs?limit=-1"),
+        case(M::POST, "/wallet/init", 400, "invalid_request").json(json!({"witnesses": []})),
+        case(M::POST, "/wallet/init", 401, "unauthorized")
+            .no_auth()
+            .json(json!({"witnesses": [{"peer": reader()}]})),
+        case(M::POST, "/wallet/join", 400, "invalid_request").json(json!({"genesis_id": "xyz"})),
+        case(M::POST, "/wallet/join", 401, "unauthorized")
+            .no_auth()
+            .json(json!({"genesis_id": "ab".repeat(32)})),
     ];
     if wallet {
         c.extend([
             case(M::POST, "/wallet/tx", 400, "invalid_request")
                 .json(json!({"dst": "system", "amount": 0})),
             case(M::GET, "/wallet/tx/{id}", 404, "not_found").uri("/wallet/tx/ab"),
+            case(M::POST, "/wallet/init", 409, "conflict")
+                .json(json!({"witnesses": [{"peer": reader()}]})),
+            case(M::POST, "/wallet/join", 409, "conflict")
+                .json(json!({"genesis_id": "ab".repeat(32)})),
         ]);
     } else {
         let off = "unavailable";
@@ -340,6 +352,9 @@ fn cases(wallet: bool) -> Vec<Case> {
             case(M::POST, "/wallet/tx", 503, off).json(json!({"dst": "system", "amount": 1})),
             case(M::GET, "/wallet/tx/{id}", 503, off).uri("/wallet/tx/ab"),
             case(M::GET, "/wallet/txs", 503, off),
+            // No peer to serve it.
+            case(M::POST, "/wallet/join", 504, "join_pending")
+                .json(json!({"genesis_id": "ab".repeat(32), "wait_ms": 50})),
         ]);
         let tx =
             json!({"tx": {"signed": "e30=", "sig": "00".repeat(64), "pubkey": "11".repeat(32)}});
