@@ -77,8 +77,8 @@ pub struct TxView {
     pub id: String,
     /// `pending` or `final`.
     pub state: String,
-    /// What it does: `transfer`, `settle` (a job paid by its requester) or `mint` (old
-    /// records only).
+    /// What it does: `transfer`, `settle` (a job paid by its requester), `reconfig` (a new
+    /// witness epoch) or `mint` (old records only).
     pub kind: String,
     /// Paying account.
     pub src: String,
@@ -304,6 +304,9 @@ pub struct WalletSummary {
     pub pending_txs: u64,
     /// Credits in circulation, micro-credits.
     pub supply: u64,
+    /// The witness epoch (0 until the first reconfiguration is final).
+    #[serde(default)]
+    pub epoch: u64,
     /// Id of the wallet's genesis (`None` when `[wallet] witnesses` configures it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub genesis_id: Option<String>,
@@ -467,6 +470,19 @@ pub struct WalletGenesis {
     pub running: bool,
 }
 
+/// Answer of `POST /wallet/witnesses`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ReconfigResponse {
+    /// Id of the reconfiguration transaction (the same on every witness asking for the same
+    /// change).
+    pub tx_id: String,
+    /// The epoch it opens once final.
+    pub epoch: u64,
+    /// Its state after `wait_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub view: Option<TxView>,
+}
+
 /// Body of `POST /wallet/witnesses`: a reconfiguration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -478,6 +494,9 @@ pub struct WitnessChange {
     /// Weight of an added witness (default 1.0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<f64>,
+    /// The new epoch's quorum weight (default: just over half its total).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<f64>,
     /// Hold the answer until the reconfiguration is final or this many ms pass (at most
     /// 60000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -533,7 +552,7 @@ mod tests {
         round_trip::<CreatedBlocks>(r#"{"created":["b1"]}"#);
         round_trip::<LedgerStatus>(
             r#"{"peer_id":"p","blocks":2,"orphans":0,"tips":["b1"],"peers":1,
-            "wallet":{"witness":true,"witnesses":[{"peer":"p","weight_milli":1000}],
+            "wallet":{"witness":true,"epoch":0,"witnesses":[{"peer":"p","weight_milli":1000}],
             "quorum_milli":667,"final_txs":3,"final_digest":"ab","pending_txs":0,
             "supply":100},"rejected":{"blocks":1,"txs":0,"block_ids":["x"],"reputation":0}}"#,
         );

@@ -8,9 +8,9 @@ use clap::Subcommand;
 use offgrid_api::{
     ledger::{
         Balance, Balances, BlockDetail, BlockList, CreateBlockRequest, CreatedBlocks, LedgerStatus,
-        QuorumItemView, QuorumItems, QuorumPolicy, ReceiptProof, SendRequest, SendResponse,
-        SettleResponse, TxList, TxView, WalletGenesis, WalletInitRequest, WalletJoinRequest,
-        WitnessSpec,
+        QuorumItemView, QuorumItems, QuorumPolicy, ReceiptProof, ReconfigResponse, SendRequest,
+        SendResponse, SettleResponse, TxList, TxView, WalletGenesis, WalletInitRequest,
+        WalletJoinRequest, WitnessChange, WitnessSpec,
     },
     market::SignedEnvelope,
 };
@@ -43,11 +43,45 @@ pub enum WalletCmd {
         #[arg(long)]
         quorum: Option<f64>,
     },
+    /// Change the witness set: a reconfiguration, final once the current epoch's quorum asks
+    /// for the same change; it opens the next epoch.
+    #[command(subcommand)]
+    Witnesses(WitnessesCmd),
     /// Join the wallet of a genesis made elsewhere: fetch it from peers, check it, run it.
     Join {
         /// The id `offgrid wallet init` printed.
         genesis_id: String,
         /// Give up waiting after this many seconds (the node keeps asking).
+        #[arg(long, default_value_t = 30)]
+        wait: u64,
+    },
+}
+
+/// `offgrid wallet witnesses …`
+#[derive(Debug, Subcommand)]
+pub enum WitnessesCmd {
+    /// Add a witness (run it on witnesses of the current epoch holding a quorum).
+    Add {
+        /// The new witness's peer id.
+        peer: String,
+        /// Its weight.
+        #[arg(long, default_value_t = 1.0)]
+        weight: f64,
+        /// The new epoch's quorum weight (default: just over half).
+        #[arg(long)]
+        quorum: Option<f64>,
+        /// Seconds to wait for it to be final (0: do not wait).
+        #[arg(long, default_value_t = 30)]
+        wait: u64,
+    },
+    /// Remove a witness (run it on witnesses of the current epoch holding a quorum).
+    Remove {
+        /// The witness's peer id.
+        peer: String,
+        /// The new epoch's quorum weight (default: just over half).
+        #[arg(long)]
+        quorum: Option<f64>,
+        /// Seconds to wait for it to be final (0: do not wait).
         #[arg(long, default_value_t = 30)]
         wait: u64,
     },
@@ -218,6 +252,42 @@ pub async fn wallet(api: &Api, json: bool, cmd: WalletCmd) -> anyhow::Result<()>
                 format!(
                     "genesis {}\nthe wallet runs; other nodes join with `offgrid wallet join {}`\n",
                     g.genesis_id, g.genesis_id
+                )
+            });
+        }
+        WalletCmd::Witnesses(cmd) => {
+            let (op, peer, weight, quorum, wait) = match cmd {
+                WitnessesCmd::Add {
+                    peer,
+                    weight,
+                    quorum,
+                    wait,
+                } => ("add", peer, Some(weight), quorum, wait),
+                WitnessesCmd::Remove { peer, quorum, wait } => ("remove", peer, None, quorum, wait),
+            };
+            let req = WitnessChange {
+                op: op.into(),
+                peer,
+                weight,
+                quorum,
+                wait_ms: (wait > 0).then(|| wait.saturating_mul(1000)),
+            };
+            let v = api
+                .post(
+                    "/wallet/witnesses",
+                    &serde_json::to_value(&req)?,
+                    Duration::from_secs(wait + 10),
+                )
+                .await?;
+            let r: ReconfigResponse = decode(&v)?;
+            return output(json, &v, || {
+                let state = match &r.view {
+                    Some(view) => view.state.clone(),
+                    None => "submitted".into(),
+                };
+                format!(
+                    "reconfiguration {} opening epoch {}: {state}\n",
+                    r.tx_id, r.epoch
                 )
             });
         }

@@ -42,6 +42,7 @@ fn settle_claim(receipt: &SignedReceipt, c: Claim, nonce: u64, created_ms: u64) 
         author: c.host,
         created_ms,
         claim: Some(receipt.clone()),
+        reconfig: None,
     }
 }
 
@@ -274,6 +275,7 @@ mod tests {
             author: peer(9),
             created_ms: 1,
             claim: None,
+            reconfig: None,
         };
         let spend = Signed::sign(&key(9), &body).unwrap();
         let mut w = WitnessState::new(p.clone()).unwrap();
@@ -307,6 +309,7 @@ mod tests {
             author: peer(1),
             created_ms: 1,
             claim: None,
+            reconfig: None,
         };
         let tx = Signed::sign(&key(1), &mint).unwrap();
         assert_eq!(w.check(&st, &tx, &NoMints), Err(TxReject::MintRejected));

@@ -135,6 +135,7 @@ async fn main() {
                     author: src.clone(),
                     created_ms: round,
                     claim: None,
+                    reconfig: None,
                 };
                 json!(Signed::sign(k, &body).expect("sign"))
             })

@@ -18,6 +18,7 @@ fn body(seed: u8, nonce: u64) -> WitnessBody {
         src: pid(ALICE),
         nonce,
         witness: pid(seed),
+        epoch: 0,
     }
 }
 

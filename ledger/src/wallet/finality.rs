@@ -14,6 +14,7 @@ use ed25519_dalek::VerifyingKey;
 
 use super::{
     attestation::{root_message, Covers, ROOT_MESSAGE_LEN},
+    epoch::EpochSet,
     ParamsError, WalletParams, Witness, WitnessBody,
 };
 use crate::{
@@ -37,6 +38,26 @@ pub enum WitnessError {
     /// Too many transactions are being tracked.
     #[error("too many transactions tracked")]
     Full,
+    /// Signed in an epoch this node does not know (yet): not counted, not held against the
+    /// sender (it may be ahead).
+    #[error("attestation of unknown epoch {0}")]
+    UnknownEpoch(u64),
+    /// Signed in an epoch that is not the current one: it no longer (or not yet) counts.
+    #[error("attestation of epoch {got}, the current one is {current}")]
+    OtherEpoch {
+        /// The attestation's epoch.
+        got: u64,
+        /// The current epoch.
+        current: u64,
+    },
+}
+
+impl WitnessError {
+    /// Whether the attestation is well formed and signed, only not countable here now (its
+    /// sender is not at fault).
+    pub fn is_epoch_mismatch(&self) -> bool {
+        matches!(self, Self::UnknownEpoch(_) | Self::OtherEpoch { .. })
+    }
 }
 
 /// An attestation whose signature is known to be valid, from a listed witness whose peer id
@@ -47,6 +68,7 @@ pub struct VerifiedWitness {
     att: Witness,
     tx_id: String,
     witness: String,
+    epoch: u64,
 }
 
 impl VerifiedWitness {
@@ -56,7 +78,13 @@ impl VerifiedWitness {
             att,
             tx_id: body.tx_id,
             witness: body.witness,
+            epoch: body.epoch,
         }
+    }
+
+    /// The epoch it was signed in.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     /// The signed attestation.
@@ -75,58 +103,81 @@ impl VerifiedWitness {
     }
 }
 
-/// A listed witness: peer id, weight and decompressed key.
+/// A witness of some epoch: peer id and decompressed key.
 #[derive(Debug, Clone)]
 struct WitnessKey {
     peer: String,
-    weight: u64,
     key: VerifyingKey,
 }
 
-/// The listed witnesses by public key.
+/// The witnesses of every known epoch by public key, and each epoch's weights and quorum.
 #[derive(Debug, Clone, Default)]
-struct WitnessKeys(HashMap<[u8; 32], WitnessKey>);
+struct WitnessKeys {
+    keys: HashMap<[u8; 32], WitnessKey>,
+    /// Epoch → (weight by key, quorum).
+    epochs: BTreeMap<u64, (HashMap<[u8; 32], u64>, u64)>,
+}
 
 impl WitnessKeys {
     fn new(params: &WalletParams) -> Self {
-        let mut map = HashMap::new();
-        for (peer, weight) in &params.witnesses {
-            // `WalletParams::validate` guarantees Ed25519 peer ids; a point that does not
-            // decompress can never sign, so leaving it out refuses its attestations.
+        let mut keys = Self::default();
+        keys.add_epoch(&EpochSet::genesis(params));
+        keys
+    }
+
+    fn add_epoch(&mut self, set: &EpochSet) {
+        let mut weights = HashMap::new();
+        for (peer, weight) in &set.witnesses {
+            // Validated sets hold Ed25519 peer ids; a point that does not decompress can
+            // never sign, so leaving it out refuses its attestations.
             let Some(pk) = pubkey_from_peer_id(peer) else {
                 continue;
             };
-            if let Ok(key) = VerifyingKey::from_bytes(&pk) {
-                map.insert(
+            if !self.keys.contains_key(&pk) {
+                let Ok(key) = VerifyingKey::from_bytes(&pk) else {
+                    continue;
+                };
+                self.keys.insert(
                     pk,
                     WitnessKey {
                         peer: peer.clone(),
-                        weight: *weight,
                         key,
                     },
                 );
             }
+            weights.insert(pk, *weight);
         }
-        Self(map)
+        self.epochs.insert(set.epoch, (weights, set.quorum_milli));
     }
 
     /// Decodes `w` (its signature still unchecked) and checks its form: the `witness` field
-    /// names the signing key, which is a listed witness.
+    /// names the signing key, which is a witness of the epoch it names.
     fn precheck(&self, w: &Witness) -> Result<WitnessBody, WitnessError> {
         let body: WitnessBody = serde_json::from_slice(&w.bytes)
             .map_err(|e| WitnessError::Verify(VerifyError::Decode(e)))?;
-        match self.0.get(&w.pubkey) {
-            Some(k) if k.peer == body.witness => Ok(body),
+        match self.keys.get(&w.pubkey) {
+            Some(k) if k.peer == body.witness => match self.epochs.get(&body.epoch) {
+                Some((weights, _)) if weights.contains_key(&w.pubkey) => Ok(body),
+                Some(_) => Err(WitnessError::NotAWitness(body.witness)),
+                None => Err(WitnessError::UnknownEpoch(body.epoch)),
+            },
             Some(_) => Err(WitnessError::WitnessMismatch),
             None if body.witness != peer_id_from_pubkey(&w.pubkey) => {
                 Err(WitnessError::WitnessMismatch)
+            }
+            None if !self.epochs.contains_key(&body.epoch) => {
+                Err(WitnessError::UnknownEpoch(body.epoch))
             }
             None => Err(WitnessError::NotAWitness(body.witness)),
         }
     }
 
-    fn weight(&self, pubkey: &[u8; 32]) -> Option<u64> {
-        self.0.get(pubkey).map(|k| k.weight)
+    fn weight(&self, pubkey: &[u8; 32], epoch: u64) -> Option<u64> {
+        self.epochs.get(&epoch)?.0.get(pubkey).copied()
+    }
+
+    fn quorum(&self, epoch: u64) -> Option<u64> {
+        self.epochs.get(&epoch).map(|(_, q)| *q)
     }
 
     /// Checks attestations; one result per input, in order. Those whose transaction
@@ -215,7 +266,7 @@ impl WitnessKeys {
                 (msg, &w.sig, &w.pubkey)
             })
             .collect();
-        let checked = verify_messages(&items, |pk| self.0.get(pk).map(|k| k.key));
+        let checked = verify_messages(&items, |pk| self.keys.get(pk).map(|k| k.key));
         for (p, r) in pending.iter().zip(checked) {
             let w = &ws[p.first];
             match (r, p.covers) {
@@ -280,21 +331,25 @@ impl RootCache {
     }
 }
 
-/// Weight of the valid attestations of `tx_id` in `attestations`, each listed witness counted
-/// once. Invalid, foreign and duplicate attestations add nothing. Use it to check a finality
-/// certificate received from a peer: final when the result is ≥ `params.quorum_milli`.
-/// [`Finality::certified_weight`] does the same without decompressing the keys again, and
-/// without checking again the roots it has already checked.
+/// Weight of the valid epoch-0 attestations of `tx_id` in `attestations`, each listed
+/// witness counted once. Invalid, foreign and duplicate attestations add nothing. Use it to
+/// check a finality certificate received from a peer: final when the result is ≥
+/// `params.quorum_milli`. [`Finality::certifies`] checks a certificate of any known epoch,
+/// without decompressing the keys again or checking again the roots it has checked.
 pub fn certified_weight(params: &WalletParams, tx_id: &str, attestations: &[Witness]) -> u64 {
-    weight_of_valid(&WitnessKeys::new(params), None, tx_id, attestations)
+    weights_of_valid(&WitnessKeys::new(params), None, tx_id, attestations)
+        .get(&0)
+        .copied()
+        .unwrap_or(0)
 }
 
-fn weight_of_valid(
+/// The weight of the valid attestations of `tx_id` per epoch, each witness counted once.
+fn weights_of_valid(
     keys: &WitnessKeys,
     cache: Option<&mut RootCache>,
     tx_id: &str,
     attestations: &[Witness],
-) -> u64 {
+) -> BTreeMap<u64, u64> {
     let mut by_witness = BTreeMap::new();
     for v in keys
         .verify(attestations, cache, |id| id != tx_id)
@@ -302,13 +357,16 @@ fn weight_of_valid(
         .flatten()
         .flatten()
     {
-        if let Some(weight) = keys.weight(&v.att.pubkey) {
-            by_witness.insert(v.witness, weight);
+        if let Some(weight) = keys.weight(&v.att.pubkey, v.epoch) {
+            by_witness.insert((v.epoch, v.witness), weight);
         }
     }
-    by_witness
-        .values()
-        .fold(0u64, |acc, w| acc.saturating_add(*w))
+    let mut by_epoch = BTreeMap::new();
+    for ((epoch, _), w) in by_witness {
+        let e: &mut u64 = by_epoch.entry(epoch).or_default();
+        *e = e.saturating_add(w);
+    }
+    by_epoch
 }
 
 /// Default bound on the number of transactions [`Finality`] tracks.
@@ -322,8 +380,9 @@ pub const DEFAULT_ROOT_CACHE: usize = 4096;
 /// Attestations collected per transaction.
 #[derive(Debug, Clone)]
 pub struct Finality {
-    params: WalletParams,
     keys: WitnessKeys,
+    /// The epoch whose attestations count.
+    current: u64,
     attestations: BTreeMap<String, BTreeMap<String, (u64, Witness)>>,
     max_tracked: usize,
     roots: RootCache,
@@ -335,7 +394,7 @@ impl Finality {
         params.validate()?;
         Ok(Self {
             keys: WitnessKeys::new(&params),
-            params,
+            current: 0,
             attestations: BTreeMap::new(),
             max_tracked: DEFAULT_MAX_TRACKED,
             roots: RootCache::new(DEFAULT_ROOT_CACHE),
@@ -354,9 +413,30 @@ impl Finality {
         self.roots.len()
     }
 
-    /// The peer id text of a listed witness's key, without encoding it again.
+    /// The peer id text of a witness's key, without encoding it again.
     pub fn witness_peer(&self, pubkey: &[u8; 32]) -> Option<&str> {
-        self.keys.0.get(pubkey).map(|k| k.peer.as_str())
+        self.keys.keys.get(pubkey).map(|k| k.peer.as_str())
+    }
+
+    /// The epoch whose attestations count.
+    pub fn epoch(&self) -> u64 {
+        self.current
+    }
+
+    /// Opens `set`'s epoch: from now on only its witnesses' attestations signed in it
+    /// count, towards its quorum. What was collected in the previous epoch is dropped (its
+    /// witnesses that remain attest again in the new one).
+    pub fn open_epoch(&mut self, set: &EpochSet) {
+        self.keys.add_epoch(set);
+        if set.epoch > self.current {
+            self.current = set.epoch;
+            self.attestations.clear();
+        }
+    }
+
+    fn quorum(&self) -> u64 {
+        // The current epoch is always known; an unknown one would make nothing final.
+        self.keys.quorum(self.current).unwrap_or(u64::MAX)
     }
 
     /// Checks attestations, e.g. those of one gossip message: form, listed witness, path
@@ -394,9 +474,15 @@ impl Finality {
     /// Adds a verified attestation from a listed witness. Returns whether its transaction is
     /// now final. A witness's repeated attestations count once.
     pub fn add_verified(&mut self, v: VerifiedWitness) -> Result<bool, WitnessError> {
+        if v.epoch != self.current {
+            return Err(WitnessError::OtherEpoch {
+                got: v.epoch,
+                current: self.current,
+            });
+        }
         let weight = self
             .keys
-            .weight(&v.att.pubkey)
+            .weight(&v.att.pubkey, self.current)
             .ok_or_else(|| WitnessError::NotAWitness(v.witness.clone()))?;
         if !self.attestations.contains_key(&v.tx_id) && self.attestations.len() >= self.max_tracked
         {
@@ -407,12 +493,27 @@ impl Finality {
         Ok(entry
             .values()
             .fold(0u64, |acc, (w, _)| acc.saturating_add(*w))
-            >= self.params.quorum_milli)
+            >= self.quorum())
     }
 
-    /// [`certified_weight`] with this collector's witness keys and checked roots.
+    /// [`certified_weight`] with this collector's witness keys and checked roots, in the
+    /// current epoch.
     pub fn certified_weight(&mut self, tx_id: &str, attestations: &[Witness]) -> u64 {
-        weight_of_valid(&self.keys, Some(&mut self.roots), tx_id, attestations)
+        let current = self.current;
+        weights_of_valid(&self.keys, Some(&mut self.roots), tx_id, attestations)
+            .get(&current)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Whether `attestations` certify `tx_id`: the valid ones of some known epoch reach that
+    /// epoch's quorum (a transaction final in an earlier epoch stays final; a node catching
+    /// up learns each epoch from the reconfiguration certified by the one before).
+    pub fn certifies(&mut self, tx_id: &str, attestations: &[Witness]) -> bool {
+        let by_epoch = weights_of_valid(&self.keys, Some(&mut self.roots), tx_id, attestations);
+        by_epoch
+            .iter()
+            .any(|(e, w)| self.keys.quorum(*e).is_some_and(|q| *w >= q))
     }
 
     /// Sum of the weights of the distinct witnesses that attested `tx_id`.
@@ -424,7 +525,7 @@ impl Finality {
 
     /// Whether the attestations of `tx_id` reach the quorum.
     pub fn is_final(&self, tx_id: &str) -> bool {
-        self.weight(tx_id) >= self.params.quorum_milli
+        self.weight(tx_id) >= self.quorum()
     }
 
     /// The attestations collected for `tx_id` (a finality certificate once final).

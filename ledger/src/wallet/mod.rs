@@ -19,6 +19,9 @@
 pub mod attestation;
 #[cfg(test)]
 mod attestation_tests;
+pub mod epoch;
+#[cfg(test)]
+mod epoch_tests;
 mod finality;
 pub mod genesis;
 #[cfg(test)]
@@ -63,6 +66,11 @@ pub enum TxKind {
     /// sequence, so a payer cannot spend twice what it promised hosts, and every node applies
     /// the same debits in the same order. An order is paid once.
     Settle,
+    /// Opens the next witness epoch ([`epoch`]): `reconfig` names its witnesses and quorum.
+    /// `src`, `dst` and `author` are [`SYSTEM`], `nonce` the epoch, everything else zero, so
+    /// the body is the same whichever witness proposes it. Signed by a witness of the
+    /// current epoch; final by the current epoch's quorum.
+    Reconfig,
 }
 
 /// The signed content of a transaction. Amounts are micro-credits.
@@ -89,6 +97,9 @@ pub struct TxBody {
     /// A settlement's claim: the host's receipt, which embeds the payer's order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claim: Option<crate::receipt::SignedReceipt>,
+    /// A reconfiguration's next witness set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconfig: Option<epoch::Reconfig>,
 }
 
 /// A transaction as it travels and is stored. Its id is [`Signed::id`].
@@ -110,6 +121,11 @@ pub enum Slot {
         /// The settlement tag.
         meta: String,
     },
+    /// The reconfiguration opening an epoch.
+    Epoch {
+        /// The epoch it opens.
+        epoch: u64,
+    },
 }
 
 impl Slot {
@@ -118,6 +134,7 @@ impl Slot {
         match self {
             Slot::Account { src, nonce } => format!("acct:{src}:{nonce}"),
             Slot::Mint { meta } => format!("mint:{meta}"),
+            Slot::Epoch { epoch } => format!("epoch:{epoch}"),
         }
     }
 }
@@ -133,6 +150,7 @@ impl TxBody {
             TxKind::Mint => Slot::Mint {
                 meta: self.meta.clone().unwrap_or_default(),
             },
+            TxKind::Reconfig => Slot::Epoch { epoch: self.nonce },
         }
     }
 
@@ -161,16 +179,29 @@ pub struct WitnessBody {
     pub nonce: u64,
     /// Peer id of the witness (the signer).
     pub witness: String,
+    /// The witness epoch it is signed in ([`epoch`]); counted only in that epoch.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub epoch: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A witness attestation as it travels and is stored.
 pub type Witness = Attestation;
 
 /// Decides whether a mint is justified (e.g. recomputes settlement of the batch named in
-/// `meta`). Nodes use [`NoMints`]: only genesis creates money.
+/// `meta`). Nodes use [`NoMints`]: only genesis creates money. Also decides whether this
+/// witness's operator approved a reconfiguration (none by default).
 pub trait MintValidator {
     /// Whether witnesses may sign this mint.
     fn validate_mint(&self, body: &TxBody) -> bool;
+
+    /// Whether this witness may sign this reconfiguration (its operator asked for it).
+    fn approve_reconfig(&self, _tx_id: &str) -> bool {
+        false
+    }
 }
 
 impl<F: Fn(&TxBody) -> bool> MintValidator for F {

@@ -2,7 +2,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{witness::check_shape, ParamsError, TxBody, TxKind, TxReject, WalletParams, SYSTEM};
+use super::{
+    epoch::EpochSet, witness::check_shape, ParamsError, TxBody, TxKind, TxReject, WalletParams,
+    SYSTEM,
+};
 use crate::{
     signed::VerifyError,
     wallet::{Tx, VerifiedTx},
@@ -66,6 +69,8 @@ pub struct WalletState {
     supply: u64,
     pending: BTreeMap<String, TxBody>,
     max_pending: usize,
+    /// Every epoch's witnesses, from genesis (index = epoch).
+    epochs: Vec<EpochSet>,
 }
 
 impl WalletState {
@@ -90,7 +95,19 @@ impl WalletState {
             supply,
             pending: BTreeMap::new(),
             max_pending: DEFAULT_MAX_PENDING,
+            epochs: vec![EpochSet::genesis(params)],
         })
+    }
+
+    /// The current epoch's witnesses and quorum.
+    pub fn epoch_set(&self) -> &EpochSet {
+        // Never empty: genesis is epoch 0.
+        &self.epochs[self.epochs.len() - 1]
+    }
+
+    /// Every epoch from genesis, in order.
+    pub fn epochs(&self) -> &[EpochSet] {
+        &self.epochs
     }
 
     /// Whether a transaction not yet final can never be: its slot is taken by a final one
@@ -103,6 +120,7 @@ impl WalletState {
                 b.nonce <= self.last_nonce(&b.src)
                     || b.order_id().is_none_or(|o| self.is_settled(o))
             }
+            TxKind::Reconfig => b.nonce <= self.epoch_set().epoch,
         }
     }
 
@@ -228,6 +246,23 @@ impl WalletState {
             return Ok(Step::Already);
         }
         match body.kind {
+            TxKind::Reconfig => {
+                let current = self.epoch_set().epoch;
+                if body.nonce <= current {
+                    return Err(ApplyError::Conflict);
+                }
+                if body.nonce > current.saturating_add(1) {
+                    return Ok(Step::Defer);
+                }
+                let Some(r) = &body.reconfig else {
+                    return Err(ApplyError::Invalid(TxReject::BadReconfig("no set".into())));
+                };
+                let next = self
+                    .epoch_set()
+                    .next(r)
+                    .map_err(|e| ApplyError::Invalid(TxReject::BadReconfig(e.to_string())))?;
+                self.epochs.push(next);
+            }
             TxKind::Mint => {
                 let meta = body.meta.clone().unwrap_or_default();
                 if self.minted.contains_key(&meta) {

@@ -41,6 +41,7 @@ pub(crate) fn transfer(from: u8, to: &str, amount: u64, fee: u64, nonce: u64) ->
         author: pid(from),
         created_ms: 1,
         claim: None,
+        reconfig: None,
     };
     Signed::sign(&key(from), &body).unwrap()
 }
@@ -57,6 +58,7 @@ pub(crate) fn mint(to: &str, amount: u64, meta: &str) -> Tx {
         author: pid(MINTER),
         created_ms: 1,
         claim: None,
+        reconfig: None,
     };
     Signed::sign(&key(MINTER), &body).unwrap()
 }
@@ -343,6 +345,7 @@ fn finality_ignores_unlisted_and_forged_witnesses() {
         src: pid(ALICE),
         nonce: 1,
         witness: pid(9),
+        epoch: 0,
     };
     let outsider = sign_att(9, &body);
     assert!(matches!(
@@ -410,6 +413,7 @@ fn attestation(seed: u8, tx: &Tx) -> Witness {
         src: body.src,
         nonce: body.nonce,
         witness: pid(seed),
+        epoch: 0,
     };
     sign_att(seed, &att)
 }

@@ -75,6 +75,13 @@ pub enum TxReject {
     /// The order is paid already.
     #[error("order already settled")]
     AlreadySettled,
+    /// A reconfiguration that is malformed, not signed by a current witness, or not a safe
+    /// transition from the current epoch.
+    #[error("reconfiguration refused: {0}")]
+    BadReconfig(String),
+    /// This witness's operator has not asked for this reconfiguration (yet).
+    #[error("reconfiguration not approved by this witness")]
+    NotApproved,
 }
 
 /// Why an attestation could not be produced.
@@ -165,6 +172,14 @@ impl VerifiedTx {
 
 /// Stateless checks of a transaction's form, shared by witnesses and [`WalletState`].
 pub(crate) fn check_shape(body: &TxBody, signer: &[u8; 32]) -> Result<(), TxReject> {
+    if body.kind == TxKind::Reconfig {
+        return check_reconfig_shape(body);
+    }
+    if body.reconfig.is_some() {
+        return Err(TxReject::BadReconfig(
+            "only a reconfiguration names witnesses".into(),
+        ));
+    }
     if body.author != peer_id_from_pubkey(signer) {
         return Err(TxReject::AuthorMismatch);
     }
@@ -190,10 +205,25 @@ pub(crate) fn check_shape(body: &TxBody, signer: &[u8; 32]) -> Result<(), TxReje
             }
         }
         TxKind::Settle => check_claim(body)?,
+        // Checked above, apart.
+        TxKind::Reconfig => {}
     }
     if body.kind != TxKind::Settle && body.claim.is_some() {
         return Err(TxReject::BadClaim(
             "only a settlement carries a claim".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A reconfiguration is exactly [`super::epoch::reconfig_body`] of its content.
+fn check_reconfig_shape(body: &TxBody) -> Result<(), TxReject> {
+    let Some(r) = &body.reconfig else {
+        return Err(TxReject::BadReconfig("no witness set".into()));
+    };
+    if *body != super::epoch::reconfig_body(r.clone()) || r.epoch == 0 {
+        return Err(TxReject::BadReconfig(
+            "fields other than the witness set must be the fixed ones".into(),
         ));
     }
     Ok(())
@@ -230,6 +260,8 @@ fn check_claim(body: &TxBody) -> Result<(), TxReject> {
 pub struct WitnessState {
     params: WalletParams,
     signed: BTreeMap<Slot, String>,
+    /// The epoch its attestations are signed in.
+    epoch: u64,
 }
 
 impl WitnessState {
@@ -247,7 +279,18 @@ impl WitnessState {
         Ok(Self {
             params,
             signed: records.into_iter().collect(),
+            epoch: 0,
         })
+    }
+
+    /// Signs in `epoch` from now on (once its reconfiguration is final).
+    pub fn set_epoch(&mut self, epoch: u64) {
+        self.epoch = epoch;
+    }
+
+    /// The epoch this witness signs in.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     /// The wallet parameters.
@@ -321,6 +364,7 @@ impl WitnessState {
                     return Err(TxReject::MintRejected);
                 }
             }
+            TxKind::Reconfig => check_reconfig(state, v, mints)?,
             TxKind::Settle => {
                 if body.order_id().is_some_and(|o| state.is_settled(o)) {
                     return Err(TxReject::AlreadySettled);
@@ -432,8 +476,44 @@ impl WitnessState {
             src: body.src.clone(),
             nonce: body.nonce,
             witness: witness.to_owned(),
+            epoch: self.epoch,
         })
     }
+}
+
+/// A witness signs a reconfiguration only if it opens the next epoch, a witness of the
+/// current epoch signed it, it is a safe transition, and this witness's operator asked for
+/// it. One for a later epoch waits (as a future nonce does).
+fn check_reconfig(
+    state: &WalletState,
+    v: &VerifiedTx,
+    mints: &dyn MintValidator,
+) -> Result<(), TxReject> {
+    let bad = |m: String| TxReject::BadReconfig(m);
+    let r = v
+        .body
+        .reconfig
+        .as_ref()
+        .ok_or_else(|| bad("no witness set".into()))?;
+    let current = state.epoch_set();
+    let expected = current.epoch.saturating_add(1);
+    if r.epoch != expected {
+        return Err(TxReject::BadNonce {
+            expected,
+            got: r.epoch,
+        });
+    }
+    if current
+        .weight_of(&peer_id_from_pubkey(&v.tx.pubkey))
+        .is_none()
+    {
+        return Err(bad("not signed by a witness of the current epoch".into()));
+    }
+    super::epoch::check_transition(current, r).map_err(|e| bad(e.to_string()))?;
+    if !mints.approve_reconfig(&v.id) {
+        return Err(TxReject::NotApproved);
+    }
+    Ok(())
 }
 
 fn sign_one(key: &SigningKey, body: &WitnessBody) -> Result<Witness, AttestError> {

@@ -148,6 +148,14 @@ pub enum ApiReq {
     /// `wallet join`: fetch the genesis with this id from peers and start its wallet
     /// (answered once it runs).
     WalletJoin(String),
+    /// `wallet witnesses add|remove`: propose (or approve) the reconfiguration opening the
+    /// next epoch with this change.
+    Witnesses {
+        /// The change.
+        change: offgrid_ledger::wallet::epoch::Change,
+        /// The new quorum, milli-weight (just over half when unset).
+        quorum_milli: Option<u64>,
+    },
 }
 
 /// Why a ledger call failed.

@@ -55,7 +55,12 @@ pub enum Write {
     Witness(String, WitnessRecord),
     /// `Table::Blocks`.
     Block(String, offgrid_ledger::Block),
+    /// `Table::Meta`: the reconfigurations this witness's operator approved.
+    Approvals(Vec<String>),
 }
+
+/// `Table::Meta` key of [`Write::Approvals`].
+pub const APPROVALS_KEY: &str = "reconfig_approvals";
 
 impl Write {
     /// This write as a store operation.
@@ -65,6 +70,7 @@ impl Write {
             Write::Tx(k, v) => Op::put(Table::Txs, k.as_str(), v),
             Write::Witness(k, v) => Op::put(Table::WitnessRecords, k.as_str(), v),
             Write::Block(k, v) => Op::put(Table::Blocks, k.as_str(), v),
+            Write::Approvals(v) => Op::put(Table::Meta, APPROVALS_KEY, v),
         }
     }
 }

@@ -77,6 +77,22 @@ impl Service {
             ApiReq::WaitFinal(id) => self.tx_view(&id),
             ApiReq::WalletJoin(id) => Err(LedgerError::Invalid(format!("join {id}: not here"))),
             ApiReq::WalletInit(params) => self.wallet_init(params).await,
+            ApiReq::Witnesses {
+                change,
+                quorum_milli,
+            } => {
+                let w = self.wallet.as_mut().ok_or_else(unavailable)?;
+                let tx = w
+                    .propose_reconfig(&self.key, &change, quorum_milli, &mut round.fx)
+                    .map_err(|e| LedgerError::Invalid(e.to_string()))?;
+                let epoch = w.epoch_set().epoch + 1;
+                let id = tx.id();
+                // Known already if another witness proposed the same change: approving it
+                // here is what was missing, so the waiting list is tried again.
+                self.submit_local(tx, round)?;
+                round.retry = true;
+                Ok(json!({ "tx_id": id, "epoch": epoch }))
+            }
             ApiReq::TxShow(id) => self.tx_view(&id),
             ApiReq::TxList(limit) => {
                 let w = self.wallet.as_ref().ok_or_else(unavailable)?;
@@ -186,8 +202,9 @@ impl Service {
                 .count();
             json!({
                 "witness": w.is_witness(),
-                "witnesses": w.params().witnesses.iter().map(|(p, m)| json!({"peer": p, "weight_milli": m})).collect::<Vec<_>>(),
-                "quorum_milli": w.params().quorum_milli,
+                "epoch": w.epoch_set().epoch,
+                "witnesses": w.epoch_set().witnesses.iter().map(|(p, m)| json!({"peer": p, "weight_milli": m})).collect::<Vec<_>>(),
+                "quorum_milli": w.epoch_set().quorum_milli,
                 "final_txs": final_txs,
                 "final_digest": digest,
                 "pending_txs": pending,

@@ -14,7 +14,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use ed25519_dalek::SigningKey;
 use offgrid_behaviours::ledger_sync::CertifiedTx;
 use offgrid_ledger::{
-    quorum::{QuorumItem, QuorumKind},
     wallet::{Finality, VerifiedTx, SYSTEM},
     ApplyOutcome, MintValidator, Signed, Tx, TxBody, TxKind, TxReject, WalletParams, WalletState,
     Witness, WitnessState,
@@ -43,6 +42,10 @@ pub struct WalletCore {
     verified: HashMap<String, VerifiedTx>,
     /// This node's transfers that are not final: nonce → id.
     own_pending: BTreeMap<u64, String>,
+    /// This node's witness promises while it is not a witness of the current epoch.
+    dormant: Option<WitnessState>,
+    /// Reconfigurations this witness's operator approved (`super::wallet_epochs`).
+    approved: BTreeSet<String>,
 }
 
 impl WalletCore {
@@ -51,16 +54,22 @@ impl WalletCore {
     pub fn load(me: String, params: WalletParams, store: &Store) -> Result<Self, StoreError> {
         let records: Vec<(String, WitnessRecord)> = store.scan(Table::WitnessRecords)?;
         let invalid = |e| StoreError::Io(format!("wallet parameters: {e}"));
-        let witness = match params.weight_of(&me) {
-            Some(_) => Some(
-                WitnessState::from_records(
-                    params.clone(),
-                    records.into_iter().map(|(_, r)| (r.slot, r.tx_id)),
-                )
-                .map_err(invalid)?,
-            ),
-            None => None,
+        // Kept whether or not this node witnesses now: an epoch may make it one again, and
+        // it must never sign against an old promise.
+        let promises = WitnessState::from_records(
+            params.clone(),
+            records.into_iter().map(|(_, r)| (r.slot, r.tx_id)),
+        )
+        .map_err(invalid)?;
+        let (witness, dormant) = match params.weight_of(&me) {
+            Some(_) => (Some(promises), None),
+            None => (None, Some(promises)),
         };
+        let approved = store
+            .get::<Vec<String>>(Table::Meta, super::records::APPROVALS_KEY)?
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
         let mut core = WalletCore {
             state: WalletState::new(&params).map_err(invalid)?,
             finality: Finality::new(params.clone()).map_err(invalid)?,
@@ -73,6 +82,8 @@ impl WalletCore {
             waiting: BTreeMap::new(),
             verified: HashMap::new(),
             own_pending: BTreeMap::new(),
+            dormant,
+            approved,
         };
         for (id, rec) in store.scan::<TxRecord>(Table::Txs)? {
             if rec.status == TxStatus::Final {
@@ -87,6 +98,7 @@ impl WalletCore {
             }
             core.records.insert(id, rec);
         }
+        core.catch_up_epochs();
         core.rebuild_own_pending();
         Ok(core)
     }
@@ -140,81 +152,6 @@ impl WalletCore {
         (self.final_ids.len() as u64, hex::encode(self.digest))
     }
 
-    /// Up to `max` transactions that are not final yet and were first seen here at least
-    /// `min_age_ms` before `now_ms`, oldest first: the author keeps spreading its own, and a
-    /// witness re-attests those it signed (messages get lost). A transaction seen "after"
-    /// `now_ms` (the wall clock went back) counts as old enough, so a clock step never holds
-    /// one back.
-    pub fn pending_txs(&self, max: usize, now_ms: u64, min_age_ms: u64) -> Vec<Tx> {
-        let old_enough = |seen: u64| seen > now_ms || now_ms.saturating_sub(seen) >= min_age_ms;
-        let mut v: Vec<&TxRecord> = self
-            .records
-            .values()
-            .filter(|r| {
-                r.status == TxStatus::Pending && old_enough(r.received_ms) && !self.is_dead(&r.tx)
-            })
-            .collect();
-        v.sort_by_key(|r| r.received_ms);
-        v.into_iter().take(max).map(|r| r.tx.clone()).collect()
-    }
-
-    /// Whether a pending transaction can never become final: its slot is taken by a final
-    /// one.
-    pub fn is_dead(&self, tx: &Tx) -> bool {
-        serde_json::from_slice::<TxBody>(&tx.bytes).map_or(true, |b| self.state.is_dead(&b))
-    }
-
-    /// The certificate-bearing form of a known transaction.
-    pub fn certified(&self, id: &str) -> Option<CertifiedTx> {
-        let r = self.records.get(id)?;
-        let cert = if r.cert.is_empty() {
-            self.finality.attestations(id)
-        } else {
-            r.cert.clone()
-        };
-        Some(CertifiedTx {
-            tx: r.tx.clone(),
-            cert,
-        })
-    }
-
-    /// The witnesses that attested `id` (peer ids).
-    pub fn witnesses_of(&self, id: &str) -> Vec<String> {
-        let atts = match self.records.get(id) {
-            Some(r) if !r.cert.is_empty() => r.cert.clone(),
-            _ => self.finality.attestations(id),
-        };
-        // Listed witnesses' peer ids are kept encoded; anything else is encoded here.
-        let mut v: Vec<String> = atts
-            .iter()
-            .map(|w| {
-                self.finality
-                    .witness_peer(&w.pubkey)
-                    .map_or_else(|| w.signer_peer_id(), str::to_owned)
-            })
-            .collect();
-        v.sort();
-        v.dedup();
-        v
-    }
-
-    /// The transaction as a token item of the quorum engine: required weight = quorum, one
-    /// ack per attesting witness with its configured weight.
-    pub fn token_item(&self, id: &str) -> Option<QuorumItem> {
-        let r = self.records.get(id)?;
-        let mut item = QuorumItem::new(
-            QuorumKind::Token,
-            id,
-            self.params.quorum_milli as f64 / 1000.0,
-            r.received_ms,
-        );
-        for w in self.witnesses_of(id) {
-            let weight = self.params.weight_of(&w).unwrap_or(0) as f64 / 1000.0;
-            item.ack(w, weight, r.final_ms.unwrap_or(r.received_ms));
-        }
-        Some(item)
-    }
-
     /// The next nonce for this node's own transfers, past its pending ones.
     pub fn next_own_nonce(&self) -> u64 {
         let last = self.state.last_nonce(&self.me);
@@ -249,6 +186,7 @@ impl WalletCore {
             author: self.me.clone(),
             created_ms: now_ms,
             claim: None,
+            reconfig: None,
         };
         if fee < self.params.tx_fee_min || fee > self.params.tx_fee_max {
             return Err(TxReject::FeeOutOfRange(fee).into());
@@ -381,7 +319,11 @@ impl WalletCore {
             return;
         };
         let id = v.id().to_owned();
-        match w.check_verified(&self.state, v, mints) {
+        let rules = epochs::Approvals {
+            mints,
+            ids: &self.approved,
+        };
+        match w.check_verified(&self.state, v, &rules) {
             Ok(checked) => {
                 if !checked.already_recorded {
                     if let Err(e) = w.record(checked.slot.clone(), id.clone()) {
@@ -399,9 +341,9 @@ impl WalletCore {
                 fx.to_attest.push(v.clone());
             }
             Err(TxReject::BadNonce { expected, got }) if got > expected => self.wait(id, v),
-            Err(TxReject::InsufficientFunds { .. }) | Err(TxReject::MintRejected) => {
-                self.wait(id, v)
-            }
+            Err(TxReject::InsufficientFunds { .. })
+            | Err(TxReject::MintRejected)
+            | Err(TxReject::NotApproved) => self.wait(id, v),
             Err(e) => {
                 debug!(tx = %id, reason = %e, "witness refuses");
                 self.waiting.remove(&id);
@@ -445,7 +387,7 @@ impl WalletCore {
         }
     }
 
-    fn wait(&mut self, id: String, v: &VerifiedTx) {
+    pub(super) fn wait(&mut self, id: String, v: &VerifiedTx) {
         if self.waiting.len() < MAX_WAITING || self.waiting.contains_key(&id) {
             self.waiting.insert(id, v.clone());
         } else {
@@ -495,6 +437,8 @@ impl WalletCore {
             let v = match r {
                 Ok(Some(v)) => v,
                 Ok(None) => continue,
+                // From an epoch this node has not reached yet: not the sender's fault.
+                Err(e) if e.is_epoch_mismatch() => continue,
                 Err(e) => {
                     debug!(error = %e, "invalid attestation");
                     bad += 1;
@@ -509,6 +453,7 @@ impl WalletCore {
             match self.finality.add_verified(v) {
                 Ok(true) => self.finalize(&id, None, now_ms, fx),
                 Ok(false) | Err(offgrid_ledger::wallet::WitnessError::Full) => {}
+                Err(e) if e.is_epoch_mismatch() => {}
                 Err(e) => {
                     debug!(tx = %id, error = %e, "attestation not counted");
                     bad += 1;
@@ -525,7 +470,7 @@ impl WalletCore {
         if self.final_ids.contains(&id) {
             return true;
         }
-        if self.finality.certified_weight(&id, &c.cert) < self.params.quorum_milli {
+        if !self.finality.certifies(&id, &c.cert) {
             return false;
         }
         if c.tx.verify_signature().is_err() {
@@ -586,8 +531,16 @@ impl WalletCore {
         let last = self.state.last_nonce(&self.me);
         self.own_pending.retain(|n, pid| *n > last && pid != id);
         fx.finalized.push(id.to_owned());
+        if self.state.epoch_set().epoch != self.finality.epoch() {
+            self.on_new_epoch();
+        }
     }
 }
+
+#[path = "wallet_epochs.rs"]
+mod epochs;
+#[path = "wallet_views.rs"]
+mod views;
 
 #[cfg(test)]
 #[path = "wallet_tests.rs"]

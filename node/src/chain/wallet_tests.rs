@@ -46,6 +46,7 @@ fn transfer(from: u8) -> Tx {
         author: pid(from),
         created_ms: 1,
         claim: None,
+        reconfig: None,
     };
     Signed::sign(&key(from), &body).unwrap()
 }
@@ -146,6 +147,7 @@ fn a_stored_certificate_in_the_version_0_form_is_still_read() {
                 src: pid(SENDERS[0]),
                 nonce: 1,
                 witness: pid(s),
+                epoch: 0,
             };
             let old = Signed::sign(&key(s), &body).unwrap();
             // What a node stored before batching.

@@ -80,7 +80,7 @@ async fn call(s: &AppState, req: ApiReq) -> Result<Json<Value>, ApiError> {
 }
 
 /// Waits up to `wait_ms` for `id` to be final; returns its view either way.
-async fn wait_final(s: &AppState, id: &str, wait_ms: u64) -> Result<Value, ApiError> {
+pub(crate) async fn wait_final(s: &AppState, id: &str, wait_ms: u64) -> Result<Value, ApiError> {
     let wait = Duration::from_millis(wait_ms.min(MAX_WAIT_MS));
     match tokio::time::timeout(wait, s.ledger.call(ApiReq::WaitFinal(id.to_owned()))).await {
         Ok(r) => Ok(r?),

@@ -127,7 +127,7 @@ impl Modify for Security {
         super::chain::balance, super::chain::balances, super::chain::send, super::chain::submit, super::chain::show_tx,
         super::chain::list_txs, super::chain::witness_records, super::chain::quorum_list,
         super::chain::quorum_show, super::chain::quorum_policy, super::chain::quorum_alerts,
-        super::wallet::init, super::wallet::join,
+        super::wallet::init, super::wallet::join, super::wallet::witnesses,
         super::radio::radio, super::radio::mesh,
         openapi_json,
     ),

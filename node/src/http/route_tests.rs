@@ -332,6 +332,11 @@ fn cases(wallet: bool) -> Vec<Case> {
         case(M::POST, "/wallet/join", 401, "unauthorized")
             .no_auth()
             .json(json!({"genesis_id": "ab".repeat(32)})),
+        case(M::POST, "/wallet/witnesses", 400, "invalid_request")
+            .json(json!({"op": "swap", "peer": reader()})),
+        case(M::POST, "/wallet/witnesses", 401, "unauthorized")
+            .no_auth()
+            .json(json!({"op": "add", "peer": reader()})),
     ];
     if wallet {
         c.extend([
@@ -352,6 +357,8 @@ fn cases(wallet: bool) -> Vec<Case> {
             case(M::POST, "/wallet/tx", 503, off).json(json!({"dst": "system", "amount": 1})),
             case(M::GET, "/wallet/tx/{id}", 503, off).uri("/wallet/tx/ab"),
             case(M::GET, "/wallet/txs", 503, off),
+            case(M::POST, "/wallet/witnesses", 503, off)
+                .json(json!({"op": "add", "peer": reader()})),
             // No peer to serve it.
             case(M::POST, "/wallet/join", 504, "join_pending")
                 .json(json!({"genesis_id": "ab".repeat(32), "wait_ms": 50})),

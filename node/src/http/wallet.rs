@@ -14,6 +14,8 @@ use super::{
     extract::{Authorized, JsonBody},
     AppState,
 };
+use offgrid_ledger::wallet::epoch::Change;
+
 use crate::chain::ApiReq;
 
 /// How long `POST /wallet/join` waits for a peer to serve the genesis by default.
@@ -24,6 +26,48 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/wallet/init", post(init))
         .route("/wallet/join", post(join))
+        .route("/wallet/witnesses", post(witnesses))
+}
+
+#[utoipa::path(post, path = "/wallet/witnesses", tag = "wallet", request_body = api::ledger::WitnessChange, security(("bearer" = [])),
+    responses((status = 200, description = "The reconfiguration is signed, approved by this witness and submitted (and its state after `wait_ms`); final once the current epoch's quorum approves the same change", body = api::ledger::ReconfigResponse),
+        (status = 400, description = "Malformed, or a change the wallet refuses: not a witness of the current epoch, a peer already in (add) or not in (remove) the set, a weight or quorum that lets an old and a new quorum share no witness (invalid_request)", body = api::ErrorBody),
+        (status = 401, description = AUTH, body = api::ErrorBody),
+        (status = 503, description = "The wallet is off (unavailable)", body = api::ErrorBody)))]
+pub(crate) async fn witnesses(
+    State(s): State<AppState>,
+    _: Authorized,
+    JsonBody(b): JsonBody<api::ledger::WitnessChange>,
+) -> Result<Json<Value>, ApiError> {
+    let milli = |what: &str, w: f64| {
+        crate::config::ledger::milli(w)
+            .filter(|m| *m > 0)
+            .ok_or_else(|| {
+                ApiError::invalid_request(format!("{what} {w} is not a positive weight"))
+            })
+    };
+    let change = match b.op.as_str() {
+        "add" => Change::Add(b.peer, milli("weight", b.weight.unwrap_or(1.0))?),
+        "remove" => Change::Remove(b.peer),
+        other => {
+            return Err(ApiError::invalid_request(format!(
+                "op must be add or remove, not {other:?}"
+            )))
+        }
+    };
+    let quorum_milli = b.quorum.map(|q| milli("quorum", q)).transpose()?;
+    let mut v = s
+        .ledger
+        .call(ApiReq::Witnesses {
+            change,
+            quorum_milli,
+        })
+        .await?;
+    if let (Some(ms), Some(id)) = (b.wait_ms, v["tx_id"].as_str()) {
+        let id = id.to_owned();
+        v["view"] = super::chain::wait_final(&s, &id, ms).await?;
+    }
+    Ok(Json(v))
 }
 
 #[utoipa::path(post, path = "/wallet/init", tag = "wallet", request_body = api::ledger::WalletInitRequest, security(("bearer" = [])),
