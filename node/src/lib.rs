@@ -284,6 +284,7 @@ impl Node {
                 cfg.core.rate_limit_burst,
             )),
             request_timeout_s: cfg.api.request_timeout_s,
+            max_wait_ms: cfg.api.max_wait_ms.min(crate::http::chain::MAX_WAIT_MS),
             paths: Arc::new(files::paths::AllowedPaths::new(
                 &cfg.storage.allowed_paths,
                 &data_dir,

@@ -282,6 +282,9 @@ pub struct ApiConfig {
     /// `Host` names (without port) the API answers besides IP addresses and loopback names;
     /// any other name gets `421` (a DNS-rebinding page carries its own name).
     pub allowed_hosts: Vec<String>,
+    /// Longest a long-polling call (`wait_ms`) holds its answer, milliseconds; such calls
+    /// bound their own time instead of `request_timeout_s`.
+    pub max_wait_ms: u64,
 }
 
 impl Default for ApiConfig {
@@ -291,6 +294,7 @@ impl Default for ApiConfig {
             request_timeout_s: 10,
             max_concurrent_requests: 1024,
             allowed_hosts: Vec::new(),
+            max_wait_ms: 60_000,
         }
     }
 }

@@ -81,7 +81,7 @@ async fn call(s: &AppState, req: ApiReq) -> Result<Json<Value>, ApiError> {
 
 /// Waits up to `wait_ms` for `id` to be final; returns its view either way.
 pub(crate) async fn wait_final(s: &AppState, id: &str, wait_ms: u64) -> Result<Value, ApiError> {
-    let wait = Duration::from_millis(wait_ms.min(MAX_WAIT_MS));
+    let wait = Duration::from_millis(wait_ms.min(s.max_wait_ms));
     match tokio::time::timeout(wait, s.ledger.call(ApiReq::WaitFinal(id.to_owned()))).await {
         Ok(r) => Ok(r?),
         Err(_) => Ok(s.ledger.call(ApiReq::TxShow(id.to_owned())).await?),

@@ -240,7 +240,10 @@ pub(crate) async fn op(
         .ops
         .get(&id)
         .ok_or_else(|| ApiError::not_found(format!("no operation {id:?}")))?;
-    let wait = q.wait_ms.min(crate::files::ops::MAX_WAIT_MS);
+    let wait = q
+        .wait_ms
+        .min(crate::files::ops::MAX_WAIT_MS)
+        .min(s.max_wait_ms);
     if wait > 0 {
         op.wait_end(std::time::Duration::from_millis(wait)).await;
     }

@@ -177,6 +177,11 @@ pub(crate) async fn quote(
         .peer
         .parse()
         .map_err(|_| ApiError::invalid_request(format!("{:?} is not a peer id", q.peer)))?;
+    if q.peer == s.keys.peer_id {
+        return Err(ApiError::invalid_request(
+            "peer is this node: a node does not dial itself for a quote",
+        ));
+    }
     let units = match q.size {
         Some(sz) => {
             Credits::parse_decimal(&sz)

@@ -69,6 +69,8 @@ pub struct AppState {
     pub limiter: Arc<limit::RateLimiter>,
     /// Seconds before a request that is not a job times out.
     pub request_timeout_s: u64,
+    /// Longest a long-polling call holds its answer, milliseconds (≤ 60000).
+    pub max_wait_ms: u64,
     /// `Host` names answered besides loopback ones (lower case, no port).
     pub allowed_hosts: Arc<Vec<String>>,
     /// Where `put` may read and `get` may write.
@@ -131,8 +133,20 @@ pub fn router(state: AppState, cfg: &Config) -> Router {
 }
 
 /// Routes whose requests run as long as their job's own deadline.
+/// Routes that bound their own time (jobs, storage operations, long polls up to
+/// `max_wait_ms`) rather than `request_timeout_s`.
 fn is_job_route(route: &str) -> bool {
-    matches!(route, "/auction" | "/jobs" | "/market/run") || route.starts_with("/storage/")
+    matches!(
+        route,
+        "/auction"
+            | "/jobs"
+            | "/market/run"
+            | "/wallet/tx"
+            | "/wallet/tx/submit"
+            | "/wallet/tx/{id}"
+            | "/wallet/join"
+            | "/wallet/witnesses"
+    ) || route.starts_with("/storage/")
 }
 
 /// The name in a `Host` header, lower case, without its port.

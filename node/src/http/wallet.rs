@@ -8,7 +8,6 @@ use offgrid_api as api;
 use serde_json::Value;
 
 use super::{
-    chain::MAX_WAIT_MS,
     doc::{AUTH, INVALID},
     error::ApiError,
     extract::{Authorized, JsonBody},
@@ -100,7 +99,7 @@ pub(crate) async fn join(
             "genesis_id must be 64 hex digits",
         ));
     }
-    let wait = Duration::from_millis(b.wait_ms.unwrap_or(DEFAULT_JOIN_WAIT_MS).min(MAX_WAIT_MS));
+    let wait = Duration::from_millis(b.wait_ms.unwrap_or(DEFAULT_JOIN_WAIT_MS).min(s.max_wait_ms));
     match tokio::time::timeout(wait, s.ledger.call(ApiReq::WalletJoin(id.clone()))).await {
         Ok(r) => Ok(Json(r?)),
         Err(_) => Err(ApiError::other(
