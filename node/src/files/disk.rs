@@ -168,11 +168,18 @@ mod tests {
         for _ in 0..6 {
             fs.admit(1 << 20).unwrap();
         }
-        assert_eq!(asked.load(Ordering::Relaxed), 1, "one statvfs for six shards");
+        assert_eq!(
+            asked.load(Ordering::Relaxed),
+            1,
+            "one statvfs for six shards"
+        );
         assert_eq!(fs.estimate(), Some(4 << 20));
         // The seventh would leave 3 MiB, under the 4 MiB floor.
         let r = fs.admit(1 << 20).unwrap_err();
-        assert_eq!((r.code, r.used, r.limit), (LimitCode::FreeSpace, 3 << 20, 4 << 20));
+        assert_eq!(
+            (r.code, r.used, r.limit),
+            (LimitCode::FreeSpace, 3 << 20, 4 << 20)
+        );
         // Space came back (the cache does not know yet); a full disk makes it ask again.
         free.store(100 << 20, Ordering::Relaxed);
         fs.invalidate();

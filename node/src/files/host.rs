@@ -163,8 +163,8 @@ impl ShardHost {
         local_x25519: [u8; 32],
     ) -> Result<Self, StoreError> {
         let shards = Arc::new(ShardStore::open(dir, cfg.quota_bytes)?);
-        let (quotas, dropped) = PeerQuotas::load(cfg, &store, |h| shards.has(h))
-            .map_err(|e| StoreError::Io {
+        let (quotas, dropped) =
+            PeerQuotas::load(cfg, &store, |h| shards.has(h)).map_err(|e| StoreError::Io {
                 op: "read the shard index",
                 path: dir.to_path_buf(),
                 source: std::io::Error::other(e.to_string()),
@@ -197,7 +197,11 @@ impl ShardHost {
 
     /// The same host with another free-space probe (tests simulate a full disk).
     #[cfg(test)]
-    pub(crate) fn with_free_space(mut self, probe: disk::Probe, max_age: std::time::Duration) -> Self {
+    pub(crate) fn with_free_space(
+        mut self,
+        probe: disk::Probe,
+        max_age: std::time::Duration,
+    ) -> Self {
         self.free = FreeSpace::new(probe, self.free.floor(), max_age);
         self
     }

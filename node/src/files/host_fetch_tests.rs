@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use offgrid_behaviours::shards::MAX_SHARD_BYTES;
 use offgrid_storage::shard_hash;
 
 use super::*;

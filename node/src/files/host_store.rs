@@ -98,8 +98,11 @@ impl ShardHost {
                     .map(|(i, _)| (shards[*i].hash.as_str(), shards[*i].bytes.0.as_slice()))
                     .collect();
                 let mut results = this.shards.put_many(&items);
-                let tickets: Vec<(&str, Ticket)> =
-                    items.iter().zip(&admitted).map(|((h, _), (_, t))| (*h, *t)).collect();
+                let tickets: Vec<(&str, Ticket)> = items
+                    .iter()
+                    .zip(&admitted)
+                    .map(|((h, _), (_, t))| (*h, *t))
+                    .collect();
                 this.settle(&tickets, &mut results);
                 for ((i, _), result) in admitted.iter().zip(results) {
                     let s = &shards[*i];

@@ -110,7 +110,9 @@ impl PeerQuotas {
 
     /// Recomputes the usage from the shard index: every record whose shard `held` says is
     /// still there is charged to its peer; the others (a shard gone while the node was down)
-    /// are deleted from the index. Returns the accounting and how many records it dropped.
+    /// are queued for deletion from the index without waiting (callers may be async; a lost
+    /// deletion is only done again at the next start). Returns the accounting and how many
+    /// records it dropped.
     ///
     /// # Errors
     /// The store's, when the index cannot be read or cleaned.
@@ -136,7 +138,7 @@ impl PeerQuotas {
         }
         let dropped = stale.len();
         if !stale.is_empty() {
-            store.commit_blocking(stale)?;
+            store.commit_later(stale)?;
         }
         Ok((quotas, dropped))
     }
@@ -254,7 +256,7 @@ impl PeerQuotas {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
@@ -280,7 +282,9 @@ mod tests {
     fn each_limit_refuses_with_its_code_and_a_release_gives_the_room_back() {
         let q = quotas(3 * disk_cost(10), 5, 2);
         let (a, b, c) = (PeerId::random(), PeerId::random(), PeerId::random());
-        let tickets: Vec<Ticket> = (0..3).map(|_| q.reserve(a, 10, || false).unwrap()).collect();
+        let tickets: Vec<Ticket> = (0..3)
+            .map(|_| q.reserve(a, 10, || false).unwrap())
+            .collect();
         let over = q.reserve(a, 10, || false).unwrap_err();
         assert_eq!(over.code, LimitCode::PeerBytes);
         assert_eq!((over.used, over.limit), (3 * 4608, 3 * 4608));
@@ -294,7 +298,10 @@ mod tests {
         q.reserve(b, 1, || false).unwrap();
         q.reserve(b, 1, || false).unwrap();
         let over = q.reserve(b, 1, || false).unwrap_err();
-        assert_eq!((over.code, over.used, over.limit), (LimitCode::PeerShards, 2, 2));
+        assert_eq!(
+            (over.code, over.used, over.limit),
+            (LimitCode::PeerShards, 2, 2)
+        );
         // Two peers known: a third is refused, and leaves no entry behind.
         q.reserve(a, 1, || false).unwrap();
         let over = q.reserve(c, 1, || false).unwrap_err();
@@ -313,7 +320,10 @@ mod tests {
         assert!(q.reserve(b, 1, || false).is_ok(), "the room went back");
         // A refused first store leaves no entry either.
         let q = quotas(0, 10, 1);
-        assert_eq!(q.reserve(a, 1, || false).unwrap_err().code, LimitCode::PeerBytes);
+        assert_eq!(
+            q.reserve(a, 1, || false).unwrap_err().code,
+            LimitCode::PeerBytes
+        );
         assert_eq!(q.totals().0, 0);
     }
 
@@ -343,6 +353,18 @@ mod tests {
             }
         );
         assert_eq!(q.usage(&b).shards, 1);
-        assert_eq!(store.len(Table::HostedShards).unwrap(), 3);
+        wait_for_records(&store, 3);
+    }
+
+    /// Waits (with a deadline) until the shard index holds `n` records.
+    pub(crate) fn wait_for_records(store: &Store, n: u64) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while store.len(Table::HostedShards).unwrap() != n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the index never held {n} records"
+            );
+            std::thread::yield_now();
+        }
     }
 }
