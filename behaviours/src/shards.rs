@@ -418,6 +418,42 @@ mod tests {
         assert!(buf.len() - MAX_BATCH_BYTES < FRAMING_BYTES);
     }
 
+    #[test]
+    fn limit_refusals_round_trip_with_their_code() {
+        let mut codec = capped_codec();
+        for code in [
+            LimitCode::PeerBytes,
+            LimitCode::PeerShards,
+            LimitCode::Peers,
+            LimitCode::FreeSpace,
+        ] {
+            let resp = Response::StoredBatch {
+                outcomes: vec![
+                    ShardOutcome::Stored { already_had: false },
+                    ShardOutcome::LimitReached {
+                        code,
+                        used: 7,
+                        limit: 9,
+                    },
+                ],
+            };
+            for r in [
+                resp,
+                Response::LimitReached {
+                    code,
+                    used: 1,
+                    limit: 2,
+                },
+            ] {
+                let mut buf = Vec::new();
+                futures_lite_block(codec.write_response(&PROTOCOL_NAME, &mut buf, r.clone()));
+                let back =
+                    futures_lite_block(codec.read_response(&PROTOCOL_NAME, &mut buf.as_slice()));
+                assert_eq!(back, r);
+            }
+        }
+    }
+
     fn capped_codec() -> request_response::cbor::codec::Codec<Request, Response> {
         request_response::cbor::codec::Codec::default()
             .set_request_size_maximum(MAX_REQUEST_BYTES)

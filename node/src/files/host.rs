@@ -83,7 +83,7 @@ pub struct HostCounters {
 }
 
 /// A snapshot of the host's state.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct HostStatus {
     /// Shards held.
     pub shards: u64,
@@ -204,6 +204,13 @@ impl ShardHost {
     ) -> Self {
         self.free = FreeSpace::new(probe, self.free.floor(), max_age);
         self
+    }
+
+    /// The same host on a disk that never runs out (unit tests must not depend on the free
+    /// space of the machine that runs them).
+    #[cfg(test)]
+    pub(crate) fn roomy(self) -> Self {
+        self.with_free_space(Arc::new(|| Ok(u64::MAX)), disk::MAX_AGE)
     }
 
     /// What `peer` has here (bytes on disk and shards, with stores in progress).

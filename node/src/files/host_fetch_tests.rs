@@ -10,7 +10,11 @@ use super::*;
 
 fn host(dir: &std::path::Path) -> Arc<ShardHost> {
     let store = Arc::new(Store::in_memory().unwrap());
-    Arc::new(ShardHost::open(dir, &StorageConfig::default(), store, [0; 32]).unwrap())
+    Arc::new(
+        ShardHost::open(dir, &StorageConfig::default(), store, [0; 32])
+            .unwrap()
+            .roomy(),
+    )
 }
 
 /// Stores `bytes` on `host` and returns its hash.

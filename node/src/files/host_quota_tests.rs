@@ -51,7 +51,7 @@ fn single(s: &ShardData) -> Request {
 }
 
 fn open(dir: &std::path::Path, cfg: &StorageConfig, store: Arc<Store>) -> Arc<ShardHost> {
-    Arc::new(ShardHost::open(dir, cfg, store, [0; 32]).unwrap())
+    Arc::new(ShardHost::open(dir, cfg, store, [0; 32]).unwrap().roomy())
 }
 
 /// Shard files under a host's directory.

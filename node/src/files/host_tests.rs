@@ -35,7 +35,9 @@ impl Host {
 fn host(cfg: StorageConfig) -> Host {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::in_memory().unwrap());
-    let host = ShardHost::open(dir.path(), &cfg, store.clone(), [0; 32]).unwrap();
+    let host = ShardHost::open(dir.path(), &cfg, store.clone(), [0; 32])
+        .unwrap()
+        .roomy();
     Host {
         host: Arc::new(host),
         store,
