@@ -2,7 +2,8 @@
 //! cannot fill the host's disk.
 //!
 //! Each shard is charged to the first peer that stored it, at its cost on disk
-//! ([`disk_cost`]: blocks, not payload, so tiny shards are not nearly free), against that
+//! ([`disk_cost`]: whole 4 KiB blocks plus 512 bytes, not payload, so tiny shards are not
+//! nearly free), against that
 //! peer's byte and shard quotas. A store first takes a [`Ticket`]: a shard the host already
 //! holds is free (an exact duplicate never counts twice, and a peer over its quota may still
 //! re-store what it placed), a new one reserves its cost, so concurrent stores from one peer
@@ -30,17 +31,8 @@ use crate::{
     store::{Op, Store, StoreError, Table},
 };
 
-/// Bytes of one file-system block: a shard file takes whole blocks.
-pub const BLOCK_BYTES: u64 = 4096;
-/// What a file costs besides its blocks: its inode and directory entry.
-pub const FILE_OVERHEAD_BYTES: u64 = 512;
-
-/// The bytes a shard of `len` bytes takes on disk, as charged to its peer: whole blocks (at
-/// least one) plus the per-file overhead. A 64-byte shard costs 4608 bytes, 72 times its
-/// payload, which is what such shards were measured to take.
-pub fn disk_cost(len: u64) -> u64 {
-    len.div_ceil(BLOCK_BYTES).max(1) * BLOCK_BYTES + FILE_OVERHEAD_BYTES
-}
+/// What a shard costs on disk, as charged to its peer (the shard store's own accounting).
+pub use offgrid_storage::disk_cost;
 
 /// A limit refused a shard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
