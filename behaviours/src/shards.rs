@@ -23,6 +23,11 @@
 //! (the client places it elsewhere too), [`Response::NotFound`] and
 //! [`Response::Corrupt`] on fetch (the client fetches another shard), and
 //! [`Response::Refused`] for anything malformed (a bad hash, bytes that do not match it).
+//!
+//! [`Response::LimitReached`] and [`ShardOutcome::LimitReached`] were added beside the
+//! existing answers, which keep their meaning; a client built before them cannot decode
+//! them, fails the request, and moves to another host after its retries, as it would have
+//! for a full host.
 
 use std::{fmt, time::Duration};
 
