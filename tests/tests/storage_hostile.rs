@@ -78,10 +78,18 @@ async fn ten_thousand_tiny_shards_from_a_hostile_peer_stop_at_its_quota_and_an_h
     const QUOTA_SHARDS: u64 = 500;
     const FLOOD: u32 = 10_000;
     let owner = TestNode::start(&[]).await;
-    let victim_config = format!("[storage]\npeer_quota_shards = {QUOTA_SHARDS}\n");
+    // No free-space floor on these hosts: this test is about the quota, whatever the free
+    // space of the machine that runs it (the floor has its own test below).
+    let victim_config =
+        format!("[storage]\npeer_quota_shards = {QUOTA_SHARDS}\nmin_free_bytes = 0\n");
     let victim =
         TestNode::start_with(&["--bootstrap", &owner.addr], &[], Some(&victim_config)).await;
-    let other = TestNode::start(&["--bootstrap", &owner.addr]).await;
+    let other = TestNode::start_with(
+        &["--bootstrap", &owner.addr],
+        &[],
+        Some("[storage]\nmin_free_bytes = 0\n"),
+    )
+    .await;
     wait_for_these_hosts(&owner, std::slice::from_ref(&victim)).await;
     wait_for_these_hosts(&owner, std::slice::from_ref(&other)).await;
 
@@ -209,5 +217,60 @@ async fn ten_thousand_tiny_shards_from_a_hostile_peer_stop_at_its_quota_and_an_h
             used: QUOTA_SHARDS,
             limit: QUOTA_SHARDS
         }
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_below_its_free_space_floor_refuses_new_shards_and_says_so() {
+    // A floor far above any real disk's free space: this host is always "full".
+    let full = TestNode::start_with(
+        &[],
+        &[],
+        Some("[storage]\nmin_free_bytes = 9223372036854775807\n"),
+    )
+    .await;
+    let peer = Hostile::start(&Keypair::generate_ed25519());
+    let full_id = peer.connect(&full).await;
+    let one = tiny(1);
+    let answer = peer
+        .client
+        .shard_request(
+            full_id,
+            Request::StoreBatch {
+                shards: vec![one.clone(), tiny(2)],
+            },
+        )
+        .await
+        .unwrap();
+    let Response::StoredBatch { outcomes } = answer else {
+        panic!("not a batch answer: {answer:?}");
+    };
+    for o in &outcomes {
+        assert!(
+            matches!(
+                o,
+                ShardOutcome::LimitReached {
+                    code: LimitCode::FreeSpace,
+                    limit: 9_223_372_036_854_775_807,
+                    ..
+                }
+            ),
+            "{o:?}"
+        );
+    }
+    let st = host_status(&full).await;
+    assert_eq!(st["shards"], 0, "{st}");
+    assert_eq!(st["low_disk_refusals"], 2, "{st}");
+    assert!(st["free_bytes"].as_u64().unwrap() > 0, "{st}");
+    assert_eq!(st["min_free_bytes"], 9_223_372_036_854_775_807u64, "{st}");
+    let text = reqwest::get(format!("{}/metrics", full.api))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("offgrid_shard_refusals_total{kind=\"free_space\"} 2"),
+        "{text}"
     );
 }
