@@ -253,6 +253,23 @@ pub struct HostStatus {
     pub busy: u64,
     /// Stores refused for the quota since start.
     pub quota_refusals: u64,
+    /// Peers with shards here.
+    pub peers: u64,
+    /// Bytes on disk charged to those peers (file-system blocks, not payload).
+    pub peer_disk_bytes: u64,
+    /// Bytes on disk kept for any one peer.
+    pub peer_quota_bytes: u64,
+    /// Shards kept for any one peer.
+    pub peer_quota_shards: u64,
+    /// Stores refused by a per-peer limit (bytes, shards, peers kept) since start.
+    pub limit_refusals: u64,
+    /// Free bytes on the shard directory's file system, as last seen (absent when it cannot
+    /// be asked, or before the first store).
+    pub free_bytes: Option<u64>,
+    /// Free bytes below which new shards are refused.
+    pub min_free_bytes: u64,
+    /// Stores refused by the free-space floor since start.
+    pub low_disk_refusals: u64,
     /// Rotten shards found since start.
     pub corrupt: u64,
 }
@@ -384,7 +401,9 @@ mod tests {
         round_trip::<StorageStatus>(
             r#"{"host":{"shards":1,"used_bytes":2,"quota_bytes":3,"received_bytes":4,
             "received_shards":5,"stored_shards":6,"served_shards":7,"busy":0,
-            "quota_refusals":0,"corrupt":0},"assets":1,"assets_owned":1,
+            "quota_refusals":0,"peers":1,"peer_disk_bytes":4608,"peer_quota_bytes":9,
+            "peer_quota_shards":8,"limit_refusals":2,"free_bytes":null,"min_free_bytes":1,
+            "low_disk_refusals":0,"corrupt":0},"assets":1,"assets_owned":1,
             "uploads_in_progress":0,"ops_running":0}"#,
         );
         round_trip::<ContentKey>(r#"{"asset_id":"a","key":"00"}"#);

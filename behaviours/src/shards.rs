@@ -17,9 +17,17 @@
 //!
 //! A host answers [`Response::Busy`] when its store slots are taken (the client waits
 //! `retry_after_ms` plus jitter and retries), [`Response::QuotaExceeded`] when the shard
-//! would not fit (the client places it elsewhere), [`Response::NotFound`] and
+//! would not fit (the client places it elsewhere), [`Response::LimitReached`] when a limit of
+//! the host other than its total quota refuses it — this peer's own quota, the number of peers
+//! it keeps shards for, or its file system's free-space floor; the [`LimitCode`] says which
+//! (the client places it elsewhere too), [`Response::NotFound`] and
 //! [`Response::Corrupt`] on fetch (the client fetches another shard), and
 //! [`Response::Refused`] for anything malformed (a bad hash, bytes that do not match it).
+//!
+//! [`Response::LimitReached`] and [`ShardOutcome::LimitReached`] were added beside the
+//! existing answers, which keep their meaning; a client built before them cannot decode
+//! them, fails the request, and moves to another host after its retries, as it would have
+//! for a full host.
 
 use std::{fmt, time::Duration};
 
@@ -205,6 +213,15 @@ pub enum ShardOutcome {
         /// The quota.
         quota: u64,
     },
+    /// A limit other than the host's total quota refused the shard (see [`LimitCode`]).
+    LimitReached {
+        /// Which limit.
+        code: LimitCode,
+        /// Where the peer (or the disk) stands, in the code's unit.
+        used: u64,
+        /// The limit, in the code's unit.
+        limit: u64,
+    },
     /// The host could not take this shard now (e.g. another store of it is in progress).
     Busy {
         /// Suggested wait, milliseconds.
@@ -215,6 +232,37 @@ pub enum ShardOutcome {
         /// Why.
         reason: String,
     },
+}
+
+/// Which limit of a host refused a store; see [`Response::LimitReached`]. Nothing of a shard
+/// refused so is stored, and retrying it on the same host is pointless until the limit moves
+/// (the peer's shards are deleted, or disk space returns).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum LimitCode {
+    /// The bytes on disk the host keeps for this peer would pass the peer's quota (`used` and
+    /// `limit` are bytes, counted in file-system blocks, not payload).
+    PeerBytes,
+    /// The shards the host keeps for this peer would pass the peer's quota (`used` and
+    /// `limit` are shard counts).
+    PeerShards,
+    /// The host keeps shards for as many peers as it will and this peer is not one of them
+    /// (`used` and `limit` are peer counts).
+    Peers,
+    /// The host's file system has less free space than its floor (`used` is the free bytes
+    /// left after this shard, `limit` the floor).
+    FreeSpace,
+}
+
+impl LimitCode {
+    /// A stable name for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitCode::PeerBytes => "peer_bytes",
+            LimitCode::PeerShards => "peer_shards",
+            LimitCode::Peers => "peers",
+            LimitCode::FreeSpace => "free_space",
+        }
+    }
 }
 
 /// One shard of a [`Response::ShardBatch`].
@@ -290,6 +338,15 @@ pub enum Response {
         /// The quota.
         quota: u64,
     },
+    /// A limit other than the host's total quota refused the shard (see [`LimitCode`]).
+    LimitReached {
+        /// Which limit.
+        code: LimitCode,
+        /// Where the peer (or the disk) stands, in the code's unit.
+        used: u64,
+        /// The limit, in the code's unit.
+        limit: u64,
+    },
     /// No such shard or manifest.
     NotFound,
     /// The shard rotted on the host's disk (it was quarantined).
@@ -364,6 +421,42 @@ mod tests {
         assert_eq!(back, req);
         // The framing allowance covers the per-shard overhead of a full batch.
         assert!(buf.len() - MAX_BATCH_BYTES < FRAMING_BYTES);
+    }
+
+    #[test]
+    fn limit_refusals_round_trip_with_their_code() {
+        let mut codec = capped_codec();
+        for code in [
+            LimitCode::PeerBytes,
+            LimitCode::PeerShards,
+            LimitCode::Peers,
+            LimitCode::FreeSpace,
+        ] {
+            let resp = Response::StoredBatch {
+                outcomes: vec![
+                    ShardOutcome::Stored { already_had: false },
+                    ShardOutcome::LimitReached {
+                        code,
+                        used: 7,
+                        limit: 9,
+                    },
+                ],
+            };
+            for r in [
+                resp,
+                Response::LimitReached {
+                    code,
+                    used: 1,
+                    limit: 2,
+                },
+            ] {
+                let mut buf = Vec::new();
+                futures_lite_block(codec.write_response(&PROTOCOL_NAME, &mut buf, r.clone()));
+                let back =
+                    futures_lite_block(codec.read_response(&PROTOCOL_NAME, &mut buf.as_slice()));
+                assert_eq!(back, r);
+            }
+        }
     }
 
     fn capped_codec() -> request_response::cbor::codec::Codec<Request, Response> {

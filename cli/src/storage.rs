@@ -344,10 +344,17 @@ pub async fn run(api: &Api, json: bool, cmd: StorageCmd) -> anyhow::Result<()> {
             let st: StorageStatus = decode(&v)?;
             output(json, &v, || {
                 let h = &st.host;
+                let free = h
+                    .free_bytes
+                    .map_or_else(|| "unknown".to_owned(), |f| f.to_string());
                 format!(
-                    "shards    {} held, {} of {} bytes used\nreceived  {} shards, {} bytes\nrefused   {} busy, {} over quota; {} corrupt found\nassets    {} readable, {} owned; {} uploads in progress\n",
-                    h.shards, h.used_bytes, h.quota_bytes, h.received_shards, h.received_bytes,
-                    h.busy, h.quota_refusals, h.corrupt, st.assets, st.assets_owned, st.uploads_in_progress,
+                    "shards    {} held, {} of {} bytes used on disk\npeers     {} storing, {} bytes on disk; each at most {} bytes and {} shards\ndisk      {} bytes free, floor {}\nreceived  {} shards, {} bytes\nrefused   {} busy, {} over quota, {} over a peer limit, {} below the floor; {} corrupt found\nassets    {} readable, {} owned; {} uploads in progress\n",
+                    h.shards, h.used_bytes, h.quota_bytes,
+                    h.peers, h.peer_disk_bytes, h.peer_quota_bytes, h.peer_quota_shards,
+                    free, h.min_free_bytes,
+                    h.received_shards, h.received_bytes,
+                    h.busy, h.quota_refusals, h.limit_refusals, h.low_disk_refusals, h.corrupt,
+                    st.assets, st.assets_owned, st.uploads_in_progress,
                 )
             })
         }

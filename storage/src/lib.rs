@@ -59,7 +59,7 @@ pub use ec::{adapt, Codec, Scheme};
 pub use manifest::{Manifest, SegmentEntry, ShardEntry, SignedManifest};
 pub use policy::{Distribution, Policy, PolicyError};
 pub use segmenter::{FileAssembler, SegmentReader};
-pub use shardstore::{PutOutcome, ShardStore, StoreError};
+pub use shardstore::{disk_cost, PutOutcome, ShardStore, StoreError};
 pub use upload::UploadState;
 
 /// Lower-case hex of the BLAKE3 hash of `bytes`: the name of a shard everywhere in Offgrid-Net.

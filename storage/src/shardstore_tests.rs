@@ -17,7 +17,8 @@ fn round_trip_and_already_had() {
     assert!(store.has(&hash));
     assert_eq!(store.get(&hash).unwrap(), bytes);
     assert_eq!(store.put(&hash, &bytes).unwrap(), PutOutcome::AlreadyHad);
-    assert_eq!(store.used_bytes(), 1000);
+    // Counted in blocks on disk, not payload.
+    assert_eq!(store.used_bytes(), 4608);
     assert_eq!(store.shard_count(), 1);
     let on_disk = dir.path().join("shards").join(&hash[..2]).join(&hash[2..]);
     assert_eq!(fs::read(on_disk).unwrap(), bytes);
@@ -49,22 +50,24 @@ fn wrong_hash_and_malformed_hash_are_refused() {
 #[test]
 fn quota_is_enforced_and_freed_by_delete() {
     let dir = tempfile::tempdir().unwrap();
-    let store = ShardStore::open(dir.path(), 2500).unwrap();
+    let store = ShardStore::open(dir.path(), 2 * disk_cost(1000) + 100).unwrap();
     let (a, a_bytes) = shard(1, 1000);
     let (b, b_bytes) = shard(2, 1000);
     let (c, c_bytes) = shard(3, 1000);
     store.put(&a, &a_bytes).unwrap();
     store.put(&b, &b_bytes).unwrap();
     match store.put(&c, &c_bytes) {
-        Err(StoreError::QuotaExceeded { used, quota }) => assert_eq!((used, quota), (2000, 2500)),
+        Err(StoreError::QuotaExceeded { used, quota }) => {
+            assert_eq!((used, quota), (2 * 4608, 2 * 4608 + 100))
+        }
         other => panic!("expected quota refusal, got {other:?}"),
     }
     assert!(!store.has(&c));
     assert!(store.delete(&a).unwrap());
     assert!(!store.delete(&a).unwrap());
-    assert_eq!(store.used_bytes(), 1000);
+    assert_eq!(store.used_bytes(), 4608);
     assert_eq!(store.put(&c, &c_bytes).unwrap(), PutOutcome::Stored);
-    assert_eq!(store.used_bytes(), 2000);
+    assert_eq!(store.used_bytes(), 2 * 4608);
 }
 
 #[test]
@@ -119,7 +122,7 @@ fn reopen_keeps_shards_and_removes_temp_files() {
     fs::write(&leftover, b"half written").unwrap();
     let store = ShardStore::open(dir.path(), 1 << 20).unwrap();
     assert!(!leftover.exists());
-    assert_eq!(store.used_bytes(), 1000);
+    assert_eq!(store.used_bytes(), 2 * 4608);
     assert_eq!(store.shard_count(), 2);
     assert_eq!(store.get(&a).unwrap(), a_bytes);
     assert_eq!(store.get(&b).unwrap(), b_bytes);
@@ -135,7 +138,8 @@ fn reopen_keeps_shards_and_removes_temp_files() {
 #[test]
 fn concurrent_puts_account_exactly() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(ShardStore::open(dir.path(), 10_000).unwrap());
+    let quota = 10 * disk_cost(1000);
+    let store = Arc::new(ShardStore::open(dir.path(), quota).unwrap());
     let shards: Vec<_> = (0..16u8).map(|i| shard(i, 1000)).collect();
     let handles: Vec<_> = shards
         .into_iter()
@@ -154,7 +158,26 @@ fn concurrent_puts_account_exactly() {
         .filter(|r| matches!(r, Err(StoreError::QuotaExceeded { .. })))
         .count();
     assert_eq!((stored, refused), (10, 6));
-    assert_eq!(store.used_bytes(), 10_000);
-    let reopened = ShardStore::open(dir.path(), 10_000).unwrap();
-    assert_eq!(reopened.used_bytes(), 10_000);
+    assert_eq!(store.used_bytes(), quota);
+    let reopened = ShardStore::open(dir.path(), quota).unwrap();
+    assert_eq!(reopened.used_bytes(), quota);
+}
+
+#[test]
+fn tiny_shards_cost_whole_blocks() {
+    assert_eq!(disk_cost(0), 4608);
+    assert_eq!(disk_cost(64), 4608);
+    assert_eq!(disk_cost(4096), 4608);
+    assert_eq!(disk_cost(4097), 8704);
+    assert_eq!(disk_cost(1 << 20), (1 << 20) + 512);
+    // 64-byte shards fill a quota at 72 times their payload.
+    let dir = tempfile::tempdir().unwrap();
+    let store = ShardStore::open(dir.path(), 10 * 4608).unwrap();
+    let stored = (0..20u8)
+        .filter(|i| {
+            let (h, b) = shard(*i, 64);
+            store.put(&h, &b).is_ok()
+        })
+        .count();
+    assert_eq!(stored, 10);
 }

@@ -58,10 +58,13 @@ pub enum Table {
     WitnessRecords,
     /// Quorum engine items (jobs, uploads), keyed by `<kind>:<id>`.
     Quorum,
+    /// Shards this node keeps as a host, keyed by shard hash: which peer stored each one and
+    /// its length, from which the per-peer quotas are recomputed at start.
+    HostedShards,
 }
 
 impl Table {
-    const ALL: [Table; 14] = [
+    const ALL: [Table; 15] = [
         Table::Meta,
         Table::Peers,
         Table::Settings,
@@ -76,6 +79,7 @@ impl Table {
         Table::Txs,
         Table::WitnessRecords,
         Table::Quorum,
+        Table::HostedShards,
     ];
 
     fn def(self) -> TableDefinition<'static, &'static str, &'static [u8]> {
@@ -99,6 +103,7 @@ impl Table {
             Table::Txs => "txs",
             Table::WitnessRecords => "witness_records",
             Table::Quorum => "quorum",
+            Table::HostedShards => "hosted_shards",
         }
     }
 }

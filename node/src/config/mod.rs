@@ -305,6 +305,19 @@ impl Default for ApiConfig {
 pub struct StorageConfig {
     /// Bytes of other nodes' shards this host keeps at most; beyond, stores are refused.
     pub quota_bytes: u64,
+    /// Bytes on disk this host keeps for any one peer, counted in file-system blocks (a shard
+    /// costs its length rounded up to 4 KiB, plus 512 bytes for its inode and directory
+    /// entry); beyond, that peer's stores are refused (`LimitReached`, `PeerBytes`).
+    pub peer_quota_bytes: u64,
+    /// Shards this host keeps for any one peer; beyond, that peer's stores are refused
+    /// (`LimitReached`, `PeerShards`).
+    pub peer_quota_shards: u64,
+    /// Most peers this host keeps shards for (which bounds its per-peer state); a new peer
+    /// beyond is refused (`LimitReached`, `Peers`).
+    pub max_hosted_peers: u64,
+    /// Free bytes the data directory's file system keeps: a new shard that would leave less
+    /// is refused (`LimitReached`, `FreeSpace`), so the database and the OS keep room.
+    pub min_free_bytes: u64,
     /// Shard stores a host writes at once; beyond, it answers busy.
     pub max_concurrent_stores: usize,
     /// Shard fetches a host serves at once; beyond, it answers busy.
@@ -342,6 +355,10 @@ impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             quota_bytes: 10 * 1024 * 1024 * 1024,
+            peer_quota_bytes: 1024 * 1024 * 1024,
+            peer_quota_shards: 65_536,
+            max_hosted_peers: 4096,
+            min_free_bytes: 512 * 1024 * 1024,
             max_concurrent_stores: 4,
             max_concurrent_fetches: 16,
             busy_retry_ms: 20,

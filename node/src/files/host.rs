@@ -11,6 +11,13 @@
 //! [`Response::Busy`] at once instead of queueing, so a client moves on or waits, and a flood
 //! costs the host no memory. Disk work runs in `spawn_blocking`.
 //!
+//! A store is admitted against limits that one peer cannot escape by sending many small
+//! shards: the peer's byte and shard quotas (bytes counted in blocks on disk, see
+//! [`super::quota`]), the number of peers it keeps shards for, and the free-space floor of
+//! the file system ([`super::disk`]). Each refusal is answered
+//! [`Response::LimitReached`] (or per shard in a batch) with its code, and stores nothing.
+//! The store side lives in `host_store.rs`.
+//!
 //! Counters ([`HostCounters`]) say what the host received: `received_bytes` counts the shard
 //! bytes of every store it accepted (stored or already held), which is what a client sent.
 
@@ -25,18 +32,24 @@ use std::{
 
 use libp2p::PeerId;
 use offgrid_behaviours::shards::{
-    Bytes, FetchedShard, Request, Response, ShardData, ShardOutcome, MAX_BATCH_BYTES,
-    MAX_BATCH_SHARDS, MAX_HAS_HASHES, MAX_SHARD_BYTES,
+    Bytes, FetchedShard, Request, Response, MAX_BATCH_BYTES, MAX_BATCH_SHARDS, MAX_HAS_HASHES,
 };
-use offgrid_storage::{is_valid_hash, PutOutcome, ShardStore, SignedManifest, StoreError};
+use offgrid_storage::{is_valid_hash, ShardStore, SignedManifest, StoreError};
 use serde::Serialize;
 use tokio::sync::Semaphore;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
+use super::{
+    disk::{self, FreeSpace},
+    quota::{HostedShard, PeerQuotas},
+};
 use crate::{
     config::StorageConfig,
-    store::{Store, Table},
+    store::{Op, Store, Table},
 };
+
+#[path = "host_store.rs"]
+mod store_side;
 
 /// What [`ShardHost::handle`] did with a request.
 pub enum Handled {
@@ -61,12 +74,16 @@ pub struct HostCounters {
     pub busy: AtomicU64,
     /// Stores refused for the quota.
     pub quota_refusals: AtomicU64,
+    /// Stores refused by a per-peer limit (bytes, shards, or peers kept).
+    pub limit_refusals: AtomicU64,
+    /// Stores refused by the free-space floor (or a full disk).
+    pub low_disk_refusals: AtomicU64,
     /// Fetches that found a rotten shard.
     pub corrupt: AtomicU64,
 }
 
 /// A snapshot of the host's state.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct HostStatus {
     /// Shards held.
     pub shards: u64,
@@ -86,6 +103,23 @@ pub struct HostStatus {
     pub busy: u64,
     /// Stores refused for the quota since start.
     pub quota_refusals: u64,
+    /// Peers with shards here.
+    pub peers: u64,
+    /// Bytes on disk charged to those peers (file-system blocks, not payload).
+    pub peer_disk_bytes: u64,
+    /// Bytes on disk kept for any one peer.
+    pub peer_quota_bytes: u64,
+    /// Shards kept for any one peer.
+    pub peer_quota_shards: u64,
+    /// Stores refused by a per-peer limit since start.
+    pub limit_refusals: u64,
+    /// Free bytes on the shard directory's file system, as last seen (absent when it cannot
+    /// be asked).
+    pub free_bytes: Option<u64>,
+    /// Free bytes below which new shards are refused.
+    pub min_free_bytes: u64,
+    /// Stores refused by the free-space floor since start.
+    pub low_disk_refusals: u64,
     /// Rotten shards found since start.
     pub corrupt: u64,
 }
@@ -99,6 +133,8 @@ pub struct ShardHost {
     busy_retry_ms: u64,
     max_manifests: u64,
     local_x25519: [u8; 32],
+    quotas: PeerQuotas,
+    free: FreeSpace,
     /// What the host did.
     pub counters: Arc<HostCounters>,
 }
@@ -126,8 +162,29 @@ impl ShardHost {
         store: Arc<Store>,
         local_x25519: [u8; 32],
     ) -> Result<Self, StoreError> {
+        let shards = Arc::new(ShardStore::open(dir, cfg.quota_bytes)?);
+        let (quotas, dropped) =
+            PeerQuotas::load(cfg, &store, |h| shards.has(h)).map_err(|e| StoreError::Io {
+                op: "read the shard index",
+                path: dir.to_path_buf(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+        let (peers, usage) = quotas.totals();
+        info!(
+            peers,
+            shards = usage.shards,
+            bytes = usage.bytes,
+            dropped,
+            "per-peer shard usage loaded"
+        );
         Ok(ShardHost {
-            shards: Arc::new(ShardStore::open(dir, cfg.quota_bytes)?),
+            free: FreeSpace::new(
+                disk::statvfs_probe(dir.to_path_buf()),
+                cfg.min_free_bytes,
+                disk::MAX_AGE,
+            ),
+            quotas,
+            shards,
             store,
             stores: Arc::new(Semaphore::new(cfg.max_concurrent_stores.max(1))),
             fetches: Arc::new(Semaphore::new(cfg.max_concurrent_fetches.max(1))),
@@ -138,10 +195,34 @@ impl ShardHost {
         })
     }
 
+    /// The same host with another free-space probe (tests simulate a full disk).
+    #[cfg(test)]
+    pub(crate) fn with_free_space(
+        mut self,
+        probe: disk::Probe,
+        max_age: std::time::Duration,
+    ) -> Self {
+        self.free = FreeSpace::new(probe, self.free.floor(), max_age);
+        self
+    }
+
+    /// The same host on a disk that never runs out (unit tests must not depend on the free
+    /// space of the machine that runs them).
+    #[cfg(test)]
+    pub(crate) fn roomy(self) -> Self {
+        self.with_free_space(Arc::new(|| Ok(u64::MAX)), disk::MAX_AGE)
+    }
+
+    /// What `peer` has here (bytes on disk and shards, with stores in progress).
+    pub fn peer_usage(&self, peer: &PeerId) -> super::quota::Usage {
+        self.quotas.usage(peer)
+    }
+
     /// The state for `/storage/status`.
     pub fn status(&self) -> HostStatus {
         let c = &self.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let (peers, usage) = self.quotas.totals();
         HostStatus {
             shards: self.shards.shard_count(),
             used_bytes: self.shards.used_bytes(),
@@ -152,6 +233,14 @@ impl ShardHost {
             served_shards: get(&c.served_shards),
             busy: get(&c.busy),
             quota_refusals: get(&c.quota_refusals),
+            peers,
+            peer_disk_bytes: usage.bytes,
+            peer_quota_bytes: self.quotas.quota_bytes(),
+            peer_quota_shards: self.quotas.quota_shards(),
+            limit_refusals: get(&c.limit_refusals),
+            free_bytes: self.free.estimate(),
+            min_free_bytes: self.free.floor(),
+            low_disk_refusals: get(&c.low_disk_refusals),
             corrupt: get(&c.corrupt),
         }
     }
@@ -254,106 +343,6 @@ impl ShardHost {
         }))
     }
 
-    fn store_shard(self: &Arc<Self>, peer: PeerId, hash: String, bytes: Vec<u8>) -> Handled {
-        if bytes.len() > MAX_SHARD_BYTES {
-            return Self::refuse(format!("shard larger than {MAX_SHARD_BYTES} bytes"));
-        }
-        if !is_valid_hash(&hash) {
-            return Self::refuse("malformed shard hash");
-        }
-        let Ok(permit) = self.stores.clone().try_acquire_owned() else {
-            return self.busy();
-        };
-        let this = self.clone();
-        self.blocking(move || {
-            let _permit = permit;
-            let result = this.shards.put(&hash, &bytes);
-            match this.outcome(peer, &hash, bytes.len(), result) {
-                ShardOutcome::Stored { already_had } => Response::Stored { already_had },
-                ShardOutcome::QuotaExceeded { used, quota } => {
-                    Response::QuotaExceeded { used, quota }
-                }
-                ShardOutcome::Busy { retry_after_ms } => Response::Busy { retry_after_ms },
-                ShardOutcome::Refused { reason } => Response::Refused { reason },
-            }
-        })
-    }
-
-    /// A batch: checked whole against the caps, then group-committed on one store slot.
-    fn store_batch(self: &Arc<Self>, peer: PeerId, shards: Vec<ShardData>) -> Handled {
-        if shards.is_empty() || shards.len() > MAX_BATCH_SHARDS {
-            return Self::refuse(format!("a batch holds 1 to {MAX_BATCH_SHARDS} shards"));
-        }
-        let total: usize = shards.iter().map(|s| s.bytes.0.len()).sum();
-        if total > MAX_BATCH_BYTES || shards.iter().any(|s| s.bytes.0.len() > MAX_SHARD_BYTES) {
-            return Self::refuse(format!(
-                "a batch holds at most {MAX_BATCH_BYTES} bytes, {MAX_SHARD_BYTES} per shard"
-            ));
-        }
-        let Ok(permit) = self.stores.clone().try_acquire_owned() else {
-            return self.busy();
-        };
-        let this = self.clone();
-        self.blocking(move || {
-            let _permit = permit;
-            let items: Vec<(&str, &[u8])> = shards
-                .iter()
-                .map(|s| (s.hash.as_str(), s.bytes.0.as_slice()))
-                .collect();
-            let results = this.shards.put_many(&items);
-            let outcomes = shards
-                .iter()
-                .zip(results)
-                .map(|(s, r)| this.outcome(peer, &s.hash, s.bytes.0.len(), r))
-                .collect();
-            Response::StoredBatch { outcomes }
-        })
-    }
-
-    /// Counts and logs what a store did, and says what to answer for it.
-    fn outcome(
-        &self,
-        peer: PeerId,
-        hash: &str,
-        len: usize,
-        result: Result<PutOutcome, StoreError>,
-    ) -> ShardOutcome {
-        let c = &self.counters;
-        match result {
-            Ok(outcome) => {
-                c.received_bytes.fetch_add(len as u64, Ordering::Relaxed);
-                c.received_shards.fetch_add(1, Ordering::Relaxed);
-                let already_had = outcome == PutOutcome::AlreadyHad;
-                if !already_had {
-                    c.stored_shards.fetch_add(1, Ordering::Relaxed);
-                }
-                debug!(%peer, hash = %hash.get(..12).unwrap_or(hash), len, already_had, "shard stored");
-                ShardOutcome::Stored { already_had }
-            }
-            Err(StoreError::QuotaExceeded { used, quota }) => {
-                c.quota_refusals.fetch_add(1, Ordering::Relaxed);
-                ShardOutcome::QuotaExceeded { used, quota }
-            }
-            Err(StoreError::InFlight(_)) => {
-                c.busy.fetch_add(1, Ordering::Relaxed);
-                ShardOutcome::Busy {
-                    retry_after_ms: self.busy_retry_ms,
-                }
-            }
-            Err(e @ (StoreError::HashMismatch { .. } | StoreError::InvalidHash(_))) => {
-                ShardOutcome::Refused {
-                    reason: e.to_string(),
-                }
-            }
-            Err(e) => {
-                warn!(error = %e, "cannot store shard");
-                ShardOutcome::Refused {
-                    reason: "the host cannot write the shard".into(),
-                }
-            }
-        }
-    }
-
     /// A batch of fetches: checked whole against the shard cap, then read on one fetch slot.
     fn fetch_batch(self: &Arc<Self>, hashes: Vec<String>) -> Handled {
         if hashes.is_empty() || hashes.len() > MAX_BATCH_SHARDS {
@@ -402,6 +391,7 @@ impl ShardHost {
             Err(StoreError::Corrupt { quarantined, .. }) => {
                 self.counters.corrupt.fetch_add(1, Ordering::Relaxed);
                 warn!(hash, quarantined = %quarantined.display(), "shard rotted on disk");
+                self.uncharge(hash);
                 FetchedShard::Corrupt
             }
             Err(e) => {
@@ -410,6 +400,23 @@ impl ShardHost {
                     reason: "the host cannot read the shard".into(),
                 }
             }
+        }
+    }
+
+    /// A shard is gone (quarantined): its peer is no longer charged for it. The index record
+    /// goes without waiting; if that write is lost, the next start drops it anyway.
+    fn uncharge(&self, hash: &str) {
+        let Ok(Some(rec)) = self.store.get::<HostedShard>(Table::HostedShards, hash) else {
+            return;
+        };
+        if let Ok(peer) = rec.peer.parse::<PeerId>() {
+            self.quotas.forget(peer, rec.len);
+        }
+        if let Err(e) = self
+            .store
+            .commit_later(vec![Op::delete(Table::HostedShards, hash)])
+        {
+            debug!(error = %e, "cannot drop the record of a quarantined shard now");
         }
     }
 
@@ -463,117 +470,9 @@ impl ShardHost {
 }
 
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-    use offgrid_storage::shard_hash;
+#[path = "host_fetch_tests.rs"]
+mod tests;
 
-    use super::*;
-
-    fn host(dir: &std::path::Path) -> Arc<ShardHost> {
-        let store = Arc::new(Store::in_memory().unwrap());
-        Arc::new(ShardHost::open(dir, &StorageConfig::default(), store, [0; 32]).unwrap())
-    }
-
-    /// Stores `bytes` on `host` and returns its hash.
-    fn keep(host: &ShardHost, bytes: &[u8]) -> String {
-        let hash = shard_hash(bytes);
-        host.shards.put(&hash, bytes).unwrap();
-        hash
-    }
-
-    /// The shard file of `hash` under `dir`.
-    fn file_of(dir: &std::path::Path, hash: &str) -> std::path::PathBuf {
-        let mut stack = vec![dir.to_path_buf()];
-        while let Some(d) = stack.pop() {
-            for e in std::fs::read_dir(&d).unwrap() {
-                let p = e.unwrap().path();
-                if p.is_dir() {
-                    stack.push(p);
-                } else if p.file_name().and_then(|n| n.to_str()) == Some(&hash[2..]) {
-                    return p;
-                }
-            }
-        }
-        panic!("no file for {hash}");
-    }
-
-    async fn answer(host: &Arc<ShardHost>, request: Request) -> Response {
-        match host.handle(PeerId::random(), request) {
-            Handled::Now(r) => r,
-            Handled::Later(f) => f.await,
-        }
-    }
-
-    #[tokio::test]
-    async fn a_fetch_batch_answers_each_shard_present_missing_corrupt_or_malformed() {
-        let dir = tempfile::tempdir().unwrap();
-        let host = host(dir.path());
-        let good = keep(&host, b"a shard that is fine");
-        let rotten = keep(&host, b"a shard that will rot");
-        std::fs::write(file_of(dir.path(), &rotten), b"bit rot").unwrap();
-        let missing = shard_hash(b"never stored");
-        let request = Request::FetchBatch {
-            hashes: vec![
-                good.clone(),
-                missing,
-                rotten.clone(),
-                "not a hash".into(),
-                good,
-            ],
-        };
-        let Response::ShardBatch { shards } = answer(&host, request).await else {
-            panic!("not a batch answer");
-        };
-        let fine = FetchedShard::Shard {
-            bytes: Bytes(b"a shard that is fine".to_vec()),
-        };
-        assert_eq!(shards.len(), 5);
-        assert_eq!(shards[0], fine);
-        assert_eq!(shards[1], FetchedShard::NotFound);
-        assert_eq!(shards[2], FetchedShard::Corrupt);
-        assert!(matches!(shards[3], FetchedShard::Refused { .. }));
-        assert_eq!(shards[4], fine);
-        let status = host.status();
-        assert_eq!((status.served_shards, status.corrupt), (2, 1));
-        // The rotten shard was quarantined: a second ask finds it gone.
-        let again = answer(&host, Request::Fetch { hash: rotten }).await;
-        assert_eq!(again, Response::NotFound);
-    }
-
-    #[tokio::test]
-    async fn a_fetch_batch_beyond_the_caps_is_refused_or_cut() {
-        let dir = tempfile::tempdir().unwrap();
-        let host = host(dir.path());
-        let too_many = Request::FetchBatch {
-            hashes: vec![shard_hash(b"x"); MAX_BATCH_SHARDS + 1],
-        };
-        assert!(matches!(
-            answer(&host, too_many).await,
-            Response::Refused { .. }
-        ));
-        let empty = Request::FetchBatch { hashes: Vec::new() };
-        assert!(matches!(
-            answer(&host, empty).await,
-            Response::Refused { .. }
-        ));
-
-        // Five shards of 1 MiB: the answer holds four (MAX_BATCH_BYTES) and says busy for
-        // the fifth, so it stays under the codec's response cap.
-        let hashes: Vec<String> = (0..5u8)
-            .map(|i| keep(&host, &vec![i; MAX_SHARD_BYTES]))
-            .collect();
-        let Response::ShardBatch { shards } = answer(&host, Request::FetchBatch { hashes }).await
-        else {
-            panic!("not a batch answer");
-        };
-        let sent: usize = shards
-            .iter()
-            .map(|s| match s {
-                FetchedShard::Shard { bytes } => bytes.0.len(),
-                _ => 0,
-            })
-            .sum();
-        assert_eq!(sent, MAX_BATCH_BYTES);
-        assert!(matches!(shards[4], FetchedShard::Busy { .. }));
-    }
-}
+#[cfg(test)]
+#[path = "host_quota_tests.rs"]
+mod quota_tests;

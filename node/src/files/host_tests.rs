@@ -35,7 +35,9 @@ impl Host {
 fn host(cfg: StorageConfig) -> Host {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::in_memory().unwrap());
-    let host = ShardHost::open(dir.path(), &cfg, store.clone(), [0; 32]).unwrap();
+    let host = ShardHost::open(dir.path(), &cfg, store.clone(), [0; 32])
+        .unwrap()
+        .roomy();
     Host {
         host: Arc::new(host),
         store,
@@ -52,8 +54,9 @@ fn data(bytes: &[u8]) -> ShardData {
 
 #[tokio::test]
 async fn a_store_batch_answers_each_shard_stored_held_mismatched_or_over_quota() {
+    // Room for one tiny shard on disk (4608 bytes: a block and its file), not two.
     let h = host(StorageConfig {
-        quota_bytes: 100,
+        quota_bytes: 4700,
         ..Default::default()
     });
     let a = data(&[1; 40]);
@@ -74,7 +77,7 @@ async fn a_store_batch_answers_each_shard_stored_held_mismatched_or_over_quota()
         outcomes[1]
     );
     assert!(
-        matches!(outcomes[2], ShardOutcome::QuotaExceeded { quota: 100, .. }),
+        matches!(outcomes[2], ShardOutcome::QuotaExceeded { quota: 4700, .. }),
         "{:?}",
         outcomes[2]
     );
@@ -88,7 +91,7 @@ async fn a_store_batch_answers_each_shard_stored_held_mismatched_or_over_quota()
         Response::Stored { already_had: true }
     );
     let s = h.host.status();
-    assert_eq!((s.shards, s.used_bytes), (1, 40));
+    assert_eq!((s.shards, s.used_bytes), (1, 4608));
     assert_eq!((s.stored_shards, s.received_shards), (1, 2));
     assert_eq!((s.received_bytes, s.quota_refusals), (80, 1));
     // What it holds, it serves.

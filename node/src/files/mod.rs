@@ -29,6 +29,7 @@
 //! hosts' per-shard cost (two fsyncs and one request per shard) at 50 MB/s; single-shard
 //! fetches bound 64 KiB gets the same way.
 
+pub mod disk;
 pub mod get;
 pub mod host;
 #[cfg(test)]
@@ -37,6 +38,7 @@ pub mod hosts;
 pub mod ops;
 pub mod paths;
 pub mod put;
+pub mod quota;
 mod reader;
 pub mod repair;
 pub mod serve;

@@ -227,7 +227,9 @@ impl Node {
 fn host_dir(cfg: &StorageConfig, id: &Identity) -> (Arc<ShardHost>, TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::in_memory().unwrap());
-    let host = ShardHost::open(dir.path(), cfg, store, id.x25519_public()).unwrap();
+    let host = ShardHost::open(dir.path(), cfg, store, id.x25519_public())
+        .unwrap()
+        .roomy();
     (Arc::new(host), dir)
 }
 

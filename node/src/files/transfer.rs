@@ -5,8 +5,8 @@
 //! at 2 s) plus up to 100 % random jitter, so that many clients that failed together do not
 //! come back together. A busy host is asked again after its `retry_after_ms` plus jitter;
 //! busy answers do not use up attempts but are capped at [`MAX_BUSY_WAITS`]. Answers that
-//! will not change (quota, refused, not found, corrupt) return at once so the caller can try
-//! another host.
+//! will not change (quota or another limit, refused, not found, corrupt) return at once so
+//! the caller can try another host.
 //!
 //! A request's latency goes into the host's stats; a batch of fetches counts as one request
 //! per shard, each taking its share of the batch's time, so that hosts asked for batches of
@@ -127,6 +127,10 @@ impl Storage {
                 tracing::debug!(%peer, used, quota, "host full");
                 StoreOutcome::Full
             }
+            Ok(Response::LimitReached { code, used, limit }) => {
+                tracing::debug!(%peer, code = code.as_str(), used, limit, "host limit reached");
+                StoreOutcome::Full
+            }
             Ok(Response::Refused { reason }) => {
                 self.reputation.miss(&host);
                 StoreOutcome::Refused(reason)
@@ -167,6 +171,10 @@ impl Storage {
                             tracing::debug!(%peer, used, quota, "host full");
                             StoreOutcome::Full
                         }
+                        ShardOutcome::LimitReached { code, used, limit } => {
+                            tracing::debug!(%peer, code = code.as_str(), used, limit, "host limit reached");
+                            StoreOutcome::Full
+                        }
                         ShardOutcome::Busy { .. } => {
                             StoreOutcome::Refused("busy with the same shard".into())
                         }
@@ -185,6 +193,10 @@ impl Storage {
             }
             Ok(Response::QuotaExceeded { used, quota }) => {
                 tracing::debug!(%peer, used, quota, "host full");
+                all(StoreOutcome::Full)
+            }
+            Ok(Response::LimitReached { code, used, limit }) => {
+                tracing::debug!(%peer, code = code.as_str(), used, limit, "host limit reached");
                 all(StoreOutcome::Full)
             }
             Ok(Response::Refused { reason }) => {

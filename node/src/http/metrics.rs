@@ -36,6 +36,9 @@ pub struct Metrics {
     http: Family<Http, Counter>,
     peers: Gauge,
     active_hosts: Gauge,
+    hosted_shards: Gauge,
+    hosted_disk_bytes: Gauge,
+    shard_refusals: Family<Kind, Counter>,
 }
 
 impl Default for Metrics {
@@ -55,6 +58,24 @@ impl Metrics {
         let http = Family::<Http, Counter>::default();
         let peers = Gauge::default();
         let active_hosts = Gauge::default();
+        let hosted_shards = Gauge::default();
+        let hosted_disk_bytes = Gauge::default();
+        let shard_refusals = Family::<Kind, Counter>::default();
+        registry.register(
+            "offgrid_hosted_shards",
+            "Shards this node keeps for other peers",
+            hosted_shards.clone(),
+        );
+        registry.register(
+            "offgrid_hosted_shard_disk_bytes",
+            "Bytes on disk charged to the peers whose shards this node keeps",
+            hosted_disk_bytes.clone(),
+        );
+        registry.register(
+            "offgrid_shard_refusals",
+            "Shard stores refused, by limit (quota, peer_limit, free_space)",
+            shard_refusals.clone(),
+        );
         registry.register("offgrid_jobs", "Jobs brokered, by outcome", jobs.clone());
         registry.register(
             "offgrid_job_duration_seconds",
@@ -85,6 +106,28 @@ impl Metrics {
             http,
             peers,
             active_hosts,
+            hosted_shards,
+            hosted_disk_bytes,
+            shard_refusals,
+        }
+    }
+
+    /// Sets the shard host's figures from its status (its counters only grow, so each
+    /// refusal counter is moved up to the host's count).
+    pub fn storage(&self, h: &crate::files::host::HostStatus) {
+        self.hosted_shards
+            .set(i64::try_from(h.shards).unwrap_or(i64::MAX));
+        self.hosted_disk_bytes
+            .set(i64::try_from(h.peer_disk_bytes).unwrap_or(i64::MAX));
+        for (kind, total) in [
+            ("quota", h.quota_refusals),
+            ("peer_limit", h.limit_refusals),
+            ("free_space", h.low_disk_refusals),
+        ] {
+            let c = self
+                .shard_refusals
+                .get_or_create(&Kind { kind: kind.into() });
+            c.inc_by(total.saturating_sub(c.get()));
         }
     }
 
@@ -144,6 +187,31 @@ mod tests {
             "offgrid_http_requests_total{route=\"/auction\",status=\"200\"} 1",
             "offgrid_peers 3",
             "offgrid_active_hosts 2",
+        ] {
+            assert!(text.contains(name), "missing {name} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn the_shard_host_figures_follow_its_status() {
+        let m = Metrics::new();
+        let mut h = crate::files::host::HostStatus {
+            shards: 7,
+            peer_disk_bytes: 4608,
+            limit_refusals: 3,
+            ..Default::default()
+        };
+        m.storage(&h);
+        h.limit_refusals = 5;
+        h.low_disk_refusals = 1;
+        m.storage(&h);
+        let text = m.render(0, 0);
+        for name in [
+            "offgrid_hosted_shards 7",
+            "offgrid_hosted_shard_disk_bytes 4608",
+            "offgrid_shard_refusals_total{kind=\"peer_limit\"} 5",
+            "offgrid_shard_refusals_total{kind=\"free_space\"} 1",
+            "offgrid_shard_refusals_total{kind=\"quota\"} 0",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }

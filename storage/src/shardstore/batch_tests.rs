@@ -5,7 +5,7 @@ use std::{
 };
 
 use super::{super::TMP_PREFIX, Barrier, GroupSync};
-use crate::{shard_hash, PutOutcome, ShardStore, StoreError};
+use crate::{disk_cost, shard_hash, PutOutcome, ShardStore, StoreError};
 
 fn shard(tag: u8, len: usize) -> (String, Vec<u8>) {
     let bytes: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_mul(29) ^ tag).collect();
@@ -40,7 +40,8 @@ fn temp_files(dir: &Path) -> usize {
 fn a_batch_is_stored_and_reported_per_shard_in_both_modes() {
     for mode in [GroupSync::SyncFs, GroupSync::PerFile] {
         let dir = tempfile::tempdir().unwrap();
-        let store = ShardStore::open(dir.path(), 5_000)
+        let quota = 4 * disk_cost(1000) + 100;
+        let store = ShardStore::open(dir.path(), quota)
             .unwrap()
             .with_group_sync(mode);
         let (held, held_bytes) = shard(1, 1000);
@@ -48,7 +49,7 @@ fn a_batch_is_stored_and_reported_per_shard_in_both_modes() {
         let fresh: Vec<_> = (2..5u8).map(|t| shard(t, 1000)).collect();
         let (bad, mut bad_bytes) = shard(9, 10);
         bad_bytes[0] ^= 1;
-        let too_big = shard(10, 2000);
+        let too_big = shard(10, 5000);
         let mut items = batch(&fresh);
         items.push((held.as_str(), held_bytes.as_slice()));
         items.push((bad.as_str(), bad_bytes.as_slice()));
@@ -66,14 +67,17 @@ fn a_batch_is_stored_and_reported_per_shard_in_both_modes() {
         assert!(matches!(results[6], Err(StoreError::QuotaExceeded { .. })));
         // The same hash twice in one batch: the second copy is refused, the first stored.
         assert!(matches!(results[7], Err(StoreError::InFlight(_))));
-        assert_eq!(store.used_bytes(), 4000);
+        assert_eq!(store.used_bytes(), 4 * 4608);
         assert_eq!(store.shard_count(), 4);
         for (h, b) in &fresh {
             assert_eq!(&store.get(h).unwrap(), b);
         }
         assert_eq!(temp_files(dir.path()), 0);
-        let reopened = ShardStore::open(dir.path(), 5_000).unwrap();
-        assert_eq!((reopened.used_bytes(), reopened.shard_count()), (4000, 4));
+        let reopened = ShardStore::open(dir.path(), quota).unwrap();
+        assert_eq!(
+            (reopened.used_bytes(), reopened.shard_count()),
+            (4 * 4608, 4)
+        );
     }
 }
 
@@ -176,7 +180,7 @@ fn a_failed_name_barrier_withholds_the_ack_and_a_retry_completes_it() {
         .iter()
         .all(|r| matches!(r, Err(StoreError::Io { .. }))));
     // The bytes are in place (they were durable before the rename) and counted.
-    assert_eq!((store.used_bytes(), store.shard_count()), (3000, 3));
+    assert_eq!((store.used_bytes(), store.shard_count()), (3 * 4608, 3));
     *fail.lock().unwrap() = false;
     let retry = store.put_many(&batch(&fresh));
     assert!(retry
@@ -187,7 +191,7 @@ fn a_failed_name_barrier_withholds_the_ack_and_a_retry_completes_it() {
         2,
         "the retry ran the barrier again"
     );
-    assert_eq!((store.used_bytes(), store.shard_count()), (3000, 3));
+    assert_eq!((store.used_bytes(), store.shard_count()), (3 * 4608, 3));
 }
 
 /// A crash (here a panic in the hook, with the store then dropped and reopened, as after

@@ -369,9 +369,10 @@ pub(crate) async fn job_state(
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "core",
-    responses((status = 200, description = "Prometheus text: offgrid_jobs_total{outcome}, offgrid_job_duration_seconds, offgrid_broker_errors_total{kind}, offgrid_http_requests_total{route,status}, offgrid_peers, offgrid_active_hosts", content_type = "text/plain")))]
+    responses((status = 200, description = "Prometheus text: offgrid_jobs_total{outcome}, offgrid_job_duration_seconds, offgrid_broker_errors_total{kind}, offgrid_http_requests_total{route,status}, offgrid_peers, offgrid_active_hosts, offgrid_hosted_shards, offgrid_hosted_shard_disk_bytes, offgrid_shard_refusals_total{kind}", content_type = "text/plain")))]
 pub(crate) async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
     let net = s.peers.status().await?;
+    s.core.metrics.storage(&s.storage.host.status());
     let body = s.core.metrics.render(net.known_peers, net.active_hosts);
     Ok((
         [(
