@@ -26,14 +26,23 @@ where
     Req: Send + Clone + serde::Serialize + serde::de::DeserializeOwned + 'static,
     Resp: Send + Clone + serde::Serialize + serde::de::DeserializeOwned + 'static,
 {
-    let codec = request_response::cbor::codec::Codec::default()
-        .set_request_size_maximum(max_request)
-        .set_response_size_maximum(max_response);
     request_response::Behaviour::with_codec(
-        codec,
+        capped_codec(max_request, max_response),
         [(protocol, request_response::ProtocolSupport::Full)],
         request_response::Config::default()
             .with_request_timeout(request_timeout)
             .with_max_concurrent_streams(max_concurrent_streams),
     )
+}
+
+/// The CBOR codec of [`capped_cbor`]: it reads at most `max_request` bytes of a request and
+/// `max_response` bytes of a response before decoding. Public so that the fuzz targets
+/// (`fuzz/`) decode peer bytes with exactly the codec the node uses.
+pub fn capped_codec<Req, Resp>(
+    max_request: u64,
+    max_response: u64,
+) -> request_response::cbor::codec::Codec<Req, Resp> {
+    request_response::cbor::codec::Codec::default()
+        .set_request_size_maximum(max_request)
+        .set_response_size_maximum(max_response)
 }
