@@ -106,6 +106,7 @@ fn transfer(nonce: u64) -> TxBody {
         author: peer().into(),
         created_ms: 1,
         claim: None,
+        reconfig: None,
     }
 }
 
@@ -123,6 +124,7 @@ fn settle() -> TxBody {
         author: peer().into(),
         created_ms: 1,
         claim: Some(r),
+        reconfig: None,
     }
 }
 
@@ -135,6 +137,7 @@ fn attestations(txs: &[Tx]) -> Vec<Attestation> {
             src: peer().into(),
             nonce: i as u64 + 1,
             witness: peer().into(),
+            epoch: 0,
         })
         .collect();
     Attestation::sign_batch(key(), &bodies).expect("signs")
@@ -247,6 +250,7 @@ fn main() {
         src: peer().into(),
         nonce: 1,
         witness: peer().into(),
+        epoch: 0,
     });
     let mut batched = vec![1u8, 1];
     batched.extend_from_slice(&[0xab; 32]);
