@@ -233,6 +233,10 @@ pub enum ExecutorKind {
     Exec,
     /// POSTs the payload to `url`, the response body as output.
     Http,
+    /// An OpenAI-compatible backend at `base_url`: the payload's `prompt` or `messages`
+    /// (with `max_tokens`, `temperature`) become a chat completion, completion or embedding
+    /// request for `model`; the answer's text is the output, its `usage` the tokens.
+    Openai,
 }
 
 /// One executor, `[executors.<job type>]`.
@@ -250,6 +254,23 @@ pub struct ExecutorConfig {
     /// URL to POST to (`http`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// The backend's API root, e.g. `http://127.0.0.1:11434/v1` (`openai`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// The model to ask for (`openai`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// `chat` (default), `completions` or `embeddings` (`openai`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Environment variable holding the backend's API key, sent as a bearer token and never
+    /// logged (`openai`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_key_env: Option<String>,
+    /// PEM file of a CA to trust for an HTTPS backend, besides the public roots (`openai`,
+    /// `http`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<std::path::PathBuf>,
     /// Seconds a job may run.
     pub timeout_s: u64,
     /// Largest output accepted, in bytes.
@@ -263,6 +284,11 @@ impl Default for ExecutorConfig {
             program: None,
             args: Vec::new(),
             url: None,
+            base_url: None,
+            model: None,
+            endpoint: None,
+            api_key_env: None,
+            ca_file: None,
             timeout_s: 30,
             max_output_bytes: 1024 * 1024,
         }

@@ -51,6 +51,12 @@ pub enum ExecError {
     /// I/O with the program failed.
     #[error("executor i/o: {0}")]
     Io(String),
+    /// The payload does not fit the executor (e.g. no prompt for an LLM backend).
+    #[error("bad payload: {0}")]
+    Payload(String),
+    /// The executor's settings are unusable (e.g. an unreadable CA file).
+    #[error("executor misconfigured: {0}")]
+    Config(String),
 }
 
 impl ExecError {
@@ -62,6 +68,9 @@ impl ExecError {
                 "executor_unavailable: the host cannot start its executor".into()
             }
             ExecError::Exit { status, .. } => format!("executor_failed: exited with {status}"),
+            ExecError::Config(_) => {
+                "executor_unavailable: the host's executor is misconfigured".into()
+            }
             other => other.to_string(),
         }
     }
@@ -81,13 +90,15 @@ pub struct ExecOutput {
 pub struct Executor {
     cfg: ExecutorConfig,
     http: Option<reqwest::Client>,
+    openai: Option<Result<super::openai::Backend, String>>,
 }
 
 impl Executor {
     /// Builds an executor from its config section.
     pub fn new(cfg: ExecutorConfig) -> Self {
         let http = (cfg.kind == ExecutorKind::Http).then(reqwest::Client::new);
-        Executor { cfg, http }
+        let openai = (cfg.kind == ExecutorKind::Openai).then(|| super::openai::Backend::new(&cfg));
+        Executor { cfg, http, openai }
     }
 
     /// The time limit.
@@ -119,6 +130,11 @@ impl Executor {
             }
             ExecutorKind::Exec => self.run_program(payload, max).await,
             ExecutorKind::Http => self.run_http(payload, max).await,
+            ExecutorKind::Openai => match &self.openai {
+                Some(Ok(b)) => b.run(payload, max).await,
+                Some(Err(e)) => Err(ExecError::Config(e.clone())),
+                None => Err(ExecError::Config("no backend".into())),
+            },
         }
     }
 

@@ -13,6 +13,7 @@ mod broker_fixture;
 mod broker_service_tests;
 pub mod executor;
 pub mod host;
+pub mod openai;
 #[cfg(test)]
 mod host_tests;
 pub mod payer;

@@ -1,0 +1,206 @@
+//! The `openai` executor: a job's payload becomes a request to an OpenAI-compatible backend
+//! (Ollama, llama.cpp's server, vLLM, a hosted API), and the backend's answer text becomes
+//! the job's output, with the tokens its `usage` reports.
+//!
+//! The payload is a JSON object: `prompt` (text) or `messages` (chat messages), and
+//! optionally `max_tokens` and `temperature`. Other fields are refused by name, so a typo is
+//! an error rather than a silently different request. HTTPS uses rustls with the public
+//! roots plus the executor's `ca_file`; the API key comes from the environment variable
+//! `api_key_env` and is sent only as a bearer token.
+
+use serde_json::{json, Map, Value};
+
+use super::executor::{ExecError, ExecOutput};
+use crate::config::ExecutorConfig;
+
+/// Which API the executor calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `POST {base_url}/chat/completions`.
+    Chat,
+    /// `POST {base_url}/completions`.
+    Completions,
+    /// `POST {base_url}/embeddings`.
+    Embeddings,
+}
+
+impl Endpoint {
+    fn parse(s: Option<&str>) -> Result<Self, String> {
+        match s.unwrap_or("chat") {
+            "chat" => Ok(Endpoint::Chat),
+            "completions" => Ok(Endpoint::Completions),
+            "embeddings" => Ok(Endpoint::Embeddings),
+            other => Err(format!(
+                "endpoint must be chat, completions or embeddings, not {other:?}"
+            )),
+        }
+    }
+
+    fn path(self) -> &'static str {
+        match self {
+            Endpoint::Chat => "/chat/completions",
+            Endpoint::Completions => "/completions",
+            Endpoint::Embeddings => "/embeddings",
+        }
+    }
+}
+
+/// A configured OpenAI-compatible backend.
+#[derive(Debug, Clone)]
+pub struct Backend {
+    url: String,
+    model: String,
+    endpoint: Endpoint,
+    key_env: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Backend {
+    /// Builds the backend of an `openai` executor section; errors name the bad setting.
+    pub fn new(cfg: &ExecutorConfig) -> Result<Self, String> {
+        let base = cfg
+            .base_url
+            .as_deref()
+            .ok_or("an openai executor needs base_url")?
+            .trim_end_matches('/');
+        let endpoint = Endpoint::parse(cfg.endpoint.as_deref())?;
+        let mut builder = reqwest::Client::builder().use_rustls_tls();
+        if let Some(path) = &cfg.ca_file {
+            let pem = std::fs::read(path)
+                .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+            let cert = reqwest::Certificate::from_pem(&pem)
+                .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+            builder = builder.add_root_certificate(cert);
+        }
+        let http = builder.build().map_err(|e| e.to_string())?;
+        Ok(Backend {
+            url: format!("{base}{}", endpoint.path()),
+            model: cfg.model.clone().unwrap_or_else(|| "default".into()),
+            endpoint,
+            key_env: cfg.api_key_env.clone(),
+            http,
+        })
+    }
+
+    /// Runs one job: builds the request from `payload`, reads at most `max` bytes of answer.
+    pub async fn run(&self, payload: &str, max: usize) -> Result<ExecOutput, ExecError> {
+        let request = self.request(payload)?;
+        let mut req = self.http.post(&self.url).json(&request);
+        if let Some(var) = &self.key_env {
+            if let Ok(key) = std::env::var(var) {
+                req = req.bearer_auth(key);
+            }
+        }
+        let mut resp = req.send().await.map_err(|e| {
+            // reqwest's text may carry the URL, never the key.
+            ExecError::Http(format!("backend unreachable: {}", without_url(&e)))
+        })?;
+        let status = resp.status();
+        let mut body = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| ExecError::Http(format!("backend stopped answering: {}", without_url(&e))))?
+        {
+            body.extend_from_slice(&chunk);
+            if body.len() > max {
+                return Err(ExecError::OutputTooLarge { limit: max });
+            }
+        }
+        if !status.is_success() {
+            return Err(ExecError::Http(format!("backend answered {status}")));
+        }
+        let v: Value = serde_json::from_slice(&body)
+            .map_err(|_| ExecError::Http("backend answer is not JSON".into()))?;
+        let tokens = v.pointer("/usage/total_tokens").and_then(Value::as_u64);
+        let output = match self.endpoint {
+            Endpoint::Chat => v.pointer("/choices/0/message/content").and_then(Value::as_str),
+            Endpoint::Completions => v.pointer("/choices/0/text").and_then(Value::as_str),
+            Endpoint::Embeddings => None,
+        }
+        .map(str::to_owned);
+        let output = match (self.endpoint, output) {
+            (Endpoint::Embeddings, _) => v
+                .pointer("/data/0/embedding")
+                .filter(|e| e.is_array())
+                .map(Value::to_string)
+                .ok_or_else(|| ExecError::Http("backend answer has no embedding".into()))?,
+            (_, Some(text)) => text,
+            (_, None) => return Err(ExecError::Http("backend answer has no text".into())),
+        };
+        if output.len() > max {
+            return Err(ExecError::OutputTooLarge { limit: max });
+        }
+        Ok(ExecOutput { output, tokens })
+    }
+
+    /// The backend request for a job's payload.
+    fn request(&self, payload: &str) -> Result<Value, ExecError> {
+        let bad = |m: String| ExecError::Payload(m);
+        let p: Map<String, Value> = serde_json::from_str(payload)
+            .map_err(|_| bad("the payload must be a JSON object".into()))?;
+        if let Some(k) = p
+            .keys()
+            .find(|k| !matches!(k.as_str(), "prompt" | "messages" | "max_tokens" | "temperature"))
+        {
+            return Err(bad(format!(
+                "unknown payload field {k:?} (prompt, messages, max_tokens, temperature)"
+            )));
+        }
+        let prompt = match p.get("prompt") {
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(_) => return Err(bad("prompt must be text".into())),
+            None => None,
+        };
+        let messages = match p.get("messages") {
+            Some(Value::Array(m)) if !m.is_empty() => Some(Value::Array(m.clone())),
+            Some(_) => return Err(bad("messages must be a non-empty array".into())),
+            None => None,
+        };
+        let mut req = json!({ "model": self.model });
+        match (self.endpoint, prompt, messages) {
+            (_, Some(_), Some(_)) => return Err(bad("give prompt or messages, not both".into())),
+            (_, None, None) => return Err(bad("the payload needs a prompt or messages".into())),
+            (Endpoint::Chat, Some(text), None) => {
+                req["messages"] = json!([{ "role": "user", "content": text }]);
+            }
+            (Endpoint::Chat, None, Some(m)) => req["messages"] = m,
+            (Endpoint::Completions, Some(text), None) => req["prompt"] = json!(text),
+            (Endpoint::Embeddings, Some(text), None) => req["input"] = json!(text),
+            (_, None, Some(_)) => {
+                return Err(bad("messages need the chat endpoint; give a prompt".into()))
+            }
+        }
+        if self.endpoint != Endpoint::Embeddings {
+            for k in ["max_tokens", "temperature"] {
+                match p.get(k) {
+                    Some(v) if v.is_number() => req[k] = v.clone(),
+                    Some(_) => return Err(bad(format!("{k} must be a number"))),
+                    None => {}
+                }
+            }
+        }
+        Ok(req)
+    }
+}
+
+/// An HTTP error's kind, without the URL (which may name a private host) or anything else
+/// the request carried.
+fn without_url(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_connect() {
+        // Includes TLS failures (an untrusted certificate) during the handshake.
+        let mut s = "connection failed".to_owned();
+        let mut src = std::error::Error::source(e);
+        while let Some(inner) = src {
+            s = format!("{s}: {inner}");
+            src = inner.source();
+        }
+        s
+    } else if e.is_body() || e.is_decode() {
+        "the answer broke off".into()
+    } else {
+        "request failed".into()
+    }
+}
