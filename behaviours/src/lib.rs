@@ -6,6 +6,7 @@
 
 pub mod announce;
 pub mod auction;
+pub mod codec;
 pub mod ledger_sync;
 pub mod shards;
 
@@ -13,27 +14,29 @@ use std::time::Duration;
 
 use libp2p::{request_response, StreamProtocol};
 
+pub use codec::{Budget, Inbound};
+
+/// A request-response behaviour over CBOR.
+pub type CborBehaviour<Req, Resp> = request_response::Behaviour<codec::Codec<Req, Resp>>;
+
 /// A request-response behaviour with a CBOR codec capped at `max_request` and
-/// `max_response` bytes: the one shape of every Offgrid protocol.
+/// `max_response` bytes and the `inbound` limits: the one shape of every Offgrid protocol.
 pub fn capped_cbor<Req, Resp>(
     protocol: StreamProtocol,
     max_request: u64,
     max_response: u64,
     request_timeout: Duration,
-    max_concurrent_streams: usize,
-) -> request_response::cbor::Behaviour<Req, Resp>
+    inbound: &Inbound,
+) -> CborBehaviour<Req, Resp>
 where
     Req: Send + Clone + serde::Serialize + serde::de::DeserializeOwned + 'static,
     Resp: Send + Clone + serde::Serialize + serde::de::DeserializeOwned + 'static,
 {
-    let codec = request_response::cbor::codec::Codec::default()
-        .set_request_size_maximum(max_request)
-        .set_response_size_maximum(max_response);
     request_response::Behaviour::with_codec(
-        codec,
+        codec::Codec::new(max_request, max_response, inbound),
         [(protocol, request_response::ProtocolSupport::Full)],
         request_response::Config::default()
             .with_request_timeout(request_timeout)
-            .with_max_concurrent_streams(max_concurrent_streams),
+            .with_max_concurrent_streams(inbound.max_streams),
     )
 }

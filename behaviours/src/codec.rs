@@ -1,0 +1,427 @@
+//! The codec of every Offgrid request-response protocol: CBOR, byte for byte what libp2p's
+//! `request_response::cbor` puts on the wire, with inbound reads that a hostile peer cannot
+//! turn into memory.
+//!
+//! libp2p's codec reads a request with `read_to_end` into a growing `Vec` and decodes it
+//! at the end, so each stream of a protocol may hold its whole size cap for as long as the
+//! request timeout. This one:
+//! - refuses a request the moment it passes the cap, without reading the rest;
+//! - charges every buffered byte past the first [`FREE_BYTES`] of a stream to a node-wide
+//!   [`Budget`] shared by all protocols and connections, and drops the stream when the
+//!   budget is spent (small requests, such as quotes and fetches, never wait on it);
+//! - gives the request a read deadline ([`Inbound::read_timeout`]), far shorter than the
+//!   time the answer may take, so a peer that trickles bytes (slowloris) loses the stream.
+//!
+//! Responses are only capped: they answer requests this node chose to send, so their count
+//! is bounded by its own concurrency.
+
+use std::{
+    future::Future,
+    io,
+    marker::PhantomData,
+    sync::{
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use libp2p::{
+    futures::{future::Either, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    request_response, StreamProtocol,
+};
+use serde::{de::DeserializeOwned, Serialize};
+
+/// Bytes of each inbound request read without charging the [`Budget`]: quotes, fetches,
+/// tips and other small requests are served however much of the budget a flood holds.
+pub const FREE_BYTES: usize = 16 * 1024;
+/// First buffer of a read; it doubles up to the cap.
+const FIRST_BUFFER: usize = 4 * 1024;
+
+/// A node-wide budget of inbound request bytes in flight (buffered, not yet decoded).
+/// Cloning shares it.
+#[derive(Debug, Clone)]
+pub struct Budget(Arc<BudgetInner>);
+
+#[derive(Debug)]
+struct BudgetInner {
+    limit: usize,
+    used: AtomicUsize,
+    refused: AtomicU64,
+}
+
+impl Budget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: usize) -> Self {
+        Budget(Arc::new(BudgetInner {
+            limit,
+            used: AtomicUsize::new(0),
+            refused: AtomicU64::new(0),
+        }))
+    }
+
+    /// No limit (tests, tools).
+    pub fn unlimited() -> Self {
+        Budget::new(usize::MAX)
+    }
+
+    /// Bytes charged now.
+    pub fn in_use(&self) -> usize {
+        self.0.used.load(Ordering::Relaxed)
+    }
+
+    /// Streams dropped so far because the budget was spent.
+    pub fn refused(&self) -> u64 {
+        self.0.refused.load(Ordering::Relaxed)
+    }
+
+    fn charge(&self) -> Charge {
+        Charge {
+            budget: self.clone(),
+            bytes: 0,
+        }
+    }
+
+    fn try_add(&self, n: usize) -> bool {
+        let ok = self
+            .0
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(n).filter(|t| *t <= self.0.limit)
+            })
+            .is_ok();
+        if !ok {
+            self.0.refused.fetch_add(1, Ordering::Relaxed);
+        }
+        ok
+    }
+}
+
+/// Bytes one read holds against a [`Budget`]; given back on drop.
+#[derive(Debug)]
+struct Charge {
+    budget: Budget,
+    bytes: usize,
+}
+
+impl Charge {
+    /// Grows the charge to `total` bytes; `false` (and no change) when the budget is spent.
+    fn grow_to(&mut self, total: usize) -> bool {
+        if total <= self.bytes {
+            return true;
+        }
+        if !self.budget.try_add(total - self.bytes) {
+            return false;
+        }
+        self.bytes = total;
+        true
+    }
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.budget.0.used.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
+/// Limits on what one protocol takes from peers.
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    /// Most concurrent streams of the protocol per connection (libp2p drops the rest).
+    pub max_streams: usize,
+    /// Longest the whole of a request may take to arrive; `None`: only the request timeout.
+    pub read_timeout: Option<Duration>,
+    /// The node-wide budget the protocol's requests are charged to.
+    pub budget: Budget,
+}
+
+impl Inbound {
+    /// `max_streams` per connection, no read deadline and no budget (tests, tools, slow
+    /// radio links where a request may take minutes).
+    pub fn streams(max_streams: usize) -> Self {
+        Inbound {
+            max_streams,
+            read_timeout: None,
+            budget: Budget::unlimited(),
+        }
+    }
+
+    /// With this read deadline.
+    pub fn with_read_timeout(mut self, t: Duration) -> Self {
+        self.read_timeout = Some(t);
+        self
+    }
+
+    /// Charged to this budget.
+    pub fn with_budget(mut self, budget: Budget) -> Self {
+        self.budget = budget;
+        self
+    }
+}
+
+/// The CBOR codec with the caps above.
+pub struct Codec<Req, Resp> {
+    max_request: usize,
+    max_response: usize,
+    read_timeout: Option<Duration>,
+    budget: Budget,
+    phantom: PhantomData<fn() -> (Req, Resp)>,
+}
+
+impl<Req, Resp> Clone for Codec<Req, Resp> {
+    fn clone(&self) -> Self {
+        Codec {
+            max_request: self.max_request,
+            max_response: self.max_response,
+            read_timeout: self.read_timeout,
+            budget: self.budget.clone(),
+            phantom: PhantomData,
+        }
+    }
+}
+
+impl<Req, Resp> Codec<Req, Resp> {
+    /// A codec capping requests at `max_request` and responses at `max_response` bytes.
+    pub fn new(max_request: u64, max_response: u64, inbound: &Inbound) -> Self {
+        Codec {
+            max_request: usize::try_from(max_request).unwrap_or(usize::MAX),
+            max_response: usize::try_from(max_response).unwrap_or(usize::MAX),
+            read_timeout: inbound.read_timeout,
+            budget: inbound.budget.clone(),
+            phantom: PhantomData,
+        }
+    }
+}
+
+fn invalid(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg)
+}
+
+/// Reads to the end of `io`, at most `max` bytes; past [`FREE_BYTES`] the buffer's size is
+/// charged to `charge` (`None`: not charged).
+async fn read_capped<T: AsyncRead + Unpin>(
+    io: &mut T,
+    max: usize,
+    mut charge: Option<&mut Charge>,
+) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    let mut filled = 0;
+    loop {
+        if filled == buf.len() {
+            if filled >= max {
+                // At the cap: only the end of the stream may follow.
+                let mut probe = [0u8; 1];
+                if io.read(&mut probe).await? == 0 {
+                    break;
+                }
+                return Err(invalid(format!("message larger than {max} bytes")));
+            }
+            let size = (buf.len() * 2).max(FIRST_BUFFER).min(max);
+            if let Some(c) = charge.as_deref_mut() {
+                if !c.grow_to(size.saturating_sub(FREE_BYTES)) {
+                    return Err(io::Error::new(
+                        io::ErrorKind::OutOfMemory,
+                        "the node's inbound budget is spent; try again later",
+                    ));
+                }
+            }
+            buf.resize(size, 0);
+        }
+        let n = io.read(&mut buf[filled..]).await?;
+        if n == 0 {
+            break;
+        }
+        filled += n;
+    }
+    buf.truncate(filled);
+    Ok(buf)
+}
+
+/// Runs `f`, failing with `TimedOut` after `t` when there is one.
+async fn deadline<T>(t: Option<Duration>, f: impl Future<Output = io::Result<T>>) -> io::Result<T> {
+    let Some(t) = t else { return f.await };
+    let f = std::pin::pin!(f);
+    match libp2p::futures::future::select(f, futures_timer::Delay::new(t)).await {
+        Either::Left((r, _)) => r,
+        Either::Right(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("request not complete within {t:?}"),
+        )),
+    }
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> io::Result<T> {
+    cbor4ii::serde::from_slice(bytes).map_err(|e| invalid(e.to_string()))
+}
+
+fn encode<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
+    cbor4ii::serde::to_vec(Vec::new(), value).map_err(|e| invalid(e.to_string()))
+}
+
+impl<Req, Resp> request_response::Codec for Codec<Req, Resp>
+where
+    Req: Send + Serialize + DeserializeOwned,
+    Resp: Send + Serialize + DeserializeOwned,
+{
+    type Protocol = StreamProtocol;
+    type Request = Req;
+    type Response = Resp;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Req>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        let mut charge = self.budget.charge();
+        let bytes = deadline(
+            self.read_timeout,
+            read_capped(io, self.max_request, Some(&mut charge)),
+        )
+        .await?;
+        let req = decode(&bytes);
+        drop(bytes);
+        drop(charge);
+        req
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Resp>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        decode(&read_capped(io, self.max_response, None).await?)
+    }
+
+    async fn write_request<T>(&mut self, _: &StreamProtocol, io: &mut T, req: Req) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        io.write_all(&encode(&req)?).await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        resp: Resp,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        io.write_all(&encode(&resp)?).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::{
+        pin::Pin,
+        task::{Context, Poll},
+    };
+
+    use libp2p::request_response::Codec as _;
+
+    use super::*;
+
+    const P: StreamProtocol = StreamProtocol::new("/test/1");
+
+    fn block<T>(f: impl Future<Output = T>) -> T {
+        libp2p::futures::executor::block_on(f)
+    }
+
+    fn codec(max: u64, budget: &Budget) -> Codec<String, String> {
+        Codec::new(max, max, &Inbound::streams(1).with_budget(budget.clone()))
+    }
+
+    #[test]
+    fn the_wire_is_libp2ps_cbor() {
+        let mut ours = codec(1 << 20, &Budget::unlimited());
+        let mut theirs = request_response::cbor::codec::Codec::<String, String>::default();
+        let mut a = Vec::new();
+        let mut b = Vec::new();
+        block(ours.write_request(&P, &mut a, "hello".into())).unwrap();
+        block(theirs.write_request(&P, &mut b, "hello".into())).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(
+            block(ours.read_request(&P, &mut b.as_slice())).unwrap(),
+            "hello"
+        );
+        let big = "x".repeat(100_000);
+        let mut wire = Vec::new();
+        block(theirs.write_response(&P, &mut wire, big.clone())).unwrap();
+        assert_eq!(
+            block(ours.read_response(&P, &mut wire.as_slice())).unwrap(),
+            big
+        );
+    }
+
+    #[test]
+    fn a_request_past_the_cap_is_refused_and_one_at_the_cap_is_read() {
+        let budget = Budget::unlimited();
+        let mut c = codec(1000, &budget);
+        let wire = encode(&"y".repeat(996)).unwrap();
+        assert_eq!(wire.len(), 999);
+        assert!(block(c.read_request(&P, &mut wire.as_slice())).is_ok());
+        let wire = encode(&"y".repeat(997)).unwrap();
+        assert_eq!(wire.len(), 1000);
+        assert!(block(c.read_request(&P, &mut wire.as_slice())).is_ok());
+        let wire = encode(&"y".repeat(998)).unwrap();
+        let err = block(c.read_request(&P, &mut wire.as_slice())).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert_eq!(budget.in_use(), 0);
+    }
+
+    #[test]
+    fn large_requests_are_charged_to_the_budget_and_small_ones_are_not() {
+        let budget = Budget::new(64 * 1024);
+        let mut c = codec(1 << 20, &budget);
+        // Small: free however spent the budget is.
+        let small = encode(&"s".repeat(FREE_BYTES - 16)).unwrap();
+        let mut hold = budget.charge();
+        assert!(hold.grow_to(64 * 1024));
+        assert!(block(c.read_request(&P, &mut small.as_slice())).is_ok());
+        // Large: refused while the budget is spent, read once it is given back.
+        let large = encode(&"l".repeat(40_000)).unwrap();
+        let err = block(c.read_request(&P, &mut large.as_slice())).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::OutOfMemory);
+        assert_eq!(budget.refused(), 1);
+        drop(hold);
+        assert_eq!(budget.in_use(), 0);
+        assert!(block(c.read_request(&P, &mut large.as_slice())).is_ok());
+        assert_eq!(budget.in_use(), 0, "given back after decoding");
+        // Larger than the whole budget: never read.
+        let huge = encode(&"h".repeat(200_000)).unwrap();
+        assert!(block(c.read_request(&P, &mut huge.as_slice())).is_err());
+    }
+
+    /// A stream that sends a few bytes and then nothing, never closing.
+    struct Trickle(usize);
+
+    impl AsyncRead for Trickle {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut [u8],
+        ) -> Poll<io::Result<usize>> {
+            if self.0 == 0 {
+                return Poll::Pending;
+            }
+            let n = self.0.min(buf.len());
+            buf[..n].fill(0x61);
+            self.0 -= n;
+            Poll::Ready(Ok(n))
+        }
+    }
+
+    #[test]
+    fn a_request_that_never_ends_times_out_and_gives_its_bytes_back() {
+        let budget = Budget::new(1 << 20);
+        let inbound = Inbound::streams(1)
+            .with_budget(budget.clone())
+            .with_read_timeout(Duration::from_millis(50));
+        let mut c = Codec::<String, String>::new(1 << 20, 1 << 20, &inbound);
+        let err = block(c.read_request(&P, &mut Trickle(100_000))).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(budget.in_use(), 0);
+    }
+}
