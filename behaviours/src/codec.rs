@@ -91,7 +91,16 @@ impl Budget {
             })
             .is_ok();
         if !ok {
-            self.0.refused.fetch_add(1, Ordering::Relaxed);
+            let refused = self.0.refused.fetch_add(1, Ordering::Relaxed) + 1;
+            // Logged sparsely: a flood refuses thousands.
+            if refused.is_power_of_two() {
+                tracing::warn!(
+                    refused,
+                    in_use = self.in_use(),
+                    limit = self.0.limit,
+                    "inbound budget spent: a large request was dropped"
+                );
+            }
         }
         ok
     }
