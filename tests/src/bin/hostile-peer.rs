@@ -184,6 +184,13 @@ fn flood(protocol: StreamProtocol, timeout: Duration) -> request_response::Behav
 fn swarm(timeout: Duration) -> anyhow::Result<Swarm<Behaviour>> {
     let gossip = gossipsub::ConfigBuilder::default()
         .validation_mode(gossipsub::ValidationMode::None)
+        // Unsigned messages have no source or seqno: the default id would be one for all.
+        .message_id_fn(|m| {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            m.data.hash(&mut h);
+            gossipsub::MessageId::from(h.finish().to_be_bytes().to_vec())
+        })
         .heartbeat_interval(Duration::from_millis(500))
         .max_transmit_size(256 * 1024)
         .connection_handler_queue_len(50_000)
@@ -471,7 +478,12 @@ async fn announce_attack(
                 .publish(topic.clone(), fake_announcement(&key, i)?)
             {
                 Ok(_) => t.published += 1,
-                Err(_) => t.publish_errors += 1,
+                Err(e) => {
+                    if t.publish_errors == 0 {
+                        eprintln!("publish failed: {e}");
+                    }
+                    t.publish_errors += 1
+                }
             }
             i += 1;
         }
