@@ -129,21 +129,27 @@ fn dir_size(dir: &Path) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_a_stream_flood_the_victim_stays_small_and_serves_a_job_and_a_get() {
     let victim = TestNode::start_with(&[], &[], Some(HOST)).await;
+    // A put needs two storage hosts: a helper takes the second replica and is killed
+    // before the flood, so the get can only be served by the victim.
+    let mut helper = TestNode::start(&["--bootstrap", &victim.addr]).await;
     let honest = TestNode::start(&["--bootstrap", &victim.addr]).await;
-    honest
-        .wait_peer(
-            &victim.peer_id,
-            Duration::from_secs(20),
-            "the honest node to see the victim's announcement",
-            |p| p["active"] == true && p["connected"] == true,
-        )
-        .await;
+    for host in [&victim, &helper] {
+        honest
+            .wait_peer(
+                &host.peer_id,
+                Duration::from_secs(30),
+                "the honest node to see a storage host's announcement",
+                |p| p["active"] == true,
+            )
+            .await;
+    }
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("file.bin");
     let body: Vec<u8> = (0..(1u32 << 20)).map(|i| (i * 7 + i / 251) as u8).collect();
     std::fs::write(&src, &body).unwrap();
-    let put = honest.cli_json(&["put", src.to_str().unwrap(), "--mode", "rep", "--r", "1"]);
+    let put = honest.cli_json(&["put", src.to_str().unwrap(), "--mode", "rep", "--r", "2"]);
     let asset = put["asset_id"].as_str().unwrap().to_owned();
+    helper.kill9();
 
     let idle = rss(victim.pid());
     let peak = RssPeak::start(victim.pid());
