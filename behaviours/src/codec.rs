@@ -34,9 +34,20 @@ use serde::{de::DeserializeOwned, Serialize};
 
 /// Bytes of each inbound request read without charging the [`Budget`]: quotes, fetches,
 /// tips and other small requests are served however much of the budget a flood holds.
-pub const FREE_BYTES: usize = 16 * 1024;
-/// First buffer of a read; it doubles up to the cap.
+pub const FREE_BYTES: usize = 8 * 1024;
+/// First buffer of a read; it doubles up to [`GROWTH_STEP`], then grows by that step, so
+/// that what is charged exceeds what arrived by less than a step.
 const FIRST_BUFFER: usize = 4 * 1024;
+const GROWTH_STEP: usize = 1 << 20;
+
+/// The next size of a read buffer of `len` bytes.
+fn grown(len: usize) -> usize {
+    if len < GROWTH_STEP {
+        (len * 2).max(FIRST_BUFFER)
+    } else {
+        len + GROWTH_STEP
+    }
+}
 
 /// A node-wide budget of inbound request bytes in flight (buffered, not yet decoded).
 /// Cloning shares it.
@@ -225,7 +236,7 @@ async fn read_capped<T: AsyncRead + Unpin>(
                 }
                 return Err(invalid(format!("message larger than {max} bytes")));
             }
-            let size = (buf.len() * 2).max(FIRST_BUFFER).min(max);
+            let size = grown(buf.len()).min(max);
             if let Some(c) = charge.as_deref_mut() {
                 if !c.grow_to(size.saturating_sub(FREE_BYTES)) {
                     return Err(io::Error::new(
@@ -362,6 +373,15 @@ mod tests {
             block(ours.read_response(&P, &mut wire.as_slice())).unwrap(),
             big
         );
+    }
+
+    #[test]
+    fn buffers_double_to_a_mebibyte_then_grow_by_one() {
+        assert_eq!(grown(0), FIRST_BUFFER);
+        assert_eq!(grown(FIRST_BUFFER), 2 * FIRST_BUFFER);
+        assert_eq!(grown(GROWTH_STEP / 2), GROWTH_STEP);
+        assert_eq!(grown(GROWTH_STEP), 2 * GROWTH_STEP);
+        assert_eq!(grown(5 * GROWTH_STEP), 6 * GROWTH_STEP);
     }
 
     #[test]

@@ -78,11 +78,15 @@ pub struct StreamLimits {
 
 impl Default for StreamLimits {
     fn default() -> Self {
+        // Outbound requests count too: a broker quotes and runs many jobs on one host at
+        // once (a host's burst may be 64), a put or get keeps up to 16 shard requests in
+        // flight. Memory is bounded by the codec's caps and the node-wide budget, not by
+        // these counts.
         StreamLimits {
-            auction: 16,
-            shards: 8,
+            auction: 64,
+            shards: 16,
             ledger_sync: 8,
-            yamux: 64,
+            yamux: 128,
         }
     }
 }

@@ -123,7 +123,7 @@ pub struct NetworkConfig {
     /// Most peers kept in the registry; the longest unseen are forgotten first.
     pub max_known_peers: usize,
     /// Bytes of inbound requests buffered at once over every peer and protocol; past it a
-    /// large request's stream is dropped (the first 16 KiB of each request is not counted).
+    /// large request's stream is dropped (the first 8 KiB of each request is not counted).
     pub inbound_budget_bytes: usize,
     /// Seconds an inbound request may take to arrive in full.
     pub request_read_timeout_s: u64,
