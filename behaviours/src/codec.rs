@@ -35,19 +35,11 @@ use serde::{de::DeserializeOwned, Serialize};
 /// Bytes of each inbound request read without charging the [`Budget`]: quotes, fetches,
 /// tips and other small requests are served however much of the budget a flood holds.
 pub const FREE_BYTES: usize = 8 * 1024;
-/// First buffer of a read; it doubles up to [`GROWTH_STEP`], then grows by that step, so
-/// that what is charged exceeds what arrived by less than a step.
-const FIRST_BUFFER: usize = 4 * 1024;
-const GROWTH_STEP: usize = 1 << 20;
-
-/// The next size of a read buffer of `len` bytes.
-fn grown(len: usize) -> usize {
-    if len < GROWTH_STEP {
-        (len * 2).max(FIRST_BUFFER)
-    } else {
-        len + GROWTH_STEP
-    }
-}
+/// Size of every buffer of a read after the first ([`FREE_BYTES`]). A message is read into
+/// a list of such chunks, never one buffer that grows: chunks of one size, below the
+/// allocator's mmap threshold, are reused as floods come and go instead of leaving the heap
+/// fragmented, and what is charged exceeds what arrived by less than one chunk.
+const CHUNK: usize = 64 * 1024;
 
 /// A node-wide budget of inbound request bytes in flight (buffered, not yet decoded).
 /// Cloning shares it.
@@ -217,44 +209,103 @@ fn invalid(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg)
 }
 
-/// Reads to the end of `io`, at most `max` bytes; past [`FREE_BYTES`] the buffer's size is
-/// charged to `charge` (`None`: not charged).
+/// A message as read: chunks, all full but the last.
+#[derive(Debug, Default)]
+struct Chunks(Vec<Vec<u8>>);
+
+impl Chunks {
+    /// Decodes the message (from the one chunk in place, else through a reader).
+    fn decode<T: DeserializeOwned>(&self) -> io::Result<T> {
+        match self.0.as_slice() {
+            [] => decode(&[]),
+            [one] => decode(one),
+            many => cbor4ii::serde::from_reader(ChunkReader {
+                chunks: many,
+                at: 0,
+                pos: 0,
+            })
+            .map_err(|e| invalid(e.to_string())),
+        }
+    }
+}
+
+/// `BufRead` over a message's chunks.
+struct ChunkReader<'a> {
+    chunks: &'a [Vec<u8>],
+    at: usize,
+    pos: usize,
+}
+
+impl std::io::Read for ChunkReader<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let n = {
+            let buf = std::io::BufRead::fill_buf(self)?;
+            let n = buf.len().min(out.len());
+            out[..n].copy_from_slice(&buf[..n]);
+            n
+        };
+        std::io::BufRead::consume(self, n);
+        Ok(n)
+    }
+}
+
+impl std::io::BufRead for ChunkReader<'_> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        while self.at < self.chunks.len() && self.pos >= self.chunks[self.at].len() {
+            self.at += 1;
+            self.pos = 0;
+        }
+        Ok(self.chunks.get(self.at).map_or(&[][..], |c| &c[self.pos..]))
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos += n;
+    }
+}
+
+/// Reads to the end of `io`, at most `max` bytes. The first [`FREE_BYTES`] are free; every
+/// later chunk is charged to `charge` before it is allocated (`None`: not charged).
 async fn read_capped<T: AsyncRead + Unpin>(
     io: &mut T,
     max: usize,
     mut charge: Option<&mut Charge>,
-) -> io::Result<Vec<u8>> {
-    let mut buf = Vec::new();
+) -> io::Result<Chunks> {
+    let mut chunks = Chunks::default();
+    let mut total = 0usize;
+    let mut buf = vec![0u8; FREE_BYTES.min(max)];
     let mut filled = 0;
     loop {
         if filled == buf.len() {
-            if filled >= max {
+            total += filled;
+            if total >= max {
                 // At the cap: only the end of the stream may follow.
                 let mut probe = [0u8; 1];
                 if io.read(&mut probe).await? == 0 {
-                    break;
+                    chunks.0.push(buf);
+                    return Ok(chunks);
                 }
                 return Err(invalid(format!("message larger than {max} bytes")));
             }
-            let size = grown(buf.len()).min(max);
+            let size = CHUNK.min(max - total);
             if let Some(c) = charge.as_deref_mut() {
-                if !c.grow_to(size.saturating_sub(FREE_BYTES)) {
+                if !c.grow_to(c.bytes + size) {
                     return Err(io::Error::new(
                         io::ErrorKind::OutOfMemory,
                         "the node's inbound budget is spent; try again later",
                     ));
                 }
             }
-            buf.resize(size, 0);
+            chunks.0.push(std::mem::replace(&mut buf, vec![0u8; size]));
+            filled = 0;
         }
         let n = io.read(&mut buf[filled..]).await?;
         if n == 0 {
-            break;
+            buf.truncate(filled);
+            chunks.0.push(buf);
+            return Ok(chunks);
         }
         filled += n;
     }
-    buf.truncate(filled);
-    Ok(buf)
 }
 
 /// Runs `f`, failing with `TimedOut` after `t` when there is one.
@@ -292,13 +343,13 @@ where
         T: AsyncRead + Unpin + Send,
     {
         let mut charge = self.budget.charge();
-        let bytes = deadline(
+        let chunks = deadline(
             self.read_timeout,
             read_capped(io, self.max_request, Some(&mut charge)),
         )
         .await?;
-        let req = decode(&bytes);
-        drop(bytes);
+        let req = chunks.decode();
+        drop(chunks);
         drop(charge);
         req
     }
@@ -307,7 +358,7 @@ where
     where
         T: AsyncRead + Unpin + Send,
     {
-        decode(&read_capped(io, self.max_response, None).await?)
+        read_capped(io, self.max_response, None).await?.decode()
     }
 
     async fn write_request<T>(&mut self, _: &StreamProtocol, io: &mut T, req: Req) -> io::Result<()>
@@ -376,12 +427,25 @@ mod tests {
     }
 
     #[test]
-    fn buffers_double_to_a_mebibyte_then_grow_by_one() {
-        assert_eq!(grown(0), FIRST_BUFFER);
-        assert_eq!(grown(FIRST_BUFFER), 2 * FIRST_BUFFER);
-        assert_eq!(grown(GROWTH_STEP / 2), GROWTH_STEP);
-        assert_eq!(grown(GROWTH_STEP), 2 * GROWTH_STEP);
-        assert_eq!(grown(5 * GROWTH_STEP), 6 * GROWTH_STEP);
+    fn a_message_over_many_chunks_decodes_as_one() {
+        let mut c = codec(1 << 20, &Budget::unlimited());
+        for len in [
+            0,
+            1,
+            FREE_BYTES - 3,
+            FREE_BYTES,
+            FREE_BYTES + CHUNK,
+            300_001,
+        ] {
+            let s = "z".repeat(len);
+            let wire = encode(&s).unwrap();
+            assert_eq!(block(c.read_request(&P, &mut wire.as_slice())).unwrap(), s);
+            assert_eq!(block(c.read_response(&P, &mut wire.as_slice())).unwrap(), s);
+        }
+        let v: Vec<u32> = (0..100_000).collect();
+        let wire = encode(&v).unwrap();
+        let mut c = Codec::<Vec<u32>, Vec<u32>>::new(1 << 20, 1 << 20, &Inbound::streams(1));
+        assert_eq!(block(c.read_request(&P, &mut wire.as_slice())).unwrap(), v);
     }
 
     #[test]
