@@ -95,7 +95,7 @@ static SENT: AtomicU64 = AtomicU64::new(0);
 #[derive(Debug, Clone, Default)]
 struct Flood;
 
-const ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
 
 async fn write_zeros<T: AsyncWrite + Unpin>(io: &mut T, mut n: u64) -> io::Result<()> {
     while n > 0 {
