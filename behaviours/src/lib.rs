@@ -2,7 +2,9 @@
 //!
 //! Each protocol is a module: [`announce`] (signed host announcements spread on gossipsub)
 //! and [`auction`] (quotes and job runs over request-response). Messages are size-capped;
-//! nothing here trusts a byte it has not verified.
+//! nothing here trusts a byte it has not verified. Every request-response protocol uses the
+//! [`codec`], whose inbound reads are capped, charged to a node-wide [`Budget`] and given a
+//! deadline, so that a hostile peer cannot turn open streams into memory.
 
 pub mod announce;
 pub mod auction;

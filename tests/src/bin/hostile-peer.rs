@@ -278,7 +278,7 @@ async fn main() -> anyhow::Result<()> {
         "{}",
         serde_json::json!({
             "attack": format!("{:?}", args.attack).to_lowercase(),
-            "connections": connected,
+            "connected_at_end": connected,
             "streams_opened": all.opened,
             "streams_failed": all.failed,
             "bytes_sent": SENT.load(Ordering::Relaxed),
