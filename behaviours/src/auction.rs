@@ -90,18 +90,19 @@ pub enum Response {
 }
 
 /// The libp2p behaviour of the auction protocol.
-pub type Behaviour = request_response::cbor::Behaviour<Request, Response>;
+pub type Behaviour = crate::CborBehaviour<Request, Response>;
 
 /// Event of [`Behaviour`].
 pub type Event = request_response::Event<Request, Response>;
 
 /// Builds the behaviour. `request_timeout` must cover the longest job a host may run.
-pub fn behaviour(request_timeout: Duration, max_concurrent_streams: usize) -> Behaviour {
+/// `inbound` bounds what peers may make this node buffer.
+pub fn behaviour(request_timeout: Duration, inbound: &crate::Inbound) -> Behaviour {
     crate::capped_cbor(
         PROTOCOL_NAME,
         MAX_REQUEST_BYTES,
         MAX_RESPONSE_BYTES,
         request_timeout,
-        max_concurrent_streams,
+        inbound,
     )
 }

@@ -359,19 +359,20 @@ pub enum Response {
 }
 
 /// The libp2p behaviour of the shard protocol.
-pub type Behaviour = request_response::cbor::Behaviour<Request, Response>;
+pub type Behaviour = crate::CborBehaviour<Request, Response>;
 
 /// Event of [`Behaviour`].
 pub type Event = request_response::Event<Request, Response>;
 
 /// Builds the behaviour.
-pub fn behaviour(request_timeout: Duration, max_concurrent_streams: usize) -> Behaviour {
+/// `inbound` bounds what peers may make this node buffer.
+pub fn behaviour(request_timeout: Duration, inbound: &crate::Inbound) -> Behaviour {
     crate::capped_cbor(
         PROTOCOL_NAME,
         MAX_REQUEST_BYTES,
         MAX_RESPONSE_BYTES,
         request_timeout,
-        max_concurrent_streams,
+        inbound,
     )
 }
 
@@ -459,10 +460,12 @@ mod tests {
         }
     }
 
-    fn capped_codec() -> request_response::cbor::codec::Codec<Request, Response> {
-        request_response::cbor::codec::Codec::default()
-            .set_request_size_maximum(MAX_REQUEST_BYTES)
-            .set_response_size_maximum(MAX_RESPONSE_BYTES)
+    fn capped_codec() -> crate::codec::Codec<Request, Response> {
+        crate::codec::Codec::new(
+            MAX_REQUEST_BYTES,
+            MAX_RESPONSE_BYTES,
+            &crate::Inbound::streams(1),
+        )
     }
 
     #[test]

@@ -115,11 +115,24 @@ impl Behaviour {
             kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_cfg);
         // Off-grid nodes rarely learn a confirmed external address; answer queries anyway.
         kad.set_mode(Some(kad::Mode::Server));
-        let auction = offgrid_behaviours::auction::behaviour(net.auction_timeout, 1024);
-        let shards = offgrid_behaviours::shards::behaviour(net.shard_timeout, 256);
+        // One budget for every protocol: what a flood holds on one is not there for another.
+        let budget = offgrid_behaviours::Budget::new(net.inbound_budget_bytes);
+        let inbound = |streams| {
+            offgrid_behaviours::Inbound::streams(streams)
+                .with_budget(budget.clone())
+                .with_read_timeout(net.request_read_timeout)
+        };
+        let s = net.max_streams;
+        let auction =
+            offgrid_behaviours::auction::behaviour(net.auction_timeout, &inbound(s.auction));
+        let shards = offgrid_behaviours::shards::behaviour(net.shard_timeout, &inbound(s.shards));
+        let ledger_sync = offgrid_behaviours::ledger_sync::behaviour(
+            Duration::from_secs(30),
+            &inbound(s.ledger_sync),
+        );
         Ok(Behaviour {
             auction,
-            ledger_sync: offgrid_behaviours::ledger_sync::behaviour(Duration::from_secs(30), 256),
+            ledger_sync,
             shards,
             limits,
             identify,

@@ -53,6 +53,42 @@ pub struct Config {
     pub shard_timeout: Duration,
     /// Identify's agent string.
     pub agent_version: String,
+    /// Node-wide budget of inbound request bytes buffered at once, over every protocol and
+    /// connection (each stream's first `codec::FREE_BYTES` are not charged).
+    pub inbound_budget_bytes: usize,
+    /// Longest an inbound request may take to arrive in full.
+    pub request_read_timeout: Duration,
+    /// Concurrent inbound streams per connection: auction, shards, ledger sync.
+    pub max_streams: StreamLimits,
+}
+
+/// Concurrent streams per connection and protocol (request-response counts inbound and
+/// outbound streams together; libp2p drops an inbound stream past the limit at once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamLimits {
+    /// Quotes and job runs.
+    pub auction: usize,
+    /// Shard store and fetch (up to 8 MiB each).
+    pub shards: usize,
+    /// Ledger sync.
+    pub ledger_sync: usize,
+    /// Yamux substreams of every protocol together.
+    pub yamux: usize,
+}
+
+impl Default for StreamLimits {
+    fn default() -> Self {
+        // Outbound requests count too: a broker quotes and runs many jobs on one host at
+        // once (a host's burst may be 64), a put or get keeps up to 16 shard requests in
+        // flight. Memory is bounded by the codec's caps and the node-wide budget, not by
+        // these counts.
+        StreamLimits {
+            auction: 64,
+            shards: 16,
+            ledger_sync: 8,
+            yamux: 128,
+        }
+    }
 }
 
 impl Default for Config {
@@ -67,6 +103,9 @@ impl Default for Config {
             auction_timeout: Duration::from_secs(35),
             shard_timeout: Duration::from_secs(30),
             agent_version: "offgrid-net".into(),
+            inbound_budget_bytes: 32 << 20,
+            request_read_timeout: Duration::from_secs(10),
+            max_streams: StreamLimits::default(),
         }
     }
 }
@@ -93,12 +132,17 @@ pub enum BuildError {
 /// Builds the swarm: TCP (and QUIC with the `quic` feature), Noise, Yamux and the
 /// [`Behaviour`].
 pub fn build_swarm(key: &Keypair, cfg: &Config) -> Result<Swarm<Behaviour>, BuildError> {
+    let yamux_streams = cfg.max_streams.yamux;
     let builder = libp2p::SwarmBuilder::with_existing_identity(key.clone())
         .with_tokio()
         .with_tcp(
             tcp::Config::default().nodelay(true),
             noise::Config::new,
-            yamux::Config::default,
+            move || {
+                let mut y = yamux::Config::default();
+                y.set_max_num_streams(yamux_streams);
+                y
+            },
         )
         .map_err(|e| BuildError::Transport(e.to_string()))?;
     #[cfg(feature = "quic")]

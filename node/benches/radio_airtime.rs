@@ -327,7 +327,12 @@ fn stock_swarm(medium: &SimMedium, station: u64, secret: [u8; 32]) -> Swarm<auct
             )
         })
         .expect("transport")
-        .with_behaviour(|_| auction::behaviour(Duration::from_secs(600), 8))
+        .with_behaviour(|_| {
+            auction::behaviour(
+                Duration::from_secs(600),
+                &offgrid_behaviours::Inbound::streams(8),
+            )
+        })
         .expect("behaviour")
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
         .build()

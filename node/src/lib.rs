@@ -418,6 +418,9 @@ fn net_config(cfg: &Config) -> offgrid_net::Config {
         auction_timeout: Duration::from_secs(longest_job + 5),
         shard_timeout: Duration::from_secs(cfg.storage.request_timeout_s.max(1)),
         agent_version: format!("offgrid-node/{}", env!("CARGO_PKG_VERSION")),
+        inbound_budget_bytes: n.inbound_budget_bytes,
+        request_read_timeout: Duration::from_secs(n.request_read_timeout_s.max(1)),
+        max_streams: offgrid_net::StreamLimits::default(),
     }
 }
 

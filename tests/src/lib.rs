@@ -43,8 +43,15 @@ fn record_failures() {
     });
 }
 
-/// Path of a workspace binary (`offgrid-node`, `offgrid`).
+/// Path of a workspace binary (`offgrid-node`, `offgrid`, `hostile-peer`): in
+/// `$OFFGRID_BIN_DIR` when set (a target directory shared by several checkouts holds the
+/// binaries of whichever built last), else beside the test executable.
 pub fn bin(name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os("OFFGRID_BIN_DIR") {
+        let p = PathBuf::from(dir).join(name);
+        assert!(p.exists(), "{} not found in $OFFGRID_BIN_DIR", p.display());
+        return p;
+    }
     let exe = std::env::current_exe().expect("test executable path");
     let dir = exe
         .parent()

@@ -122,6 +122,11 @@ pub struct NetworkConfig {
     pub max_gossip_bytes: usize,
     /// Most peers kept in the registry; the longest unseen are forgotten first.
     pub max_known_peers: usize,
+    /// Bytes of inbound requests buffered at once over every peer and protocol; past it a
+    /// large request's stream is dropped (the first 8 KiB of each request is not counted).
+    pub inbound_budget_bytes: usize,
+    /// Seconds an inbound request may take to arrive in full.
+    pub request_read_timeout_s: u64,
 }
 
 impl Default for NetworkConfig {
@@ -135,6 +140,8 @@ impl Default for NetworkConfig {
             redial_interval_s: 5,
             max_gossip_bytes: 64 * 1024,
             max_known_peers: 4096,
+            inbound_budget_bytes: 32 << 20,
+            request_read_timeout_s: 10,
         }
     }
 }

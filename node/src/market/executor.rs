@@ -264,9 +264,9 @@ mod tests {
             kind: ExecutorKind::Exec,
             program: Some(program.into()),
             args: args.iter().map(|s| s.to_string()).collect(),
-            url: None,
             timeout_s,
             max_output_bytes: max,
+            ..ExecutorConfig::default()
         })
     }
 

@@ -118,12 +118,21 @@ impl Service {
                     return MessageAcceptance::Ignore;
                 }
                 let (seq, active) = (ann.seq, ann.active);
-                if self.registry.announce(ann, signed, "ip", now_ms()) == AnnounceOutcome::Updated {
-                    debug!(peer = %signer, seq, active, "announcement stored");
-                    // The announcer may be new to us: dial it if that is our job.
-                    if let Some(rec) = self.registry.get(&signer.to_string()) {
+                // Relayed announcements of peers not heard first-hand are held unconfirmed.
+                let first_hand = signer == from;
+                let outcome = self
+                    .registry
+                    .announce(ann, signed, "ip", now_ms(), first_hand);
+                if outcome == AnnounceOutcome::Updated {
+                    debug!(peer = %signer, seq, active, first_hand, "announcement stored");
+                    // The announcer may be new to us: dial it if that is our job. Fresh keys
+                    // cost nothing, so dials to unconfirmed peers share one slow budget.
+                    let id = signer.to_string();
+                    let now = Instant::now();
+                    let worth = !self.registry.is_unconfirmed(&id) || self.forwarders.dial(now);
+                    if let Some(rec) = self.registry.get(&id).filter(|_| worth) {
                         let addrs = rec.addrs.iter().filter_map(|a| a.parse().ok()).collect();
-                        self.maybe_dial(signer, addrs, Instant::now());
+                        self.maybe_dial(signer, addrs, now);
                     }
                 }
                 MessageAcceptance::Accept
@@ -153,16 +162,22 @@ const FORWARD_BURST: f64 = 50.0;
 /// Forwarders tracked at once.
 const MAX_FORWARDERS: usize = 1024;
 
-/// A token bucket per forwarding peer, bounded.
+/// Dials a second, and at once, to peers known only from relayed announcements.
+const UNCONFIRMED_DIAL_RATE: f64 = 1.0;
+const UNCONFIRMED_DIAL_BURST: f64 = 8.0;
+
+/// A token bucket per forwarding peer, bounded, and one for dials to unconfirmed peers.
 #[derive(Debug)]
 pub(crate) struct Forwarders {
     buckets: crate::buckets::Buckets<PeerId>,
+    dials: crate::buckets::Buckets<()>,
 }
 
 impl Default for Forwarders {
     fn default() -> Self {
         Forwarders {
             buckets: crate::buckets::Buckets::new(FORWARD_RATE, FORWARD_BURST, MAX_FORWARDERS),
+            dials: crate::buckets::Buckets::new(UNCONFIRMED_DIAL_RATE, UNCONFIRMED_DIAL_BURST, 1),
         }
     }
 }
@@ -171,6 +186,11 @@ impl Forwarders {
     /// Takes one announcement from `from`; `false` when its bucket is empty.
     pub(crate) fn take(&mut self, from: PeerId, now: Instant) -> bool {
         self.buckets.take(from, now.into_std()).is_ok()
+    }
+
+    /// Takes one dial to an unconfirmed peer; `false` when the budget is spent.
+    pub(crate) fn dial(&mut self, now: Instant) -> bool {
+        self.dials.take((), now.into_std()).is_ok()
     }
 }
 

@@ -3,8 +3,15 @@
 //! One writer (the network event loop) owns it, so updates that arrive at once are merged
 //! in order and never lost. Changed records are marked dirty and flushed to the store in
 //! one write transaction per tick.
+//!
+//! A peer known only from an announcement that others relayed is *unconfirmed*: anyone can
+//! sign announcements with fresh keys, so such records are held in memory only, at most
+//! [`Registry::new`]'s `max_unconfirmed`, the longest unseen forgotten first, and never
+//! written to the store. Hearing the peer itself (a connection, a dial, mDNS, a beacon)
+//! confirms it; a flood of announcements therefore evicts no confirmed peer and writes
+//! nothing to disk.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use offgrid_behaviours::announce::{Announcement, SignedAnnouncement};
 use serde::{Deserialize, Serialize};
@@ -100,16 +107,23 @@ pub struct Registry {
     /// announcement, which a user may already have seen through the API.
     urgent: bool,
     max_peers: usize,
+    /// Peers known only from relayed announcements (in memory only).
+    unconfirmed: HashSet<String>,
+    max_unconfirmed: usize,
 }
 
 impl Registry {
-    /// An empty registry holding at most `max_peers` records.
+    /// An empty registry holding at most `max_peers` records, a quarter of them at most
+    /// unconfirmed.
     pub fn new(max_peers: usize) -> Self {
+        let max_peers = max_peers.max(1);
         Registry {
             peers: HashMap::new(),
             dirty: BTreeSet::new(),
             urgent: false,
-            max_peers: max_peers.max(1),
+            max_peers,
+            unconfirmed: HashSet::new(),
+            max_unconfirmed: (max_peers / 4).max(1),
         }
     }
 
@@ -121,8 +135,12 @@ impl Registry {
         }
     }
 
+    /// The record of a peer heard first-hand (confirmed), created if new.
     fn entry(&mut self, peer: &str, via: &str, now_ms: u64) -> &mut PeerRecord {
-        if !self.peers.contains_key(peer) {
+        if self.unconfirmed.remove(peer) {
+            // Confirmed now: written from here on.
+            self.urgent = true;
+        } else if !self.peers.contains_key(peer) {
             self.urgent = true;
             if self.peers.len() >= self.max_peers {
                 self.evict_one();
@@ -134,7 +152,23 @@ impl Registry {
             .or_insert_with(|| PeerRecord::new(peer.to_owned(), via, now_ms))
     }
 
+    /// The longest unseen unconfirmed record, if any.
+    fn oldest_unconfirmed(&self) -> Option<String> {
+        self.unconfirmed
+            .iter()
+            .filter_map(|p| self.peers.get(p))
+            .min_by_key(|r| r.last_seen_ms)
+            .map(|r| r.peer_id.clone())
+    }
+
+    /// Forgets one record to make room: an unconfirmed one if any (never written, so
+    /// nothing to delete), else the longest unseen peer that is not connected.
     fn evict_one(&mut self) {
+        if let Some(v) = self.oldest_unconfirmed() {
+            self.unconfirmed.remove(&v);
+            self.peers.remove(&v);
+            return;
+        }
         let victim = self
             .peers
             .values()
@@ -193,13 +227,16 @@ impl Registry {
         }
     }
 
-    /// Stores a verified announcement if it is newer than the one held.
+    /// Stores a verified announcement if it is newer than the one held. `first_hand`: the
+    /// announcer itself sent it (it is the gossip source), which confirms it; otherwise a
+    /// peer not yet known is held unconfirmed.
     pub fn announce(
         &mut self,
         ann: Announcement,
         signed: SignedAnnouncement,
         via: &str,
         now_ms: u64,
+        first_hand: bool,
     ) -> AnnounceOutcome {
         let peer = ann.node_id.clone();
         if let Some(r) = self.peers.get(&peer) {
@@ -211,8 +248,14 @@ impl Registry {
             }
         }
         let addrs = ann.listen_addrs.clone();
-        self.urgent = true;
-        let r = self.entry(&peer, via, now_ms);
+        let unconfirmed =
+            !first_hand && (self.unconfirmed.contains(&peer) || !self.peers.contains_key(&peer));
+        let r = if unconfirmed {
+            self.unconfirmed_entry(&peer, via, now_ms)
+        } else {
+            self.urgent = true;
+            self.entry(&peer, via, now_ms)
+        };
         r.last_seen_ms = r.last_seen_ms.max(now_ms);
         r.announcement = Some(ann);
         r.signed_announcement = Some(signed);
@@ -225,6 +268,31 @@ impl Registry {
             r.addrs.remove(0);
         }
         AnnounceOutcome::Updated
+    }
+
+    /// The record of a peer known only from relayed announcements, created if new (in
+    /// memory only: not dirty, not urgent).
+    fn unconfirmed_entry(&mut self, peer: &str, via: &str, now_ms: u64) -> &mut PeerRecord {
+        if !self.peers.contains_key(peer) {
+            if self.unconfirmed.len() >= self.max_unconfirmed {
+                if let Some(v) = self.oldest_unconfirmed() {
+                    self.unconfirmed.remove(&v);
+                    self.peers.remove(&v);
+                }
+            }
+            if self.peers.len() >= self.max_peers {
+                self.evict_one();
+            }
+            self.unconfirmed.insert(peer.to_owned());
+        }
+        self.peers
+            .entry(peer.to_owned())
+            .or_insert_with(|| PeerRecord::new(peer.to_owned(), via, now_ms))
+    }
+
+    /// Whether `peer` is known only from relayed announcements.
+    pub fn is_unconfirmed(&self, peer: &str) -> bool {
+        self.unconfirmed.contains(peer)
     }
 
     /// One peer.
@@ -254,6 +322,11 @@ impl Registry {
         self.peers.is_empty()
     }
 
+    /// Whether a change should be flushed before the next tick.
+    pub fn is_urgent(&self) -> bool {
+        self.urgent
+    }
+
     /// Whether a change should be flushed now rather than at the next tick; clears the flag.
     pub fn take_urgent(&mut self) -> bool {
         std::mem::take(&mut self.urgent)
@@ -264,6 +337,7 @@ impl Registry {
     pub fn take_dirty(&mut self) -> Vec<(String, Option<PeerRecord>)> {
         std::mem::take(&mut self.dirty)
             .into_iter()
+            .filter(|p| !self.unconfirmed.contains(p))
             .map(|p| {
                 let r = self.peers.get(&p).cloned();
                 (p, r)
@@ -327,7 +401,7 @@ mod tests {
         r.beacon("p", "/offgrid-radio/kiss0/01", "lora", heard(false, 6));
         assert_eq!(r.get("p").unwrap().says_active(), Some(false));
         // An announcement, once there, is what the peer says.
-        r.announce(ann("p", 1, true), signed(), "ip", 7);
+        r.announce(ann("p", 1, true), signed(), "ip", 7, true);
         assert_eq!(r.get("p").unwrap().says_active(), Some(true));
         // The beacon survives a store round trip; records written before it existed load.
         let json = serde_json::to_string(r.get("p").unwrap()).unwrap();
@@ -346,20 +420,20 @@ mod tests {
     fn newer_announcements_replace_older_and_stale_ones_are_ignored() {
         let mut r = Registry::new(10);
         assert_eq!(
-            r.announce(ann("p", 2, true), signed(), "ip", 10),
+            r.announce(ann("p", 2, true), signed(), "ip", 10, true),
             AnnounceOutcome::Updated
         );
         assert_eq!(
-            r.announce(ann("p", 1, false), signed(), "ip", 11),
+            r.announce(ann("p", 1, false), signed(), "ip", 11, true),
             AnnounceOutcome::Stale
         );
         assert_eq!(
-            r.announce(ann("p", 2, false), signed(), "ip", 11),
+            r.announce(ann("p", 2, false), signed(), "ip", 11, true),
             AnnounceOutcome::Stale
         );
         assert!(r.get("p").unwrap().is_active());
         assert_eq!(
-            r.announce(ann("p", 3, false), signed(), "ip", 12),
+            r.announce(ann("p", 3, false), signed(), "ip", 12, true),
             AnnounceOutcome::Updated
         );
         assert!(!r.get("p").unwrap().is_active());
@@ -396,5 +470,40 @@ mod tests {
         let dirty = r.take_dirty();
         assert!(dirty.contains(&("old".to_string(), None)));
         assert!(r.take_dirty().is_empty());
+    }
+
+    #[test]
+    fn relayed_announcements_from_fresh_keys_evict_no_confirmed_peer_and_are_never_written() {
+        let mut r = Registry::new(40);
+        r.set_connected("conn", true, 0);
+        r.observe("seen", Some("/ip4/10.0.0.1/tcp/1"), "ip", 1);
+        r.announce(ann("direct", 1, true), signed(), "ip", 2, true);
+        let _ = r.take_dirty();
+        let _ = r.take_urgent();
+        for i in 0..10_000u64 {
+            let out = r.announce(
+                ann(&format!("fresh{i}"), 1, true),
+                signed(),
+                "ip",
+                10 + i,
+                false,
+            );
+            assert_eq!(out, AnnounceOutcome::Updated);
+        }
+        assert!(r.take_dirty().is_empty(), "nothing to write");
+        assert!(!r.take_urgent());
+        for p in ["conn", "seen", "direct"] {
+            assert!(r.get(p).is_some(), "{p} was evicted");
+        }
+        assert_eq!(r.len(), 3 + 10, "a quarter of 40 unconfirmed at most");
+        // The newest are kept, the oldest forgotten.
+        assert!(r.get("fresh9999").is_some() && r.get("fresh0").is_none());
+        // Hearing one first-hand confirms it: it is written from then on.
+        r.set_connected("fresh9999", true, 20_000);
+        assert!(!r.is_unconfirmed("fresh9999"));
+        assert_eq!(r.take_dirty().len(), 1);
+        // Its later announcements relayed by others update a confirmed record.
+        r.announce(ann("fresh9999", 2, false), signed(), "ip", 20_001, false);
+        assert_eq!(r.take_dirty().len(), 1);
     }
 }

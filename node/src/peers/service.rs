@@ -34,8 +34,11 @@ use crate::{
     store::{Op, Store, StoreError, Table},
 };
 
-/// How often the housekeeping timer fires.
+/// How often the housekeeping timer fires (and flushes the registry).
 const TICK: Duration = Duration::from_millis(250);
+/// Least time between two flushes of the registry for an urgent change: a flood of new
+/// connections then costs a commit per gap, not per connection.
+const URGENT_FLUSH_GAP: Duration = Duration::from_millis(50);
 /// Delay before announcing after a peer subscribes, so a burst of joins costs one message.
 pub(super) const ANNOUNCE_DEBOUNCE: Duration = Duration::from_millis(200);
 
@@ -117,6 +120,8 @@ pub(super) struct Service {
     pub(super) mesh: watch::Receiver<Option<MeshStatus>>,
     /// Announcements taken per forwarding peer (a flood from one peer is ignored).
     pub(super) forwarders: super::announce::Forwarders,
+    /// When the registry was last flushed.
+    pub(super) last_flush: Instant,
 }
 
 /// Restores the registry and the offer from the store and starts the service.
@@ -158,6 +163,7 @@ pub fn start(
         radio: RadioPeers::default(),
         mesh: p.mesh,
         forwarders: Default::default(),
+        last_flush: now,
     };
     let (qtx, queries) = mpsc::channel(QUEUE);
     let (input, inputs) = mpsc::channel(QUEUE);
@@ -194,7 +200,7 @@ impl Service {
                 Some(i) = inputs.recv() => self.on_input(i),
                 _ = tick.tick() => self.housekeeping().await,
             }
-            if self.registry.take_urgent() {
+            if self.registry.is_urgent() && self.last_flush.elapsed() >= URGENT_FLUSH_GAP {
                 self.flush().await;
             }
         }
@@ -331,6 +337,8 @@ impl Service {
 
     /// Writes changed records through the store's writer thread.
     pub(super) async fn flush(&mut self) {
+        self.registry.take_urgent();
+        self.last_flush = Instant::now();
         let dirty = self.registry.take_dirty();
         if dirty.is_empty() {
             return;
