@@ -133,17 +133,14 @@ impl WitnessKeys {
             let Some(pk) = pubkey_from_peer_id(peer) else {
                 continue;
             };
-            if !self.keys.contains_key(&pk) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = self.keys.entry(pk) {
                 let Ok(key) = VerifyingKey::from_bytes(&pk) else {
                     continue;
                 };
-                self.keys.insert(
-                    pk,
-                    WitnessKey {
-                        peer: peer.clone(),
-                        key,
-                    },
-                );
+                slot.insert(WitnessKey {
+                    peer: peer.clone(),
+                    key,
+                });
             }
             weights.insert(pk, *weight);
         }

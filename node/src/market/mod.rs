@@ -13,9 +13,9 @@ mod broker_fixture;
 mod broker_service_tests;
 pub mod executor;
 pub mod host;
-pub mod openai;
 #[cfg(test)]
 mod host_tests;
+pub mod openai;
 pub mod payer;
 mod quotes;
 pub mod receipts;

@@ -66,8 +66,8 @@ impl Backend {
         let endpoint = Endpoint::parse(cfg.endpoint.as_deref())?;
         let mut builder = reqwest::Client::builder().use_rustls_tls();
         if let Some(path) = &cfg.ca_file {
-            let pem = std::fs::read(path)
-                .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+            let pem =
+                std::fs::read(path).map_err(|e| format!("ca_file {}: {e}", path.display()))?;
             let cert = reqwest::Certificate::from_pem(&pem)
                 .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
             builder = builder.add_root_certificate(cert);
@@ -97,11 +97,9 @@ impl Backend {
         })?;
         let status = resp.status();
         let mut body = Vec::new();
-        while let Some(chunk) = resp
-            .chunk()
-            .await
-            .map_err(|e| ExecError::Http(format!("backend stopped answering: {}", without_url(&e))))?
-        {
+        while let Some(chunk) = resp.chunk().await.map_err(|e| {
+            ExecError::Http(format!("backend stopped answering: {}", without_url(&e)))
+        })? {
             body.extend_from_slice(&chunk);
             if body.len() > max {
                 return Err(ExecError::OutputTooLarge { limit: max });
@@ -114,7 +112,9 @@ impl Backend {
             .map_err(|_| ExecError::Http("backend answer is not JSON".into()))?;
         let tokens = v.pointer("/usage/total_tokens").and_then(Value::as_u64);
         let output = match self.endpoint {
-            Endpoint::Chat => v.pointer("/choices/0/message/content").and_then(Value::as_str),
+            Endpoint::Chat => v
+                .pointer("/choices/0/message/content")
+                .and_then(Value::as_str),
             Endpoint::Completions => v.pointer("/choices/0/text").and_then(Value::as_str),
             Endpoint::Embeddings => None,
         }
@@ -139,10 +139,12 @@ impl Backend {
         let bad = |m: String| ExecError::Payload(m);
         let p: Map<String, Value> = serde_json::from_str(payload)
             .map_err(|_| bad("the payload must be a JSON object".into()))?;
-        if let Some(k) = p
-            .keys()
-            .find(|k| !matches!(k.as_str(), "prompt" | "messages" | "max_tokens" | "temperature"))
-        {
+        if let Some(k) = p.keys().find(|k| {
+            !matches!(
+                k.as_str(),
+                "prompt" | "messages" | "max_tokens" | "temperature"
+            )
+        }) {
             return Err(bad(format!(
                 "unknown payload field {k:?} (prompt, messages, max_tokens, temperature)"
             )));
