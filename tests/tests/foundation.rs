@@ -51,7 +51,9 @@ async fn three_nodes_find_each_other_by_bootstrap_with_verified_announcements() 
     for p in &peers {
         assert_eq!(p["via"], "ip");
         assert_eq!(p["active"], true);
-        assert_eq!(p["announcement"]["prices"]["compute"], 30_000);
+        assert_eq!(p["announcement"]["prices"]["echo"], 1_000);
+        // Priced by default, but no executor runs it: not announced.
+        assert!(p["announcement"]["prices"].get("compute").is_none());
         assert!(p["announcement"]["job_types"]
             .as_array()
             .unwrap()
@@ -103,12 +105,12 @@ async fn kill9_and_restart_keeps_identity_peers_and_announcements() {
     let a = TestNode::start(&[]).await;
     let b = TestNode::start(&["--bootstrap", &a.addr]).await;
     // A run-time change that must survive too.
-    b.cli_json(&["announce", "--price", "compute=0.05", "--burst", "3"]);
+    b.cli_json(&["announce", "--price", "echo=0.05", "--burst", "3"]);
     a.wait_peer(
         &b.peer_id,
         Duration::from_secs(10),
         "a to know b's new price",
-        |p| p["announcement"]["prices"]["compute"] == 50_000,
+        |p| p["announcement"]["prices"]["echo"] == 50_000,
     )
     .await;
     b.wait_peer(&a.peer_id, Duration::from_secs(10), "b to know a", |_| true)
@@ -128,7 +130,7 @@ async fn kill9_and_restart_keeps_identity_peers_and_announcements() {
     assert_eq!(known["announcement"]["node_id"], a_id.as_str());
     let own = b.cli_json(&["announce"]);
     assert_eq!(
-        own["prices"]["compute"], 50_000,
+        own["prices"]["echo"], 50_000,
         "run-time price change survives"
     );
     assert_eq!(own["burst"], 3);

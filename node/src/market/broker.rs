@@ -251,8 +251,9 @@ impl Broker {
             .map_err(|e| BrokerError::NoHostsAvailable(e.to_string()))?;
         if candidates.is_empty() {
             return Err(BrokerError::NoHostsAvailable(format!(
-                "no active host offers job type {:?}",
-                job.job_type
+                "no active host offers job type {t:?}: a host runs it once its config has \
+                 [executors.{t}] (e.g. kind = \"openai\" for compute) and a price in [host.prices]",
+                t = job.job_type
             )));
         }
         let (bids, quote_count) = self.collect_quotes(job, &candidates).await;

@@ -31,7 +31,7 @@ pub(super) fn build(
         node_id: identity.peer_id().to_string(),
         seq: s.seq,
         active: s.active,
-        prices: s.prices.clone(),
+        prices: offered_prices(cfg, s),
         job_types: cfg.executors.keys().cloned().collect(),
         min_oncall_percent: s.min_oncall_percent,
         burst_percent_max: s.burst_percent_max,
@@ -47,6 +47,21 @@ pub(super) fn build(
             .collect(),
         issued_at_ms: now_ms(),
     }
+}
+
+/// Resources priced apart from any executor: storage and bandwidth, which hosts bill
+/// without running a job.
+pub const RESOURCES: [&str; 2] = ["storage", "bandwidth"];
+
+/// The prices a host announces: only for job types it has an executor for, and for the
+/// resources it bills ([`RESOURCES`]). A price without an executor would draw jobs it can
+/// only fail.
+fn offered_prices(cfg: &Config, s: &HostSettings) -> std::collections::BTreeMap<String, u64> {
+    s.prices
+        .iter()
+        .filter(|(t, _)| cfg.executors.contains_key(*t) || RESOURCES.contains(&t.as_str()))
+        .map(|(t, p)| (t.clone(), *p))
+        .collect()
 }
 
 impl Service {
@@ -227,5 +242,21 @@ mod tests {
             f.take(PeerId::random(), later);
         }
         assert!(f.buckets.len() <= MAX_FORWARDERS);
+    }
+
+    #[test]
+    fn only_job_types_with_an_executor_and_billed_resources_get_a_price() {
+        let cfg = Config::default();
+        let s = HostSettings::from_config(&cfg);
+        // The defaults price compute, but no executor runs it until one is configured.
+        assert!(s.prices.contains_key("compute"));
+        let offered = offered_prices(&cfg, &s);
+        assert!(!offered.contains_key("compute"), "{offered:?}");
+        assert!(offered.contains_key("echo"));
+        assert!(offered.contains_key("storage") && offered.contains_key("bandwidth"));
+        let mut with = cfg.clone();
+        with.executors
+            .insert("compute".into(), crate::config::ExecutorConfig::default());
+        assert!(offered_prices(&with, &s).contains_key("compute"));
     }
 }
