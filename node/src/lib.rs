@@ -302,6 +302,24 @@ impl Node {
             cfg.core.idempotency_ttl_s,
             cancel.clone(),
         ));
+        if let Some(listen) = &cfg.core.listen {
+            let tls = match (&cfg.core.tls_cert, &cfg.core.tls_key) {
+                (Some(c), Some(k)) => Some(http::core_listener::tls_config(c, k)?),
+                (None, None) => None,
+                _ => anyhow::bail!("[core] tls_cert and tls_key go together"),
+            };
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            let core_app =
+                http::core_listener::router(state.clone(), cfg.api.max_concurrent_requests);
+            let addr =
+                http::core_listener::serve(listen, tls, core_app, cancel.clone(), &mut tasks)
+                    .await?;
+            auth::write_private(
+                &data_dir.join("core.url"),
+                format!("{scheme}://{addr}\n").as_bytes(),
+            )
+            .context("writing core.url")?;
+        }
         let app = http::router(state, &cfg);
         let shutdown = cancel.clone();
         let served = app.clone();

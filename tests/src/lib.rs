@@ -72,6 +72,65 @@ pub fn bin(name: &str) -> PathBuf {
     p
 }
 
+/// Writes a test CA (`ca.pem`) and a certificate for 127.0.0.1 it signed (`srv.pem`,
+/// `srv.key`) into `dir` with the openssl CLI; `false` if openssl is missing or fails.
+pub fn test_certificates(dir: &Path) -> bool {
+    let run = |args: &[&str]| {
+        Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if std::fs::write(dir.join("san.cnf"), "subjectAltName=IP:127.0.0.1\n").is_err() {
+        return false;
+    }
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=offgrid test CA",
+    ]) && run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "srv.key",
+        "-out",
+        "srv.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]) && run(&[
+        "x509",
+        "-req",
+        "-in",
+        "srv.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "srv.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.cnf",
+    ])
+}
+
 /// Polls `f` every 50 ms until it returns `Some`, or panics after `timeout` with `what`.
 pub async fn wait_until<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> T
 where

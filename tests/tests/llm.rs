@@ -8,7 +8,6 @@
 
 use std::{
     io::{BufRead, BufReader},
-    path::Path,
     process::{Child, Command, Stdio},
     time::Duration,
 };
@@ -45,61 +44,6 @@ fn backend(args: &[&str]) -> Option<Backend> {
         .ok()?;
     let port = line.trim().strip_prefix("listening ")?.parse().ok()?;
     Some(Backend { child, port })
-}
-
-/// A CA and a certificate for 127.0.0.1 it signed, made with the openssl CLI.
-fn certificates(dir: &Path) -> bool {
-    let run = |args: &[&str]| {
-        Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    std::fs::write(dir.join("san.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=offgrid test CA",
-    ]) && run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "srv.key",
-        "-out",
-        "srv.csr",
-        "-subj",
-        "/CN=127.0.0.1",
-    ]) && run(&[
-        "x509",
-        "-req",
-        "-in",
-        "srv.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "srv.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "san.cnf",
-    ])
 }
 
 fn executor(job_type: &str, base_url: &str, extra: &str) -> String {
@@ -211,7 +155,7 @@ async fn a_compute_job_gets_the_backends_text_and_its_token_count() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_https_backend_works_with_its_ca_file_and_is_refused_without_it() {
     let dir = tempfile::tempdir().unwrap();
-    if !certificates(dir.path()) {
+    if !offgrid_e2e::test_certificates(dir.path()) {
         println!("skipped: the openssl CLI cannot make test certificates");
         return;
     }

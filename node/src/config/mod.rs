@@ -424,6 +424,17 @@ pub struct Ed25519Key {
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CoreConfig {
+    /// A listener of its own for Core, e.g. `0.0.0.0:8443`: it serves only Core's routes
+    /// (`/auction`, `/jobs`, `/jobs/{id}`, `/status`, `/openapi.json`), while the local API
+    /// stays on `api_listen`. Off when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// PEM certificate chain for TLS on `listen` (with `tls_key`); plain HTTP without.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key for TLS on `listen`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<std::path::PathBuf>,
     /// HMAC-SHA256 keys that may sign jobs (several at once while rotating). Prefer the
     /// environment variable `OFFGRID_AUTH_KEY` (comma-separated), which replaces this list.
     /// Never printed.
@@ -446,6 +457,9 @@ pub struct CoreConfig {
 impl Default for CoreConfig {
     fn default() -> Self {
         CoreConfig {
+            listen: None,
+            tls_cert: None,
+            tls_key: None,
             hmac_keys: Vec::new(),
             ed25519_keys: Vec::new(),
             max_clock_skew_s: 300,

@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod chain;
 pub mod core;
+pub mod core_listener;
 pub mod error;
 pub mod extract;
 pub mod files;
