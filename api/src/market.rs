@@ -27,6 +27,9 @@ pub struct RunRequest {
     /// Hosts to run on and compare (1..=5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redundancy: Option<usize>,
+    /// Run on this host only (its peer id); paid and receipted as usual.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 /// Answer of `POST /market/run` (and Core's job result): a completed job.

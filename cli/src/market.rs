@@ -34,6 +34,9 @@ pub enum JobCmd {
         /// Job id (idempotency key); generated when absent.
         #[arg(long)]
         job_id: Option<String>,
+        /// Run on this host only (its peer id), paid and receipted as usual.
+        #[arg(long)]
+        host: Option<String>,
     },
 }
 
@@ -52,6 +55,7 @@ pub async fn job(api: &Api, json: bool, cmd: JobCmd) -> anyhow::Result<()> {
         timeout,
         redundancy,
         job_id,
+        host,
     } = cmd;
     let payload: Value = serde_json::from_str(&payload).context("--payload is not valid JSON")?;
     let body = RunRequest {
@@ -61,6 +65,7 @@ pub async fn job(api: &Api, json: bool, cmd: JobCmd) -> anyhow::Result<()> {
         payload,
         timeout_s: Some(timeout),
         redundancy: Some(redundancy),
+        host,
     };
     let v = api
         .post(

@@ -413,3 +413,41 @@ async fn a_cheap_host_that_fails_every_job_gets_at_most_three_of_twenty() {
     assert_eq!(row["hits"], 0);
     assert_eq!(row["misses"].as_u64(), Some(liar_jobs as u64));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_run_host_runs_on_the_named_host_even_when_another_is_cheaper() {
+    let m = Market::start(&[
+        (host_config("0.001", 8, None), vec![]),
+        (host_config("0.005", 8, None), vec![]),
+    ])
+    .await;
+    let dear = m.hosts[1].peer_id.clone();
+    let r = m.broker.cli_json(&[
+        "job",
+        "run",
+        "--type",
+        "echo",
+        "--payload",
+        "{\"n\":7}",
+        "--host",
+        &dear,
+    ]);
+    assert_eq!(r["host"], dear.as_str(), "{r}");
+    assert_eq!(r["price_micro"], 5000, "paid at the named host's own price");
+    assert_eq!(r["receipt"]["node_id"], dear.as_str());
+    assert_eq!(r["output"]["n"], 7);
+    // Without --host the cheaper one wins, as usual.
+    assert_eq!(m.run("{}")["host"], m.hosts[0].peer_id.as_str());
+    // A peer that is not an active host for the type, and a malformed id.
+    let stranger = m.broker.peer_id.clone();
+    let out = m
+        .broker
+        .cli(&["job", "run", "--type", "echo", "--host", &stranger]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no_hosts") && err.contains(&stranger), "{err}");
+    let out = m
+        .broker
+        .cli(&["job", "run", "--type", "echo", "--host", "nope"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a peer id"));
+}

@@ -94,6 +94,9 @@ pub struct RunBody {
     /// Hosts to run on and compare.
     #[serde(default)]
     pub redundancy: Option<usize>,
+    /// Run on this host only (its peer id).
+    #[serde(default)]
+    pub host: Option<String>,
 }
 
 /// Turns a posted job into a broker job, checking limits.
@@ -117,6 +120,18 @@ pub fn job_spec(b: RunBody, default_timeout_s: u64) -> Result<JobSpec, ApiError>
         Some(id) => id,
         None => format!("job-{}", hex::encode(rand::random::<[u8; 8]>())),
     };
+    if let Some(h) = &b.host {
+        if h.parse::<libp2p::PeerId>().is_err() {
+            return Err(ApiError::invalid_request(format!(
+                "host {h:?} is not a peer id"
+            )));
+        }
+        if redundancy > 1 {
+            return Err(ApiError::invalid_request(
+                "host names one host: redundancy must be 1",
+            ));
+        }
+    }
     Ok(JobSpec {
         job_id,
         job_type: b.job_type,
@@ -124,6 +139,7 @@ pub fn job_spec(b: RunBody, default_timeout_s: u64) -> Result<JobSpec, ApiError>
         payload: b.payload.to_string(),
         timeout: Duration::from_secs(timeout_s),
         redundancy,
+        host: b.host,
     })
 }
 

@@ -46,6 +46,8 @@ pub struct JobSpec {
     pub timeout: Duration,
     /// Run on this many hosts and accept only if outputs agree (1 = no redundancy).
     pub redundancy: usize,
+    /// Run on this host only (`offgrid job run --host`), paid and receipted as usual.
+    pub host: Option<String>,
 }
 
 /// One host's try at a job.
@@ -244,11 +246,20 @@ impl Broker {
         deadline: Instant,
         started: Instant,
     ) -> Result<JobResult, BrokerError> {
-        let candidates = self
+        let mut candidates = self
             .client
             .candidates(job.job_type.clone())
             .await
             .map_err(|e| BrokerError::NoHostsAvailable(e.to_string()))?;
+        if let Some(h) = &job.host {
+            candidates.retain(|c| c.id == *h);
+            if candidates.is_empty() {
+                return Err(BrokerError::NoHostsAvailable(format!(
+                    "host {h} is not an active host offering job type {:?}",
+                    job.job_type
+                )));
+            }
+        }
         if candidates.is_empty() {
             return Err(BrokerError::NoHostsAvailable(format!(
                 "no active host offers job type {t:?}: a host runs it once its config has \

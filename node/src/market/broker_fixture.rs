@@ -251,6 +251,7 @@ pub(super) fn job(timeout: Duration) -> JobSpec {
         payload: "hello".into(),
         timeout,
         redundancy: 1,
+        host: None,
     }
 }
 

@@ -191,6 +191,7 @@ fn core_job(doc: &Doc, default_timeout_s: u64) -> Result<(JobSpec, String), ApiE
         payload,
         timeout: std::time::Duration::from_secs(timeout_s),
         redundancy,
+        host: None,
     };
     Ok((job, hash))
 }
