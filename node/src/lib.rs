@@ -88,6 +88,7 @@ impl Node {
     /// Opens the data directory, starts the swarm and the API.
     pub async fn start(cfg: Config) -> anyhow::Result<Node> {
         cfg.validate()?;
+        let cfg = market::openai::with_local_backend(cfg).await;
         let data_dir = cfg.resolved_data_dir();
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("creating data directory {}", data_dir.display()))?;

@@ -187,3 +187,79 @@ async fn an_https_backend_works_with_its_ca_file_and_is_refused_without_it() {
         "names the certificate: {e}"
     );
 }
+
+/// Core's header signature over `timestamp + "." + body`.
+fn core_headers(key: &str, body: &str) -> [(&'static str, String); 2] {
+    use hmac::{Hmac, KeyInit, Mac};
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    let mut m = Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
+    m.update(format!("{ts}.{body}").as_bytes());
+    [
+        ("x-offgrid-timestamp", ts),
+        (
+            "x-offgrid-signature",
+            hex::encode(m.finalize().into_bytes()),
+        ),
+    ]
+}
+
+async fn core_auction(broker: &TestNode, body: &str) -> (u16, serde_json::Value) {
+    let mut req = reqwest::Client::new()
+        .post(format!("{}/auction", broker.api))
+        .header("content-type", "application/json")
+        .body(body.to_owned());
+    for (k, v) in core_headers("llm-core-key", body) {
+        req = req.header(k, v);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cores_compute_job_runs_on_a_local_backend_found_at_start_and_without_one_is_503() {
+    let Some(llm) = backend(&[]) else {
+        println!("skipped: python3 cannot run tests/fake_openai.py");
+        return;
+    };
+    // No executor configured for compute: the host finds the backend itself.
+    let cfg = format!(
+        "[host]\nllm_backends = [\"http://127.0.0.1:1/v1\", \"http://127.0.0.1:{}/v1\"]\n",
+        llm.port
+    );
+    let (_, host) = mesh(&cfg, &[]).await;
+    let broker = TestNode::start_with(
+        &["--bootstrap", &host.addr],
+        &[],
+        Some("[core]\nhmac_keys = [\"llm-core-key\"]\n"),
+    )
+    .await;
+    broker
+        .wait_peer(&host.peer_id, T, "the host's compute offer", |p| {
+            p["announcement"]["prices"].get("compute").is_some()
+        })
+        .await;
+    let body = r#"{"job_id":"llm-1","type":"compute","payload":{"prompt":"Test"}}"#;
+    let (status, v) = core_auction(&broker, body).await;
+    assert_eq!(status, 200, "{v}");
+    assert!(
+        v.to_string().contains("echo: Test"),
+        "the backend's text: {v}"
+    );
+    assert!(
+        v.to_string().contains("\"compute_tokens\":3"),
+        "usage.total_tokens: {v}"
+    );
+
+    // A host with no backend answering offers no compute: Core gets 503 naming it.
+    let bare = TestNode::start_with(&[], &[], Some("[host]\nllm_backends = [\"http://127.0.0.1:1/v1\"]\n[core]\nhmac_keys = [\"llm-core-key\"]\n")).await;
+    let body = r#"{"job_id":"llm-2","type":"compute","payload":{"prompt":"Test"}}"#;
+    let (status, v) = core_auction(&bare, body).await;
+    assert_eq!(status, 503, "{v}");
+    assert_eq!(v["error"], "no_hosts");
+    assert!(v["message"].as_str().unwrap().contains("compute"), "{v}");
+}

@@ -162,11 +162,19 @@ pub struct HostConfig {
     pub burst: u32,
     /// Capacity advertised to brokers.
     pub capacity: CapacityConfig,
+    /// OpenAI-compatible backends tried at start, in order, when no `[executors.compute]`
+    /// is configured: the first whose `/models` answers runs `compute` jobs (Ollama's and
+    /// llama.cpp's usual addresses by default; empty: never probe).
+    pub llm_backends: Vec<String>,
 }
 
 impl Default for HostConfig {
     fn default() -> Self {
         HostConfig {
+            llm_backends: vec![
+                "http://127.0.0.1:11434/v1".into(),
+                "http://127.0.0.1:8080/v1".into(),
+            ],
             active: true,
             prices: BTreeMap::from([
                 ("bandwidth".into(), Credits(500)),

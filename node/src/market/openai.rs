@@ -13,6 +13,48 @@ use serde_json::{json, Map, Value};
 use super::executor::{ExecError, ExecOutput};
 use crate::config::ExecutorConfig;
 
+/// How long a backend has to answer the start-up probe.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// `compute` on a local backend when none is configured: the first of
+/// `[host] llm_backends` whose `GET {base}/models` lists a model runs `compute` jobs with
+/// it. A node with no backend answering runs no `compute` and announces no price for it.
+pub async fn with_local_backend(mut cfg: crate::config::Config) -> crate::config::Config {
+    if cfg.executors.contains_key("compute") || cfg.host.llm_backends.is_empty() {
+        return cfg;
+    }
+    let Ok(http) = reqwest::Client::builder().timeout(PROBE_TIMEOUT).build() else {
+        return cfg;
+    };
+    for base in &cfg.host.llm_backends {
+        let base = base.trim_end_matches('/');
+        let Ok(resp) = http.get(format!("{base}/models")).send().await else {
+            continue;
+        };
+        if !resp.status().is_success() {
+            continue;
+        }
+        let Ok(v) = resp.json::<Value>().await else {
+            continue;
+        };
+        let Some(model) = v.pointer("/data/0/id").and_then(Value::as_str) else {
+            continue;
+        };
+        tracing::info!(%base, %model, "compute jobs run on a local OpenAI-compatible backend");
+        let ex = ExecutorConfig {
+            kind: crate::config::ExecutorKind::Openai,
+            base_url: Some(base.to_owned()),
+            model: Some(model.to_owned()),
+            timeout_s: 120,
+            ..ExecutorConfig::default()
+        };
+        cfg.executors.insert("compute".into(), ex);
+        return cfg;
+    }
+    tracing::info!("no local LLM backend answers; this node runs no compute jobs");
+    cfg
+}
+
 /// Which API the executor calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
