@@ -438,3 +438,54 @@ async fn the_python_core_client_completes_a_job() {
     );
     let _ = json!({});
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_signed_for_one_broker_is_refused_by_another_and_runs_once() {
+    let (broker, hosts) = setup(1, "", "").await;
+    let other = TestNode::start_with(
+        &["--bootstrap", &hosts[0].addr],
+        &[("OFFGRID_AUTH_KEY", "shared-secret")],
+        None,
+    )
+    .await;
+    let body = format!(
+        r#"{{"job_id":"aud-1","type":"echo","payload":{{"n":1}},"audience":"{}"}}"#,
+        broker.peer_id
+    );
+    let headers = |b: &str| {
+        let ts = now().to_string();
+        let sig = hmac_hex(KEY, &format!("{ts}.{b}"));
+        vec![("x-offgrid-timestamp", ts), ("x-offgrid-signature", sig)]
+    };
+    let (s, v, _) = post(
+        &broker,
+        "/auction",
+        body.clone().into_bytes(),
+        &headers(&body),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    // The same signed bytes replayed to a second broker of the same Core.
+    let (s, v, _) = post(
+        &other,
+        "/auction",
+        body.clone().into_bytes(),
+        &headers(&body),
+    )
+    .await;
+    assert_eq!(s, 401, "{v}");
+    assert_eq!(v["error"], "invalid_signature");
+    assert!(
+        v["message"].as_str().unwrap().contains(&broker.peer_id),
+        "{v}"
+    );
+    assert_eq!(
+        hosts[0].cli_json(&["receipts", "export"])["count"],
+        1,
+        "the job ran once"
+    );
+    // A malformed audience is a 400, not a run.
+    let bad = r#"{"job_id":"aud-2","type":"echo","payload":{},"audience":7}"#;
+    let (s, _, _) = post(&broker, "/auction", bad.as_bytes().to_vec(), &headers(bad)).await;
+    assert_eq!(s, 400);
+}

@@ -40,6 +40,9 @@ pub struct CoreJob {
     sig_alg: Option<String>,
     /// Ed25519 key id from the node's `[core] ed25519_keys`.
     key_id: Option<String>,
+    /// Peer id of the broker the job is for; another broker refuses it (401
+    /// invalid_signature), so a replay cannot run it twice.
+    audience: Option<String>,
     /// Hex signature.
     signature: String,
 }

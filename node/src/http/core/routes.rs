@@ -245,7 +245,25 @@ async fn parse_and_authenticate(
     // Parse first: a malformed body is 400 whatever its signature.
     let doc = canonical::parse(&bytes).map_err(|e| ApiError::invalid_request(e.to_string()))?;
     authenticate(s, headers, Some(&doc), &bytes)?;
+    check_audience(&doc, &s.keys.peer_id)?;
     core_job(&doc, s.core.default_timeout_s)
+}
+
+/// A job may name the broker it is for (`"audience"`: its peer id, inside what is signed):
+/// replayed to another broker, it is refused there, so it cannot run twice on two meshes.
+fn check_audience(doc: &Doc, me: &str) -> Result<(), ApiError> {
+    let Doc::Object(m) = doc else {
+        return Ok(());
+    };
+    match m.get("audience") {
+        None | Some(Doc::Null) => Ok(()),
+        Some(Doc::String(a)) if a == me => Ok(()),
+        Some(Doc::String(a)) => Err(AuthError::InvalidSignature(format!(
+            "the job is signed for broker {a}, not this node ({me})"
+        ))
+        .into()),
+        Some(_) => Err(ApiError::invalid_request("`audience` must be a peer id")),
+    }
 }
 
 fn store_error(e: crate::store::StoreError) -> ApiError {
