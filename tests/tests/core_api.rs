@@ -489,3 +489,48 @@ async fn a_job_signed_for_one_broker_is_refused_by_another_and_runs_once() {
     let (s, _, _) = post(&broker, "/auction", bad.as_bytes().to_vec(), &headers(bad)).await;
     assert_eq!(s, 400);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_disconnects_mid_job_gets_its_outcome_on_retry_and_the_job_ran_once() {
+    let slow = "[executors.slow]\nkind = \"exec\"\nprogram = \"/bin/sh\"\nargs = [\"-c\", \"/bin/sleep 1.5; /bin/cat\"]\ntimeout_s = 20\n[host.prices]\nslow = 0.001\n";
+    let (broker, hosts) = setup(1, slow, "").await;
+    let body = r#"{"job_id":"gone-1","type":"slow","payload":{"n":5},"timeout_s":20}"#;
+    let headers = |b: &str| {
+        let ts = now().to_string();
+        let sig = hmac_hex(KEY, &format!("{ts}.{b}"));
+        [("x-offgrid-timestamp", ts), ("x-offgrid-signature", sig)]
+    };
+    // The client gives up long before the job ends, and drops the connection.
+    let mut req = reqwest::Client::new()
+        .post(format!("{}/auction", broker.api))
+        .header("content-type", "application/json")
+        .timeout(Duration::from_millis(300))
+        .body(body);
+    for (k, v) in headers(body) {
+        req = req.header(k, v);
+    }
+    assert!(req.send().await.unwrap_err().is_timeout());
+    // Its retry (signed again) gets the job's outcome, whether still running or ended.
+    let (s, v, _) = post(
+        &broker,
+        "/auction",
+        body.as_bytes().to_vec(),
+        &headers(body),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["result"]["output"]["n"], 5, "{v}");
+    let (s2, v2, _) = post(
+        &broker,
+        "/auction",
+        body.as_bytes().to_vec(),
+        &headers(body),
+    )
+    .await;
+    assert_eq!((s2, &v2), (200, &v));
+    assert_eq!(
+        hosts[0].cli_json(&["receipts", "export"])["count"],
+        1,
+        "the job ran once"
+    );
+}

@@ -33,5 +33,8 @@ fn the_python_client_passes_its_tests_against_real_nodes() {
         "pytest failed:\n{text}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(text.contains("passed") && !text.contains("skipped"), "{text}");
+    assert!(
+        text.contains("passed") && !text.contains("skipped"),
+        "{text}"
+    );
 }

@@ -299,7 +299,13 @@ pub(crate) async fn auction(
         .await
         .map_err(store_error)?
     {
-        Admission::Run(ticket) => Ok(respond(run_ticketed(&s, ticket, job).await)),
+        Admission::Run(ticket) => {
+            // The job runs in its own task: a client that disconnects mid-job does not
+            // cancel it, and its retry gets the outcome from the book.
+            let st = s.clone();
+            let task = tokio::spawn(async move { run_ticketed(&st, ticket, job).await });
+            Ok(respond(task.await.map_err(|_| ApiError::internal())?))
+        }
         Admission::Wait(mut rx) => {
             let o = rx
                 .wait_for(Option::is_some)
