@@ -534,3 +534,34 @@ async fn a_client_that_disconnects_mid_job_gets_its_outcome_on_retry_and_the_job
         "the job ran once"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_failed_on_a_host_retried_three_times_ran_once() {
+    let runs = tempfile::tempdir().unwrap();
+    let log = runs.path().join("runs");
+    let failing = format!(
+        "[executors.fail]\nkind = \"exec\"\nprogram = \"/bin/sh\"\nargs = [\"-c\", \"/bin/echo run >> {}; exit 3\"]\n[host.prices]\nfail = 0.001\n",
+        log.display()
+    );
+    let (broker, _hosts) = setup(1, &failing, "").await;
+    let body = r#"{"job_id":"fail-1","type":"fail","payload":{}}"#;
+    let mut answers = Vec::new();
+    for _ in 0..4 {
+        let ts = now().to_string();
+        let sig = hmac_hex(KEY, &format!("{ts}.{body}"));
+        let h = [("x-offgrid-timestamp", ts), ("x-offgrid-signature", sig)];
+        answers.push(post(&broker, "/auction", body.as_bytes().to_vec(), &h).await);
+    }
+    let (s, v, _) = &answers[0];
+    assert_eq!(*s, 502, "the host's failure is the answer: {v}");
+    assert_eq!(v["error"], "job_failed");
+    assert!(
+        v["message"].as_str().unwrap().contains("exit status: 3"),
+        "{v}"
+    );
+    for (s2, v2, _) in &answers[1..] {
+        assert_eq!((s2, v2), (s, v), "a retry replays the first answer");
+    }
+    let ran = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(ran.lines().count(), 1, "the host ran it once: {ran:?}");
+}

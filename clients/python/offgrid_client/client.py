@@ -63,6 +63,11 @@ class OffgridConflict(OffgridError):
     """409: the job id was used for another job."""
 
 
+class OffgridJobFailed(OffgridError):
+    """502: the hosts that received the job failed it. Kept by the node: a retry with the
+    same job id gets this answer again, the job is not re-run."""
+
+
 class OffgridUnavailable(OffgridError):
     """503 or unreachable after every retry (no hosts, node down)."""
 
@@ -80,6 +85,7 @@ _BY_STATUS = {
     401: OffgridAuthError,
     402: OffgridPaymentRequired,
     409: OffgridConflict,
+    502: OffgridJobFailed,
     413: OffgridBadRequest,
     503: OffgridUnavailable,
     504: OffgridTimeout,

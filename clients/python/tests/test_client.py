@@ -140,6 +140,7 @@ def test_after_the_last_retry_the_error_is_typed():
     (401, "invalid_signature", oc.OffgridAuthError),
     (402, "insufficient_funds", oc.OffgridPaymentRequired),
     (409, "conflict", oc.OffgridConflict),
+    (502, "job_failed", oc.OffgridJobFailed),
     (504, "job_timeout", oc.OffgridTimeout),
     (500, "internal", oc.OffgridError),
 ])

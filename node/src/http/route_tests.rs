@@ -401,6 +401,7 @@ async fn run(t: &TestNode, cases: Vec<Case>) -> BTreeSet<(String, String, u16)> 
 const ELSEWHERE: &[(&str, &str, u16, &str)] = &[
     ("post", "/auction", 429, "tests/tests/core_api.rs::per_client_rate_limit_answers_429_with_retry_after"),
     ("post", "/auction", 504, "tests/tests/core_api.rs::no_hosts_is_503_and_a_silent_host_is_504_within_timeout_plus_one_second"),
+    ("post", "/auction", 502, "tests/tests/core_api.rs::a_job_that_failed_on_a_host_retried_three_times_ran_once"),
     ("post", "/market/run", 502, "tests/tests/market.rs::redundant_runs_are_accepted_when_outputs_agree_and_refused_when_they_differ"),
     ("post", "/market/run", 429, "node/src/http/route_tests.rs::broker_errors_have_their_documented_statuses"),
     ("post", "/market/run", 402, "node/src/http/route_tests.rs::broker_errors_have_their_documented_statuses"),

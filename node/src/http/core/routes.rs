@@ -66,9 +66,14 @@ impl From<AuthError> for ApiError {
 fn broker_error(e: &BrokerError) -> ApiError {
     let msg = e.to_string();
     match e {
-        // No host could take it (none offered, or all failed): Core's NoHostsAvailable.
-        BrokerError::NoHostsAvailable(_) | BrokerError::AllHostsFailed(_) => {
+        // No host could take it: Core's NoHostsAvailable, and a retry may run it.
+        BrokerError::NoHostsAvailable(_) => {
             ApiError::other(StatusCode::SERVICE_UNAVAILABLE, "no_hosts", msg)
+        }
+        // Hosts received it and failed: the outcome is kept and replayed, never re-run
+        // (it was 503 no_hosts, which let a retry run a failing job again).
+        BrokerError::AllHostsFailed(_) => {
+            ApiError::other(StatusCode::BAD_GATEWAY, "job_failed", msg)
         }
         BrokerError::JobTimeout(_) => {
             ApiError::other(StatusCode::GATEWAY_TIMEOUT, "job_timeout", msg)
@@ -284,7 +289,7 @@ async fn run_ticketed(
 }
 
 #[utoipa::path(post, path = "/auction", tag = "core", request_body = crate::http::openapi::CoreJob, security((), ("core_hmac_header" = [])),
-    responses((status = 200, description = "Completed", body = crate::http::openapi::CoreCompleted), (status = 400, description = "invalid_request (names the problem)", body = crate::http::openapi::ErrorBody), (status = 401, description = "invalid_signature or stale_timestamp", body = crate::http::openapi::ErrorBody), (status = 402, description = "insufficient_funds: the broker node's account cannot pay for the job (refused before dispatch; not kept, a retry runs it)", body = crate::http::openapi::ErrorBody), (status = 409, description = "conflict: job_id used for another job", body = crate::http::openapi::ErrorBody), (status = 413, description = "too_large", body = crate::http::openapi::ErrorBody), (status = 429, description = "rate_limited (Retry-After)", body = crate::http::openapi::ErrorBody), (status = 503, description = "no_hosts", body = crate::http::openapi::ErrorBody), (status = 504, description = "job_timeout", body = crate::http::openapi::ErrorBody), (status = 507, description = "insufficient_storage: the node's disk is full (the job book cannot record the job)", body = crate::http::openapi::ErrorBody)))]
+    responses((status = 200, description = "Completed", body = crate::http::openapi::CoreCompleted), (status = 400, description = "invalid_request (names the problem)", body = crate::http::openapi::ErrorBody), (status = 401, description = "invalid_signature or stale_timestamp", body = crate::http::openapi::ErrorBody), (status = 402, description = "insufficient_funds: the broker node's account cannot pay for the job (refused before dispatch; not kept, a retry runs it)", body = crate::http::openapi::ErrorBody), (status = 409, description = "conflict: job_id used for another job", body = crate::http::openapi::ErrorBody), (status = 413, description = "too_large", body = crate::http::openapi::ErrorBody), (status = 429, description = "rate_limited (Retry-After)", body = crate::http::openapi::ErrorBody), (status = 502, description = "job_failed: the hosts that received the job failed it (kept: a retry gets this answer, the job is not run again)", body = crate::http::openapi::ErrorBody), (status = 503, description = "no_hosts: no host could take it (not kept: a retry may run it)", body = crate::http::openapi::ErrorBody), (status = 504, description = "job_timeout", body = crate::http::openapi::ErrorBody), (status = 507, description = "insufficient_storage: the node's disk is full (the job book cannot record the job)", body = crate::http::openapi::ErrorBody)))]
 pub(crate) async fn auction(
     State(s): State<AppState>,
     headers: HeaderMap,
