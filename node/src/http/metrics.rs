@@ -98,6 +98,20 @@ impl Metrics {
             "Known peers that take jobs",
             active_hosts.clone(),
         );
+        // Every kind and outcome from the start, at zero, so a dashboard sees the families
+        // (and a rate over them) before the first error happens.
+        for kind in BROKER_ERRORS {
+            drop(broker_errors.get_or_create(&Kind { kind: kind.into() }));
+            drop(jobs.get_or_create(&Outcome {
+                outcome: kind.into(),
+            }));
+        }
+        drop(jobs.get_or_create(&Outcome {
+            outcome: "completed".into(),
+        }));
+        for kind in ["quota", "peer_limit", "free_space"] {
+            drop(shard_refusals.get_or_create(&Kind { kind: kind.into() }));
+        }
         Metrics {
             registry,
             jobs,
@@ -165,8 +179,49 @@ impl Metrics {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        out
+        classic_text(&out)
     }
+}
+
+/// Every kind `BrokerError::kind` reports.
+const BROKER_ERRORS: [&str; 7] = [
+    "no_hosts",
+    "job_timeout",
+    "all_hosts_failed",
+    "disagreement",
+    "overloaded",
+    "invalid",
+    "insufficient_funds",
+];
+
+/// OpenMetrics text as the Prometheus text format 0.0.4 that `/metrics` declares: a
+/// counter's `# HELP`/`# TYPE` name its `_total` samples, and there is no `# EOF`. (A
+/// classic parser, promtool's included, otherwise sees `_total` samples without help or
+/// type.)
+fn classic_text(open_metrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = open_metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(open_metrics.len() + 64);
+    for line in open_metrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|p| {
+            let rest = line.strip_prefix(p)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{p}{name}_total {tail}"))
+        });
+        match renamed {
+            Some(l) => out.push_str(&l),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 #[cfg(test)]
@@ -215,5 +270,21 @@ mod tests {
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }
+    }
+
+    #[test]
+    fn a_fresh_node_lists_every_family_in_the_classic_text_format_with_zeros() {
+        let text = Metrics::new().render(0, 0);
+        for kind in BROKER_ERRORS {
+            let line = format!("offgrid_broker_errors_total{{kind=\"{kind}\"}} 0");
+            assert!(text.contains(&line), "missing {line} in\n{text}");
+        }
+        assert!(text.contains("offgrid_jobs_total{outcome=\"completed\"} 0"));
+        // Counters are typed under their sample names; no OpenMetrics terminator.
+        assert!(text.contains("# TYPE offgrid_broker_errors_total counter"));
+        assert!(text.contains("# HELP offgrid_jobs_total "));
+        assert!(!text.contains("# TYPE offgrid_jobs counter"));
+        assert!(!text.contains("# EOF"));
+        assert!(text.contains("# TYPE offgrid_peers gauge"));
     }
 }
