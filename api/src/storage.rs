@@ -233,7 +233,7 @@ pub struct ContentKey {
 }
 
 /// The shard host's counters.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct HostStatus {
     /// Shards held.
     pub shards: u64,

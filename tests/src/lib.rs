@@ -72,6 +72,26 @@ pub fn bin(name: &str) -> PathBuf {
     p
 }
 
+/// Core's header signature for `body` under the HMAC `key`: `X-Offgrid-Timestamp` (now) and
+/// `X-Offgrid-Signature` = hex HMAC-SHA256 over `timestamp + "." + body`.
+pub fn core_headers(key: &str, body: &str) -> [(&'static str, String); 2] {
+    use hmac::{Hmac, KeyInit, Mac};
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs()
+        .to_string();
+    let mut m = Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).expect("any key length");
+    m.update(format!("{ts}.{body}").as_bytes());
+    [
+        ("x-offgrid-timestamp", ts),
+        (
+            "x-offgrid-signature",
+            hex::encode(m.finalize().into_bytes()),
+        ),
+    ]
+}
+
 /// Writes a test CA (`ca.pem`) and a certificate for 127.0.0.1 it signed (`srv.pem`,
 /// `srv.key`) into `dir` with the openssl CLI; `false` if openssl is missing or fails.
 pub fn test_certificates(dir: &Path) -> bool {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use ed25519_dalek::Signer;
 use hmac::{Hmac, KeyInit, Mac};
-use offgrid_e2e::{wait_until, TestNode};
+use offgrid_e2e::{core_headers, wait_until, TestNode};
 use serde_json::{json, Value};
 
 const KEY: &str = "shared-secret";
@@ -452,11 +452,7 @@ async fn a_job_signed_for_one_broker_is_refused_by_another_and_runs_once() {
         r#"{{"job_id":"aud-1","type":"echo","payload":{{"n":1}},"audience":"{}"}}"#,
         broker.peer_id
     );
-    let headers = |b: &str| {
-        let ts = now().to_string();
-        let sig = hmac_hex(KEY, &format!("{ts}.{b}"));
-        vec![("x-offgrid-timestamp", ts), ("x-offgrid-signature", sig)]
-    };
+    let headers = |b: &str| core_headers(KEY, b);
     let (s, v, _) = post(
         &broker,
         "/auction",
@@ -495,11 +491,7 @@ async fn a_client_that_disconnects_mid_job_gets_its_outcome_on_retry_and_the_job
     let slow = "[executors.slow]\nkind = \"exec\"\nprogram = \"/bin/sh\"\nargs = [\"-c\", \"/bin/sleep 1.5; /bin/cat\"]\ntimeout_s = 20\n[host.prices]\nslow = 0.001\n";
     let (broker, hosts) = setup(1, slow, "").await;
     let body = r#"{"job_id":"gone-1","type":"slow","payload":{"n":5},"timeout_s":20}"#;
-    let headers = |b: &str| {
-        let ts = now().to_string();
-        let sig = hmac_hex(KEY, &format!("{ts}.{b}"));
-        [("x-offgrid-timestamp", ts), ("x-offgrid-signature", sig)]
-    };
+    let headers = |b: &str| core_headers(KEY, b);
     // The client gives up long before the job ends, and drops the connection.
     let mut req = reqwest::Client::new()
         .post(format!("{}/auction", broker.api))
@@ -547,9 +539,7 @@ async fn a_job_that_failed_on_a_host_retried_three_times_ran_once() {
     let body = r#"{"job_id":"fail-1","type":"fail","payload":{}}"#;
     let mut answers = Vec::new();
     for _ in 0..4 {
-        let ts = now().to_string();
-        let sig = hmac_hex(KEY, &format!("{ts}.{body}"));
-        let h = [("x-offgrid-timestamp", ts), ("x-offgrid-signature", sig)];
+        let h = core_headers(KEY, body);
         answers.push(post(&broker, "/auction", body.as_bytes().to_vec(), &h).await);
     }
     let (s, v, _) = &answers[0];

@@ -7,24 +7,11 @@
 
 use std::time::Duration;
 
-use hmac::{Hmac, KeyInit, Mac};
-use offgrid_e2e::{wait_until, TestNode};
+use offgrid_e2e::{core_headers, TestNode};
 use serde_json::Value;
 
 const KEY: &str = "core-tls-test-key";
 const T: Duration = Duration::from_secs(60);
-
-/// Core's header signature over `timestamp + "." + body`.
-fn signed(body: &str) -> (String, String) {
-    let ts = (std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs())
-    .to_string();
-    let mut m = Hmac::<sha2::Sha256>::new_from_slice(KEY.as_bytes()).unwrap();
-    m.update(format!("{ts}.{body}").as_bytes());
-    (ts, hex::encode(m.finalize().into_bytes()))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_core_listener_answers_auction_over_tls_and_nothing_of_the_admin_api() {
@@ -44,14 +31,11 @@ async fn the_core_listener_answers_auction_over_tls_and_nothing_of_the_admin_api
     let url = std::fs::read_to_string(broker.dir.join("core.url")).unwrap();
     let url = url.trim();
     assert!(url.starts_with("https://127.0.0.1:"), "{url}");
-    wait_until(T, "the broker to see the host", || async {
-        broker
-            .verified_peers()
-            .iter()
-            .any(|p| p["peer_id"] == host.peer_id.as_str() && p["active"] == true)
-            .then_some(())
-    })
-    .await;
+    broker
+        .wait_peer(&host.peer_id, T, "the broker to see the host", |p| {
+            p["active"] == true
+        })
+        .await;
 
     let ca = reqwest::Certificate::from_pem(&std::fs::read(p("ca.pem")).unwrap()).unwrap();
     let trusting = reqwest::Client::builder()
@@ -60,12 +44,12 @@ async fn the_core_listener_answers_auction_over_tls_and_nothing_of_the_admin_api
         .build()
         .unwrap();
     let body = r#"{"job_id":"tls-1","type":"echo","payload":{"hello":"over tls"}}"#;
-    let (ts, sig) = signed(body);
+    let [(th, ts), (sh, sig)] = core_headers(KEY, body);
     let r = trusting
         .post(format!("{url}/auction"))
         .header("content-type", "application/json")
-        .header("x-offgrid-timestamp", &ts)
-        .header("x-offgrid-signature", &sig)
+        .header(th, ts)
+        .header(sh, sig)
         .body(body)
         .send()
         .await

@@ -12,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-use offgrid_e2e::{wait_until, TestNode};
+use offgrid_e2e::TestNode;
 
 const T: Duration = Duration::from_secs(60);
 
@@ -61,19 +61,25 @@ fn prices(types: &[&str]) -> String {
     s
 }
 
-/// Starts a host with `executors` (and `env`), then a broker bootstrapping from it, and
-/// waits until the broker sees the host. Returns (broker, host).
-async fn mesh(executors: &str, env: &[(&str, &str)]) -> (TestNode, TestNode) {
+/// Starts a host with `executors` (and `env`), then a broker (with `broker_cfg`)
+/// bootstrapping from it, and waits until the broker sees the host offer `job_type`.
+/// Returns (broker, host).
+async fn mesh(
+    executors: &str,
+    env: &[(&str, &str)],
+    broker_cfg: Option<&str>,
+    job_type: &str,
+) -> (TestNode, TestNode) {
     let host = TestNode::start_with(&[], env, Some(executors)).await;
-    let broker = TestNode::start(&["--bootstrap", &host.addr]).await;
-    wait_until(T, "the broker to see the host active", || async {
-        broker
-            .verified_peers()
-            .iter()
-            .any(|p| p["peer_id"] == host.peer_id.as_str() && p["active"] == true)
-            .then_some(())
-    })
-    .await;
+    let broker = TestNode::start_with(&["--bootstrap", &host.addr], &[], broker_cfg).await;
+    broker
+        .wait_peer(
+            &host.peer_id,
+            T,
+            "the broker to see the host's offer",
+            |p| p["active"] == true && p["announcement"]["prices"].get(job_type).is_some(),
+        )
+        .await;
     (broker, host)
 }
 
@@ -114,7 +120,13 @@ async fn a_compute_job_gets_the_backends_text_and_its_token_count() {
         + &executor("nokey", &url(&http), "")
         + &executor("broken", &url(&down), "")
         + &prices(&["compute", "completion", "nokey", "broken"]);
-    let (b, _host) = mesh(&cfg, &[("OFFGRID_TEST_LLM_KEY", "sk-test")]).await;
+    let (b, _host) = mesh(
+        &cfg,
+        &[("OFFGRID_TEST_LLM_KEY", "sk-test")],
+        None,
+        "compute",
+    )
+    .await;
 
     let r = run(&b, "compute", r#"{"prompt": "Test"}"#).unwrap();
     assert_eq!(r["output"], "echo: Test", "{r}");
@@ -177,7 +189,7 @@ async fn an_https_backend_works_with_its_ca_file_and_is_refused_without_it() {
         &format!("ca_file = {:?}", ca.display().to_string()),
     ) + &executor("untrusted", &url, "")
         + &prices(&["compute", "untrusted"]);
-    let (b, _host) = mesh(&cfg, &[]).await;
+    let (b, _host) = mesh(&cfg, &[], None, "compute").await;
     let r = run(&b, "compute", r#"{"prompt": "over tls"}"#).unwrap();
     assert_eq!(r["output"], "echo: over tls", "{r}");
     let e = run(&b, "untrusted", r#"{"prompt": "x"}"#).unwrap_err();
@@ -188,31 +200,12 @@ async fn an_https_backend_works_with_its_ca_file_and_is_refused_without_it() {
     );
 }
 
-/// Core's header signature over `timestamp + "." + body`.
-fn core_headers(key: &str, body: &str) -> [(&'static str, String); 2] {
-    use hmac::{Hmac, KeyInit, Mac};
-    let ts = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        .to_string();
-    let mut m = Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
-    m.update(format!("{ts}.{body}").as_bytes());
-    [
-        ("x-offgrid-timestamp", ts),
-        (
-            "x-offgrid-signature",
-            hex::encode(m.finalize().into_bytes()),
-        ),
-    ]
-}
-
 async fn core_auction(broker: &TestNode, body: &str) -> (u16, serde_json::Value) {
     let mut req = reqwest::Client::new()
         .post(format!("{}/auction", broker.api))
         .header("content-type", "application/json")
         .body(body.to_owned());
-    for (k, v) in core_headers("llm-core-key", body) {
+    for (k, v) in offgrid_e2e::core_headers("llm-core-key", body) {
         req = req.header(k, v);
     }
     let r = req.send().await.unwrap();
@@ -231,18 +224,8 @@ async fn cores_compute_job_runs_on_a_local_backend_found_at_start_and_without_on
         "[host]\nllm_backends = [\"http://127.0.0.1:1/v1\", \"http://127.0.0.1:{}/v1\"]\n",
         llm.port
     );
-    let (_, host) = mesh(&cfg, &[]).await;
-    let broker = TestNode::start_with(
-        &["--bootstrap", &host.addr],
-        &[],
-        Some("[core]\nhmac_keys = [\"llm-core-key\"]\n"),
-    )
-    .await;
-    broker
-        .wait_peer(&host.peer_id, T, "the host's compute offer", |p| {
-            p["announcement"]["prices"].get("compute").is_some()
-        })
-        .await;
+    let core = "[core]\nhmac_keys = [\"llm-core-key\"]\n";
+    let (broker, _host) = mesh(&cfg, &[], Some(core), "compute").await;
     let body = r#"{"job_id":"llm-1","type":"compute","payload":{"prompt":"Test"}}"#;
     let (status, v) = core_auction(&broker, body).await;
     assert_eq!(status, 200, "{v}");

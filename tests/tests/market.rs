@@ -52,6 +52,18 @@ impl Market {
             .await;
     }
 
+    /// The broker's reputation row of `peer`.
+    fn reputation_of(&self, peer: &str) -> Value {
+        let rep = self.broker.cli_json(&["reputation"]);
+        rep["reputation"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["peer"] == peer)
+            .cloned()
+            .unwrap_or_else(|| panic!("no reputation row for {peer} in {rep}"))
+    }
+
     fn run(&self, payload: &str) -> Value {
         self.broker.cli_json(&[
             "job",
@@ -143,13 +155,7 @@ async fn a_host_killed_after_winning_is_replaced_by_the_next_best() {
     let attempts = r["attempts"].as_array().unwrap();
     assert_eq!(attempts[0]["host"], dead.as_str());
     assert_ne!(attempts[0]["outcome"], "ok");
-    let rep = m.broker.cli_json(&["reputation"]);
-    let dead_rep = rep["reputation"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["peer"] == dead.as_str())
-        .unwrap();
+    let dead_rep = m.reputation_of(&dead);
     assert_eq!(dead_rep["misses"], 1);
 }
 
@@ -175,14 +181,7 @@ async fn a_forged_receipt_is_rejected_and_its_host_loses_reputation() {
             .contains("invalid receipt"),
         "{first}"
     );
-    let rep = m.broker.cli_json(&["reputation"]);
-    let row = rep["reputation"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["peer"] == forger.as_str())
-        .unwrap()
-        .clone();
+    let row = m.reputation_of(&forger);
     assert_eq!(row["hits"], 0);
     assert_eq!(row["misses"], 1);
     // The forger's lost reputation outweighs its lower price once it has a record.
@@ -402,14 +401,7 @@ async fn a_cheap_host_that_fails_every_job_gets_at_most_three_of_twenty() {
         liar_jobs <= 3,
         "the failing host got {liar_jobs} of 20 jobs"
     );
-    let rep = m.broker.cli_json(&["reputation"]);
-    let row = rep["reputation"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["peer"] == liar.as_str())
-        .cloned()
-        .unwrap();
+    let row = m.reputation_of(&liar);
     assert_eq!(row["hits"], 0);
     assert_eq!(row["misses"].as_u64(), Some(liar_jobs as u64));
 }

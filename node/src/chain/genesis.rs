@@ -122,10 +122,10 @@ impl Service {
                 None => "a wallet already runs here ([wallet] witnesses)".into(),
             }));
         }
-        let g = make_genesis(&self.key, params, now_ms())
+        let g = make_genesis(&self.key, params.clone(), now_ms())
             .map_err(|e| LedgerError::Invalid(e.to_string()))?;
         let id = g.id();
-        self.start_wallet(g).await?;
+        self.start_wallet(g, params).await?;
         info!(genesis = %id, "wallet initialised");
         Ok(json!({ "genesis_id": id, "running": true }))
     }
@@ -193,12 +193,15 @@ impl Service {
         let (Some(g), Some(want)) = (g, self.joining.clone()) else {
             return;
         };
-        if let Err(e) = verify_genesis(&g, Some(&want)) {
-            warn!(%peer, error = %e, "peer sent a bad genesis");
-            self.rejected.txs += 1;
-            return;
-        }
-        if let Err(e) = self.start_wallet(g).await {
+        let params = match verify_genesis(&g, Some(&want)) {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(%peer, error = %e, "peer sent a bad genesis");
+                self.rejected.txs += 1;
+                return;
+            }
+        };
+        if let Err(e) = self.start_wallet(g, params).await {
             warn!(error = %e, "cannot start the joined wallet");
             return;
         }
@@ -215,9 +218,12 @@ impl Service {
         }
     }
 
-    /// Stores `g` durably, then starts its wallet.
-    async fn start_wallet(&mut self, g: SignedGenesis) -> Result<(), LedgerError> {
-        let params = verify_genesis(&g, None).map_err(|e| LedgerError::Invalid(e.to_string()))?;
+    /// Stores `g`, whose verified parameters are `params`, durably, then starts its wallet.
+    async fn start_wallet(
+        &mut self,
+        g: SignedGenesis,
+        params: WalletParams,
+    ) -> Result<(), LedgerError> {
         let op = Op::put(Table::Meta, GENESIS_KEY, &g)
             .map_err(|e| LedgerError::Internal(e.to_string()))?;
         self.store

@@ -35,7 +35,6 @@ use offgrid_behaviours::shards::{
     Bytes, FetchedShard, Request, Response, MAX_BATCH_BYTES, MAX_BATCH_SHARDS, MAX_HAS_HASHES,
 };
 use offgrid_storage::{is_valid_hash, ShardStore, SignedManifest, StoreError};
-use serde::Serialize;
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
@@ -82,47 +81,8 @@ pub struct HostCounters {
     pub corrupt: AtomicU64,
 }
 
-/// A snapshot of the host's state.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct HostStatus {
-    /// Shards held.
-    pub shards: u64,
-    /// Bytes held.
-    pub used_bytes: u64,
-    /// The quota.
-    pub quota_bytes: u64,
-    /// Shard bytes of accepted stores since start.
-    pub received_bytes: u64,
-    /// Accepted stores since start.
-    pub received_shards: u64,
-    /// Stores that wrote a new shard since start.
-    pub stored_shards: u64,
-    /// Shards served since start.
-    pub served_shards: u64,
-    /// Requests answered busy since start.
-    pub busy: u64,
-    /// Stores refused for the quota since start.
-    pub quota_refusals: u64,
-    /// Peers with shards here.
-    pub peers: u64,
-    /// Bytes on disk charged to those peers (file-system blocks, not payload).
-    pub peer_disk_bytes: u64,
-    /// Bytes on disk kept for any one peer.
-    pub peer_quota_bytes: u64,
-    /// Shards kept for any one peer.
-    pub peer_quota_shards: u64,
-    /// Stores refused by a per-peer limit since start.
-    pub limit_refusals: u64,
-    /// Free bytes on the shard directory's file system, as last seen (absent when it cannot
-    /// be asked).
-    pub free_bytes: Option<u64>,
-    /// Free bytes below which new shards are refused.
-    pub min_free_bytes: u64,
-    /// Stores refused by the free-space floor since start.
-    pub low_disk_refusals: u64,
-    /// Rotten shards found since start.
-    pub corrupt: u64,
-}
+/// A snapshot of the host's state, as `/storage/status` shows it.
+pub use offgrid_api::storage::HostStatus;
 
 /// The shard host.
 pub struct ShardHost {

@@ -293,7 +293,7 @@ pub(crate) async fn status(
         .len(crate::store::Table::Uploads)
         .map_err(|_| ApiError::internal())?;
     Ok(Json(api::storage::StorageStatus {
-        host: super::convert(&st.host.status())?,
+        host: st.host.status(),
         assets: assets.len() as u64,
         assets_owned: owned as u64,
         uploads_in_progress: uploads,
