@@ -37,6 +37,12 @@ async fn the_core_listener_answers_auction_over_tls_and_nothing_of_the_admin_api
         })
         .await;
 
+    // A client that connects and never starts its handshake holds up no one.
+    let port = url.rsplit(':').next().unwrap();
+    let _silent = tokio::net::TcpStream::connect(format!("127.0.0.1:{port}"))
+        .await
+        .unwrap();
+
     let ca = reqwest::Certificate::from_pem(&std::fs::read(p("ca.pem")).unwrap()).unwrap();
     let trusting = reqwest::Client::builder()
         .use_rustls_tls()
@@ -45,8 +51,10 @@ async fn the_core_listener_answers_auction_over_tls_and_nothing_of_the_admin_api
         .unwrap();
     let body = r#"{"job_id":"tls-1","type":"echo","payload":{"hello":"over tls"}}"#;
     let [(th, ts), (sh, sig)] = core_headers(KEY, body);
+    // Well under the 10 s handshake deadline: served while the silent client waits.
     let r = trusting
         .post(format!("{url}/auction"))
+        .timeout(Duration::from_secs(5))
         .header("content-type", "application/json")
         .header(th, ts)
         .header(sh, sig)

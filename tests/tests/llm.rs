@@ -119,7 +119,8 @@ async fn a_compute_job_gets_the_backends_text_and_its_token_count() {
         )
         + &executor("nokey", &url(&http), "")
         + &executor("broken", &url(&down), "")
-        + &prices(&["compute", "completion", "nokey", "broken"]);
+        + &executor("tiny", &url(&http), &format!("{key}\nmax_output_bytes = 8"))
+        + &prices(&["compute", "completion", "nokey", "broken", "tiny"]);
     let (b, _host) = mesh(
         &cfg,
         &[("OFFGRID_TEST_LLM_KEY", "sk-test")],
