@@ -2,9 +2,10 @@
 //!
 //! An announcement says what a node offers: whether it takes jobs, its prices per resource
 //! type (integers of micro-credits), its limits, capacity and listen addresses. The node
-//! signs the announcement's exact JSON bytes with its libp2p Ed25519 key; the bytes travel
-//! with the signature, so a verifier checks the signature and then decodes, never
-//! re-encodes. A receiver keeps the announcement with the highest `seq` per node.
+//! signs its type tag ([`Announcement::TAG`], `offgrid/announcement/v1`) followed by the
+//! announcement's exact JSON bytes with its libp2p Ed25519 key
+//! ([`offgrid_ledger::signed_message`]); the bytes travel with the signature, so a verifier
+//! checks the signature and then decodes, never re-encodes. A receiver keeps the announcement with the highest `seq` per node.
 
 use std::collections::BTreeMap;
 
@@ -13,6 +14,7 @@ use libp2p::{
     identity::{Keypair, PublicKey},
     PeerId,
 };
+use offgrid_ledger::{signed_message, Domain};
 use serde::{Deserialize, Serialize};
 
 /// The gossipsub topic announcements are published on.
@@ -93,12 +95,17 @@ pub enum AnnounceError {
     Sign(String),
 }
 
+impl Domain for Announcement {
+    /// The type tag of a host announcement.
+    const TAG: &'static [u8] = b"offgrid/announcement/v1";
+}
+
 impl Announcement {
     /// Signs the announcement with the node's key.
     pub fn sign(&self, key: &Keypair) -> Result<SignedAnnouncement, AnnounceError> {
         let bytes = serde_json::to_vec(self).map_err(|e| AnnounceError::Sign(e.to_string()))?;
         let sig = key
-            .sign(&bytes)
+            .sign(&signed_message(Self::TAG, &bytes))
             .map_err(|e| AnnounceError::Sign(e.to_string()))?;
         Ok(SignedAnnouncement {
             signed: B64.encode(&bytes),
@@ -133,7 +140,7 @@ impl SignedAnnouncement {
         let sig = B64.decode(&self.sig).map_err(|e| malformed(&e))?;
         let pk_bytes = B64.decode(&self.public_key).map_err(|e| malformed(&e))?;
         let pk = PublicKey::try_decode_protobuf(&pk_bytes).map_err(|e| malformed(&e))?;
-        if !pk.verify(&bytes, &sig) {
+        if !pk.verify(&signed_message(Announcement::TAG, &bytes), &sig) {
             return Err(AnnounceError::BadSignature);
         }
         let ann: Announcement = serde_json::from_slice(&bytes).map_err(|e| malformed(&e))?;
@@ -202,6 +209,15 @@ mod tests {
             SignedAnnouncement::from_wire(b"{"),
             Err(AnnounceError::Malformed(_))
         ));
+        // A signature over the bare JSON (no type tag), as before domain separation.
+        let bytes = serde_json::to_vec(&sample(&key)).unwrap();
+        let untagged = SignedAnnouncement {
+            signed: B64.encode(&bytes),
+            sig: B64.encode(key.sign(&bytes).unwrap()),
+            public_key: B64.encode(key.public().encode_protobuf()),
+        };
+        assert_eq!(untagged.verify(), Err(AnnounceError::BadSignature));
+
         let huge = vec![b' '; MAX_BYTES + 1];
         assert!(matches!(
             SignedAnnouncement::from_wire(&huge),

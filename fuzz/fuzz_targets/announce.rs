@@ -12,7 +12,8 @@ use std::sync::OnceLock;
 use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
 use libfuzzer_sys::fuzz_target;
 use libp2p::identity::Keypair;
-use offgrid_behaviours::announce::{AnnounceError, SignedAnnouncement, MAX_BYTES};
+use offgrid_behaviours::announce::{AnnounceError, Announcement, SignedAnnouncement, MAX_BYTES};
+use offgrid_ledger::Domain as _;
 use offgrid_fuzz::{assert_json_round_trip, mode, Mode, KEY_SEED};
 
 fn keypair() -> &'static Keypair {
@@ -38,7 +39,10 @@ fuzz_target!(|data: &[u8]| {
             let k = keypair();
             SignedAnnouncement {
                 signed: B64.encode(rest),
-                sig: B64.encode(k.sign(rest).expect("Ed25519 signing cannot fail")),
+                sig: B64.encode(
+                    k.sign(&offgrid_ledger::signed_message(Announcement::TAG, rest))
+                        .expect("Ed25519 signing cannot fail"),
+                ),
                 public_key: B64.encode(k.public().encode_protobuf()),
             }
         }

@@ -22,7 +22,12 @@ fuzz_target!(|data: &[u8]| {
         },
         Mode::Signed => SignedManifest {
             signed: rest.to_vec(),
-            sig: key().sign(rest).to_bytes(),
+            sig: key()
+                .sign(&offgrid_storage::signed_message(
+                    offgrid_storage::manifest::MANIFEST_TAG,
+                    rest,
+                ))
+                .to_bytes(),
             pubkey: key().verifying_key().to_bytes(),
         },
     };

@@ -48,12 +48,13 @@ pub fn mode(data: &[u8]) -> Option<(Mode, &[u8])> {
     Some((if m & 1 == 0 { Mode::Wire } else { Mode::Signed }, rest))
 }
 
-/// An envelope over exactly `bytes`, signed with [`key`].
-pub fn sign_bytes<T>(bytes: &[u8]) -> Signed<T> {
+/// An envelope over exactly `bytes`, signed with [`key`] under `T`'s type tag.
+pub fn sign_bytes<T: offgrid_ledger::Domain>(bytes: &[u8]) -> Signed<T> {
     let k = key();
     Signed::from_parts(
         bytes.to_vec(),
-        k.sign(bytes).to_bytes(),
+        k.sign(&offgrid_ledger::signed_message(T::TAG, bytes))
+            .to_bytes(),
         k.verifying_key().to_bytes(),
     )
 }

@@ -39,7 +39,7 @@ pub use receipt::{
 };
 pub use reputation::{ReputationCrdt, ReputationReport, SignedReport};
 pub use settlement::{settlement, settlements};
-pub use signed::{SignError, Signed, VerifyError};
+pub use signed::{signed_message, Domain, SignError, Signed, VerifyError};
 pub use wallet::{
     ApplyError, ApplyOutcome, Attestation, Finality, MintValidator, NoMints, Slot, Tx, TxBody,
     TxKind, TxReject, WalletParams, WalletState, Witness, WitnessBody, WitnessState,

@@ -46,6 +46,11 @@ pub struct OrderBody {
 /// An order as it travels: inside a run request, then inside the receipt.
 pub type PaymentOrder = Signed<OrderBody>;
 
+impl crate::signed::Domain for OrderBody {
+    /// The type tag of a broker's payment order.
+    const TAG: &'static [u8] = b"offgrid/payment-order/v1";
+}
+
 /// Why an order or a claim is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClaimError {

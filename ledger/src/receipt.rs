@@ -82,6 +82,11 @@ pub struct ReceiptBody {
 /// A receipt as it travels and is stored.
 pub type SignedReceipt = Signed<ReceiptBody>;
 
+impl crate::signed::Domain for ReceiptBody {
+    /// The type tag of a host's receipt for a job.
+    const TAG: &'static [u8] = b"offgrid/receipt/v1";
+}
+
 /// Why a receipt was rejected.
 #[derive(Debug, thiserror::Error)]
 pub enum ReceiptError {
@@ -134,8 +139,9 @@ pub fn verify_receipt(receipt: &SignedReceipt) -> Result<ReceiptBody, ReceiptErr
 }
 
 /// JSON view of a receipt for Core: every body field, `metrics.compute_tokens_m`
-/// (compute tokens in whole tokens, a float for display only) and the envelope's `signed`,
-/// `sig` and `pubkey`, so Core can verify the signature over `signed` itself.
+/// (compute tokens in whole tokens, a float for display only), the envelope's `signed`,
+/// `sig` and `pubkey`, and `sig_domain`, the type tag: `sig` is Ed25519 over `sig_domain`, a
+/// newline and the `signed` bytes, so Core can verify it itself.
 pub fn core_view(receipt: &SignedReceipt, body: &ReceiptBody) -> Value {
     let mut view = match serde_json::to_value(body) {
         Ok(Value::Object(map)) => map,
@@ -150,6 +156,11 @@ pub fn core_view(receipt: &SignedReceipt, body: &ReceiptBody) -> Value {
     if let Ok(Value::Object(envelope)) = serde_json::to_value(receipt) {
         view.extend(envelope);
     }
+    // What `sig` covers is this tag, a newline, then the `signed` bytes.
+    view.insert(
+        "sig_domain".into(),
+        Value::from(String::from_utf8_lossy(<ReceiptBody as crate::Domain>::TAG)),
+    );
     Value::Object(view)
 }
 

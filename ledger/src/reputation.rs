@@ -53,6 +53,11 @@ pub struct ReputationReport {
 /// A signed [`ReputationReport`] as it travels on the reputation topic.
 pub type SignedReport = Signed<ReputationReport>;
 
+impl crate::signed::Domain for ReputationReport {
+    /// The type tag of a reputation report.
+    const TAG: &'static [u8] = b"offgrid/reputation/v1";
+}
+
 /// Why a received reputation report is refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {

@@ -1,11 +1,16 @@
 //! The signed envelope used by every signed record (receipts, blocks, transactions, witness
 //! attestations).
 //!
-//! The signer serialises the body once to compact JSON (`serde_json::to_vec`), signs exactly
-//! those bytes with Ed25519 and ships the bytes with the signature. A verifier checks the
-//! signature over the shipped bytes and only then decodes them; it never re-encodes, so the
-//! signature does not depend on any particular JSON encoder and any language's Ed25519 library
-//! can verify it.
+//! The signer serialises the body once to compact JSON (`serde_json::to_vec`) and ships those
+//! bytes with an Ed25519 signature over the record kind's type tag followed by them (see
+//! [`Domain`]). A verifier checks the signature over the tag and the shipped bytes and only
+//! then decodes the bytes; it never re-encodes, so the signature does not depend on any
+//! particular JSON encoder and any language's Ed25519 library can verify it.
+//!
+//! **Domain separation.** What is signed is `TAG || 0x0A || bytes`, where `TAG` names the kind
+//! (`offgrid/receipt/v1`, `offgrid/tx/v1`, ...). Tags hold no newline and the bytes are JSON,
+//! so the split is unambiguous, and a signature made for one kind never verifies as another,
+//! even where one kind's JSON would decode as the other's body.
 //!
 //! Wire form (JSON): `{"signed": "<base64 body bytes>", "sig": "<hex 64 bytes>",
 //! "pubkey": "<hex 32 bytes>"}`.
@@ -42,12 +47,30 @@ pub enum VerifyError {
     ProofTooLong,
 }
 
+/// A kind of signed record. Its [`Domain::TAG`] leads what is signed, so no signature made
+/// for one kind verifies as another.
+pub trait Domain {
+    /// The kind's type tag, e.g. `b"offgrid/receipt/v1"`: ASCII, without a newline, and
+    /// distinct from every other kind's (the node's tests check the whole list).
+    const TAG: &'static [u8];
+}
+
+/// The exact message an Ed25519 signature covers for a record of kind `tag` with body
+/// `bytes`: `tag || 0x0A || bytes`.
+pub fn signed_message(tag: &[u8], bytes: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(tag.len() + 1 + bytes.len());
+    m.extend_from_slice(tag);
+    m.push(b'\n');
+    m.extend_from_slice(bytes);
+    m
+}
+
 /// A body of type `T` serialised once, with an Ed25519 signature over those exact bytes and the
 /// signer's public key.
 pub struct Signed<T> {
     /// The compact JSON encoding of the body, exactly as signed.
     pub bytes: Vec<u8>,
-    /// Ed25519 signature over `bytes`.
+    /// Ed25519 signature over [`signed_message`]`(T::TAG, bytes)`.
     pub sig: [u8; 64],
     /// The signer's Ed25519 public key.
     pub pubkey: [u8; 32],
@@ -80,12 +103,14 @@ impl<T> Signed<T> {
     pub fn signer_peer_id(&self) -> String {
         peer_id_from_pubkey(&self.pubkey)
     }
+}
 
-    /// Checks the signature over the bytes without decoding them.
+impl<T: Domain> Signed<T> {
+    /// Checks the signature over the kind's tag and the bytes without decoding them.
     pub fn verify_signature(&self) -> Result<(), VerifyError> {
         let key = VerifyingKey::from_bytes(&self.pubkey).map_err(|_| VerifyError::BadPublicKey)?;
         let sig = Signature::from_bytes(&self.sig);
-        key.verify_strict(&self.bytes, &sig)
+        key.verify_strict(&signed_message(T::TAG, &self.bytes), &sig)
             .map_err(|_| VerifyError::BadSignature)
     }
 }
@@ -102,13 +127,18 @@ impl<T> Signed<T> {
 /// where it is more lenient than `verify_strict` (a signature deliberately made with a
 /// small-order nonce point) the signature was still made by the key's owner. Weak
 /// (small-order) keys are refused up front, as `verify_strict` refuses them.
-pub fn verify_signatures<T>(
+pub fn verify_signatures<T: Domain>(
     items: &[&Signed<T>],
     key_of: impl FnMut(&[u8; 32]) -> Option<VerifyingKey>,
 ) -> Vec<Result<(), VerifyError>> {
+    let messages: Vec<Vec<u8>> = items
+        .iter()
+        .map(|s| signed_message(T::TAG, &s.bytes))
+        .collect();
     let raw: Vec<(&[u8], &[u8; 64], &[u8; 32])> = items
         .iter()
-        .map(|s| (s.bytes.as_slice(), &s.sig, &s.pubkey))
+        .zip(&messages)
+        .map(|(s, m)| (m.as_slice(), &s.sig, &s.pubkey))
         .collect();
     verify_messages(&raw, key_of)
 }
@@ -153,17 +183,17 @@ pub fn verify_messages(
     results
 }
 
-impl<T: Serialize> Signed<T> {
-    /// Serialises `body` to compact JSON and signs the bytes with `key`.
+impl<T: Serialize + Domain> Signed<T> {
+    /// Serialises `body` to compact JSON and signs the kind's tag and the bytes with `key`.
     pub fn sign(key: &SigningKey, body: &T) -> Result<Self, SignError> {
         let bytes = serde_json::to_vec(body)?;
-        let sig = key.sign(&bytes).to_bytes();
+        let sig = key.sign(&signed_message(T::TAG, &bytes)).to_bytes();
         Ok(Self::from_parts(bytes, sig, key.verifying_key().to_bytes()))
     }
 }
 
-impl<T: DeserializeOwned> Signed<T> {
-    /// Checks the signature over the bytes, then decodes them. The body is never re-encoded.
+impl<T: DeserializeOwned + Domain> Signed<T> {
+    /// Checks the signature over the tag and the bytes, then decodes them. The body is never re-encoded.
     pub fn verify(&self) -> Result<T, VerifyError> {
         self.verify_signature()?;
         serde_json::from_slice(&self.bytes).map_err(VerifyError::Decode)
@@ -244,6 +274,25 @@ mod tests {
         b: String,
     }
 
+    impl Domain for Body {
+        const TAG: &'static [u8] = b"offgrid/test-body/v1";
+    }
+
+    /// Another kind whose JSON is the same shape as [`Body`]'s.
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Twin {
+        a: u64,
+        b: String,
+    }
+
+    impl Domain for Twin {
+        const TAG: &'static [u8] = b"offgrid/test-twin/v1";
+    }
+
+    impl Domain for String {
+        const TAG: &'static [u8] = b"offgrid/test-string/v1";
+    }
+
     fn key(seed: u8) -> SigningKey {
         SigningKey::from_bytes(&[seed; 32])
     }
@@ -278,7 +327,7 @@ mod tests {
         // verifier must use the shipped bytes, not a re-encoding.
         let bytes = br#"{ "b": "y",  "a": 1 }"#.to_vec();
         let k = key(2);
-        let sig = k.sign(&bytes).to_bytes();
+        let sig = k.sign(&signed_message(Body::TAG, &bytes)).to_bytes();
         let s = Signed::<Body>::from_parts(bytes, sig, k.verifying_key().to_bytes());
         assert_eq!(
             s.verify().unwrap(),
@@ -311,9 +360,42 @@ mod tests {
     }
 
     #[test]
-    fn valid_signature_over_wrong_type_is_a_decode_error() {
-        let s = Signed::sign(&key(5), &"just a string").unwrap();
-        let wrong = Signed::<Body>::from_parts(s.bytes, s.sig, s.pubkey);
+    fn a_record_of_one_kind_never_verifies_as_another() {
+        // The same JSON shape, decodable as either kind: only the tag tells them apart.
+        let s = Signed::sign(
+            &key(5),
+            &Body {
+                a: 1,
+                b: "pay".into(),
+            },
+        )
+        .unwrap();
+        let twin = Signed::<Twin>::from_parts(s.bytes.clone(), s.sig, s.pubkey);
+        assert!(matches!(twin.verify(), Err(VerifyError::BadSignature)));
+        assert!(
+            verify_signatures(&[&twin, &twin], |pk| VerifyingKey::from_bytes(pk).ok())
+                .iter()
+                .all(|r| matches!(r, Err(VerifyError::BadSignature)))
+        );
+        // A bare signature over the JSON (no tag) is refused too.
+        let bare = key(5).sign(&s.bytes).to_bytes();
+        let untagged = Signed::<Body>::from_parts(s.bytes.clone(), bare, s.pubkey);
+        assert!(matches!(untagged.verify(), Err(VerifyError::BadSignature)));
+        // The message is the tag, a newline, then the bytes.
+        assert_eq!(
+            signed_message(Body::TAG, br#"{"a":1}"#),
+            b"offgrid/test-body/v1\n{\"a\":1}".to_vec()
+        );
+    }
+
+    #[test]
+    fn valid_signature_over_wrong_body_is_a_decode_error() {
+        let s = Signed::sign(&key(5), &"just a string".to_owned()).unwrap();
+        let wrong = Signed::<Body>::from_parts(
+            s.bytes.clone(),
+            key(5).sign(&signed_message(Body::TAG, &s.bytes)).to_bytes(),
+            s.pubkey,
+        );
         assert!(matches!(wrong.verify(), Err(VerifyError::Decode(_))));
     }
 

@@ -464,3 +464,58 @@ pub fn read_api_url(dir: &Path) -> Option<String> {
         .ok()
         .map(|s| s.trim().to_owned())
 }
+
+#[cfg(test)]
+mod domain_tags {
+    use offgrid_behaviours::announce::Announcement;
+    use offgrid_ledger::{
+        dag::BlockBody,
+        payment::OrderBody,
+        receipt::ReceiptBody,
+        reputation::ReputationReport,
+        wallet::{attestation::ROOT_DOMAIN, genesis::GenesisBody, TxBody},
+        Domain,
+    };
+    use offgrid_storage::{manifest::MANIFEST_TAG, policy::POLICY_TAG};
+    use offgrid_transports::beacon::SIGNING_DOMAIN;
+
+    /// Every domain under which the node signs, tagged records and raw-message domains alike.
+    fn all() -> Vec<(&'static str, &'static [u8])> {
+        vec![
+            ("receipt", ReceiptBody::TAG),
+            ("payment order", OrderBody::TAG),
+            ("transaction", TxBody::TAG),
+            ("block", BlockBody::TAG),
+            ("genesis", GenesisBody::TAG),
+            ("reputation report", ReputationReport::TAG),
+            ("announcement", Announcement::TAG),
+            ("manifest", MANIFEST_TAG),
+            ("policy", POLICY_TAG),
+            ("witness root", ROOT_DOMAIN),
+            ("beacon", SIGNING_DOMAIN),
+            ("radio hello", crate::radio::session::D_HELLO),
+            ("radio welcome", crate::radio::session::D_WELCOME),
+        ]
+    }
+
+    #[test]
+    fn no_two_signed_kinds_share_a_domain() {
+        let tags = all();
+        for (i, (a, ta)) in tags.iter().enumerate() {
+            assert!(
+                ta.is_ascii() && !ta.contains(&b'\n'),
+                "{a}: tag must be one ASCII line"
+            );
+            for (b, tb) in &tags[i + 1..] {
+                // Not equal, and neither a prefix of the other: a message under one domain can
+                // never be read as a message under another, whatever follows the tag.
+                assert!(
+                    !ta.starts_with(tb) && !tb.starts_with(ta),
+                    "{a} and {b} overlap: {:?} / {:?}",
+                    String::from_utf8_lossy(ta),
+                    String::from_utf8_lossy(tb)
+                );
+            }
+        }
+    }
+}

@@ -62,6 +62,18 @@ pub use segmenter::{FileAssembler, SegmentReader};
 pub use shardstore::{disk_cost, PutOutcome, ShardStore, StoreError};
 pub use upload::UploadState;
 
+/// The message an Ed25519 signature covers for a signed record of kind `tag`:
+/// `tag || 0x0A || bytes`, the project's one domain-separation rule (the ledger's
+/// `signed_message`; this crate does not depend on the ledger). Tags are
+/// [`manifest::MANIFEST_TAG`] and [`policy::POLICY_TAG`].
+pub fn signed_message(tag: &[u8], bytes: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(tag.len() + 1 + bytes.len());
+    m.extend_from_slice(tag);
+    m.push(b'\n');
+    m.extend_from_slice(bytes);
+    m
+}
+
 /// Lower-case hex of the BLAKE3 hash of `bytes`: the name of a shard everywhere in Offgrid-Net.
 pub fn shard_hash(bytes: &[u8]) -> String {
     blake3::hash(bytes).to_hex().to_string()

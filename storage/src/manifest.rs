@@ -17,6 +17,9 @@ pub const MANIFEST_VERSION: u32 = 1;
 /// The type tag of owner-bound asset ids.
 pub const ASSET_ID_DOMAIN: &[u8] = b"offgrid/asset-id/v1";
 
+/// The type tag a manifest signature covers before the bytes ([`crate::signed_message`]).
+pub const MANIFEST_TAG: &[u8] = b"offgrid/manifest/v1";
+
 /// An owner-bound asset id: BLAKE3(`ASSET_ID_DOMAIN` || owner Ed25519 public key || salt ||
 /// created_ms as u64 LE). A manifest carries its salt, so anyone can check that the id
 /// belongs to the key that signs it: no one else can publish a manifest under that id.
@@ -255,7 +258,8 @@ pub enum SignError {
     },
 }
 
-/// A manifest's exact JSON bytes with the owner's Ed25519 signature over them.
+/// A manifest's exact JSON bytes with the owner's Ed25519 signature over [`MANIFEST_TAG`]
+/// and them.
 ///
 /// Serialised as `{"signed": base64, "sig": hex, "pubkey": hex}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -263,7 +267,7 @@ pub enum SignError {
 pub struct SignedManifest {
     /// The compact JSON of the manifest, exactly as signed.
     pub signed: Vec<u8>,
-    /// Ed25519 signature over `signed`.
+    /// Ed25519 signature over [`crate::signed_message`]`(MANIFEST_TAG, signed)`.
     pub sig: [u8; 64],
     /// The signer's Ed25519 public key.
     pub pubkey: [u8; 32],
@@ -284,7 +288,9 @@ impl SignedManifest {
             });
         }
         let signed = serde_json::to_vec(manifest)?;
-        let sig = key.sign(&signed).to_bytes();
+        let sig = key
+            .sign(&crate::signed_message(MANIFEST_TAG, &signed))
+            .to_bytes();
         Ok(SignedManifest {
             signed,
             sig,
@@ -299,7 +305,8 @@ impl SignedManifest {
     /// [`VerifyError`] naming what failed.
     pub fn verify(&self) -> Result<Manifest, VerifyError> {
         let key = VerifyingKey::from_bytes(&self.pubkey).map_err(|_| VerifyError::BadPublicKey)?;
-        key.verify_strict(&self.signed, &Signature::from_bytes(&self.sig))
+        let message = crate::signed_message(MANIFEST_TAG, &self.signed);
+        key.verify_strict(&message, &Signature::from_bytes(&self.sig))
             .map_err(|_| VerifyError::BadSignature)?;
         let manifest: Manifest = serde_json::from_slice(&self.signed)?;
         let signer = hex::encode(self.pubkey);

@@ -39,7 +39,12 @@ fn sample(key: &SigningKey) -> Manifest {
 
 fn resign_raw(key: &SigningKey, bytes: Vec<u8>) -> SignedManifest {
     SignedManifest {
-        sig: key.sign(&bytes).to_bytes(),
+        sig: key
+            .sign(&crate::signed_message(
+                crate::manifest::MANIFEST_TAG,
+                &bytes,
+            ))
+            .to_bytes(),
         pubkey: key.verifying_key().to_bytes(),
         signed: bytes,
     }
@@ -89,6 +94,11 @@ fn tampering_and_foreign_signers_are_rejected() {
     let mut bad_sig = signed.clone();
     bad_sig.sig[0] ^= 1;
     assert!(matches!(bad_sig.verify(), Err(VerifyError::BadSignature)));
+
+    // The owner's signature over the bare bytes (no type tag) is refused.
+    let mut untagged = signed.clone();
+    untagged.sig = key.sign(&signed.signed).to_bytes();
+    assert!(matches!(untagged.verify(), Err(VerifyError::BadSignature)));
 
     // Mallory signs a manifest that claims the victim as owner.
     let mallory = SigningKey::from_bytes(&[1u8; 32]);

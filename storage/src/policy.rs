@@ -10,9 +10,11 @@
 //!  "issued_ms": 1764000000000, "signature": "<ed25519 signature, hex>"}
 //! ```
 //!
-//! `signature` is Ed25519 by `verify_key` over the canonical JSON of the object without
-//! `signature`: keys sorted at every level, no insignificant whitespace, UTF-8 — the same rule
-//! as the Core API's HMAC, so any language can check it. A verifier canonicalises what it
+//! `signature` is Ed25519 by `verify_key` over the type tag [`POLICY_TAG`], a newline
+//! (0x0A), then the canonical JSON of the object without `signature`: keys sorted at every
+//! level, no insignificant whitespace, UTF-8 — the same rule as the Core API's HMAC, so any
+//! language can check it. The tag keeps a policy signature from passing as any other signed
+//! record of the project, or the reverse ([`crate::signed_message`]). A verifier canonicalises what it
 //! received (including fields it does not know), so no field can be added or changed without
 //! breaking the signature.
 
@@ -21,6 +23,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::ec::Scheme;
+
+/// The type tag a policy signature covers before the canonical JSON.
+pub const POLICY_TAG: &[u8] = b"offgrid/policy/v1";
 
 /// The policy format version this crate writes and reads.
 pub const POLICY_VERSION: u32 = 1;
@@ -171,7 +176,10 @@ impl Policy {
         }
         let mut doc =
             serde_json::to_value(self).map_err(|e| PolicyError::Malformed(e.to_string()))?;
-        let sig = key.sign(canonical_json(&doc).as_bytes());
+        let sig = key.sign(&crate::signed_message(
+            POLICY_TAG,
+            canonical_json(&doc).as_bytes(),
+        ));
         if let Value::Object(map) = &mut doc {
             map.insert(
                 "signature".into(),
@@ -207,7 +215,10 @@ impl Policy {
             .and_then(|b| b.try_into().ok())
             .ok_or_else(|| PolicyError::Malformed("signature must be 128 hex digits".into()))?;
         key.verify_strict(
-            canonical_json(&Value::Object(unsigned)).as_bytes(),
+            &crate::signed_message(
+                POLICY_TAG,
+                canonical_json(&Value::Object(unsigned)).as_bytes(),
+            ),
             &Signature::from_bytes(&sig),
         )
         .map_err(|_| PolicyError::BadSignature)?;
@@ -247,9 +258,16 @@ mod tests {
         let mut added = doc.clone();
         added["extra"] = 1.into();
         assert_eq!(Policy::verify(&added), Err(PolicyError::BadSignature));
-        let mut tags = doc;
+        let mut tags = doc.clone();
         tags["safety_tags"][0] = "unreviewed".into();
         assert_eq!(Policy::verify(&tags), Err(PolicyError::BadSignature));
+        // A signature over the bare canonical JSON (no type tag) is refused.
+        let mut untagged = doc;
+        let mut unsigned = untagged.clone();
+        unsigned.as_object_mut().unwrap().remove("signature");
+        let bare = key.sign(canonical_json(&unsigned).as_bytes());
+        untagged["signature"] = hex::encode(bare.to_bytes()).into();
+        assert_eq!(Policy::verify(&untagged), Err(PolicyError::BadSignature));
     }
 
     #[test]

@@ -256,11 +256,18 @@ async fn exported_receipts_verify_from_their_bytes_with_plain_ed25519() {
             .unwrap()
             .try_into()
             .unwrap();
-        // Plain Ed25519 over the exported bytes: no re-encoding, no project code.
-        ed25519_dalek::VerifyingKey::from_bytes(&pk)
-            .unwrap()
-            .verify_strict(&bytes, &ed25519_dalek::Signature::from_bytes(&sig))
+        // Plain Ed25519 over the type tag, a newline and the exported bytes: no re-encoding,
+        // no project code (the receipt contract in ARCHITECTURE.md).
+        let mut message = b"offgrid/receipt/v1\n".to_vec();
+        message.extend_from_slice(&bytes);
+        let key = ed25519_dalek::VerifyingKey::from_bytes(&pk).unwrap();
+        key.verify_strict(&message, &ed25519_dalek::Signature::from_bytes(&sig))
             .expect("receipt signature verifies");
+        assert!(
+            key.verify_strict(&bytes, &ed25519_dalek::Signature::from_bytes(&sig))
+                .is_err(),
+            "the bare bytes, without the tag, are not what was signed"
+        );
         let body: Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(body["version"], "0.1");
         assert_eq!(body["node_id"], m.hosts[0].peer_id.as_str());

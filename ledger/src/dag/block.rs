@@ -56,6 +56,11 @@ pub struct BlockBody {
 /// A block as it travels and is stored. Its id is [`Signed::id`].
 pub type Block = Signed<BlockBody>;
 
+impl crate::signed::Domain for BlockBody {
+    /// The type tag of a ledger block.
+    const TAG: &'static [u8] = b"offgrid/block/v1";
+}
+
 /// Why a block is invalid.
 #[derive(Debug, thiserror::Error)]
 pub enum BlockError {

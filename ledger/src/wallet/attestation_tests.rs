@@ -276,7 +276,13 @@ fn wire_form_round_trips_and_the_version_0_form_is_still_read() {
 
     // Version 0: the body signed directly, no `proof`.
     let b = body(2, 1);
-    let v0 = Signed::sign(&key(2), &b).unwrap();
+    let v0_bytes = serde_json::to_vec(&b).unwrap();
+    let v0 = Attestation::from_parts(
+        v0_bytes.clone(),
+        None,
+        ed25519_dalek::Signer::sign(&key(2), &v0_bytes).to_bytes(),
+        key(2).verifying_key().to_bytes(),
+    );
     let text = serde_json::to_string(&v0).unwrap();
     let read: Witness = serde_json::from_str(&text).unwrap();
     assert_eq!(read.proof, None);

@@ -41,6 +41,11 @@ pub struct GenesisBody {
 /// A genesis as it travels and is stored.
 pub type SignedGenesis = Signed<GenesisBody>;
 
+impl crate::signed::Domain for GenesisBody {
+    /// The type tag of a wallet genesis.
+    const TAG: &'static [u8] = b"offgrid/wallet-genesis/v1";
+}
+
 /// Why a genesis is refused.
 #[derive(Debug, thiserror::Error)]
 pub enum GenesisError {

@@ -105,6 +105,11 @@ pub struct TxBody {
 /// A transaction as it travels and is stored. Its id is [`Signed::id`].
 pub type Tx = Signed<TxBody>;
 
+impl crate::signed::Domain for TxBody {
+    /// The type tag of a wallet transaction.
+    const TAG: &'static [u8] = b"offgrid/tx/v1";
+}
+
 /// The conflict slot of a transaction: a witness signs at most one transaction per slot.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

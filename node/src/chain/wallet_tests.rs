@@ -149,8 +149,15 @@ fn a_stored_certificate_in_the_version_0_form_is_still_read() {
                 witness: pid(s),
                 epoch: 0,
             };
-            let old = Signed::sign(&key(s), &body).unwrap();
-            // What a node stored before batching.
+            // What a node stored before batching: the body's bare JSON, signed directly.
+            let bytes = serde_json::to_vec(&body).unwrap();
+            let sig = ed25519_dalek::Signer::sign(&key(s), &bytes).to_bytes();
+            let old = offgrid_ledger::wallet::Attestation::from_parts(
+                bytes,
+                None,
+                sig,
+                key(s).verifying_key().to_bytes(),
+            );
             serde_json::from_value(serde_json::to_value(&old).unwrap()).unwrap()
         })
         .collect();

@@ -29,8 +29,8 @@ use x25519_dalek::{PublicKey, StaticSecret};
 
 use super::wire::{put_var, MAX_MESSAGE};
 
-const D_HELLO: &[u8] = b"offgrid-radio-hello-v1";
-const D_WELCOME: &[u8] = b"offgrid-radio-welcome-v1";
+pub(crate) const D_HELLO: &[u8] = b"offgrid-radio-hello-v1";
+pub(crate) const D_WELCOME: &[u8] = b"offgrid-radio-welcome-v1";
 const HELLO: u8 = 0x01;
 /// Bytes of a HELLO.
 pub const HELLO_LEN: usize = 1 + 32 + 32 + 64;
