@@ -9,10 +9,10 @@
 // another key) are all refused.
 //
 // The contract (behaviours/src/announce.rs): the wire message is JSON
-// {"signed": b64(announcement JSON bytes), "sig": b64(64-byte Ed25519 signature over exactly
-// those bytes, no domain tag), "public_key": b64(libp2p protobuf public key)}. A verifier
-// checks the signature over the decoded bytes and only then parses them; it never
-// re-encodes. The announcement's node_id must be the signer's peer id.
+// {"signed": b64(announcement JSON bytes), "sig": b64(64-byte Ed25519 signature over the type
+// tag "offgrid/announcement/v1", a newline, then exactly those bytes), "public_key":
+// b64(libp2p protobuf public key)}. A verifier checks the signature over the tag and the
+// decoded bytes and only then parses them; it never re-encodes. The announcement's node_id must be the signer's peer id.
 
 // First: it patches what Node 20 lacks before any libp2p module runs.
 import './node20.mjs'
@@ -52,6 +52,14 @@ function contentMessageId (msg) {
 }
 
 /** Ed25519 verification with node's own crypto: the raw key wrapped as SPKI. */
+// What an announcement signature covers before the bytes (domain separation).
+const ANNOUNCEMENT_TAG = Buffer.from('offgrid/announcement/v1\n')
+
+/** The message signed for announcement bytes: the tag line, then the bytes. */
+function signedMessage (bytes) {
+  return Buffer.concat([ANNOUNCEMENT_TAG, bytes])
+}
+
 function ed25519Verify (rawKey, bytes, sig) {
   if (rawKey.length !== 32 || sig.length !== 64) return false
   const key = createPublicKey({
@@ -79,7 +87,7 @@ function verifyAnnouncement (wire, expectedPeerId) {
     return { ok: false, reason: 'not an Ed25519 key' }
   }
   const raw = pkProto.subarray(4)
-  if (!ed25519Verify(raw, bytes, sig)) return { ok: false, reason: 'bad signature' }
+  if (!ed25519Verify(raw, signedMessage(bytes), sig)) return { ok: false, reason: 'bad signature' }
   // The peer id is derived by libp2p's own code from the key, not by hand.
   const signer = peerIdFromPublicKey(publicKeyFromProtobuf(pkProto)).toString()
   let ann
@@ -111,7 +119,7 @@ function tamperedCopies (wire) {
     signature: { ...wire, sig: badSig.toString('base64') },
     foreign_key: {
       signed: wire.signed,
-      sig: sign(null, bytes, privateKey).toString('base64'),
+      sig: sign(null, signedMessage(bytes), privateKey).toString('base64'),
       public_key: Buffer.concat([ED25519_PROTOBUF_PREFIX, otherRaw]).toString('base64')
     }
   }
