@@ -3,6 +3,11 @@
 //! Request-response on [`PROTOCOL_NAME`] with a size-capped CBOR codec. Money is in
 //! micro-credits and sizes in micro-units, always integers. A host answers a quote with a
 //! price or a refusal, and a run with the output and an Ed25519-signed receipt.
+//!
+//! **Heartbeats.** While a run is out, the broker polls the host with [`Request::Progress`]
+//! on its own stream every heartbeat interval; the host answers [`Response::Progress`] at
+//! once from its table of running jobs. A host that stops answering for three intervals is
+//! failed over, and one that keeps answering may run until the job's deadline.
 
 use std::time::Duration;
 
@@ -51,6 +56,11 @@ pub enum Request {
     },
     /// Run this job.
     Run(RunRequest),
+    /// Is this job, which this broker sent, still running here? (a heartbeat poll)
+    Progress {
+        /// The job's id.
+        job_id: String,
+    },
 }
 
 /// Host → broker.
@@ -86,6 +96,16 @@ pub enum Response {
     Failed {
         /// Why, for people.
         error: String,
+    },
+    /// A heartbeat: the state of a job this broker sent.
+    Progress {
+        /// Whether the job is running here now (false: unknown, or already answered).
+        running: bool,
+        /// Milliseconds since it started here.
+        elapsed_ms: u64,
+        /// Work done so far as the executor counts it (tokens generated, bytes written);
+        /// 0 when the executor reports none.
+        progress: u64,
     },
 }
 

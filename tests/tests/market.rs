@@ -29,7 +29,15 @@ impl Market {
     /// A broker and hosts with the given configs (and per-host env), all known to the
     /// broker with verified announcements before this returns.
     async fn start(hosts: &[(String, Vec<(&str, &str)>)]) -> Market {
-        let broker = TestNode::start(&[]).await;
+        Self::start_with_broker(None, hosts).await
+    }
+
+    /// [`Market::start`] with a config file for the broker.
+    async fn start_with_broker(
+        broker_cfg: Option<&str>,
+        hosts: &[(String, Vec<(&str, &str)>)],
+    ) -> Market {
+        let broker = TestNode::start_with(&[], &[], broker_cfg).await;
         let mut hs = Vec::new();
         for (cfg, env) in hosts {
             hs.push(TestNode::start_with(&["--bootstrap", &broker.addr], env, Some(cfg)).await);
@@ -449,4 +457,93 @@ async fn job_run_host_runs_on_the_named_host_even_when_another_is_cheaper() {
         .broker
         .cli(&["job", "run", "--type", "echo", "--host", "nope"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a peer id"));
+}
+
+/// The broker of the heartbeat tests: polls every 300 ms, gives a host up after 3 silent
+/// intervals, and would wait `t_activate_s` for a host it could not poll.
+fn heartbeat_broker(t_activate_s: u32) -> String {
+    format!("[market]\nheartbeat_ms = 300\nheartbeat_misses = 3\nt_activate_s = {t_activate_s}\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_host_that_stops_reporting_is_failed_over_within_three_heartbeat_intervals() {
+    let m = Market::start_with_broker(
+        Some(&heartbeat_broker(30)),
+        &[
+            (host_config("0.001", 8, Some(30)), vec![]),
+            (host_config("0.002", 8, None), vec![]),
+        ],
+    )
+    .await;
+    let job = m.broker.cli_in_background(&[
+        "job",
+        "run",
+        "--type",
+        "echo",
+        "--payload",
+        "{\"k\":8}",
+        "--timeout",
+        "25",
+    ]);
+    let stuck = &m.hosts[0];
+    wait_until(
+        Duration::from_secs(10),
+        "the cheapest host to be running the job",
+        || async { (stuck.get("/status").await["jobs_in_flight"] == 1).then_some(()) },
+    )
+    .await;
+    // Stopped, not killed: its connections stay open, it just never answers again.
+    offgrid_e2e::send_signal(stuck.pid(), "STOP");
+    let stopped = std::time::Instant::now();
+    let out = job.join().unwrap();
+    let took = stopped.elapsed();
+    offgrid_e2e::send_signal(stuck.pid(), "CONT");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["host"], m.hosts[1].peer_id.as_str(), "failed over: {r}");
+    assert_eq!(r["output"]["k"], 8);
+    let attempts = r["attempts"].as_array().unwrap();
+    assert_eq!(attempts[0]["host"], stuck.peer_id.as_str());
+    assert_eq!(
+        attempts[0]["outcome"], "stopped reporting: no heartbeat for 900 ms",
+        "given up for its missed heartbeats: {r}"
+    );
+    println!(
+        "stopped host failed over and the job done {took:?} after SIGSTOP (3 intervals = 900 ms)"
+    );
+    // Long before the 30 s activation deadline, which would have been the only limit.
+    assert!(took < Duration::from_secs(10), "{took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_host_that_keeps_reporting_finishes_past_the_activation_deadline() {
+    let m = Market::start_with_broker(
+        Some(&heartbeat_broker(1)),
+        &[
+            (host_config("0.001", 8, Some(3)), vec![]),
+            (host_config("0.002", 8, None), vec![]),
+        ],
+    )
+    .await;
+    let t0 = std::time::Instant::now();
+    let r = m.run("{\"k\":9}");
+    let took = t0.elapsed();
+    assert_eq!(
+        r["host"],
+        m.hosts[0].peer_id.as_str(),
+        "the slow host kept the job: {r}"
+    );
+    assert_eq!(r["output"]["k"], 9);
+    assert_eq!(
+        r["attempts"].as_array().unwrap().len(),
+        1,
+        "no failover: {r}"
+    );
+    println!("slow host (3 s job, t_activate_s = 1) finished after {took:?}");
+    assert!(took >= Duration::from_secs(3), "{took:?}");
+    assert_eq!(m.reputation_of(&m.hosts[0].peer_id)["misses"], 0);
 }

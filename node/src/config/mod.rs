@@ -215,8 +215,15 @@ impl Default for CapacityConfig {
 pub struct MarketConfig {
     /// Milliseconds to wait for quotes (or until every candidate answered).
     pub quote_window_ms: u64,
-    /// Seconds a winning host has to finish a job before the broker moves on.
+    /// Seconds a winning host heard only by radio has to finish a job before the broker
+    /// moves on (cut to half the job's timeout when another host could take over). Hosts on
+    /// IP links are judged by their heartbeats instead.
     pub t_activate_s: u64,
+    /// Milliseconds between heartbeat polls of a host running a job (0: no heartbeats, every
+    /// host judged by `t_activate_s`).
+    pub heartbeat_ms: u64,
+    /// Heartbeat intervals without an answer after which a host is given up.
+    pub heartbeat_misses: u32,
     /// How many other hosts to try after the first fails.
     pub max_retries: u32,
     /// Most auctions the broker runs at once.
@@ -230,6 +237,8 @@ impl Default for MarketConfig {
         MarketConfig {
             quote_window_ms: 250,
             t_activate_s: 30,
+            heartbeat_ms: 1000,
+            heartbeat_misses: 3,
             max_retries: 3,
             max_concurrent_jobs: 512,
             max_payload_bytes: 256 * 1024,

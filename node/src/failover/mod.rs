@@ -266,6 +266,11 @@ impl JobTracker {
         out
     }
 
+    /// Reports a running job's progress in [0, 1) (from its host's heartbeats).
+    pub fn progress(&self, job_id: &str, value: f64) {
+        self.with_engine(|e| e.progress(QuorumKind::Job, job_id, value));
+    }
+
     /// Registers an upload with the monitor.
     pub fn upload_started(&self, upload_id: &str) {
         self.with_engine(|e| e.start(QuorumKind::Upload, upload_id));

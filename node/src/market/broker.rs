@@ -11,7 +11,7 @@ use std::{
 
 use futures::{stream::FuturesUnordered, StreamExt};
 use libp2p::PeerId;
-use offgrid_behaviours::auction::{Request, Response, RunRequest};
+use offgrid_behaviours::auction::{Request, Response};
 use offgrid_ledger::receipt::{verify_receipt, ReceiptBody, SignedReceipt};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
@@ -378,65 +378,6 @@ impl Broker {
         outcome
     }
 
-    /// One host's attempt. Its activation deadline is `t_activate_s`, cut to half the job's
-    /// timeout when another host could take over (`spare`), so a silent host never uses up
-    /// the whole job: at least one failover always fits.
-    async fn attempt_once(
-        &self,
-        job: &JobSpec,
-        bid: &Bid,
-        deadline: Instant,
-        spare: bool,
-    ) -> RunOutcome {
-        let Ok(peer) = bid.peer.parse::<PeerId>() else {
-            return RunOutcome::Failed("bad peer id".into());
-        };
-        let now = Instant::now();
-        let mut per_host = Duration::from_secs(self.cfg.t_activate_s.max(1));
-        if spare {
-            per_host = per_host.min((job.timeout / 2).max(Duration::from_secs(1)));
-        }
-        let per_host = per_host.min(deadline.saturating_duration_since(now));
-        let deadline_ms = now_ms() + per_host.as_millis() as u64;
-        let hold = match &self.payer {
-            Some(p) => match p.order(&job.job_id, &bid.peer, job.units, bid.price, deadline_ms) {
-                Ok(h) => h,
-                Err(e) => return RunOutcome::Failed(e.to_string()),
-            },
-            None => None,
-        };
-        let req = Request::Run(RunRequest {
-            job_id: job.job_id.clone(),
-            job_type: job.job_type.clone(),
-            units: job.units,
-            payload: job.payload.clone(),
-            price: bid.price,
-            deadline_ms,
-            order: hold.as_ref().map(|h| h.order.clone()),
-        });
-        let resp = match tokio::time::timeout(per_host, self.client.request(peer, req)).await {
-            Err(_) => return RunOutcome::TimedOut,
-            Ok(Err(e)) => return RunOutcome::Failed(e.to_string()),
-            Ok(Ok(r)) => r,
-        };
-        match resp {
-            Response::Done { output, receipt } => {
-                match self.check_receipt(job, bid, &output, &receipt) {
-                    Ok(body) => RunOutcome::Ok {
-                        output,
-                        receipt,
-                        body,
-                    },
-                    Err(e) => RunOutcome::Failed(format!("invalid receipt: {e}")),
-                }
-            }
-            Response::Busy { .. } => RunOutcome::Failed("busy".into()),
-            Response::Declined { reason } => RunOutcome::Failed(format!("declined: {reason}")),
-            Response::Failed { error } => RunOutcome::Failed(error),
-            Response::Quote { .. } => RunOutcome::Failed("answered a run with a quote".into()),
-        }
-    }
-
     fn payer_key(&self) -> Option<[u8; 32]> {
         self.payer.as_ref().map(|p| p.pubkey())
     }
@@ -585,6 +526,9 @@ impl Broker {
         })
     }
 }
+
+#[path = "broker_attempt.rs"]
+mod attempt;
 
 #[cfg(test)]
 #[path = "broker_tests.rs"]

@@ -58,8 +58,26 @@ impl Default for SlowNet {
             arrivals: Default::default(),
         };
         let (script, arrivals) = (net.script.clone(), net.arrivals.clone());
+        // Hosts that went silent on a run: they answer no heartbeat either.
+        let silent: Arc<Mutex<std::collections::HashSet<PeerId>>> = Default::default();
         net.fake
             .respond_auctions_with(Arc::new(move |peer, request: Request| {
+                if let Request::Progress { .. } = request {
+                    // Heartbeats come from the host's event loop: a host answers them
+                    // while its run is out, unless it has gone silent.
+                    let quiet = silent.lock().unwrap().contains(&peer);
+                    return Box::pin(async move {
+                        if quiet {
+                            std::future::pending::<()>().await;
+                        }
+                        Ok(Response::Progress {
+                            running: true,
+                            elapsed_ms: 0,
+                            progress: 0,
+                        })
+                    });
+                }
+                let is_run = matches!(request, Request::Run(_));
                 arrivals
                     .lock()
                     .unwrap()
@@ -69,6 +87,9 @@ impl Default for SlowNet {
                     .unwrap()
                     .get_mut(&peer)
                     .and_then(VecDeque::pop_front);
+                if is_run && matches!(next, Some((_, None))) {
+                    silent.lock().unwrap().insert(peer);
+                }
                 Box::pin(async move {
                     let Some((after, answer)) = next else {
                         return Err(ClientError::Refused("no scripted answer".into()));

@@ -80,10 +80,68 @@ async fn the_window_closes_as_soon_as_every_candidate_has_answered() {
     m.stop().await;
 }
 
+/// Heartbeats off: every host is judged by its activation deadline, as radio hosts are.
+fn no_heartbeats() -> MarketConfig {
+    MarketConfig {
+        heartbeat_ms: 0,
+        ..Default::default()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_host_that_stops_reporting_is_given_up_after_three_heartbeat_intervals() {
+    let (a, b) = (host(10), host(11));
+    let m = market(&[(&a, 50), (&b, 50)], MarketConfig::default(), false).await;
+    m.net.answer(a.peer_id(), NOW, quote(10));
+    m.net.answer(b.peer_id(), NOW, quote(20));
+    m.net.answer(a.peer_id(), NOW, None);
+    m.net.answer(b.peer_id(), NOW, done(&b, 20));
+    let r = m.broker.run(job(Duration::from_secs(120))).await.unwrap();
+    assert_eq!(r.host, b.peer_id().to_string());
+    assert_eq!(r.attempts[0].host, a.peer_id().to_string());
+    assert!(
+        r.attempts[0].outcome.starts_with("stopped reporting"),
+        "{:?}",
+        r.attempts
+    );
+    let runs = m.net.runs();
+    let gap = runs[1].1 - runs[0].1;
+    let cfg = MarketConfig::default();
+    let silence = Duration::from_millis(cfg.heartbeat_ms * u64::from(cfg.heartbeat_misses));
+    assert!(
+        gap >= silence && gap < silence + Duration::from_millis(cfg.heartbeat_ms),
+        "failed over {gap:?} after dispatch, not within 3 intervals ({silence:?})"
+    );
+    assert!(gap < Duration::from_secs(cfg.t_activate_s), "{gap:?}");
+    assert_eq!(
+        m.broker.reputation().get(&a.peer_id().to_string()).misses,
+        1
+    );
+    m.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_host_that_keeps_reporting_finishes_past_the_activation_deadline() {
+    let (a, b) = (host(10), host(11));
+    let m = market(&[(&a, 50), (&b, 50)], MarketConfig::default(), false).await;
+    m.net.answer(a.peer_id(), NOW, quote(10));
+    m.net.answer(b.peer_id(), NOW, quote(20));
+    // 45 s: past t_activate_s (30) and past half the job's timeout (the spare-host cut).
+    m.net
+        .answer(a.peer_id(), Duration::from_secs(45), done(&a, 10));
+    let t0 = Instant::now();
+    let r = m.broker.run(job(Duration::from_secs(120))).await.unwrap();
+    assert_eq!(r.host, a.peer_id().to_string(), "{:?}", r.attempts);
+    assert_eq!(r.attempts.len(), 1, "no failover: {:?}", r.attempts);
+    assert!(t0.elapsed() >= Duration::from_secs(45));
+    assert_eq!(m.net.runs().len(), 1, "the job ran once");
+    m.stop().await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_silent_host_is_given_up_at_the_activation_deadline_and_the_next_host_runs_the_job() {
     let (a, b) = (host(10), host(11));
-    let m = market(&[(&a, 50), (&b, 50)], MarketConfig::default(), false).await;
+    let m = market(&[(&a, 50), (&b, 50)], no_heartbeats(), false).await;
     m.net.answer(a.peer_id(), NOW, quote(10));
     m.net.answer(b.peer_id(), NOW, quote(20));
     m.net.answer(a.peer_id(), NOW, None);
@@ -185,7 +243,7 @@ async fn a_job_whose_hosts_stay_silent_ends_with_job_timeout_at_its_deadline() {
     let (a, b) = (host(10), host(11));
     let cfg = MarketConfig {
         t_activate_s: 20,
-        ..Default::default()
+        ..no_heartbeats()
     };
     let m = market(&[(&a, 50), (&b, 50)], cfg, false).await;
     m.net.answer(a.peer_id(), NOW, quote(10));

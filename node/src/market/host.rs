@@ -61,6 +61,16 @@ pub struct Finished {
     pub channel: ReplyTo,
     /// The answer.
     pub response: Response,
+    /// The run's entry in the host's table of running jobs.
+    pub key: RunKey,
+}
+
+/// A running job, as heartbeat polls name it: the broker that sent it and its job id.
+pub type RunKey = (PeerId, String);
+
+/// What a heartbeat tells about a running job.
+struct Running {
+    started: Instant,
 }
 
 /// Host state owned by the event loop.
@@ -71,6 +81,9 @@ pub struct Host {
     node_id: String,
     cluster_id: String,
     in_flight: usize,
+    /// Jobs running now, for heartbeats; at most `burst` entries, as runs are refused
+    /// beyond it.
+    running: HashMap<RunKey, Running>,
     store: Arc<Store>,
     to_loop: mpsc::Sender<Finished>,
     fault: Fault,
@@ -110,6 +123,7 @@ impl Host {
             identity,
             cluster_id: cfg.cluster_id.clone(),
             in_flight: 0,
+            running: HashMap::new(),
             store,
             to_loop,
             fault,
@@ -122,8 +136,25 @@ impl Host {
     }
 
     /// Called when a finished run's answer is on its way.
-    pub fn run_finished(&mut self) {
+    pub fn run_finished(&mut self, key: &RunKey) {
         self.in_flight = self.in_flight.saturating_sub(1);
+        self.running.remove(key);
+    }
+
+    /// Answers a heartbeat poll: only the broker that sent a job learns of it.
+    pub fn progress(&self, broker: PeerId, job_id: String) -> Response {
+        match self.running.get(&(broker, job_id)) {
+            Some(r) => Response::Progress {
+                running: true,
+                elapsed_ms: r.started.elapsed().as_millis() as u64,
+                progress: 0,
+            },
+            None => Response::Progress {
+                running: false,
+                elapsed_ms: 0,
+                progress: 0,
+            },
+        }
     }
 
     fn price_for(&self, s: &HostSettings, job_type: &str) -> Result<u64, String> {
@@ -166,6 +197,7 @@ impl Host {
         match request {
             Request::Quote { job_type, .. } => Some((reply, self.quote(s, &job_type))),
             Request::Run(run) => self.start_run(s, broker, run, reply),
+            Request::Progress { job_id } => Some((reply, self.progress(broker, job_id))),
         }
     }
 
@@ -207,7 +239,23 @@ impl Host {
         if let Err(reason) = check_order(&run, &broker, &self.node_id) {
             return Some((channel, Response::Declined { reason }));
         }
+        let key: RunKey = (broker, run.job_id.clone());
+        if self.running.contains_key(&key) {
+            // The same broker sent the same job again while it runs: never run it twice.
+            return Some((
+                channel,
+                Response::Declined {
+                    reason: "this job is already running here".into(),
+                },
+            ));
+        }
         self.in_flight += 1;
+        self.running.insert(
+            key.clone(),
+            Running {
+                started: Instant::now(),
+            },
+        );
         let signer = match self.fault {
             Fault::None => self.identity.signing_key().clone(),
             Fault::ForgeReceipt => ed25519_dalek::SigningKey::from_bytes(&rand::random()),
@@ -232,7 +280,13 @@ impl Host {
                 }
             }
             // The host task outlives every run; if it is gone the node is stopping.
-            let _ = to_loop.send(Finished { channel, response }).await;
+            let _ = to_loop
+                .send(Finished {
+                    channel,
+                    response,
+                    key,
+                })
+                .await;
         });
         None
     }
@@ -362,7 +416,7 @@ pub async fn serve(
             _ = cancel.cancelled() => break,
             // Finished runs first: they free the slots that new requests are priced by.
             Some(f) = finished.recv() => {
-                host.run_finished();
+                host.run_finished(&f.key);
                 in_flight.store(host.in_flight(), Ordering::Relaxed);
                 net.respond_auction(f.channel, f.response).await;
             }

@@ -57,6 +57,10 @@ fn run_host(active: bool) -> Running {
         cfg.executors.contains_key("echo"),
         "the default config runs echo"
     );
+    run_host_with(cfg, settings(active))
+}
+
+fn run_host_with(cfg: Config, settings: HostSettings) -> Running {
     let identity = Identity::from_seed([5; 32]);
     let store = Arc::new(Store::in_memory().unwrap());
     let (finished_tx, finished) = mpsc::channel(8);
@@ -68,7 +72,7 @@ fn run_host(active: bool) -> Running {
         host,
         finished,
         rx,
-        Offer::new(settings(active)),
+        Offer::new(settings),
         Arc::new(net.clone()) as Arc<dyn Net>,
         Arc::new(AtomicUsize::new(0)),
         cancel.clone(),
@@ -300,4 +304,101 @@ async fn a_run_whose_payment_order_does_not_pay_for_it_is_declined() {
     let claim = offgrid_ledger::payment::claim(&receipt).unwrap();
     assert_eq!(claim.payer, broker.peer_id().to_string());
     assert_eq!(claim.amount, 100);
+}
+
+/// A host with a `slow` job type that runs `sleep 30`.
+fn slow_host() -> Running {
+    use crate::config::{ExecutorConfig, ExecutorKind};
+    let mut cfg = Config::default();
+    cfg.executors.insert(
+        "slow".into(),
+        ExecutorConfig {
+            kind: ExecutorKind::Exec,
+            program: Some("/bin/sleep".into()),
+            args: vec!["30".into()],
+            timeout_s: 60,
+            ..ExecutorConfig::default()
+        },
+    );
+    let mut s = settings(true);
+    s.prices.insert("slow".into(), 100);
+    run_host_with(cfg, s)
+}
+
+#[tokio::test]
+async fn heartbeats_tell_only_the_sending_broker_that_its_job_runs_and_a_second_run_is_refused() {
+    let h = slow_host();
+    let broker = PeerId::random();
+    let slow_run = || {
+        Request::Run(RunRequest {
+            job_type: "slow".into(),
+            ..match run(100, now_ms() + 60_000) {
+                Request::Run(r) => r,
+                _ => unreachable!(),
+            }
+        })
+    };
+    // The run's answer is not awaited: it comes after 30 s.
+    let (tx, _answer) = oneshot::channel();
+    h.requests
+        .send(AuctionRequest {
+            peer: broker,
+            request: slow_run(),
+            reply: Reply::Local(tx),
+        })
+        .await
+        .unwrap();
+    let poll = || Request::Progress {
+        job_id: "job-1".into(),
+    };
+    let beat = h.ask_from(broker, poll()).await;
+    assert!(
+        matches!(beat, Response::Progress { running: true, .. }),
+        "{beat:?}"
+    );
+    // Another peer asking about the same job id learns nothing.
+    let other = h.ask_from(PeerId::random(), poll()).await;
+    assert!(
+        matches!(other, Response::Progress { running: false, .. }),
+        "{other:?}"
+    );
+    // An unknown job is not running.
+    let unknown = h
+        .ask_from(
+            broker,
+            Request::Progress {
+                job_id: "job-2".into(),
+            },
+        )
+        .await;
+    assert!(
+        matches!(unknown, Response::Progress { running: false, .. }),
+        "{unknown:?}"
+    );
+    // The same broker sending the same job again while it runs: never run twice.
+    let again = h.ask_from(broker, slow_run()).await;
+    assert!(
+        matches!(&again, Response::Declined { reason } if reason.contains("already running")),
+        "{again:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_finished_job_no_longer_reports_running() {
+    let h = run_host(true);
+    let broker = PeerId::random();
+    let r = h.ask_from(broker, run(100, now_ms() + 5_000)).await;
+    assert!(matches!(r, Response::Done { .. }), "{r:?}");
+    let beat = h
+        .ask_from(
+            broker,
+            Request::Progress {
+                job_id: "job-1".into(),
+            },
+        )
+        .await;
+    assert!(
+        matches!(beat, Response::Progress { running: false, .. }),
+        "{beat:?}"
+    );
 }

@@ -446,7 +446,7 @@ impl Gateway {
                 host_id: peer.to_string(),
                 host_key: heard.key,
             }),
-            Request::Quote { .. } => None,
+            Request::Quote { .. } | Request::Progress { .. } => None,
         };
         wire::decode_response(&msg, ctx.as_ref(), now_ms()).map_err(|e| e.to_string())
     }

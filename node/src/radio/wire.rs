@@ -21,6 +21,8 @@
 //!                instead of the compact fields. cluster_tag: the first two bytes of
 //!                BLAKE3(cluster id); a broker rebuilds only receipts of its own cluster)
 //! FAILED    0x15 error:str
+//! PROGRESS  0x03 job_id:id                      (a heartbeat poll)
+//! PROGRESSED 0x16 running:u8 elapsed_ms:var progress:var
 //! id:       0x00 str | 0x01 16-byte UUID (canonical lowercase hyphenated text)
 //! ```
 
@@ -35,11 +37,13 @@ pub const MAX_MESSAGE: usize = 16 * 1024;
 
 const QUOTE: u8 = 0x01;
 const RUN: u8 = 0x02;
+const PROGRESS: u8 = 0x03;
 const QUOTED: u8 = 0x11;
 const DECLINED: u8 = 0x12;
 const BUSY: u8 = 0x13;
 const DONE: u8 = 0x14;
 const FAILED: u8 = 0x15;
+const PROGRESSED: u8 = 0x16;
 
 const DONE_OUTPUT_IS_PAYLOAD: u8 = 0x01;
 const DONE_WHOLE: u8 = 0x04;
@@ -103,6 +107,10 @@ pub fn encode_request(req: &Request, now_ms: u64) -> Vec<u8> {
             put_var(&mut out, r.price);
             put_var(&mut out, r.deadline_ms.saturating_sub(now_ms));
         }
+        Request::Progress { job_id } => {
+            out.push(PROGRESS);
+            put_id(&mut out, job_id);
+        }
     }
     out
 }
@@ -126,6 +134,7 @@ pub fn decode_request(b: &[u8], now_ms: u64) -> Result<Request, WireError> {
             // The compact profile carries no payment order yet: radio jobs run unpaid.
             order: None,
         }),
+        PROGRESS => Request::Progress { job_id: r.id()? },
         t => return Err(WireError::UnknownType(t)),
     };
     r.end()?;
@@ -160,6 +169,16 @@ pub fn encode_response(resp: &Response, request: &Request, now_ms: u64) -> Vec<u
             put_str(&mut out, error);
         }
         Response::Done { output, receipt } => encode_done(&mut out, output, receipt, request),
+        Response::Progress {
+            running,
+            elapsed_ms,
+            progress,
+        } => {
+            out.push(PROGRESSED);
+            out.push(u8::from(*running));
+            put_var(&mut out, *elapsed_ms);
+            put_var(&mut out, *progress);
+        }
     }
     out
 }
@@ -168,7 +187,7 @@ fn encode_done(out: &mut Vec<u8>, output: &str, receipt: &SignedReceipt, request
     let body: Option<ReceiptBody> = serde_json::from_slice(&receipt.bytes).ok();
     let run = match request {
         Request::Run(r) => Some(r),
-        Request::Quote { .. } => None,
+        Request::Quote { .. } | Request::Progress { .. } => None,
     };
     // Send the compact form only when the broker's rebuild gives the very bytes we signed.
     let compact = match (&body, run) {
@@ -314,6 +333,15 @@ pub fn decode_response(
             };
             Response::Done { output, receipt }
         }
+        PROGRESSED => Response::Progress {
+            running: match r.byte()? {
+                0 => false,
+                1 => true,
+                t => return Err(WireError::UnknownType(t)),
+            },
+            elapsed_ms: r.var()?,
+            progress: r.var()?,
+        },
         t => return Err(WireError::UnknownType(t)),
     };
     r.end()?;

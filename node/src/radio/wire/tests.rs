@@ -50,6 +50,9 @@ fn requests_round_trip_and_uuids_take_16_bytes() {
             job_id: "not-a-uuid".into(),
             ..run()
         }),
+        Request::Progress {
+            job_id: run().job_id,
+        },
     ] {
         let b = encode_request(&req, now);
         assert_eq!(decode_request(&b, now).unwrap(), req);
@@ -57,6 +60,37 @@ fn requests_round_trip_and_uuids_take_16_bytes() {
     assert_eq!(
         encode_request(&Request::Run(run()), now).len(),
         1 + 17 + 5 + 2 + 13 + 2 + 3
+    );
+}
+
+#[test]
+fn heartbeats_round_trip_in_a_few_bytes() {
+    let poll = Request::Progress {
+        job_id: run().job_id,
+    };
+    let b = encode_request(&poll, 0);
+    assert_eq!(b.len(), 1 + 17, "type and a 16-byte UUID");
+    for resp in [
+        Response::Progress {
+            running: true,
+            elapsed_ms: 12_345,
+            progress: 300,
+        },
+        Response::Progress {
+            running: false,
+            elapsed_ms: 0,
+            progress: 0,
+        },
+    ] {
+        let b = encode_response(&resp, &poll, 0);
+        assert!(b.len() <= 8, "{} bytes", b.len());
+        assert_eq!(decode_response(&b, None, 0).unwrap(), resp);
+    }
+    // A running flag other than 0 or 1 is refused, as is a truncated heartbeat.
+    assert!(decode_response(&[0x16, 2, 0, 0], None, 0).is_err());
+    assert_eq!(
+        decode_response(&[0x16, 1], None, 0),
+        Err(WireError::Truncated)
     );
 }
 
