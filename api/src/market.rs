@@ -14,7 +14,9 @@ pub struct RunRequest {
     /// Job type; hosts need an executor for it.
     #[serde(rename = "type", alias = "job_type")]
     pub job_type: String,
-    /// Size in units: a decimal string (exact to 1e-6) or a number.
+    /// Size in units: a decimal string (exact to 1e-6) or a number. Absent: an LLM call (a
+    /// payload with `prompt` or `messages`) is sized in tokens from its prompt and
+    /// `max_tokens` (a unit is one token), anything else is one unit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub size: Option<Value>,

@@ -19,9 +19,11 @@ pub enum JobCmd {
         /// Job type (hosts need an executor for it).
         #[arg(long = "type")]
         job_type: String,
-        /// Size in units (decimal).
-        #[arg(long, default_value = "1")]
-        size: String,
+        /// Size in units (decimal). Absent: an LLM call (a payload with `prompt` or
+        /// `messages`) is sized by the node from its prompt and `max_tokens`, anything else
+        /// is 1 unit.
+        #[arg(long)]
+        size: Option<String>,
         /// Payload as JSON.
         #[arg(long, default_value = "{}")]
         payload: String,
@@ -61,7 +63,7 @@ pub async fn job(api: &Api, json: bool, cmd: JobCmd) -> anyhow::Result<()> {
     let body = RunRequest {
         job_id,
         job_type,
-        size: Some(Value::String(size)),
+        size: size.map(Value::String),
         payload,
         timeout_s: Some(timeout),
         redundancy: Some(redundancy),

@@ -22,7 +22,8 @@ pub const MICRO: u64 = 1_000_000;
 /// Measurements of a job run.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Metrics {
-    /// Compute tokens consumed, in micro-tokens.
+    /// Compute tokens consumed, in whole tokens (the backend's `usage.total_tokens`, else
+    /// about one per 4 bytes of input and output).
     pub compute_tokens: u64,
     /// Wall-clock time of the run in milliseconds.
     pub latency_ms: u64,
@@ -139,7 +140,7 @@ pub fn verify_receipt(receipt: &SignedReceipt) -> Result<ReceiptBody, ReceiptErr
 }
 
 /// JSON view of a receipt for Core: every body field, `metrics.compute_tokens_m`
-/// (compute tokens in whole tokens, a float for display only), the envelope's `signed`,
+/// (compute tokens in millions of tokens, a float for display only), the envelope's `signed`,
 /// `sig` and `pubkey`, and `sig_domain`, the type tag: `sig` is Ed25519 over `sig_domain`, a
 /// newline and the `signed` bytes, so Core can verify it itself.
 pub fn core_view(receipt: &SignedReceipt, body: &ReceiptBody) -> Value {

@@ -16,6 +16,9 @@ use offgrid_e2e::TestNode;
 
 const T: Duration = Duration::from_secs(60);
 
+/// Micro-units per unit; for token-billed jobs a unit is one token.
+const MICRO: u64 = 1_000_000;
+
 /// A running fake backend, killed on drop.
 struct Backend {
     child: Child,
@@ -131,8 +134,35 @@ async fn a_compute_job_gets_the_backends_text_and_its_token_count() {
 
     let r = run(&b, "compute", r#"{"prompt": "Test"}"#).unwrap();
     assert_eq!(r["output"], "echo: Test", "{r}");
-    // One word of prompt, two of answer: the backend's usage.total_tokens is 3.
+    // One word of prompt, two of answer: the backend's usage.total_tokens is 3, and the
+    // receipt bills those 3 tokens (a unit is one token; units are micro-units), not the
+    // 257 the broker quoted for (1 of prompt + 256 of answer budget).
     assert_eq!(r["receipt"]["metrics"]["compute_tokens"], 3, "{r}");
+    assert_eq!(r["receipt"]["units"], 3 * MICRO, "{r}");
+    // Sized by the user at 2 tokens: the bill is capped by that quote, whatever the usage.
+    let out = b.cli(&[
+        "--json",
+        "job",
+        "run",
+        "--type",
+        "compute",
+        "--size",
+        "2",
+        "--payload",
+        r#"{"prompt": "Test"}"#,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let capped: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(capped["receipt"]["metrics"]["compute_tokens"], 3);
+    assert_eq!(
+        capped["receipt"]["units"],
+        2 * MICRO,
+        "capped by the quote: {capped}"
+    );
     let r = run(
         &b,
         "compute",
@@ -234,10 +264,13 @@ async fn cores_compute_job_runs_on_a_local_backend_found_at_start_and_without_on
         v.to_string().contains("echo: Test"),
         "the backend's text: {v}"
     );
-    assert!(
-        v.to_string().contains("\"compute_tokens\":3"),
+    let receipt = &v["result"]["offgrid_receipt"];
+    assert_eq!(
+        receipt["metrics"]["compute_tokens"], 3,
         "usage.total_tokens: {v}"
     );
+    // The receipt's units are usage.total_tokens (in micro-units: a unit is one token).
+    assert_eq!(receipt["units"], 3 * MICRO, "{v}");
 
     // A host with no backend answering offers no compute: Core gets 503 naming it.
     let bare = TestNode::start_with(&[], &[], Some("[host]\nllm_backends = [\"http://127.0.0.1:1/v1\"]\n[core]\nhmac_keys = [\"llm-core-key\"]\n")).await;

@@ -98,13 +98,17 @@ def canonical(obj):
 
 
 def estimate_size(payload):
-    """Units for the quote: estimated thousands of tokens (about 4 characters a token for
-    the prompt, plus ``max_tokens`` for the answer), at least 0.001."""
+    """Units for the quote of an LLM call: estimated tokens (a unit is one token): about 4
+    characters a token for the prompt, plus ``max_tokens`` (256 if absent) for the answer,
+    the node's own estimate (node/src/market/size.rs)."""
     text = payload.get("prompt")
     if text is None and isinstance(payload.get("messages"), list):
         text = " ".join(str(m.get("content", "")) for m in payload["messages"] if isinstance(m, dict))
-    tokens = math.ceil(len(str(text or "")) / 4) + int(payload.get("max_tokens") or 256)
-    return max(round(tokens / 1000, 3), 0.001)
+    answer = payload.get("max_tokens")
+    if not isinstance(answer, int) or isinstance(answer, bool) or answer <= 0:
+        answer = 256
+    tokens = math.ceil(len(str(text or "")) / 4) + min(answer, 1 << 20)
+    return max(tokens, 1)
 
 
 def to_offgrid(core_job, job_id=None, timeout_s=None):

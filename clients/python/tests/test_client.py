@@ -79,7 +79,7 @@ def test_a_core_job_maps_to_an_offgrid_job_and_the_answer_back():
     body = oc.to_offgrid({"kind": "llm_call", "payload": {"prompt": "Test", "max_tokens": 100}}, job_id="j1")
     assert body["type"] == "compute" and body["job_id"] == "j1"
     assert body["payload"] == {"prompt": "Test", "max_tokens": 100}
-    assert body["size"] == oc.estimate_size(body["payload"]) == 0.101
+    assert body["size"] == oc.estimate_size(body["payload"]) == 101
     out = oc.from_offgrid(COMPLETED)
     assert out["text"] == "echo: Test"
     assert out["usage"] == {"total_tokens": 3}

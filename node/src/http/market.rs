@@ -82,9 +82,11 @@ pub struct RunBody {
     /// Job type.
     #[serde(rename = "type", alias = "job_type")]
     pub job_type: String,
-    /// Size in units (decimal, exact to 1e-6).
+    /// Size in units (decimal, exact to 1e-6). Absent: an LLM call (a payload with
+    /// `prompt` or `messages`) is sized from its prompt and `max_tokens`, anything else is
+    /// one unit.
     #[serde(default)]
-    pub size: Credits,
+    pub size: Option<Credits>,
     /// Payload, any JSON.
     #[serde(default)]
     pub payload: Value,
@@ -135,7 +137,11 @@ pub fn job_spec(b: RunBody, default_timeout_s: u64) -> Result<JobSpec, ApiError>
     Ok(JobSpec {
         job_id,
         job_type: b.job_type,
-        units: b.size.0,
+        units: b
+            .size
+            .map(|s| s.0)
+            .or_else(|| crate::market::size::estimate_units(&b.payload))
+            .unwrap_or(MICRO),
         payload: b.payload.to_string(),
         timeout: Duration::from_secs(timeout_s),
         redundancy,

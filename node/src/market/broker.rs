@@ -394,7 +394,7 @@ impl Broker {
         let checks = [
             (body.node_id == bid.peer, "signed by another node"),
             (body.job_id == job.job_id, "for another job"),
-            (body.units == job.units, "wrong units"),
+            (body.units <= job.units, "more units than were quoted"),
             (body.price == bid.price, "wrong price"),
             (body.broker_id == self.local, "for another broker"),
             (

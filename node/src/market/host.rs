@@ -359,7 +359,10 @@ async fn execute(executor: &Executor, ctx: &RunContext, run: RunRequest) -> Resp
         cluster_id: ctx.cluster_id.clone(),
         job_id: run.job_id,
         resource_type: run.job_type,
-        units: run.units,
+        // Token-billed work is billed from the backend's usage, capped by the quote.
+        units: out
+            .tokens
+            .map_or(run.units, |t| super::size::billed_units(t, run.units)),
         metrics: Metrics {
             // Tokens as the backend reports them, else the usual ~4 bytes per token.
             compute_tokens: out

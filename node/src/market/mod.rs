@@ -4,7 +4,8 @@
 //! - [`executor`]: how a host runs a job (`echo`, `exec`, `http`);
 //! - [`host`]: quotes, runs and signed receipts on the host;
 //! - [`broker`]: candidates, quote window, dispatch, failover, verification, reputation;
-//! - [`receipts`]: receipt batches with Merkle proofs for the ledger.
+//! - [`receipts`]: receipt batches with Merkle proofs for the ledger;
+//! - [`size`]: token-billed sizes: the broker's estimate, the host's bill from usage.
 
 pub mod broker;
 #[cfg(test)]
@@ -21,3 +22,4 @@ mod quotes;
 pub mod receipts;
 pub mod reputation;
 pub mod scoring;
+pub mod size;

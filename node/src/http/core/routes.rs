@@ -157,8 +157,16 @@ fn core_job(doc: &Doc, default_timeout_s: u64) -> Result<(JobSpec, String), ApiE
     };
     let job_id = string("job_id")?;
     let job_type = string("type")?;
+    let payload = m
+        .get("payload")
+        .map_or_else(|| "{}".to_owned(), Doc::canonical);
     let units = match m.get("size") {
-        None | Some(Doc::Null) => MICRO,
+        // No size: an LLM call is sized from its prompt and answer budget, anything else
+        // is one unit.
+        None | Some(Doc::Null) => serde_json::from_str(&payload)
+            .ok()
+            .and_then(|p| crate::market::size::estimate_units(&p))
+            .unwrap_or(MICRO),
         Some(Doc::Number(n)) => {
             Credits::parse_decimal(n)
                 .or_else(|_| match n.parse::<f64>() {
@@ -172,9 +180,6 @@ fn core_job(doc: &Doc, default_timeout_s: u64) -> Result<(JobSpec, String), ApiE
         }
         Some(_) => return Err(ApiError::invalid_request("`size` must be a number")),
     };
-    let payload = m
-        .get("payload")
-        .map_or_else(|| "{}".to_owned(), Doc::canonical);
     let timeout_s = int("timeout_s", 1, MAX_TIMEOUT_S, default_timeout_s)?;
     let redundancy = int(
         "redundancy",
