@@ -9,7 +9,10 @@ events), /v1/completions and /v1/embeddings. The answer text is "echo: <last use
 
 Prints "listening <port>" on stdout once ready. `--cert/--key` serve HTTPS. `--require-key`
 answers 401 without `Authorization: Bearer KEY`. `--status N` answers every completion with
-HTTP status N (a backend that is down or broken). Standard library only.
+HTTP status N (a backend that is down or broken). `--break-stream` ends every streamed answer
+after its first piece, without `[DONE]` (a backend that dies mid-answer). Chat and
+completions stream when asked (`"stream": true`), with `usage` in the last chunk. Standard
+library only.
 """
 
 import argparse
@@ -87,6 +90,8 @@ class Handler(BaseHTTPRequestHandler):
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
                 "usage": usage})
         elif path == "/v1/completions":
+            if body.get("stream"):
+                return self.stream(text, usage, now, field="text")
             self.send_json(200, {
                 "id": "cmpl-1", "object": "text_completion", "created": now, "model": body.get("model", MODEL),
                 "choices": [{"index": 0, "text": text, "finish_reason": "stop"}], "usage": usage})
@@ -98,20 +103,35 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self.send_json(404, {"error": {"message": "no such route"}})
 
-    def stream(self, text, usage, now):
+    def chunk(self, data):
+        """One HTTP/1.1 chunk (as real servers stream: the body is not ended by a close)."""
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
+    def stream(self, text, usage, now, field="delta"):
         self.send_response(200)
         self.send_header("content-type", "text/event-stream")
-        self.send_header("connection", "close")
+        self.send_header("transfer-encoding", "chunked")
         self.end_headers()
+        kind = "chat.completion.chunk" if field == "delta" else "text_completion"
         for i, w in enumerate(text.split(" ")):
-            chunk = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": now, "model": MODEL,
-                     "choices": [{"index": 0, "delta": {"content": (" " if i else "") + w}, "finish_reason": None}]}
-            self.wfile.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
-        last = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": now, "model": MODEL,
-                "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": usage}
-        self.wfile.write(b"data: " + json.dumps(last).encode() + b"\n\ndata: [DONE]\n\n")
+            piece = (" " if i else "") + w
+            choice = {"index": 0, "finish_reason": None}
+            choice.update({"delta": {"content": piece}} if field == "delta" else {"text": piece})
+            event = {"id": "cmpl-1", "object": kind, "created": now, "model": MODEL, "choices": [choice]}
+            self.chunk(b"data: " + json.dumps(event).encode() + b"\n\n")
+            if ARGS.break_stream:
+                # The backend dies: the body ends cleanly, but without [DONE].
+                self.wfile.write(b"0\r\n\r\n")
+                self.wfile.flush()
+                self.close_connection = True
+                return
+        end = {"index": 0, "finish_reason": "stop"}
+        end.update({"delta": {}} if field == "delta" else {"text": ""})
+        last = {"id": "cmpl-1", "object": kind, "created": now, "model": MODEL, "choices": [end], "usage": usage}
+        self.chunk(b"data: " + json.dumps(last).encode() + b"\n\ndata: [DONE]\n\n")
+        self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
-        self.close_connection = True
 
 
 def main():
@@ -122,6 +142,7 @@ def main():
     ap.add_argument("--key")
     ap.add_argument("--require-key")
     ap.add_argument("--status", type=int, default=0)
+    ap.add_argument("--break-stream", action="store_true")
     ARGS = ap.parse_args()
     srv = ThreadingHTTPServer(("127.0.0.1", ARGS.port), Handler)
     if ARGS.cert:

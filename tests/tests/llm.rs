@@ -105,9 +105,10 @@ fn run(broker: &TestNode, job_type: &str, payload: &str) -> Result<serde_json::V
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_compute_job_gets_the_backends_text_and_its_token_count() {
-    let (Some(http), Some(down)) = (
+    let (Some(http), Some(down), Some(dies)) = (
         backend(&["--require-key", "sk-test"]),
         backend(&["--status", "500"]),
+        backend(&["--break-stream"]),
     ) else {
         println!("skipped: python3 cannot run tests/fake_openai.py");
         return;
@@ -123,7 +124,17 @@ async fn a_compute_job_gets_the_backends_text_and_its_token_count() {
         + &executor("nokey", &url(&http), "")
         + &executor("broken", &url(&down), "")
         + &executor("tiny", &url(&http), &format!("{key}\nmax_output_bytes = 8"))
-        + &prices(&["compute", "completion", "nokey", "broken", "tiny"]);
+        + &executor("plain", &url(&http), &format!("{key}\nstream = false"))
+        + &executor("midway", &url(&dies), "")
+        + &prices(&[
+            "compute",
+            "completion",
+            "nokey",
+            "broken",
+            "tiny",
+            "plain",
+            "midway",
+        ]);
     let (b, _host) = mesh(
         &cfg,
         &[("OFFGRID_TEST_LLM_KEY", "sk-test")],
@@ -173,6 +184,10 @@ async fn a_compute_job_gets_the_backends_text_and_its_token_count() {
     let r = run(&b, "completion", r#"{"prompt": "a b c"}"#).unwrap();
     assert_eq!(r["output"], "echo: a b c");
     assert_eq!(r["receipt"]["metrics"]["compute_tokens"], 7);
+    // Streamed by default; `stream = false` asks for one JSON answer, with the same result.
+    let r = run(&b, "plain", r#"{"prompt": "Test"}"#).unwrap();
+    assert_eq!(r["output"], "echo: Test");
+    assert_eq!(r["receipt"]["units"], 3 * MICRO);
 
     // Hostile or broken cases: each a named error, and the host keeps serving.
     let e = run(
@@ -186,6 +201,9 @@ async fn a_compute_job_gets_the_backends_text_and_its_token_count() {
     assert!(e.contains("prompt or messages"), "{e}");
     let e = run(&b, "nokey", r#"{"prompt": "x"}"#).unwrap_err();
     assert!(e.contains("backend answered 401"), "{e}");
+    // A backend that dies mid-answer: the job fails, no partial answer is passed off.
+    let e = run(&b, "midway", r#"{"prompt": "x y"}"#).unwrap_err();
+    assert!(e.contains("broke off"), "{e}");
     let e = run(&b, "broken", r#"{"prompt": "x"}"#).unwrap_err();
     assert!(e.contains("backend answered 500"), "{e}");
     assert!(

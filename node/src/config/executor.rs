@@ -51,6 +51,9 @@ pub struct ExecutorConfig {
     /// `http`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<std::path::PathBuf>,
+    /// Stream the answer from the backend (`openai` chat and completions; default true):
+    /// the host counts its pieces as progress for the broker's heartbeats.
+    pub stream: Option<bool>,
     /// Seconds a job may run.
     pub timeout_s: u64,
     /// Largest output accepted, in bytes.
@@ -69,6 +72,7 @@ impl Default for ExecutorConfig {
             endpoint: None,
             api_key_env: None,
             ca_file: None,
+            stream: None,
             timeout_s: 30,
             max_output_bytes: 1024 * 1024,
         }

@@ -44,14 +44,14 @@ pub(crate) enum Watched<T> {
     Silent,
 }
 
-/// Awaits `run` while calling `poll` every interval; `beat` hears each answer that says the
-/// job runs. Ends [`Watched::Silent`] once no such answer has come for
+/// Awaits `run` while calling `poll` every interval; `beat` hears the elapsed time and
+/// progress of each answer that says the job runs. Ends [`Watched::Silent`] once no such answer has come for
 /// [`Heartbeat::silence`], counted from the start.
 pub(crate) async fn watch<T, P>(
     run: impl Future<Output = T>,
     hb: Heartbeat,
     mut poll: impl FnMut() -> P,
-    mut beat: impl FnMut(u64),
+    mut beat: impl FnMut(u64, u64),
 ) -> Watched<T>
 where
     P: Future<Output = Option<Response>>,
@@ -68,9 +68,9 @@ where
             biased;
             r = &mut run => return Watched::Answered(r),
             Some(answer) = polls.next(), if !polls.is_empty() => {
-                if let Ok(Some(Response::Progress { running: true, elapsed_ms, .. })) = answer {
+                if let Ok(Some(Response::Progress { running: true, elapsed_ms, progress })) = answer {
                     last_heard = Instant::now();
-                    beat(elapsed_ms);
+                    beat(elapsed_ms, progress);
                 }
             }
             _ = tokio::time::sleep_until(silent_at) => return Watched::Silent,
@@ -145,7 +145,8 @@ impl Broker {
                     }
                 };
                 let timeout_ms = job.timeout.as_millis().max(1) as f64;
-                let beat = |elapsed_ms: u64| {
+                let beat = |elapsed_ms: u64, progress: u64| {
+                    tracing::debug!(job_id = %job.job_id, host = %bid.peer, elapsed_ms, progress, "heartbeat");
                     if let Some(t) = &self.tracker {
                         // The share of the job's time used while the host reports: it
                         // rises, so the stall monitor never mistakes a live job for a

@@ -3,7 +3,7 @@
 //! Every executor has a time limit and an output size limit; going over either is a
 //! clear job error, and a program that overruns is killed.
 
-use std::{process::Stdio, time::Duration};
+use std::{process::Stdio, sync::atomic::AtomicU64, time::Duration};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -108,15 +108,29 @@ impl Executor {
 
     /// Runs a job with `payload` (JSON text) within the time limit.
     pub async fn run(&self, payload: &str) -> Result<ExecOutput, ExecError> {
+        self.run_with_progress(payload, &AtomicU64::new(0)).await
+    }
+
+    /// [`Executor::run`], counting work done into `progress` as it goes (pieces of a
+    /// streamed answer), for the host's heartbeats.
+    pub async fn run_with_progress(
+        &self,
+        payload: &str,
+        progress: &AtomicU64,
+    ) -> Result<ExecOutput, ExecError> {
         let limit = self.timeout();
-        match tokio::time::timeout(limit, self.run_inner(payload)).await {
+        match tokio::time::timeout(limit, self.run_inner(payload, progress)).await {
             Ok(r) => r,
             // Dropping the future kills a child process (kill_on_drop).
             Err(_) => Err(ExecError::Timeout(limit)),
         }
     }
 
-    async fn run_inner(&self, payload: &str) -> Result<ExecOutput, ExecError> {
+    async fn run_inner(
+        &self,
+        payload: &str,
+        progress: &AtomicU64,
+    ) -> Result<ExecOutput, ExecError> {
         let max = self.cfg.max_output_bytes;
         match self.cfg.kind {
             ExecutorKind::Echo => {
@@ -131,7 +145,7 @@ impl Executor {
             ExecutorKind::Exec => self.run_program(payload, max).await,
             ExecutorKind::Http => self.run_http(payload, max).await,
             ExecutorKind::Openai => match &self.openai {
-                Some(Ok(b)) => b.run(payload, max).await,
+                Some(Ok(b)) => b.run(payload, max, progress).await,
                 Some(Err(e)) => Err(ExecError::Config(e.clone())),
                 None => Err(ExecError::Config("no backend".into())),
             },

@@ -7,7 +7,14 @@
 //! durable write for everything that finished meanwhile) before the answer is sent. So a
 //! broker never holds a receipt the host could lose.
 
-use std::{collections::HashMap, sync::Arc, time::Instant};
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Instant,
+};
 
 use libp2p::PeerId;
 use offgrid_behaviours::auction::{Request, Response, RunRequest};
@@ -71,6 +78,8 @@ pub type RunKey = (PeerId, String);
 /// What a heartbeat tells about a running job.
 struct Running {
     started: Instant,
+    /// Work done so far, as the executor counts it (pieces of a streamed answer).
+    progress: Arc<AtomicU64>,
 }
 
 /// Host state owned by the event loop.
@@ -147,7 +156,7 @@ impl Host {
             Some(r) => Response::Progress {
                 running: true,
                 elapsed_ms: r.started.elapsed().as_millis() as u64,
-                progress: 0,
+                progress: r.progress.load(Ordering::Relaxed),
             },
             None => Response::Progress {
                 running: false,
@@ -250,10 +259,12 @@ impl Host {
             ));
         }
         self.in_flight += 1;
+        let progress = Arc::new(AtomicU64::new(0));
         self.running.insert(
             key.clone(),
             Running {
                 started: Instant::now(),
+                progress: progress.clone(),
             },
         );
         let signer = match self.fault {
@@ -269,7 +280,7 @@ impl Host {
         };
         let (store, to_loop) = (self.store.clone(), self.to_loop.clone());
         tokio::spawn(async move {
-            let mut response = execute(&executor, &ctx, run).await;
+            let mut response = execute(&executor, &ctx, run, &progress).await;
             if let Response::Done { receipt, .. } = &response {
                 let op = Op::put(Table::Receipts, receipt_key(receipt, now_ms()), receipt);
                 if let Err(e) = async { store.commit(vec![op?]).await }.await {
@@ -326,7 +337,12 @@ struct RunContext {
     signer: ed25519_dalek::SigningKey,
 }
 
-async fn execute(executor: &Executor, ctx: &RunContext, run: RunRequest) -> Response {
+async fn execute(
+    executor: &Executor,
+    ctx: &RunContext,
+    run: RunRequest,
+    progress: &AtomicU64,
+) -> Response {
     let started_at_ms = now_ms();
     let t = Instant::now();
     let remaining = run.deadline_ms.saturating_sub(started_at_ms);
@@ -337,7 +353,7 @@ async fn execute(executor: &Executor, ctx: &RunContext, run: RunRequest) -> Resp
     }
     let result = tokio::time::timeout(
         std::time::Duration::from_millis(remaining),
-        executor.run(&run.payload),
+        executor.run_with_progress(&run.payload, progress),
     )
     .await
     .unwrap_or(Err(ExecError::Timeout(std::time::Duration::from_millis(

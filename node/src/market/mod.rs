@@ -17,6 +17,7 @@ pub mod host;
 #[cfg(test)]
 mod host_tests;
 pub mod openai;
+mod openai_stream;
 pub mod payer;
 mod quotes;
 pub mod receipts;

@@ -8,9 +8,14 @@
 //! roots plus the executor's `ca_file`; the API key comes from the environment variable
 //! `api_key_env` and is sent only as a bearer token.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use serde_json::{json, Map, Value};
 
-use super::executor::{ExecError, ExecOutput};
+use super::{
+    executor::{ExecError, ExecOutput},
+    openai_stream::{Pieces, StreamReader},
+};
 use crate::config::ExecutorConfig;
 
 /// How long a backend has to answer the start-up probe.
@@ -93,6 +98,8 @@ pub struct Backend {
     url: String,
     model: String,
     endpoint: Endpoint,
+    /// Whether answers are streamed (chat and completions only).
+    stream: bool,
     key_env: Option<String>,
     http: reqwest::Client,
 }
@@ -119,14 +126,25 @@ impl Backend {
             url: format!("{base}{}", endpoint.path()),
             model: cfg.model.clone().unwrap_or_else(|| "default".into()),
             endpoint,
+            stream: endpoint != Endpoint::Embeddings && cfg.stream.unwrap_or(true),
             key_env: cfg.api_key_env.clone(),
             http,
         })
     }
 
     /// Runs one job: builds the request from `payload`, reads at most `max` bytes of answer.
-    pub async fn run(&self, payload: &str, max: usize) -> Result<ExecOutput, ExecError> {
-        let request = self.request(payload)?;
+    /// A streamed answer adds each piece to `progress` as it arrives.
+    pub async fn run(
+        &self,
+        payload: &str,
+        max: usize,
+        progress: &AtomicU64,
+    ) -> Result<ExecOutput, ExecError> {
+        let mut request = self.request(payload)?;
+        if self.stream {
+            request["stream"] = json!(true);
+            request["stream_options"] = json!({ "include_usage": true });
+        }
         let mut req = self.http.post(&self.url).json(&request);
         if let Some(var) = &self.key_env {
             if let Ok(key) = std::env::var(var) {
@@ -138,6 +156,27 @@ impl Backend {
             ExecError::Http(format!("backend unreachable: {}", without_url(&e)))
         })?;
         let status = resp.status();
+        let is_stream = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        // A backend that ignores `stream` answers one JSON document: read it as such.
+        if self.stream && status.is_success() && is_stream {
+            let pieces = match self.endpoint {
+                Endpoint::Completions => Pieces::Text,
+                _ => Pieces::Delta,
+            };
+            let mut reader = StreamReader::new(pieces, max);
+            while let Some(chunk) = resp.chunk().await.map_err(|e| {
+                ExecError::Http(format!("backend stopped answering: {}", without_url(&e)))
+            })? {
+                let n = reader.feed(&chunk)?;
+                progress.fetch_add(n, Ordering::Relaxed);
+            }
+            let (output, tokens) = reader.finish()?;
+            return Ok(ExecOutput { output, tokens });
+        }
         let mut body = Vec::new();
         while let Some(chunk) = resp.chunk().await.map_err(|e| {
             ExecError::Http(format!("backend stopped answering: {}", without_url(&e)))
@@ -246,5 +285,87 @@ fn without_url(e: &reqwest::Error) -> String {
         "the answer broke off".into()
     } else {
         "request failed".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tokio::{
+        io::{AsyncReadExt, AsyncWriteExt},
+        net::TcpListener,
+        sync::oneshot,
+    };
+
+    use super::*;
+
+    /// A one-shot backend on loopback: answers the first request with a streamed chat
+    /// answer, one piece, then waits for `go` before the rest (or breaks off).
+    async fn backend(rest: &'static str) -> (String, oneshot::Sender<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/v1", listener.local_addr().unwrap());
+        let (go, wait) = oneshot::channel();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 64 * 1024];
+            let _ = s.read(&mut buf).await.unwrap();
+            let head =
+                "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n";
+            let first = "data: {\"choices\":[{\"delta\":{\"content\":\"echo:\"}}]}\n\n";
+            s.write_all(format!("{head}{first}").as_bytes())
+                .await
+                .unwrap();
+            s.flush().await.unwrap();
+            let _ = wait.await;
+            let _ = s.write_all(rest.as_bytes()).await;
+        });
+        (url, go)
+    }
+
+    fn chat(url: &str) -> Backend {
+        Backend::new(&ExecutorConfig {
+            kind: crate::config::ExecutorKind::Openai,
+            base_url: Some(url.into()),
+            ..ExecutorConfig::default()
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_streamed_answer_counts_progress_as_its_pieces_arrive() {
+        let rest = "data: {\"choices\":[{\"delta\":{\"content\":\" hi\"}}],\"usage\":{\"total_tokens\":3}}\n\ndata: [DONE]\n\n";
+        let (url, go) = backend(rest).await;
+        let b = chat(&url);
+        let progress = Arc::new(AtomicU64::new(0));
+        let p = progress.clone();
+        let job = tokio::spawn(async move { b.run(r#"{"prompt":"hi"}"#, 1024, &p).await });
+        // The first piece is counted while the answer is still coming.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while progress.load(Ordering::Relaxed) == 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no progress counted"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(!job.is_finished(), "the answer is not complete yet");
+        go.send(()).unwrap();
+        let out = job.await.unwrap().unwrap();
+        assert_eq!(out.output, "echo: hi");
+        assert_eq!(out.tokens, Some(3));
+        assert_eq!(progress.load(Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_stops_mid_way_fails_the_job() {
+        let (url, go) = backend("").await;
+        let b = chat(&url);
+        go.send(()).unwrap();
+        let err = b
+            .run(r#"{"prompt":"hi"}"#, 1024, &AtomicU64::new(0))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("broke off"), "{err}");
     }
 }
