@@ -77,6 +77,8 @@ export function mount(root) {
     } catch (e) { health.replaceChildren(failure(e)); }
   }
 
+  // The newest asset's health is shown when the page opens.
+  let checked = false;
   async function refresh() {
     try {
       const [s, a] = await Promise.all([getOptional('/storage/status'), get('/storage/assets')]);
@@ -88,6 +90,7 @@ export function mount(root) {
             ['Served', `${h.served_shards} shard(s)`], ['Refused', `${h.quota_refusals + h.limit_refusals + h.low_disk_refusals}`],
             ['Assets', `${s.assets} (${s.assets_owned} owned)`], ['Operations running', String(s.ops_running)]]));
       }
+      if (!checked && a.assets.length) { checked = true; check(a.assets[0].asset_id); }
       assets.replaceChildren(table(['name', 'asset', 'size', 'scheme', 'owner', 'stored', ''], a.assets.map((x) => [
         x.name || '—', el('code', { title: x.asset_id }, x.asset_id.slice(0, 12) + '…'), bytes(x.size), x.scheme,
         x.owned ? 'this node' : peerId(x.owner), ago(x.created_ms),

@@ -92,9 +92,12 @@ export function toMicro(text) {
 /** A progress bar: value out of max, with a label. */
 export function bar(value, max, label, cls) {
   const pct = max > 0 ? Math.min(100, (100 * value) / max) : 0;
+  // The width goes through the CSSOM: the page's CSP forbids style attributes.
+  const fill = el('span');
+  fill.style.width = `${pct.toFixed(1)}%`;
   return el('div', { class: 'bar ' + (cls || ''), title: label || `${value} / ${max}`, role: 'progressbar',
     'aria-valuenow': Math.round(pct), 'aria-valuemin': 0, 'aria-valuemax': 100 },
-  el('span', { style: `width:${pct.toFixed(1)}%` }), el('em', {}, label || `${Math.round(pct)} %`));
+  fill, el('em', {}, label || `${Math.round(pct)} %`));
 }
 
 /** A table from column names and rows of cells (strings or nodes). */
