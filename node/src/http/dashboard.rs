@@ -113,7 +113,8 @@ pub(crate) async fn index() -> Response {
 #[utoipa::path(get, path = "/ui/{rev}/{file}", tag = "dashboard",
     params(("rev" = String, Path, description = "Revision of the assets (the page names it); an old one still gets today's asset, uncached"),
         ("file" = String, Path, description = "Asset file name, e.g. app.js")),
-    responses((status = 200, description = "A script, the style sheet or the icon", content_type = "text/javascript", body = String),
+    responses((status = 200, description = "A script, the style sheet or the icon",
+            content((String = "text/javascript"), (String = "text/css"), (String = "image/svg+xml"))),
         (status = 404, description = "No such asset (not_found)", body = api::ErrorBody)))]
 pub(crate) async fn asset(Path((r, file)): Path<(String, String)>) -> Result<Response, ApiError> {
     let (_, ty, body) = ASSETS
