@@ -128,6 +128,12 @@ try {
   out.reachable = await page.textContent('#reachable-min');
   out.reachable_ok = (await page.getAttribute('#reachable-min', 'class')) === 'ok';
   step('put', { asset: out.asset, hosts: out.health_rows });
+  // And get it back to another path on the node's disk.
+  await page.fill('#get-form input[name=asset]', out.asset);
+  await page.fill('#get-form input[name=out]', `${cfg.file}.back`);
+  await page.click('#get-form button[type=submit]');
+  await page.waitForSelector('#st-ops .op[data-state="done"]:has-text("hash verified")', { timeout: T * 2 });
+  step('get');
 
   // Ledger: a transfer to a peer, final by the node's own witness.
   await open(page, 'ledger');

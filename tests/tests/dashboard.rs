@@ -185,6 +185,8 @@ async fn chromium_drives_the_dashboard_of_one_of_three_nodes() {
     assert_eq!(job["state"], "completed", "{jobs}");
     assert!([&b.peer_id, &c.peer_id].contains(&&job["host"].as_str().unwrap().to_owned()));
     assert_eq!(job["receipt"]["sig"], r["receipt_sig"]);
+    let back = std::fs::read(work.path().join("field-notes.txt.back")).unwrap();
+    assert_eq!(back, std::fs::read(&file).unwrap(), "the file got back differs");
     let asset = r["asset"].as_str().unwrap();
     let assets = a.get("/storage/assets").await;
     assert!(assets["assets"]
