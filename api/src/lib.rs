@@ -6,6 +6,7 @@
 //! keep the JSON exactly as the node emits it; doc comments become the OpenAPI descriptions.
 
 pub mod error;
+pub mod events;
 pub mod ledger;
 pub mod market;
 pub mod node;

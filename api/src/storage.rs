@@ -166,6 +166,22 @@ pub struct AssetCheck {
     pub segments_lost: u64,
     /// Hosts that did not answer.
     pub hosts_down: Vec<String>,
+    /// Shard health per host: what the manifest places there and what it still holds.
+    #[serde(default)]
+    pub hosts: Vec<HostShards>,
+}
+
+/// One host's share of an asset, in [`AssetCheck`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HostShards {
+    /// Host peer id.
+    pub peer: String,
+    /// Shards the manifest places on it.
+    pub shards: u64,
+    /// Of those, shards it answered that it holds.
+    pub present: u64,
+    /// Whether it answered at all.
+    pub up: bool,
 }
 
 /// Answer of `POST /storage/share`.

@@ -297,7 +297,9 @@ impl Node {
                     .map(|h| h.to_ascii_lowercase())
                     .collect(),
             ),
+            events: Arc::new(http::events::Events::new(cancel.clone())),
         };
+        tasks.spawn(http::events::watch_peers(state.clone(), cancel.clone()));
         tasks.spawn(prune_jobs(
             state.core.clone(),
             cfg.core.idempotency_ttl_s,

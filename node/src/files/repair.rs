@@ -121,6 +121,7 @@ impl Storage {
             .map(|p| p.iter().filter(|x| **x).count())
             .collect();
         let k = manifest.scheme.data_shards();
+        let hosts = shards_per_host(&manifest, &present, &down);
         Ok(serde_json::json!({
             "asset_id": manifest.asset_id,
             "k": k,
@@ -131,6 +132,7 @@ impl Storage {
             "segments_below_threshold": counts.iter().filter(|c| **c < k + usize::from(self.cfg.repair_margin)).count(),
             "segments_lost": counts.iter().filter(|c| **c < k).count(),
             "hosts_down": down.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+            "hosts": hosts,
         }))
     }
 
@@ -425,4 +427,37 @@ pub(crate) async fn bounded<F: Future>(futs: Vec<F>, limit: usize) -> Vec<F::Out
             None => return out,
         }
     }
+}
+
+/// Shard health per host: what `manifest` places on each host, what `present` says it still
+/// holds, and whether it answered (`down` did not). Sorted by peer id.
+fn shards_per_host(
+    manifest: &Manifest,
+    present: &[Vec<bool>],
+    down: &[PeerId],
+) -> Vec<offgrid_api::storage::HostShards> {
+    let mut by_host: std::collections::BTreeMap<&str, (u64, u64)> = Default::default();
+    for (si, seg) in manifest.segments.iter().enumerate() {
+        for (pi, e) in seg.shards.iter().enumerate() {
+            let entry = by_host.entry(e.host.as_str()).or_default();
+            entry.0 += 1;
+            if present
+                .get(si)
+                .and_then(|p| p.get(pi))
+                .copied()
+                .unwrap_or(false)
+            {
+                entry.1 += 1;
+            }
+        }
+    }
+    by_host
+        .into_iter()
+        .map(|(peer, (shards, held))| offgrid_api::storage::HostShards {
+            peer: peer.to_owned(),
+            shards,
+            present: held,
+            up: !down.iter().any(|d| d.to_string() == peer),
+        })
+        .collect()
 }

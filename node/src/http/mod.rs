@@ -8,7 +8,9 @@ pub mod auth;
 pub mod chain;
 pub mod core;
 pub mod core_listener;
+pub mod dashboard;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod files;
 pub mod limit;
@@ -76,6 +78,8 @@ pub struct AppState {
     pub allowed_hosts: Arc<Vec<String>>,
     /// Where `put` may read and `get` may write.
     pub paths: Arc<crate::files::paths::AllowedPaths>,
+    /// Live events for the dashboard (`GET /events`) and the recent jobs.
+    pub events: Arc<events::Events>,
 }
 
 /// The node's public keys (`GET /pubkeys`, `offgrid-node id`).
@@ -115,6 +119,8 @@ pub fn router(state: AppState, cfg: &Config) -> Router {
         .merge(wallet::routes())
         .merge(files::routes())
         .merge(core::routes())
+        .merge(events::routes())
+        .merge(dashboard::routes())
         .route("/openapi.json", get(openapi::openapi_json))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .fallback(|| async { ApiError::not_found("no such route") })

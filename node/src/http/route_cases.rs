@@ -21,6 +21,10 @@ pub(super) fn cases(wallet: bool) -> Vec<Case> {
         case(M::POST, "/toggle", 401, "unauthorized")
             .no_auth()
             .json(json!({"active": true})),
+        // Dashboard.
+        case(M::GET, "/ui/{rev}/{file}", 404, "not_found")
+            .no_auth()
+            .uri("/ui/0/no-such-file.js"),
         // Market.
         case(M::POST, "/market/run", 400, "invalid_request")
             .json(json!({"type": "echo", "timeout_s": 0})),

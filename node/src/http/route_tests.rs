@@ -228,6 +228,7 @@ const ELSEWHERE: &[(&str, &str, u16, &str)] = &[
     ("post", "/market/run", 504, "node/src/http/route_tests.rs::broker_errors_have_their_documented_statuses"),
     ("post", "/storage/share", 403, "node/src/http/route_tests.rs::storage_errors_have_their_documented_statuses"),
     ("post", "/storage/key", 403, "node/src/http/route_tests.rs::storage_errors_have_their_documented_statuses"),
+    ("get", "/events", 503, "node/src/http/route_tests.rs::the_dashboard_is_served_and_event_streams_are_capped"),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -466,4 +467,80 @@ fn storage_errors_have_their_documented_statuses() {
         let a = super::error::ApiError::from(e);
         assert_eq!((a.status.as_u16(), a.code), (status, code));
     }
+}
+
+/// The page and its assets are served with their types and caching; `/events` starts with
+/// `hello`, refuses a stream over the cap with `503 too_many_streams` and `Retry-After`, takes
+/// one again once a stream closes, and ends every stream when the node stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_is_served_and_event_streams_are_capped() {
+    use futures::StreamExt;
+    let t = start(false).await;
+    let get = |uri: &str| {
+        let req = Request::get(uri).body(Body::empty()).unwrap();
+        t.app.clone().oneshot(req)
+    };
+    let page = get("/").await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("default-src 'none'"));
+    let rev = super::dashboard::rev();
+    let js = get(&format!("/ui/{rev}/app.js")).await.unwrap();
+    assert_eq!(js.status(), 200);
+    assert!(js.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/javascript"));
+    assert!(js.headers()["cache-control"]
+        .to_str()
+        .unwrap()
+        .contains("immutable"));
+    let old = get("/ui/000000/app.js").await.unwrap();
+    assert_eq!(old.headers()["cache-control"], "no-cache");
+
+    let mut open = Vec::new();
+    for _ in 0..super::events::MAX_STREAMS {
+        let r = get("/events").await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["content-type"], "text/event-stream");
+        open.push(r.into_body().into_data_stream());
+    }
+    let (status, v) = call(&t, Method::GET, "/events", false, &[], None).await;
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (503, Some("too_many_streams"))
+    );
+    let full = get("/events").await.unwrap();
+    assert!(full.headers().contains_key("retry-after"));
+    let first = open[0].next().await.unwrap().unwrap();
+    let first = String::from_utf8_lossy(&first).into_owned();
+    assert!(first.starts_with("event: hello\n"), "{first}");
+    drop(open.remove(0));
+    // The slot is free once the dropped stream's task notices; poll until it does.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut again = loop {
+        let r = get("/events").await.unwrap();
+        if r.status() == 200 {
+            break r.into_body().into_data_stream();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slot never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let _hello = again.next().await.unwrap().unwrap();
+    // Shutdown ends the streams, so they never hold up a graceful stop.
+    t.node.cancel_token().cancel();
+    let end = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(chunk) = again.next().await {
+            if chunk.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(end.is_ok(), "a stream outlived the node's shutdown");
 }

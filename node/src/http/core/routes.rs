@@ -94,7 +94,10 @@ fn broker_error(e: &BrokerError) -> ApiError {
 /// Runs a job through the broker and counts it in the metrics.
 pub async fn run_counted(s: &AppState, job: JobSpec) -> Result<JobResult, BrokerError> {
     let t = Instant::now();
+    let (id, ty) = (job.job_id.clone(), job.job_type.clone());
+    s.events.job_started(&id, &ty);
     let r = s.broker.run(job).await;
+    s.events.job_finished(&id, &ty, &r);
     let outcome = match &r {
         Ok(_) => "completed",
         Err(e) => {
