@@ -536,3 +536,31 @@ impl Drop for TestNode {
         self.kill9();
     }
 }
+
+/// The npm folder `tests/<folder>` with its packages installed (`marker` is a path under its
+/// `node_modules`), and a Node.js of version 20 or later; or why a test cannot use them here.
+pub fn node_package(folder: &str, marker: &str) -> Result<PathBuf, String> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(folder);
+    let version = Command::new("node")
+        .arg("--version")
+        .output()
+        .map_err(|e| format!("`node` cannot be run ({e}); install nodejs"))?;
+    let version = String::from_utf8_lossy(&version.stdout).trim().to_owned();
+    // js-libp2p 2.x and playwright-core 1.65 need Node 20 or later (bookworm's own is 18).
+    let major: u32 = version
+        .trim_start_matches('v')
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    if major < 20 {
+        return Err(format!("node {version} is older than v20"));
+    }
+    if !dir.join("node_modules").join(marker).exists() {
+        return Err(format!(
+            "{}/node_modules is missing; run `npm ci --prefix tests/{folder}`",
+            dir.display()
+        ));
+    }
+    Ok(dir)
+}

@@ -20,7 +20,6 @@ use serde_json::{json, Value};
 
 /// The Playwright script's directory and the browser, or why the test cannot run here.
 fn browser() -> Result<(PathBuf, PathBuf), String> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("dashboard");
     let chromium = std::env::var_os("CHROMIUM")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
@@ -30,27 +29,7 @@ fn browser() -> Result<(PathBuf, PathBuf), String> {
             chromium.display()
         ));
     }
-    let version = Command::new("node")
-        .arg("--version")
-        .output()
-        .map_err(|e| format!("`node` cannot be run ({e}); install nodejs"))?;
-    let version = String::from_utf8_lossy(&version.stdout).trim().to_owned();
-    // playwright-core 1.65 needs Node 20 or later (Debian bookworm's own nodejs is 18).
-    let major: u32 = version
-        .trim_start_matches('v')
-        .split('.')
-        .next()
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(0);
-    if major < 20 {
-        return Err(format!("node {version} is older than v20"));
-    }
-    if !dir.join("node_modules/playwright-core").is_dir() {
-        return Err(format!(
-            "{}/node_modules is missing; run `npm ci --prefix tests/dashboard`",
-            dir.display()
-        ));
-    }
+    let dir = offgrid_e2e::node_package("dashboard", "playwright-core")?;
     Ok((dir, chromium))
 }
 
@@ -186,7 +165,11 @@ async fn chromium_drives_the_dashboard_of_one_of_three_nodes() {
     assert!([&b.peer_id, &c.peer_id].contains(&&job["host"].as_str().unwrap().to_owned()));
     assert_eq!(job["receipt"]["sig"], r["receipt_sig"]);
     let back = std::fs::read(work.path().join("field-notes.txt.back")).unwrap();
-    assert_eq!(back, std::fs::read(&file).unwrap(), "the file got back differs");
+    assert_eq!(
+        back,
+        std::fs::read(&file).unwrap(),
+        "the file got back differs"
+    );
     let asset = r["asset"].as_str().unwrap();
     let assets = a.get("/storage/assets").await;
     assert!(assets["assets"]

@@ -22,29 +22,7 @@ use serde_json::Value;
 
 /// The js peer's directory, or why the test cannot run here.
 fn js_peer() -> Result<PathBuf, String> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("interop-js");
-    let version = Command::new("node")
-        .arg("--version")
-        .output()
-        .map_err(|e| format!("`node` cannot be run ({e}); install nodejs"))?;
-    let version = String::from_utf8_lossy(&version.stdout).trim().to_owned();
-    // libp2p 2.x needs Node 20 or later (Debian bookworm's own nodejs is 18).
-    let major: u32 = version
-        .trim_start_matches('v')
-        .split('.')
-        .next()
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(0);
-    if major < 20 {
-        return Err(format!("node {version} is older than v20"));
-    }
-    if !dir.join("node_modules").is_dir() {
-        return Err(format!(
-            "{}/node_modules is missing; run `npm ci --prefix tests/interop-js`",
-            dir.display()
-        ));
-    }
-    Ok(dir)
+    offgrid_e2e::node_package("interop-js", "")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -72,6 +72,32 @@ impl Market {
             .unwrap_or_else(|| panic!("no reputation row for {peer} in {rep}"))
     }
 
+    /// Starts an echo job (25 s timeout) in the background and returns once the first
+    /// (cheapest) host is running it.
+    async fn run_on_the_first_host_in_background(
+        &self,
+        payload: &str,
+    ) -> std::thread::JoinHandle<std::process::Output> {
+        let job = self.broker.cli_in_background(&[
+            "job",
+            "run",
+            "--type",
+            "echo",
+            "--payload",
+            payload,
+            "--timeout",
+            "25",
+        ]);
+        let first = &self.hosts[0];
+        wait_until(
+            Duration::from_secs(10),
+            "the cheapest host to be running the job",
+            || async { (first.get("/status").await["jobs_in_flight"] == 1).then_some(()) },
+        )
+        .await;
+        job
+    }
+
     fn run(&self, payload: &str) -> Value {
         self.broker.cli_json(&[
             "job",
@@ -128,23 +154,8 @@ async fn a_host_killed_after_winning_is_replaced_by_the_next_best() {
         (host_config("0.003", 8, None), vec![]),
     ])
     .await;
-    let job = m.broker.cli_in_background(&[
-        "job",
-        "run",
-        "--type",
-        "echo",
-        "--payload",
-        "{\"k\":7}",
-        "--timeout",
-        "25",
-    ]);
+    let job = m.run_on_the_first_host_in_background("{\"k\":7}").await;
     let winner = &m.hosts[0];
-    wait_until(
-        Duration::from_secs(10),
-        "the cheapest host to be running the job",
-        || async { (winner.get("/status").await["jobs_in_flight"] == 1).then_some(()) },
-    )
-    .await;
     let dead = winner.peer_id.clone();
     m.hosts[0].kill9();
     let out = job.join().unwrap();
@@ -475,23 +486,8 @@ async fn a_stuck_host_that_stops_reporting_is_failed_over_within_three_heartbeat
         ],
     )
     .await;
-    let job = m.broker.cli_in_background(&[
-        "job",
-        "run",
-        "--type",
-        "echo",
-        "--payload",
-        "{\"k\":8}",
-        "--timeout",
-        "25",
-    ]);
+    let job = m.run_on_the_first_host_in_background("{\"k\":8}").await;
     let stuck = &m.hosts[0];
-    wait_until(
-        Duration::from_secs(10),
-        "the cheapest host to be running the job",
-        || async { (stuck.get("/status").await["jobs_in_flight"] == 1).then_some(()) },
-    )
-    .await;
     // Stopped, not killed: its connections stay open, it just never answers again.
     offgrid_e2e::send_signal(stuck.pid(), "STOP");
     let stopped = std::time::Instant::now();
