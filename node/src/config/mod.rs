@@ -370,8 +370,12 @@ pub struct StorageConfig {
     /// Seconds before one shard request is given up.
     pub request_timeout_s: u64,
     /// Attempts per shard on one host (backoff with jitter between them) before another
-    /// host is tried.
+    /// host is tried. A get tries each host once: it has other shards to ask instead.
     pub max_attempts: u32,
+    /// Shards a get asks for per segment beyond the k it needs (hedging): the first k
+    /// verified ones are used and the rest cancelled, so one slow or dead host does not
+    /// hold a segment up. At most n - k are asked beyond k.
+    pub get_margin: u16,
     /// Default shard size of `offgrid put`, bytes (at most 1 MiB).
     pub shard_size: u32,
     /// Default Reed–Solomon data shards.
@@ -390,6 +394,15 @@ pub struct StorageConfig {
     /// own disk). Empty: the node user's home and the node's working directory. The data
     /// directory is never allowed (keys, database).
     pub allowed_paths: Vec<PathBuf>,
+    /// Test only: milliseconds this host waits before answering each shard fetch (it holds
+    /// a fetch slot meanwhile), to play a slow host. Not in `--print-config` unless set.
+    #[doc(hidden)]
+    #[serde(skip_serializing_if = "is_zero")]
+    pub debug_serve_delay_ms: u64,
+}
+
+fn is_zero(x: &u64) -> bool {
+    *x == 0
 }
 
 impl Default for StorageConfig {
@@ -406,6 +419,7 @@ impl Default for StorageConfig {
             max_in_flight: 16,
             request_timeout_s: 30,
             max_attempts: 3,
+            get_margin: 2,
             shard_size: 64 * 1024,
             k: 12,
             n: 20,
@@ -414,6 +428,7 @@ impl Default for StorageConfig {
             repair_interval_s: 600,
             max_hosted_manifests: 100_000,
             allowed_paths: Vec::new(),
+            debug_serve_delay_ms: 0,
         }
     }
 }

@@ -142,6 +142,9 @@ pub enum StorageError {
     /// Another operation on the same file or asset is running.
     #[error("{0}")]
     Conflict(String),
+    /// Too many reads are being served; try again shortly.
+    #[error("{0}")]
+    Busy(String),
     /// The operation was cancelled (`DELETE /storage/ops/{id}`, or shutdown); the message
     /// says what was kept and how to resume.
     #[error("{0}")]
@@ -167,6 +170,7 @@ impl StorageError {
             StorageError::NotEnoughShards { .. } => "not_enough_shards",
             StorageError::Incomplete { .. } => "upload_incomplete",
             StorageError::Conflict(_) => "conflict",
+            StorageError::Busy(_) => "busy",
             StorageError::Cancelled(_) => "cancelled",
             StorageError::Integrity(_) => "integrity",
             StorageError::Internal(_) => "internal",
@@ -197,6 +201,8 @@ pub struct Storage {
     pub(crate) active_repairs: std::sync::Mutex<std::collections::HashSet<String>>,
     /// The failover monitor puts report to: start, each host's first ack, progress.
     pub(crate) upload_tracker: std::sync::OnceLock<Arc<crate::failover::JobTracker>>,
+    /// Slots of the range and stream reads served at once ([`get::stream::MAX_STREAMS`]).
+    pub(crate) streams: Arc<tokio::sync::Semaphore>,
 }
 
 impl Storage {
@@ -225,6 +231,7 @@ impl Storage {
             active_puts: Default::default(),
             active_repairs: Default::default(),
             upload_tracker: std::sync::OnceLock::new(),
+            streams: Arc::new(tokio::sync::Semaphore::new(get::stream::MAX_STREAMS)),
         }))
     }
 

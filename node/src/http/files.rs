@@ -52,7 +52,7 @@ impl From<StorageError> for ApiError {
         let status = match e {
             StorageError::Invalid(_) => StatusCode::BAD_REQUEST,
             StorageError::NotFound(_) => StatusCode::NOT_FOUND,
-            StorageError::NoHosts { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            StorageError::NoHosts { .. } | StorageError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             StorageError::NotShared { .. }
             | StorageError::WrongKey { .. }
             | StorageError::NotOwner { .. } => StatusCode::FORBIDDEN,
