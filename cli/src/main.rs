@@ -5,6 +5,7 @@
 //! operation (one line on stderr says so and how to resume).
 
 mod client;
+mod content;
 mod ledger;
 mod market;
 mod radio;

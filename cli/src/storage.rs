@@ -68,13 +68,21 @@ pub enum StorageCmd {
         #[arg(long)]
         name: Option<String>,
     },
-    /// Fetch a stored file: offgrid get <asset> -o <file>.
+    /// Fetch a stored file: offgrid get <asset> -o <file>, or `offgrid get <asset> -` to
+    /// stream it to stdout; --range START-END reads only those bytes.
     Get {
         /// Asset id.
         asset: String,
+        /// `-` streams the content to stdout (in order, verified, bounded memory); a path
+        /// is the same as -o.
+        dest: Option<PathBuf>,
         /// Where to write it.
-        #[arg(short, long)]
-        out: PathBuf,
+        #[arg(short, long, conflicts_with = "dest")]
+        out: Option<PathBuf>,
+        /// Only bytes START to END (offsets, END inclusive, as in HTTP Range; `START-` to the
+        /// end): only the segments they cover are fetched.
+        #[arg(long, value_parser = crate::content::parse_byte_range)]
+        range: Option<crate::content::ByteRange>,
         /// The content key (hex) instead of this node's wrapped key.
         #[arg(long)]
         key: Option<String>,
@@ -238,7 +246,25 @@ pub async fn run(api: &Api, json: bool, cmd: StorageCmd) -> anyhow::Result<()> {
                 )
             })
         }
-        StorageCmd::Get { asset, out, key } => {
+        StorageCmd::Get {
+            asset,
+            dest,
+            out,
+            range,
+            key,
+        } => {
+            let Some(out) = out.or(dest) else {
+                bail!("say where to write it: offgrid get {asset} -o FILE, or - for stdout");
+            };
+            let stdout = out.as_os_str() == "-";
+            if stdout || range.is_some() {
+                let dest = if stdout {
+                    crate::content::Dest::Stdout
+                } else {
+                    crate::content::Dest::File(absolute(out)?)
+                };
+                return crate::content::read(api, json, &asset, dest, range, key).await;
+            }
             let body = serde_json::to_value(GetRequest {
                 asset,
                 out: path_text(&absolute(out)?)?,

@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod chain;
+pub mod content;
 pub mod core;
 pub mod core_listener;
 pub mod error;
@@ -114,6 +115,7 @@ pub fn router(state: AppState, cfg: &Config) -> Router {
         .merge(chain::routes())
         .merge(wallet::routes())
         .merge(files::routes())
+        .merge(content::routes())
         .merge(core::routes())
         .route("/openapi.json", get(openapi::openapi_json))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), guard))
