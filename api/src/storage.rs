@@ -313,6 +313,10 @@ pub struct PutRequest {
     /// A name to list the asset under.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Refuse to put with fewer than n hosts (`503 no_hosts`) instead of shrinking (k, n)
+    /// to the hosts available.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_adapt: Option<bool>,
 }
 
 /// Body of `POST /storage/get`.

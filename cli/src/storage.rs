@@ -67,6 +67,10 @@ pub enum StorageCmd {
         /// Name recorded in the manifest (default: the file name).
         #[arg(long)]
         name: Option<String>,
+        /// Refuse to put with fewer than n hosts instead of shrinking (k, n) to the hosts
+        /// available.
+        #[arg(long)]
+        no_adapt: bool,
     },
     /// Fetch a stored file: offgrid get <asset> -o <file>, or `offgrid get <asset> -` to
     /// stream it to stdout; --range START-END reads only those bytes.
@@ -164,7 +168,7 @@ pub enum PolicyCmd {
 }
 
 /// Parses `64KiB`, `1MiB`, `64k`, `65536`.
-fn parse_size(s: &str) -> Result<u32, String> {
+pub(crate) fn parse_size(s: &str) -> Result<u32, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
@@ -209,6 +213,7 @@ pub async fn run(api: &Api, json: bool, cmd: StorageCmd) -> anyhow::Result<()> {
             r,
             shard_size,
             name,
+            no_adapt,
         } => {
             let path = std::fs::canonicalize(&file)
                 .with_context(|| format!("cannot find {}", file.display()))?;
@@ -220,6 +225,7 @@ pub async fn run(api: &Api, json: bool, cmd: StorageCmd) -> anyhow::Result<()> {
                 r,
                 shard_size,
                 name,
+                no_adapt: no_adapt.then_some(true),
             })?;
             let v = follow(
                 api,

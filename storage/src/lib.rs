@@ -44,6 +44,7 @@
 pub mod asset;
 pub mod crypto;
 pub mod ec;
+pub mod folder;
 pub mod keys;
 pub mod manifest;
 pub mod policy;

@@ -16,7 +16,8 @@
 //! - [`put`], [`get`], [`repair`], [`share`]: the operations.
 //!
 //! Placement: shards of a segment go to distinct hosts; with fewer hosts than n the scheme
-//! shrinks by [`offgrid_storage::ec::adapt`] (documented there). A host that fails or refuses
+//! shrinks by [`offgrid_storage::ec::adapt`] (documented there), unless the put says
+//! `no_adapt` (`offgrid put --no-adapt`), which then fails with `no_hosts` instead. A host that fails or refuses
 //! is replaced by the next one; a host over quota is not asked again during that operation.
 //!
 //! Measured by `tests/benches/storage_put_get.rs` (release build, 64 MiB, 20 hosts and the

@@ -157,6 +157,7 @@ pub(crate) async fn put(
         scheme,
         shard_size,
         name: b.name,
+        no_adapt: b.no_adapt.unwrap_or(false),
     };
     let op = st.ops.start("put");
     let task_op = op.clone();

@@ -84,6 +84,8 @@ pub struct PutParams {
     pub shard_size: u32,
     /// Name recorded in the manifest (the file name by default).
     pub name: Option<String>,
+    /// Refuse with fewer hosts than the scheme's n instead of shrinking it.
+    pub no_adapt: bool,
 }
 
 /// The persisted upload: the parameters asked for and the progress.
@@ -148,6 +150,13 @@ impl Storage {
         Codec::new(params.scheme, params.shard_size)
             .map_err(|e| StorageError::Invalid(e.to_string()))?;
         let hosts = self.candidates().await?;
+        let wanted = params.scheme.total_shards();
+        if params.no_adapt && hosts.len() < wanted {
+            return Err(StorageError::NoHosts {
+                found: hosts.len(),
+                needed: wanted,
+            });
+        }
         let previous: Option<UploadRecord> = self
             .store
             .get(Table::Uploads, &key)
