@@ -99,3 +99,29 @@ async fn a_host_that_answers_slowly_on_purpose_does_not_hold_up_the_get() {
     );
     drop(fast);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_waits_for_a_hung_host_once_and_places_its_shards_elsewhere() {
+    let config = client_config();
+    let (a, hosts) = mesh_with(Some(&config), 20, None).await;
+    for h in &hosts[..2] {
+        send_signal(h.pid(), "STOP");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let t = Instant::now();
+    let (src, asset, segments) = put(&a, dir.path(), 6);
+    let took = t.elapsed();
+    eprintln!("put of {segments} segments with 2 hung hosts took {took:?}");
+    // Without a deadline each hung host's batches wait out the timeout on every attempt
+    // (3 × 5 s plus backoff) before its shards move; with it, once.
+    assert!(
+        took < Duration::from_millis(TIMEOUT_S * 2500),
+        "the put took {took:?} with two hung hosts ({TIMEOUT_S} s timeout)"
+    );
+    let out = dir.path().join("back.bin");
+    a.cli_json(&["get", &asset, "-o", out.to_str().unwrap()]);
+    assert_same_file(&src, &out);
+    for h in &hosts[..2] {
+        send_signal(h.pid(), "CONT");
+    }
+}

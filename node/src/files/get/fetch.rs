@@ -40,7 +40,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::Plan;
-use crate::files::{ops::Progress, transfer::FetchOutcome, Storage, StorageError};
+use crate::files::{
+    hosts::BatchDeadline, ops::Progress, transfer::FetchOutcome, Storage, StorageError,
+};
 
 /// Most segments in the window, whatever their size.
 const MAX_WINDOW: usize = 32;
@@ -119,31 +121,34 @@ enum BatchEnd {
 }
 
 /// This get's view of its hosts: latencies, hosts dropped, batches in flight.
-#[derive(Default)]
 struct Hosts {
     dead: HashSet<PeerId>,
-    mean_ms: Option<f64>,
+    deadline: BatchDeadline,
     batches: HashMap<u64, Batch>,
     per_host: HashMap<PeerId, usize>,
 }
 
 impl Hosts {
-    fn observe(&mut self, took: Duration) {
-        let ms = took.as_secs_f64() * 1000.0;
-        self.mean_ms = Some(self.mean_ms.map_or(ms, |m| 0.8 * m + 0.2 * ms));
-    }
-
-    fn deadline(&self, timeout: Duration) -> Duration {
-        match self.mean_ms {
-            None => FIRST_DEADLINE.min(timeout),
-            Some(ms) => Duration::from_secs_f64(ms * DEADLINE_FACTOR / 1000.0)
-                .clamp(MIN_DEADLINE.min(timeout), timeout),
+    fn new(timeout: Duration) -> Self {
+        Hosts {
+            dead: HashSet::new(),
+            deadline: BatchDeadline::new(DEADLINE_FACTOR, MIN_DEADLINE, FIRST_DEADLINE, timeout),
+            batches: HashMap::new(),
+            per_host: HashMap::new(),
         }
     }
 
+    fn observe(&mut self, took: Duration) {
+        self.deadline.observe(took);
+    }
+
+    fn deadline(&self) -> Duration {
+        self.deadline.get()
+    }
+
     /// Whether `peer` has a batch in flight for longer than a quarter of the deadline.
-    fn slow(&self, peer: &PeerId, timeout: Duration) -> bool {
-        let limit = self.deadline(timeout) / 4;
+    fn slow(&self, peer: &PeerId) -> bool {
+        let limit = self.deadline() / 4;
         self.batches
             .values()
             .any(|b| b.peer == *peer && b.sent.elapsed() > limit)
@@ -179,7 +184,7 @@ impl Storage {
         let window = (budget / (target.max(1) * shard_len))
             .clamp((max / k.max(1) + 2).min(16), MAX_WINDOW) as u64;
         let per_batch = (MAX_BATCH_BYTES / shard_len).clamp(1, MAX_BATCH_SHARDS);
-        let mut hosts = Hosts::default();
+        let mut hosts = Hosts::new(timeout);
         let mut active: BTreeMap<u64, SegFetch> = BTreeMap::new();
         let mut ready: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
         // Shards wanted from each host but not asked for yet.
@@ -234,7 +239,7 @@ impl Storage {
                         continue;
                     }
                     let others_left = seg.candidates.len() > seg.next + 1;
-                    if others_left && !seg.deferred.contains(&shard) && hosts.slow(&peer, timeout) {
+                    if others_left && !seg.deferred.contains(&shard) && hosts.slow(&peer) {
                         // Ask it last: move it to the end of the candidates, once.
                         seg.deferred.insert(shard);
                         let c = seg.candidates.remove(seg.next);
@@ -318,7 +323,7 @@ impl Storage {
                         cancel: token.clone(),
                     },
                 );
-                let deadline = hosts.deadline(timeout);
+                let deadline = hosts.deadline();
                 let hashes = batch.iter().map(|w| w.hash.clone()).collect();
                 fetches.push(async move {
                     let end = tokio::select! {
@@ -471,15 +476,18 @@ mod tests {
     #[test]
     fn the_deadline_follows_the_get_and_stays_within_bounds() {
         let timeout = Duration::from_secs(30);
-        let mut h = Hosts::default();
-        assert_eq!(h.deadline(timeout), FIRST_DEADLINE);
-        assert_eq!(h.deadline(Duration::from_secs(2)), Duration::from_secs(2));
+        let mut h = Hosts::new(timeout);
+        assert_eq!(h.deadline(), FIRST_DEADLINE);
+        assert_eq!(
+            Hosts::new(Duration::from_secs(2)).deadline(),
+            Duration::from_secs(2)
+        );
         h.observe(Duration::from_millis(10));
-        assert_eq!(h.deadline(timeout), MIN_DEADLINE);
+        assert_eq!(h.deadline(), MIN_DEADLINE);
         for _ in 0..50 {
             h.observe(Duration::from_millis(500));
         }
-        let d = h.deadline(timeout);
+        let d = h.deadline();
         assert!(
             d > Duration::from_secs(3) && d <= Duration::from_secs(4),
             "{d:?}"
@@ -487,6 +495,6 @@ mod tests {
         for _ in 0..50 {
             h.observe(Duration::from_secs(60));
         }
-        assert_eq!(h.deadline(timeout), timeout);
+        assert_eq!(h.deadline(), timeout);
     }
 }
