@@ -74,6 +74,14 @@ pub struct FetchStats {
     pub segments: u64,
 }
 
+/// Which segments a fetch reads, and how far ahead it may ask.
+pub struct Span {
+    /// The segments, handed over in order.
+    pub segments: Range<u64>,
+    /// About how many bytes of shards are asked ahead of the next segment to hand over.
+    pub budget: usize,
+}
+
 /// How a fetch ended without an error.
 #[derive(Debug, PartialEq, Eq)]
 pub enum FetchEnd {
@@ -156,9 +164,8 @@ impl Hosts {
 }
 
 impl Storage {
-    /// Fetches, verifies and decrypts the segments `segs` of the plan's asset and sends them
-    /// in order, `(index, plaintext)`, into `out`. At most about `budget` bytes of shards
-    /// are asked ahead of the next segment to hand over.
+    /// Fetches, verifies and decrypts the segments of `span` of the plan's asset and sends
+    /// them in order, `(index, plaintext)`, into `out`.
     ///
     /// # Errors
     /// [`StorageError::NotEnoughShards`] when a segment cannot be rebuilt,
@@ -167,13 +174,13 @@ impl Storage {
     pub(crate) async fn fetch_segments(
         &self,
         plan: &Plan,
-        segs: Range<u64>,
-        budget: usize,
+        span: Span,
         out: mpsc::Sender<(u64, Vec<u8>)>,
         progress: &Progress,
         cancel: &CancellationToken,
         stats: &mut FetchStats,
     ) -> Result<FetchEnd, StorageError> {
+        let (segs, budget) = (span.segments, span.budget);
         let manifest = &plan.manifest;
         let k = plan.k;
         let n = manifest.scheme.total_shards();

@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-pub use self::fetch::{FetchEnd, FetchStats, PER_HOST_IN_FLIGHT};
+pub use self::fetch::{FetchEnd, FetchStats, Span, PER_HOST_IN_FLIGHT};
 use super::{ops::Progress, Storage, StorageError};
 
 /// Bytes of shards a get asks for ahead of the next segment to write (fetched or decoded
@@ -166,8 +166,10 @@ impl Storage {
         let fetched = self
             .fetch_segments(
                 &plan,
-                0..manifest.segment_count,
-                GET_BUDGET,
+                Span {
+                    segments: 0..manifest.segment_count,
+                    budget: GET_BUDGET,
+                },
                 wtx,
                 &progress,
                 cancel,

@@ -16,7 +16,7 @@ use futures::Stream;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
 
-use super::fetch::FetchStats;
+use super::fetch::{FetchStats, Span};
 use crate::files::{ops::Progress, Storage, StorageError};
 
 /// Bytes of shards one stream asks for ahead of the segment it hands over next.
@@ -231,8 +231,10 @@ impl Storage {
             let r = this
                 .fetch_segments(
                     &plan,
-                    first_seg..count,
-                    STREAM_BUDGET,
+                    Span {
+                        segments: first_seg..count,
+                        budget: STREAM_BUDGET,
+                    },
                     seg_tx,
                     &progress,
                     &cancel,
