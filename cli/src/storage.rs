@@ -21,7 +21,7 @@ use clap::{Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use offgrid_api::storage::{
     AssetCheck, AssetList, AssetRequest, ContentKey, GetRequest, GetResult, OpStatus,
-    PolicySignRequest, PutRequest, PutResult, RepairReport, ShareRequest, ShareResponse,
+    PolicySignRequest, PutRequest, PutResult, RepairReport, RmResult, ShareRequest, ShareResponse,
     StorageStatus,
 };
 use serde_json::{json, Value};
@@ -100,6 +100,11 @@ pub enum StorageCmd {
     },
     /// Assets this node can read.
     Ls,
+    /// Delete an asset you own: every host drops its shards and manifest.
+    Rm {
+        /// Asset id.
+        asset: String,
+    },
     /// Rebuild an asset's missing shards onto other hosts.
     Repair {
         /// Asset id.
@@ -340,6 +345,26 @@ pub async fn run(api: &Api, json: bool, cmd: StorageCmd) -> anyhow::Result<()> {
                     &["ASSET", "NAME", "SIZE", "SCHEME", "ROLE", "READERS"],
                     &rows,
                 )
+            })
+        }
+        StorageCmd::Rm { asset } => {
+            let v = api
+                .post(
+                    "/storage/rm",
+                    &serde_json::to_value(AssetRequest { asset })?,
+                    Duration::from_secs(120),
+                )
+                .await?;
+            let r: RmResult = decode(&v)?;
+            output(json, &v, || {
+                let mut text = format!(
+                    "deleted   {}: {} shards dropped by {} of {} hosts\n",
+                    r.asset_id, r.shards_deleted, r.hosts_confirmed, r.hosts
+                );
+                for h in &r.not_confirmed {
+                    text.push_str(&format!("kept by   {} ({})\n", h.host, h.answer));
+                }
+                text
             })
         }
         StorageCmd::Repair { asset } => {

@@ -43,6 +43,7 @@
 
 pub mod asset;
 pub mod crypto;
+pub mod delete;
 pub mod ec;
 pub mod folder;
 pub mod keys;

@@ -50,6 +50,9 @@ use crate::{
 #[path = "host_store.rs"]
 mod store_side;
 
+#[path = "host_delete.rs"]
+mod delete_side;
+
 /// What [`ShardHost::handle`] did with a request.
 pub enum Handled {
     /// Answer now.
@@ -274,6 +277,7 @@ impl ShardHost {
                     this.keep_manifest(peer, &asset_id, &manifest.0)
                 })
             }
+            Request::Delete { asset_id, order } => self.delete_asset(peer, asset_id, order.0),
             Request::FetchManifest { asset_id } => {
                 let Ok(permit) = self.fetches.clone().try_acquire_owned() else {
                     return self.busy();

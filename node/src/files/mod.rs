@@ -13,7 +13,7 @@
 //!   ordered by the broker's reputation and by measured latency.
 //! - [`transfer`]: one shard to or from one host, with retries, exponential backoff and
 //!   jitter.
-//! - [`put`], [`get`], [`repair`], [`share`]: the operations.
+//! - [`put`], [`get`], [`repair`], [`share`], [`rm`]: the operations.
 //!
 //! Placement: shards of a segment go to distinct hosts; with fewer hosts than n the scheme
 //! shrinks by [`offgrid_storage::ec::adapt`] (documented there), unless the put says
@@ -42,6 +42,7 @@ pub mod put;
 pub mod quota;
 mod reader;
 pub mod repair;
+pub mod rm;
 pub mod serve;
 #[cfg(test)]
 mod service_tests;

@@ -124,7 +124,7 @@ impl Modify for Security {
         super::core::routes::auction, super::core::routes::submit, super::core::routes::job_state, super::core::routes::metrics,
         super::files::put, super::files::get_file, super::files::op, super::files::cancel_op,
         super::files::status, super::files::list, super::files::check, super::files::share,
-        super::files::repair, super::files::key, super::files::policy_sign, super::content::content,
+        super::files::repair, super::files::key, super::files::policy_sign, super::content::content, super::files::rm,
         super::chain::status, super::chain::blocks, super::chain::create_block, super::chain::block,
         super::chain::prove, super::chain::settle, super::chain::reputation, super::chain::bad_block,
         super::chain::balance, super::chain::balances, super::chain::send, super::chain::submit, super::chain::show_tx,
