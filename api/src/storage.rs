@@ -122,6 +122,30 @@ pub struct GetResult {
     pub duration_ms: u64,
 }
 
+/// What `POST /storage/rm` did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RmResult {
+    /// Asset id.
+    pub asset_id: String,
+    /// Hosts the manifest names.
+    pub hosts: u64,
+    /// Hosts that dropped the asset.
+    pub hosts_confirmed: u64,
+    /// Shards those hosts removed.
+    pub shards_deleted: u64,
+    /// Hosts that did not confirm (they keep the shards), with what they answered.
+    pub not_confirmed: Vec<RmHost>,
+}
+
+/// A host that did not confirm a delete.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RmHost {
+    /// Peer id.
+    pub host: String,
+    /// Its answer, or why there was none.
+    pub answer: String,
+}
+
 /// What a repair did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RepairReport {
@@ -329,6 +353,10 @@ pub struct PutRequest {
     /// A name to list the asset under.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Refuse to put with fewer than n hosts (`503 no_hosts`) instead of shrinking (k, n)
+    /// to the hosts available.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_adapt: Option<bool>,
 }
 
 /// Body of `POST /storage/get`.

@@ -172,6 +172,15 @@ pub enum Request {
         /// Asset id, hex.
         asset_id: String,
     },
+    /// The owner deletes this asset: drop its shards and manifest (JSON of a signed delete
+    /// order, checked against the owner key of the manifest held); answered by
+    /// [`Response::Deleted`].
+    Delete {
+        /// Asset id, hex.
+        asset_id: String,
+        /// The signed order.
+        order: Bytes,
+    },
 }
 
 impl Request {
@@ -185,6 +194,7 @@ impl Request {
             Request::Has { .. } => "has",
             Request::StoreManifest { .. } => "store_manifest",
             Request::FetchManifest { .. } => "fetch_manifest",
+            Request::Delete { .. } => "delete",
         }
     }
 }
@@ -318,6 +328,11 @@ pub enum Response {
     Have {
         /// Whether each shard is held.
         present: Vec<bool>,
+    },
+    /// Answer to [`Request::Delete`]: the asset's shards and manifest are gone.
+    Deleted {
+        /// Shards removed from the host's disk.
+        shards: u64,
     },
     /// The manifest was verified and kept.
     ManifestStored,

@@ -97,6 +97,42 @@ impl Api {
         self.send(req, timeout).await
     }
 
+    /// GET a byte stream with the bearer token and extra headers, with no overall timeout
+    /// (a stream lasts as long as its content): the response once its headers arrived, or
+    /// the node's error (`code: message (HTTP status)`).
+    pub async fn get_stream(
+        &self,
+        path: &str,
+        headers: &[(&str, String)],
+    ) -> anyhow::Result<reqwest::Response> {
+        let mut req = self.http.get(format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        for (name, value) in headers {
+            req = req.header(*name, value);
+        }
+        let resp = req.send().await.map_err(|e| {
+            if e.is_connect() {
+                self.not_running(&e)
+            } else {
+                anyhow!("request to {} failed: {}", self.base, root_cause(&e))
+            }
+        })?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let body = resp.bytes().await.context("reading the node's answer")?;
+        let value: Value = serde_json::from_slice(&body).unwrap_or_default();
+        let code = value
+            .get("error")
+            .and_then(Value::as_str)
+            .unwrap_or("error");
+        let msg = value.get("message").and_then(Value::as_str).unwrap_or("");
+        bail!("{code}: {msg} (HTTP {})", status.as_u16());
+    }
+
     async fn send(&self, req: reqwest::RequestBuilder, timeout: Duration) -> anyhow::Result<Value> {
         let resp = req.timeout(timeout).send().await.map_err(|e| {
             if e.is_connect() {

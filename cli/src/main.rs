@@ -5,6 +5,8 @@
 //! operation (one line on stderr says so and how to resume).
 
 mod client;
+mod content;
+mod ec;
 mod ledger;
 mod market;
 mod radio;
@@ -108,6 +110,9 @@ enum Command {
     Quorum(ledger::QuorumCmd),
     /// Hits and misses of the hosts this node brokered jobs to.
     Reputation,
+    /// Erasure-code a file to a folder of shard files and back, without a node.
+    #[command(subcommand)]
+    Ec(ec::EcCmd),
     #[command(flatten)]
     Storage(storage::StorageCmd),
 }
@@ -145,6 +150,9 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Ec(cmd) = cli.command {
+        return ec::run(cli.json, cmd);
+    }
     let api = Api::resolve(cli.api, cli.token, cli.data_dir)?;
     let json = cli.json;
     match cli.command {
@@ -272,6 +280,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Settle => ledger::settle(&api, json).await,
         Command::Quorum(cmd) => ledger::quorum(&api, json, cmd).await,
         Command::Storage(cmd) => storage::run(&api, json, cmd).await,
+        // Handled above, without the node.
+        Command::Ec(cmd) => ec::run(json, cmd),
         Command::Id => {
             let v = api
                 .get("/pubkeys")

@@ -21,7 +21,7 @@ use clap::{Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use offgrid_api::storage::{
     AssetCheck, AssetList, AssetRequest, ContentKey, GetRequest, GetResult, OpStatus,
-    PolicySignRequest, PutRequest, PutResult, RepairReport, ShareRequest, ShareResponse,
+    PolicySignRequest, PutRequest, PutResult, RepairReport, RmResult, ShareRequest, ShareResponse,
     StorageStatus,
 };
 use serde_json::{json, Value};
@@ -67,14 +67,26 @@ pub enum StorageCmd {
         /// Name recorded in the manifest (default: the file name).
         #[arg(long)]
         name: Option<String>,
+        /// Refuse to put with fewer than n hosts instead of shrinking (k, n) to the hosts
+        /// available.
+        #[arg(long)]
+        no_adapt: bool,
     },
-    /// Fetch a stored file: offgrid get <asset> -o <file>.
+    /// Fetch a stored file: offgrid get <asset> -o <file>, or `offgrid get <asset> -` to
+    /// stream it to stdout; --range START-END reads only those bytes.
     Get {
         /// Asset id.
         asset: String,
+        /// `-` streams the content to stdout (in order, verified, bounded memory); a path
+        /// is the same as -o.
+        dest: Option<PathBuf>,
         /// Where to write it.
-        #[arg(short, long)]
-        out: PathBuf,
+        #[arg(short, long, conflicts_with = "dest")]
+        out: Option<PathBuf>,
+        /// Only bytes START to END (offsets, END inclusive, as in HTTP Range; `START-` to the
+        /// end): only the segments they cover are fetched.
+        #[arg(long, value_parser = crate::content::parse_byte_range)]
+        range: Option<crate::content::ByteRange>,
         /// The content key (hex) instead of this node's wrapped key.
         #[arg(long)]
         key: Option<String>,
@@ -88,6 +100,11 @@ pub enum StorageCmd {
     },
     /// Assets this node can read.
     Ls,
+    /// Delete an asset you own: every host drops its shards and manifest.
+    Rm {
+        /// Asset id.
+        asset: String,
+    },
     /// Rebuild an asset's missing shards onto other hosts.
     Repair {
         /// Asset id.
@@ -156,7 +173,7 @@ pub enum PolicyCmd {
 }
 
 /// Parses `64KiB`, `1MiB`, `64k`, `65536`.
-fn parse_size(s: &str) -> Result<u32, String> {
+pub(crate) fn parse_size(s: &str) -> Result<u32, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
@@ -201,6 +218,7 @@ pub async fn run(api: &Api, json: bool, cmd: StorageCmd) -> anyhow::Result<()> {
             r,
             shard_size,
             name,
+            no_adapt,
         } => {
             let path = std::fs::canonicalize(&file)
                 .with_context(|| format!("cannot find {}", file.display()))?;
@@ -212,6 +230,7 @@ pub async fn run(api: &Api, json: bool, cmd: StorageCmd) -> anyhow::Result<()> {
                 r,
                 shard_size,
                 name,
+                no_adapt: no_adapt.then_some(true),
             })?;
             let v = follow(
                 api,
@@ -238,7 +257,25 @@ pub async fn run(api: &Api, json: bool, cmd: StorageCmd) -> anyhow::Result<()> {
                 )
             })
         }
-        StorageCmd::Get { asset, out, key } => {
+        StorageCmd::Get {
+            asset,
+            dest,
+            out,
+            range,
+            key,
+        } => {
+            let Some(out) = out.or(dest) else {
+                bail!("say where to write it: offgrid get {asset} -o FILE, or - for stdout");
+            };
+            let stdout = out.as_os_str() == "-";
+            if stdout || range.is_some() {
+                let dest = if stdout {
+                    crate::content::Dest::Stdout
+                } else {
+                    crate::content::Dest::File(absolute(out)?)
+                };
+                return crate::content::read(api, json, &asset, dest, range, key).await;
+            }
             let body = serde_json::to_value(GetRequest {
                 asset,
                 out: path_text(&absolute(out)?)?,
@@ -308,6 +345,26 @@ pub async fn run(api: &Api, json: bool, cmd: StorageCmd) -> anyhow::Result<()> {
                     &["ASSET", "NAME", "SIZE", "SCHEME", "ROLE", "READERS"],
                     &rows,
                 )
+            })
+        }
+        StorageCmd::Rm { asset } => {
+            let v = api
+                .post(
+                    "/storage/rm",
+                    &serde_json::to_value(AssetRequest { asset })?,
+                    Duration::from_secs(120),
+                )
+                .await?;
+            let r: RmResult = decode(&v)?;
+            output(json, &v, || {
+                let mut text = format!(
+                    "deleted   {}: {} shards dropped by {} of {} hosts\n",
+                    r.asset_id, r.shards_deleted, r.hosts_confirmed, r.hosts
+                );
+                for h in &r.not_confirmed {
+                    text.push_str(&format!("kept by   {} ({})\n", h.host, h.answer));
+                }
+                text
             })
         }
         StorageCmd::Repair { asset } => {

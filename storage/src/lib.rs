@@ -43,7 +43,9 @@
 
 pub mod asset;
 pub mod crypto;
+pub mod delete;
 pub mod ec;
+pub mod folder;
 pub mod keys;
 pub mod manifest;
 pub mod policy;

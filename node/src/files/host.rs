@@ -50,6 +50,9 @@ use crate::{
 #[path = "host_store.rs"]
 mod store_side;
 
+#[path = "host_delete.rs"]
+mod delete_side;
+
 /// What [`ShardHost::handle`] did with a request.
 pub enum Handled {
     /// Answer now.
@@ -95,6 +98,8 @@ pub struct ShardHost {
     local_x25519: [u8; 32],
     quotas: PeerQuotas,
     free: FreeSpace,
+    /// `[storage] debug_serve_delay_ms`: a test's slow host.
+    serve_delay: std::time::Duration,
     /// What the host did.
     pub counters: Arc<HostCounters>,
 }
@@ -151,6 +156,7 @@ impl ShardHost {
             busy_retry_ms: cfg.busy_retry_ms.max(1),
             max_manifests: cfg.max_hosted_manifests,
             local_x25519,
+            serve_delay: std::time::Duration::from_millis(cfg.debug_serve_delay_ms),
             counters: Arc::default(),
         })
     }
@@ -231,7 +237,7 @@ impl ShardHost {
                     return self.busy();
                 };
                 let this = self.clone();
-                self.blocking(move || {
+                self.fetching(move || {
                     let _permit = permit;
                     match this.read_shard(&hash) {
                         FetchedShard::Shard { bytes } => {
@@ -271,6 +277,7 @@ impl ShardHost {
                     this.keep_manifest(peer, &asset_id, &manifest.0)
                 })
             }
+            Request::Delete { asset_id, order } => self.delete_asset(peer, asset_id, order.0),
             Request::FetchManifest { asset_id } => {
                 let Ok(permit) = self.fetches.clone().try_acquire_owned() else {
                     return self.busy();
@@ -294,12 +301,18 @@ impl ShardHost {
     }
 
     fn blocking(&self, work: impl FnOnce() -> Response + Send + 'static) -> Handled {
+        Handled::Later(Box::pin(run_blocking(work)))
+    }
+
+    /// [`ShardHost::blocking`] for a fetch, after the test-only serve delay (the fetch
+    /// slot held meanwhile, as a slow disk would hold it).
+    fn fetching(&self, work: impl FnOnce() -> Response + Send + 'static) -> Handled {
+        let delay = self.serve_delay;
         Handled::Later(Box::pin(async move {
-            tokio::task::spawn_blocking(work)
-                .await
-                .unwrap_or_else(|e| Response::Refused {
-                    reason: format!("host task failed: {e}"),
-                })
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            run_blocking(work).await
         }))
     }
 
@@ -312,7 +325,7 @@ impl ShardHost {
             return self.busy();
         };
         let this = self.clone();
-        self.blocking(move || {
+        self.fetching(move || {
             let _permit = permit;
             let mut total = 0usize;
             let shards = hashes
@@ -427,6 +440,14 @@ impl ShardHost {
             }
         }
     }
+}
+
+async fn run_blocking(work: impl FnOnce() -> Response + Send + 'static) -> Response {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|e| Response::Refused {
+            reason: format!("host task failed: {e}"),
+        })
 }
 
 #[cfg(test)]

@@ -39,6 +39,47 @@ impl HostStats {
     }
 }
 
+/// One operation's deadline for its batch requests: a batch not answered within
+/// `factor` × the operation's own mean batch latency (between `min` and the request
+/// timeout; `first`, capped by the timeout, before any answer) counts as failed, and the
+/// operation drops that host instead of waiting for its timeout again.
+#[derive(Debug, Clone)]
+pub struct BatchDeadline {
+    mean_ms: Option<f64>,
+    factor: f64,
+    min: Duration,
+    first: Duration,
+    timeout: Duration,
+}
+
+impl BatchDeadline {
+    /// A deadline policy.
+    pub fn new(factor: f64, min: Duration, first: Duration, timeout: Duration) -> Self {
+        BatchDeadline {
+            mean_ms: None,
+            factor,
+            min,
+            first,
+            timeout,
+        }
+    }
+
+    /// Records an answered batch.
+    pub fn observe(&mut self, took: Duration) {
+        let ms = took.as_secs_f64() * 1000.0;
+        self.mean_ms = Some(self.mean_ms.map_or(ms, |m| 0.8 * m + 0.2 * ms));
+    }
+
+    /// The deadline of a batch sent now.
+    pub fn get(&self) -> Duration {
+        match self.mean_ms {
+            None => self.first.min(self.timeout),
+            Some(ms) => Duration::from_secs_f64(ms * self.factor / 1000.0)
+                .clamp(self.min.min(self.timeout), self.timeout),
+        }
+    }
+}
+
 /// A storage host.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HostInfo {

@@ -13,10 +13,11 @@
 //!   ordered by the broker's reputation and by measured latency.
 //! - [`transfer`]: one shard to or from one host, with retries, exponential backoff and
 //!   jitter.
-//! - [`put`], [`get`], [`repair`], [`share`]: the operations.
+//! - [`put`], [`get`], [`repair`], [`share`], [`rm`]: the operations.
 //!
 //! Placement: shards of a segment go to distinct hosts; with fewer hosts than n the scheme
-//! shrinks by [`offgrid_storage::ec::adapt`] (documented there). A host that fails or refuses
+//! shrinks by [`offgrid_storage::ec::adapt`] (documented there), unless the put says
+//! `no_adapt` (`offgrid put --no-adapt`), which then fails with `no_hosts` instead. A host that fails or refuses
 //! is replaced by the next one; a host over quota is not asked again during that operation.
 //!
 //! Measured by `tests/benches/storage_put_get.rs` (release build, 64 MiB, 20 hosts and the
@@ -41,6 +42,7 @@ pub mod put;
 pub mod quota;
 mod reader;
 pub mod repair;
+pub mod rm;
 pub mod serve;
 #[cfg(test)]
 mod service_tests;
@@ -142,6 +144,9 @@ pub enum StorageError {
     /// Another operation on the same file or asset is running.
     #[error("{0}")]
     Conflict(String),
+    /// Too many reads are being served; try again shortly.
+    #[error("{0}")]
+    Busy(String),
     /// The operation was cancelled (`DELETE /storage/ops/{id}`, or shutdown); the message
     /// says what was kept and how to resume.
     #[error("{0}")]
@@ -167,6 +172,7 @@ impl StorageError {
             StorageError::NotEnoughShards { .. } => "not_enough_shards",
             StorageError::Incomplete { .. } => "upload_incomplete",
             StorageError::Conflict(_) => "conflict",
+            StorageError::Busy(_) => "busy",
             StorageError::Cancelled(_) => "cancelled",
             StorageError::Integrity(_) => "integrity",
             StorageError::Internal(_) => "internal",
@@ -197,6 +203,8 @@ pub struct Storage {
     pub(crate) active_repairs: std::sync::Mutex<std::collections::HashSet<String>>,
     /// The failover monitor puts report to: start, each host's first ack, progress.
     pub(crate) upload_tracker: std::sync::OnceLock<Arc<crate::failover::JobTracker>>,
+    /// Slots of the range and stream reads served at once ([`get::stream::MAX_STREAMS`]).
+    pub(crate) streams: Arc<tokio::sync::Semaphore>,
 }
 
 impl Storage {
@@ -225,6 +233,7 @@ impl Storage {
             active_puts: Default::default(),
             active_repairs: Default::default(),
             upload_tracker: std::sync::OnceLock::new(),
+            streams: Arc::new(tokio::sync::Semaphore::new(get::stream::MAX_STREAMS)),
         }))
     }
 

@@ -195,6 +195,7 @@ impl Node {
             scheme: SCHEME,
             shard_size: SHARD_SIZE,
             name: None,
+            no_adapt: false,
         };
         let progress = Arc::new(Progress::default());
         self.storage

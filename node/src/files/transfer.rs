@@ -6,7 +6,8 @@
 //! come back together. A busy host is asked again after its `retry_after_ms` plus jitter;
 //! busy answers do not use up attempts but are capped at [`MAX_BUSY_WAITS`]. Answers that
 //! will not change (quota or another limit, refused, not found, corrupt) return at once so
-//! the caller can try another host.
+//! the caller can try another host. A get's fetch batches are the exception: one attempt
+//! each, since the get has other shards to ask and drops a failed host at once.
 //!
 //! A request's latency goes into the host's stats; a batch of fetches counts as one request
 //! per shard, each taking its share of the batch's time, so that hosts asked for batches of
@@ -71,16 +72,18 @@ impl Storage {
         peer: PeerId,
         request: Request,
     ) -> Result<Response, String> {
-        self.ask_host_for(peer, request, 1).await
+        self.ask_host_for(peer, request, 1, self.cfg.max_attempts)
+            .await
     }
 
     /// [`Storage::ask_host`] for a request about `shards` shards: the latency observed is
-    /// the request's time divided among them.
+    /// the request's time divided among them; `attempts` transport failures end it.
     async fn ask_host_for(
         &self,
         peer: PeerId,
         request: Request,
         shards: u32,
+        attempts: u32,
     ) -> Result<Response, String> {
         let mut attempt = 0;
         let mut busy = 0;
@@ -102,7 +105,7 @@ impl Storage {
                 Err(ClientError::Closed) => return Err("the node is shutting down".into()),
                 Err(ClientError::Refused(e)) => {
                     attempt += 1;
-                    if attempt >= self.cfg.max_attempts {
+                    if attempt >= attempts.max(1) {
                         return Err(e);
                     }
                     tokio::time::sleep(backoff(attempt - 1)).await;
@@ -228,8 +231,9 @@ impl Storage {
 
     /// Fetches several shards from one host in one request; one outcome per hash, in order.
     /// A failure of the whole request is every shard's outcome. The bytes are not yet
-    /// checked against the manifest.
-    pub(crate) async fn fetch_batch_from(
+    /// checked against the manifest. A transport failure is not retried: a get that has
+    /// other hosts to ask moves on at once (busy answers are still waited out).
+    pub(crate) async fn fetch_batch_once(
         &self,
         peer: PeerId,
         hashes: Vec<String>,
@@ -238,7 +242,7 @@ impl Storage {
         let all = |o: FetchOutcome| vec![o; count];
         let request = Request::FetchBatch { hashes };
         let shards = u32::try_from(count).unwrap_or(u32::MAX);
-        match self.ask_host_for(peer, request, shards).await {
+        match self.ask_host_for(peer, request, shards, 1).await {
             Ok(Response::ShardBatch { shards }) if shards.len() == count => shards
                 .into_iter()
                 .map(|s| match s {

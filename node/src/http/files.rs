@@ -43,6 +43,7 @@ pub fn routes() -> Router<AppState> {
         .route("/storage/assets/{id}/check", get(check))
         .route("/storage/share", post(share))
         .route("/storage/repair", post(repair))
+        .route("/storage/rm", post(rm))
         .route("/storage/key", post(key))
         .route("/storage/policy/sign", post(policy_sign))
 }
@@ -52,7 +53,7 @@ impl From<StorageError> for ApiError {
         let status = match e {
             StorageError::Invalid(_) => StatusCode::BAD_REQUEST,
             StorageError::NotFound(_) => StatusCode::NOT_FOUND,
-            StorageError::NoHosts { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            StorageError::NoHosts { .. } | StorageError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             StorageError::NotShared { .. }
             | StorageError::WrongKey { .. }
             | StorageError::NotOwner { .. } => StatusCode::FORBIDDEN,
@@ -157,6 +158,7 @@ pub(crate) async fn put(
         scheme,
         shard_size,
         name: b.name,
+        no_adapt: b.no_adapt.unwrap_or(false),
     };
     let op = st.ops.start("put");
     let task_op = op.clone();
@@ -372,6 +374,22 @@ pub(crate) async fn repair(
         task_op.finish(r);
     });
     Ok(started(&op))
+}
+
+#[utoipa::path(post, path = "/storage/rm", tag = "storage", request_body = api::storage::AssetRequest, security(("bearer" = [])),
+    responses((status = 200, description = "The owner's signed delete sent to every host of the asset; this node forgets it", body = api::storage::RmResult),
+        (status = 400, description = BAD_ASSET, body = api::ErrorBody),
+        (status = 401, description = AUTH, body = api::ErrorBody),
+        (status = 403, description = "This node does not own the asset (not_owner)", body = api::ErrorBody),
+        (status = 404, description = "No such asset here (not_found)", body = api::ErrorBody),
+        (status = 409, description = "A repair of the asset is running (conflict)", body = api::ErrorBody)))]
+pub(crate) async fn rm(
+    State(s): State<AppState>,
+    _: Authorized,
+    JsonBody(b): JsonBody<api::storage::AssetRequest>,
+) -> Result<Json<api::storage::RmResult>, ApiError> {
+    let v = storage(&s).rm(&b.asset).await?;
+    Ok(Json(super::convert(&v)?))
 }
 
 #[utoipa::path(post, path = "/storage/key", tag = "storage", request_body = api::storage::AssetRequest, security(("bearer" = [])),

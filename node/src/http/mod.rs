@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod chain;
+pub mod content;
 pub mod core;
 pub mod core_listener;
 pub mod dashboard;
@@ -118,6 +119,7 @@ pub fn router(state: AppState, cfg: &Config) -> Router {
         .merge(chain::routes())
         .merge(wallet::routes())
         .merge(files::routes())
+        .merge(content::routes())
         .merge(core::routes())
         .merge(events::routes())
         .merge(dashboard::routes())

@@ -12,7 +12,12 @@
 //! they are not. Shard i of segment s goes to the planned host `top[(s + i) mod |top|]` among
 //! the n best-scored hosts, so every segment's shards land on distinct hosts and the data
 //! shards rotate over them; a host that fails, refuses or is full is replaced by the best
-//! host not yet holding a shard of that segment.
+//! host not yet holding a shard of that segment. A store batch not answered within the
+//! put's own deadline ([`BatchDeadline`]: 8 × its mean batch latency, at least
+//! [`MIN_STORE_DEADLINE`], at most `storage.request_timeout_s`) counts as failed: the host is
+//! dropped for the rest of the put and its shards go to others at once, so a hung host is
+//! waited for once, not once per segment (a store that lands late only leaves a shard the
+//! manifest does not list).
 //!
 //! **Resume.** The [`UploadState`] (nonces, shard hashes, which host acknowledged which
 //! shard, the content key wrapped for the owner) is saved in the store after
@@ -55,7 +60,7 @@ use tracing::{debug, info};
 
 use self::report::UploadReport;
 use super::{
-    hosts::HostInfo,
+    hosts::{BatchDeadline, HostInfo},
     ops::Progress,
     reader::{read_segments, Prepared, ResumeInfo},
     transfer::StoreOutcome,
@@ -72,6 +77,9 @@ const SEGMENT_BUDGET: usize = 16 << 20;
 /// Store requests (batches) in flight to one host: two, so that the next batch travels
 /// while the host commits the previous one.
 const PER_HOST_IN_FLIGHT: usize = 2;
+/// The shortest deadline of a store batch: hosts fsync before they answer, so a busy disk
+/// is given time.
+pub const MIN_STORE_DEADLINE: Duration = Duration::from_secs(5);
 
 /// What to put.
 #[derive(Debug, Clone)]
@@ -84,6 +92,8 @@ pub struct PutParams {
     pub shard_size: u32,
     /// Name recorded in the manifest (the file name by default).
     pub name: Option<String>,
+    /// Refuse with fewer hosts than the scheme's n instead of shrinking it.
+    pub no_adapt: bool,
 }
 
 /// The persisted upload: the parameters asked for and the progress.
@@ -148,6 +158,13 @@ impl Storage {
         Codec::new(params.scheme, params.shard_size)
             .map_err(|e| StorageError::Invalid(e.to_string()))?;
         let hosts = self.candidates().await?;
+        let wanted = params.scheme.total_shards();
+        if params.no_adapt && hosts.len() < wanted {
+            return Err(StorageError::NoHosts {
+                found: hosts.len(),
+                needed: wanted,
+            });
+        }
         let previous: Option<UploadRecord> = self
             .store
             .get(Table::Uploads, &key)
@@ -235,6 +252,8 @@ impl Storage {
         // Whether a save holding acknowledgements of this run was started.
         let mut acks_saved = false;
         let mut stopped = false;
+        let timeout = Duration::from_secs(self.cfg.request_timeout_s.max(1));
+        let mut deadline = BatchDeadline::new(8.0, MIN_STORE_DEADLINE, timeout, timeout);
 
         loop {
             // Give every queued shard a host.
@@ -281,15 +300,24 @@ impl Storage {
                 };
                 let batch = take_batch(waiting);
                 *per_host.entry(peer).or_default() += 1;
+                let limit = deadline.get();
                 inflight.push(async move {
-                    let outcomes = {
-                        let items: Vec<(&str, &[u8])> = batch
-                            .iter()
-                            .map(|j| (j.hash.as_str(), j.bytes.as_slice()))
-                            .collect();
-                        self.store_batch_on(peer, &items).await
-                    };
-                    (peer, batch, outcomes)
+                    let sent = Instant::now();
+                    let items: Vec<(&str, &[u8])> = batch
+                        .iter()
+                        .map(|j| (j.hash.as_str(), j.bytes.as_slice()))
+                        .collect();
+                    let outcomes = tokio::time::timeout(limit, self.store_batch_on(peer, &items))
+                        .await
+                        .ok();
+                    drop(items);
+                    let outcomes = outcomes.unwrap_or_else(|| {
+                        vec![
+                            StoreOutcome::Unreachable("no answer within the put's deadline".into());
+                            batch.len()
+                        ]
+                    });
+                    (peer, batch, outcomes, sent.elapsed())
                 });
             }
             let waiting = assigned.values().any(|q| !q.is_empty());
@@ -302,9 +330,12 @@ impl Storage {
                     stopped = true;
                     break;
                 }
-                Some((peer, batch, outcomes)) = inflight.next(), if !inflight.is_empty() => {
+                Some((peer, batch, outcomes, took)) = inflight.next(), if !inflight.is_empty() => {
                     if let Some(n) = per_host.get_mut(&peer) {
                         *n = n.saturating_sub(1);
+                    }
+                    if !outcomes.iter().all(|o| matches!(o, StoreOutcome::Unreachable(_))) {
+                        deadline.observe(took);
                     }
                     for (job, outcome) in batch.into_iter().zip(outcomes) {
                         let seg_index = job.segment;
