@@ -236,7 +236,11 @@ fn host_dir(cfg: &StorageConfig, id: &Identity) -> (Arc<ShardHost>, TempDir) {
 
 /// A node with fake storage hosts in these modes; hosts listed as `connected` rank first.
 async fn node(modes: &[Mode], connected: &[usize]) -> Node {
-    let cfg = StorageConfig::default();
+    node_with(modes, connected, StorageConfig::default()).await
+}
+
+/// [`node`] with a storage config of its own.
+async fn node_with(modes: &[Mode], connected: &[usize], cfg: StorageConfig) -> Node {
     let net = HostsNet::default();
     let store = Arc::new(Store::in_memory().unwrap());
     let cancel = CancellationToken::new();
@@ -461,7 +465,13 @@ async fn a_put_with_one_storage_host_fails_with_no_hosts() {
 
 #[tokio::test(start_paused = true)]
 async fn a_get_rejects_corrupt_shards_and_decodes_from_the_others_or_says_how_many_were_bad() {
-    let n = node(&[Mode::Good, Mode::Good, Mode::Good], &[]).await;
+    // No hedging: each segment asks the corrupt host first and only k shards at once, so
+    // every segment meets the rot (a hedged get may finish on the good shards first).
+    let cfg = StorageConfig {
+        get_margin: 0,
+        ..StorageConfig::default()
+    };
+    let n = node_with(&[Mode::Good, Mode::Good, Mode::Good], &[], cfg).await;
     let (path, data) = n.file("e.bin", three_segments());
     let asset = n.put(&path).await.unwrap()["asset_id"]
         .as_str()

@@ -112,6 +112,23 @@ pub(super) fn cases(wallet: bool) -> Vec<Case> {
         case(M::POST, "/storage/repair", 401, "unauthorized")
             .no_auth()
             .json(json!({"asset": ASSET})),
+        case(
+            M::GET,
+            "/storage/assets/{id}/content",
+            400,
+            "invalid_request",
+        )
+        .uri("/storage/assets/xyz/content"),
+        case(M::GET, "/storage/assets/{id}/content", 401, "unauthorized")
+            .uri(format!("/storage/assets/{ASSET}/content"))
+            .no_auth(),
+        case(M::GET, "/storage/assets/{id}/content", 404, "not_found")
+            .uri(format!("/storage/assets/{ASSET}/content")),
+        case(M::POST, "/storage/rm", 400, "invalid_request").json(json!({"asset": "xyz"})),
+        case(M::POST, "/storage/rm", 401, "unauthorized")
+            .no_auth()
+            .json(json!({"asset": ASSET})),
+        case(M::POST, "/storage/rm", 404, "not_found").json(json!({"asset": ASSET})),
         case(M::POST, "/storage/key", 400, "invalid_request").json(json!({"asset": "xyz"})),
         case(M::POST, "/storage/key", 401, "unauthorized")
             .no_auth()

@@ -229,6 +229,12 @@ const ELSEWHERE: &[(&str, &str, u16, &str)] = &[
     ("post", "/storage/share", 403, "node/src/http/route_tests.rs::storage_errors_have_their_documented_statuses"),
     ("post", "/storage/key", 403, "node/src/http/route_tests.rs::storage_errors_have_their_documented_statuses"),
     ("get", "/events", 503, "node/src/http/route_tests.rs::the_dashboard_is_served_and_event_streams_are_capped"),
+    ("get", "/storage/assets/{id}/content", 403, "node/src/http/route_tests.rs::storage_errors_have_their_documented_statuses"),
+    ("get", "/storage/assets/{id}/content", 502, "node/src/http/route_tests.rs::storage_errors_have_their_documented_statuses"),
+    ("get", "/storage/assets/{id}/content", 503, "node/src/http/route_tests.rs::storage_errors_have_their_documented_statuses"),
+    ("get", "/storage/assets/{id}/content", 416, "tests/tests/storage_range.rs::range_reads_fetch_only_their_segments_and_get_dash_streams_the_whole_file"),
+    ("post", "/storage/rm", 403, "tests/tests/storage_lifecycle.rs::rm_by_the_owner_empties_every_host_and_a_non_owner_is_refused"),
+    ("post", "/storage/rm", 409, "node/src/http/route_tests.rs::storage_errors_have_their_documented_statuses"),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -463,6 +469,19 @@ fn storage_errors_have_their_documented_statuses() {
         (E::NotFound("a".into()), 404, "not_found"),
         (E::Invalid("a".into()), 400, "invalid_request"),
         (E::Conflict("a".into()), 409, "conflict"),
+        (E::Busy("a".into()), 503, "busy"),
+        (
+            E::NotEnoughShards {
+                segment: 0,
+                found: 1,
+                needed: 2,
+                total: 3,
+                corrupt: 0,
+                unreachable: 2,
+            },
+            502,
+            "not_enough_shards",
+        ),
     ] {
         let a = super::error::ApiError::from(e);
         assert_eq!((a.status.as_u16(), a.code), (status, code));
