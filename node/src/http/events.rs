@@ -118,20 +118,7 @@ impl Events {
 
     /// The broker took a job: event `job_started`.
     pub fn job_started(&self, job_id: &str, job_type: &str) {
-        let rec = JobRecord {
-            job_id: job_id.to_owned(),
-            job_type: job_type.to_owned(),
-            state: "running".into(),
-            started_ms: now_ms(),
-            finished_ms: None,
-            host: None,
-            price_micro: None,
-            latency_ms: None,
-            duration_ms: None,
-            receipt: None,
-            error: None,
-            message: None,
-        };
+        let rec = new_record(job_id, job_type, "running");
         {
             let mut jobs = self.jobs();
             if jobs.len() >= RECENT_JOBS {
@@ -149,20 +136,7 @@ impl Events {
             .iter()
             .find(|j| j.job_id == job_id)
             .cloned()
-            .unwrap_or_else(|| JobRecord {
-                job_id: job_id.to_owned(),
-                job_type: job_type.to_owned(),
-                state: String::new(),
-                started_ms: now_ms(),
-                finished_ms: None,
-                host: None,
-                price_micro: None,
-                latency_ms: None,
-                duration_ms: None,
-                receipt: None,
-                error: None,
-                message: None,
-            });
+            .unwrap_or_else(|| new_record(job_id, job_type, ""));
         rec.finished_ms = Some(now_ms());
         match r {
             Ok(res) => {
@@ -348,6 +322,24 @@ fn peer_change(change: &str, id: &str, key: &PeerKey, last_seen_ms: u64) -> Peer
         connected: key.1,
         active: key.2,
         last_seen_ms,
+    }
+}
+
+/// A job's record as it starts: nothing known yet but its id, type and state.
+fn new_record(job_id: &str, job_type: &str, state: &str) -> JobRecord {
+    JobRecord {
+        job_id: job_id.to_owned(),
+        job_type: job_type.to_owned(),
+        state: state.to_owned(),
+        started_ms: now_ms(),
+        finished_ms: None,
+        host: None,
+        price_micro: None,
+        latency_ms: None,
+        duration_ms: None,
+        receipt: None,
+        error: None,
+        message: None,
     }
 }
 
