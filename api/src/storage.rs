@@ -93,6 +93,9 @@ pub struct PutResult {
     pub manifest_copies: u64,
     /// Wall-clock time, milliseconds.
     pub duration_ms: u64,
+    /// When hosts drop the asset, Unix milliseconds (`expires_in_s`); absent: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_ms: Option<u64>,
 }
 
 /// Result of a get.
@@ -254,6 +257,9 @@ pub struct AssetSummary {
     pub revision: u64,
     /// When it was stored, Unix milliseconds.
     pub created_ms: u64,
+    /// When hosts drop it, Unix milliseconds; absent: kept until the owner deletes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_ms: Option<u64>,
 }
 
 /// Answer of `GET /storage/assets`.
@@ -357,6 +363,11 @@ pub struct PutRequest {
     /// to the hosts available.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_adapt: Option<bool>,
+    /// Seconds until the hosts drop the asset and free its space (at least 1, at most
+    /// 100 years); absent: kept until the owner deletes it (`POST /storage/rm`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 3_155_760_000_u64)]
+    pub expires_in_s: Option<u64>,
 }
 
 /// Body of `POST /storage/get`.

@@ -71,6 +71,10 @@ pub enum StorageCmd {
         /// available.
         #[arg(long)]
         no_adapt: bool,
+        /// Hosts drop the file and free its space after this long: e.g. 90s, 30m, 12h, 7d
+        /// (default: kept until `offgrid rm`).
+        #[arg(long, value_parser = parse_duration)]
+        expires_in: Option<u64>,
     },
     /// Fetch a stored file: offgrid get <asset> -o <file>, or `offgrid get <asset> -` to
     /// stream it to stdout; --range START-END reads only those bytes.
@@ -189,6 +193,26 @@ pub(crate) fn parse_size(s: &str) -> Result<u32, String> {
         .ok_or_else(|| format!("{s:?} is too large"))
 }
 
+/// Parses `90s`, `30m`, `12h`, `7d` or plain seconds into seconds. Zero is passed on: the
+/// node refuses an expiry that is not in the future, with its reason.
+pub(crate) fn parse_duration(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (e.g. 90s, 30m, 12h, 7d)"))?;
+    let mult = match unit.trim() {
+        "" | "s" => 1,
+        "m" | "min" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{s:?}: unit must be s, m, h or d")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too long"))
+}
+
 fn mode_name(m: Mode) -> &'static str {
     match m {
         Mode::Ec => "ec",
@@ -219,6 +243,7 @@ pub async fn run(api: &Api, json: bool, cmd: StorageCmd) -> anyhow::Result<()> {
             shard_size,
             name,
             no_adapt,
+            expires_in,
         } => {
             let path = std::fs::canonicalize(&file)
                 .with_context(|| format!("cannot find {}", file.display()))?;
@@ -231,6 +256,7 @@ pub async fn run(api: &Api, json: bool, cmd: StorageCmd) -> anyhow::Result<()> {
                 shard_size,
                 name,
                 no_adapt: no_adapt.then_some(true),
+                expires_in_s: expires_in,
             })?;
             let v = follow(
                 api,
@@ -706,6 +732,23 @@ fn cancel_message(v: &Value, id: &str, what: &str, resume: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_read_seconds_minutes_hours_and_days_and_refuse_the_rest() {
+        assert_eq!(parse_duration("90"), Ok(90));
+        assert_eq!(parse_duration("90s"), Ok(90));
+        assert_eq!(parse_duration("30m"), Ok(1800));
+        assert_eq!(parse_duration("12h"), Ok(43_200));
+        assert_eq!(parse_duration("7d"), Ok(604_800));
+        assert_eq!(
+            parse_duration("0s"),
+            Ok(0),
+            "the node says why zero is refused"
+        );
+        for bad in ["", "-5m", "5y", "1.5h", "h", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn a_cancel_says_what_happened_and_how_to_resume_in_one_line() {

@@ -171,6 +171,7 @@ fn manifest() -> Manifest {
         created_ms: 1_700_000_000_000,
         revision: 1,
         id_salt: None,
+        expires_ms: None,
     }
 }
 

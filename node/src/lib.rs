@@ -161,6 +161,7 @@ impl Node {
             )
             .context("opening the shard store")?,
         );
+        let shard_host_gc = shard_host.clone();
         let (shard_tx, shard_rx) = mpsc::channel(files::serve::QUEUE);
         tasks.spawn(files::serve::serve(
             shard_host.clone(),
@@ -230,6 +231,11 @@ impl Node {
         )?;
         storage.track_uploads(tracker.clone());
         tasks.spawn(storage.clone().background_repair(cancel.clone()));
+        tasks.spawn(shard_host_gc.background_gc(
+            std::time::Duration::from_secs(cfg.storage.gc_interval_s),
+            std::time::Duration::from_secs(cfg.storage.orphan_grace_s),
+            cancel.clone(),
+        ));
         let broker = Arc::new(
             market::broker::Broker::new(
                 peers_handle.clone(),

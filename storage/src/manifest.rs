@@ -115,6 +115,11 @@ pub struct Manifest {
     /// of the first format, whose ids nothing binds to an owner.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id_salt: Option<String>,
+    /// When hosts drop the asset, milliseconds since the Unix epoch (`offgrid put
+    /// --expires-in`). Absent: kept until the owner deletes it. Signed with the rest, so no
+    /// host can shorten or extend it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_ms: Option<u64>,
 }
 
 /// A manifest that is not internally consistent.
@@ -129,6 +134,11 @@ pub enum ManifestError {
 }
 
 impl Manifest {
+    /// Whether the asset's time is up at `now_ms` (never, without an expiry).
+    pub fn is_expired(&self, now_ms: u64) -> bool {
+        self.expires_ms.is_some_and(|t| t <= now_ms)
+    }
+
     /// The asset id as bytes.
     ///
     /// # Errors

@@ -34,6 +34,7 @@ fn sample(key: &SigningKey) -> Manifest {
         created_ms: 1_700_000_000_000,
         revision: 0,
         id_salt: None,
+        expires_ms: None,
     }
 }
 

@@ -107,6 +107,7 @@ fn three_mib_file_survives_eight_of_twenty_losses_and_corruption() {
         created_ms: 1_767_000_000_000,
         revision: 0,
         id_salt: None,
+        expires_ms: None,
     };
     let signed = SignedManifest::sign(&owner, &manifest).unwrap();
     let wire = serde_json::to_string(&signed).unwrap();

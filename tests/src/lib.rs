@@ -492,6 +492,28 @@ impl TestNode {
     }
 }
 
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Bytes of the files under `dir`, recursively (0 for a missing directory).
+pub fn dir_size(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_size(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
 /// Sends signal `name` (`INT`, `TERM`, …) to process `pid`. std cannot send signals; the
 /// kill(1) command does it without unsafe code.
 pub fn send_signal(pid: u32, name: &str) {

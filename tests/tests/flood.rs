@@ -5,7 +5,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
-    path::Path,
     process::{Child, Command, Stdio},
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -14,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use offgrid_e2e::{bin, wait_output, wait_until, TestNode};
+use offgrid_e2e::{bin, dir_size, wait_output, wait_until, TestNode};
 use serde_json::Value;
 
 /// The victim: a host with an echo executor and storage.
@@ -110,20 +109,6 @@ fn connected_peers(node: &TestNode) -> u64 {
         .iter()
         .filter(|p| p["connected"] == true)
         .count() as u64
-}
-
-fn dir_size(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| match e.metadata() {
-                    Ok(m) if m.is_dir() => dir_size(&e.path()),
-                    Ok(m) => m.len(),
-                    Err(_) => 0,
-                })
-                .sum()
-        })
-        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

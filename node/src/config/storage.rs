@@ -52,6 +52,12 @@ pub struct StorageConfig {
     pub repair_margin: u16,
     /// Seconds between background checks of this node's assets; 0 turns them off.
     pub repair_interval_s: u64,
+    /// Seconds between garbage collections of the host: expired assets and shards no held
+    /// manifest lists go; 0 turns collection off.
+    pub gc_interval_s: u64,
+    /// Seconds a shard that no held manifest lists is kept before it is collected (a put
+    /// sends its shards before its manifest).
+    pub orphan_grace_s: u64,
     /// Most manifests of other nodes' assets kept as a host.
     pub max_hosted_manifests: u64,
     /// Directories `put` may read from and `get` write to (the API names paths on the node's
@@ -90,6 +96,8 @@ impl Default for StorageConfig {
             r: 5,
             repair_margin: 3,
             repair_interval_s: 600,
+            gc_interval_s: 600,
+            orphan_grace_s: 86_400,
             max_hosted_manifests: 100_000,
             allowed_paths: Vec::new(),
             debug_serve_delay_ms: 0,

@@ -53,6 +53,10 @@ mod store_side;
 #[path = "host_delete.rs"]
 mod delete_side;
 
+#[path = "host_gc.rs"]
+mod gc_side;
+pub use gc_side::GcReport;
+
 /// What [`ShardHost::handle`] did with a request.
 pub enum Handled {
     /// Answer now.
@@ -407,6 +411,9 @@ impl ShardHost {
         };
         if manifest.asset_id != asset_id {
             return refused("asset id does not match the manifest".into());
+        }
+        if manifest.is_expired(crate::now_ms()) {
+            return refused("the manifest has expired".into());
         }
         let readable = manifest.wrapped_key_for(&self.local_x25519).is_some();
         let table = if readable {

@@ -11,7 +11,7 @@ use std::{collections::HashSet, sync::Arc};
 
 use libp2p::PeerId;
 use offgrid_behaviours::shards::Response;
-use offgrid_storage::{delete::SignedDelete, SignedManifest};
+use offgrid_storage::{delete::SignedDelete, Manifest, SignedManifest};
 use tracing::{info, warn};
 
 use super::{Handled, ShardHost};
@@ -67,6 +67,25 @@ impl ShardHost {
             warn!(%peer, asset_id, "delete order not signed by the asset's owner refused");
             return refused("only the asset's owner can delete it".into());
         }
+        let removed = match self.drop_asset(&manifest, &tables) {
+            Ok(n) => n,
+            Err(e) => {
+                warn!(error = %e, asset_id, "cannot record a delete");
+                return refused("the host cannot record the delete".into());
+            }
+        };
+        info!(%peer, asset_id, shards = removed, "asset deleted by its owner");
+        Response::Deleted { shards: removed }
+    }
+
+    /// Removes every shard of `manifest` charged here to its owner (disk, quota, index) and
+    /// the manifest from `tables`, in one store commit; the shards removed from disk.
+    /// Shards charged to someone else (the same bytes in another asset) stay.
+    pub(super) fn drop_asset(
+        &self,
+        manifest: &Manifest,
+        tables: &[Table],
+    ) -> Result<u64, offgrid_store::StoreError> {
         let mut seen = HashSet::new();
         let mut ops = Vec::new();
         let mut removed = 0u64;
@@ -98,13 +117,9 @@ impl ShardHost {
             ops.push(Op::delete(Table::HostedShards, shard.hash.as_str()));
         }
         for table in tables {
-            ops.push(Op::delete(table, asset_id));
+            ops.push(Op::delete(*table, manifest.asset_id.as_str()));
         }
-        if let Err(e) = self.store.commit_blocking(ops) {
-            warn!(error = %e, asset_id, "cannot record a delete");
-            return refused("the host cannot record the delete".into());
-        }
-        info!(%peer, asset_id, shards = removed, "asset deleted by its owner");
-        Response::Deleted { shards: removed }
+        self.store.commit_blocking(ops)?;
+        Ok(removed)
     }
 }

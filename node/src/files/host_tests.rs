@@ -155,6 +155,7 @@ pub(super) fn signed_manifest(
         created_ms: 1,
         revision,
         id_salt: salt.map(hex::encode),
+        expires_ms: None,
     };
     SignedManifest::sign(owner.signing_key(), &m).unwrap()
 }

@@ -78,6 +78,10 @@ pub struct HostedShard {
     pub peer: String,
     /// Its length, bytes.
     pub len: u64,
+    /// When it was stored, Unix milliseconds (0 in records written before it was kept: the
+    /// garbage collector then starts its grace period when it first sees the record).
+    #[serde(default)]
+    pub stored_ms: u64,
 }
 
 /// The per-peer quotas of a host.
@@ -215,8 +219,9 @@ impl PeerQuotas {
         let rec = HostedShard {
             peer: peer.to_string(),
             len: *len,
+            stored_ms: crate::now_ms(),
         };
-        // A two-field struct of a string and an integer always encodes.
+        // A struct of a string and two integers always encodes.
         Op::put(Table::HostedShards, hash, &rec).ok()
     }
 
@@ -326,6 +331,7 @@ pub(crate) mod tests {
         let rec = |p: PeerId, len| HostedShard {
             peer: p.to_string(),
             len,
+            stored_ms: 0,
         };
         let ops = vec![
             Op::put(Table::HostedShards, "h1", &rec(a, 10)).unwrap(),

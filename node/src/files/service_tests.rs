@@ -196,6 +196,7 @@ impl Node {
             shard_size: SHARD_SIZE,
             name: None,
             no_adapt: false,
+            expires_in: None,
         };
         let progress = Arc::new(Progress::default());
         self.storage

@@ -84,14 +84,16 @@ impl Storage {
                 .map_err(|e| StorageError::internal("listing assets", e))?
                 .map_err(|e| StorageError::internal("listing assets", e))?;
         let me = hex::encode(self.identity.public_key());
+        let now = crate::now_ms();
         let mut rows: Vec<(u64, Value)> = all
             .into_iter()
             .filter_map(|(_, s)| s.verify().ok())
+            // An expired asset is gone for its readers at once; the hosts' and this node's
+            // garbage collection drop what is left of it.
+            .filter(|m| !m.is_expired(now))
             .map(|m| {
                 let shards: usize = m.segments.iter().map(|s| s.shards.len()).sum();
-                (
-                    m.created_ms,
-                    json!({
+                let mut row = json!({
                         "asset_id": m.asset_id,
                         "name": m.name,
                         "size": m.size,
@@ -105,8 +107,11 @@ impl Storage {
                         "readers": m.wrapped_keys.len(),
                         "revision": m.revision,
                         "created_ms": m.created_ms,
-                    }),
-                )
+                });
+                if let Some(at) = m.expires_ms {
+                    row["expires_ms"] = at.into();
+                }
+                (m.created_ms, row)
             })
             .collect();
         rows.sort_by_key(|r| std::cmp::Reverse(r.0));

@@ -125,6 +125,9 @@ fn allowed(s: &AppState, path: &std::path::Path) -> Result<(), ApiError> {
 }
 
 /// Errors of the routes that take an asset id.
+/// The longest `expires_in_s` of a put: 100 years.
+const MAX_EXPIRES_IN_S: u64 = 3_155_760_000;
+
 const BAD_ASSET: &str =
     "Malformed body, or an asset id that is not 64 lower-case hex digits (invalid_request)";
 
@@ -153,7 +156,22 @@ pub(crate) async fn put(
         ));
     }
     allowed(&s, &path)?;
+    let expires_in = match b.expires_in_s {
+        None => None,
+        Some(0) => {
+            return Err(ApiError::invalid_request(
+                "expires_in_s must be at least 1: an asset cannot expire in the past",
+            ))
+        }
+        Some(s) if s > MAX_EXPIRES_IN_S => {
+            return Err(ApiError::invalid_request(
+                "expires_in_s is at most 3155760000 (100 years)",
+            ))
+        }
+        Some(s) => Some(std::time::Duration::from_secs(s)),
+    };
     let params = PutParams {
+        expires_in,
         path,
         scheme,
         shard_size,

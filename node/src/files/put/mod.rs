@@ -94,6 +94,8 @@ pub struct PutParams {
     pub name: Option<String>,
     /// Refuse with fewer hosts than the scheme's n instead of shrinking it.
     pub no_adapt: bool,
+    /// How long hosts keep the asset (`--expires-in`); `None`: until the owner deletes it.
+    pub expires_in: Option<std::time::Duration>,
 }
 
 /// The persisted upload: the parameters asked for and the progress.
@@ -103,6 +105,9 @@ struct UploadRecord {
     shard_size: u32,
     name: Option<String>,
     state: UploadState,
+    /// The manifest's expiry (from the upload's start plus `expires_in`).
+    #[serde(default)]
+    expires_ms: Option<u64>,
 }
 
 struct Job {
@@ -465,6 +470,7 @@ impl Storage {
             created_ms: record.state.created_ms,
             revision: 0,
             id_salt: record.state.id_salt.clone(),
+            expires_ms: record.expires_ms,
         };
         let signed = SignedManifest::sign(self.identity.signing_key(), &manifest)
             .map_err(|e| StorageError::internal("signing the manifest", e))?;
@@ -484,7 +490,7 @@ impl Storage {
             .collect();
         report.done(distinct.iter().copied());
         info!(asset = %manifest.asset_id, size, placed, sent, ms = started.elapsed().as_millis() as u64, "put done");
-        Ok(json!({
+        let mut result = json!({
             "asset_id": manifest.asset_id,
             "name": manifest.name,
             "size": size,
@@ -503,7 +509,11 @@ impl Storage {
             "bytes_sent": bytes_sent,
             "manifest_copies": copies,
             "duration_ms": started.elapsed().as_millis() as u64,
-        }))
+        });
+        if let Some(at) = manifest.expires_ms {
+            result["expires_ms"] = at.into();
+        }
+        Ok(result)
     }
 }
 

@@ -44,7 +44,11 @@ impl Storage {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
         });
+        let expires_ms = params
+            .expires_in
+            .map(|d| created_ms.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)));
         Ok(UploadRecord {
+            expires_ms,
             requested: params.scheme,
             shard_size: params.shard_size,
             name,
