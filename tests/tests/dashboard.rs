@@ -15,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use offgrid_e2e::{wait_output, wait_until, TestNode};
+use offgrid_e2e::{now_ms, wait_output, wait_until, TestNode};
 use serde_json::{json, Value};
 
 /// The Playwright script's directory and the browser, or why the test cannot run here.
@@ -246,13 +246,6 @@ impl Stream {
             }
         }
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
