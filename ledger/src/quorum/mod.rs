@@ -137,12 +137,12 @@ impl Policies {
 }
 
 /// Weight of a node heard over link `via` with reputation `reputation` ∈ [0, 1]: a link factor
-/// (`ip` 1.0, `ble` 0.9, `lora` 0.8, anything else 0.7: slower, lossier links are less sure to
+/// (`ip` and `udp` (a LAN link) 1.0, `ble` 0.9, `lora` 0.8, anything else 0.7: slower, lossier links are less sure to
 /// have delivered) times a reputation factor `0.5 + 0.5 · reputation` ∈ [0.5, 1] (an unknown or
 /// poorly rated node still counts half). Out-of-range or NaN reputations are clamped (NaN → 0).
 pub fn auto_weight(via: &str, reputation: f64) -> f64 {
     let link = match via {
-        "ip" => 1.0,
+        "ip" | "udp" => 1.0,
         "ble" => 0.9,
         "lora" => 0.8,
         _ => 0.7,
@@ -339,7 +339,8 @@ mod tests {
         assert_eq!(auto_weight("ip", 0.0), 0.5);
         assert_eq!(auto_weight("ble", 1.0), 0.9);
         assert_eq!(auto_weight("lora", 0.5), 0.8 * 0.75);
-        assert_eq!(auto_weight("udp", 1.0), 0.7);
+        assert_eq!(auto_weight("udp", 1.0), 1.0);
+        assert_eq!(auto_weight("carrier-pigeon", 1.0), 0.7);
         assert_eq!(auto_weight("ip", 7.0), 1.0);
         assert_eq!(auto_weight("ip", -1.0), 0.5);
         assert_eq!(auto_weight("ip", f64::NAN), 0.5);

@@ -3,7 +3,7 @@
 //! Hosts in good standing rank before demoted ones ([`demoted`]: at least
 //! [`DEMOTE_AFTER_MISSES`] misses and more misses than hits), whatever their price. Within a
 //! rank, `score = price × link factor × reputation factor × mesh factor`; the lowest wins.
-//! - link factor: `ip` 1.0, `ble` 1.05, `lora` 1.1, anything else 1.2 — slower links cost;
+//! - link factor: `ip` and `udp` (a LAN) 1.0, `ble` 1.05, `lora` 1.1, anything else 1.2 — slower links cost;
 //! - reputation factor: `1 / s²` with `s = (hits + 1) / (hits + misses + 1)`: 1 for a host
 //!   that has not failed (a new host competes on price), 4 after one miss, 9 after two; so a
 //!   host that keeps failing drops out of the top ranks after a few misses, however cheap;
@@ -34,7 +34,8 @@ pub struct Bid {
 /// Cost factor of the link a host is heard over.
 pub fn link_factor(via: &str) -> f64 {
     match via {
-        "ip" => 1.0,
+        // UDP multicast runs on a LAN segment: priced like IP, as the design says.
+        "ip" | "udp" => 1.0,
         "ble" => 1.05,
         "lora" => 1.1,
         _ => 1.2,
@@ -126,6 +127,7 @@ mod tests {
         assert!(reputation_factor(0, 1000) > 1e6);
         assert_eq!(link_factor("ble"), 1.05);
         assert_eq!(link_factor("carrier-pigeon"), 1.2);
+        assert_eq!(link_factor("udp"), 1.0);
     }
 
     /// A host at price 0.0001 that fails every job against an honest one at 0.03: it wins

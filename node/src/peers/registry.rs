@@ -186,7 +186,12 @@ impl Registry {
     pub fn observe(&mut self, peer: &str, addr: Option<&str>, via: &str, now_ms: u64) {
         let r = self.entry(peer, via, now_ms);
         r.last_seen_ms = r.last_seen_ms.max(now_ms);
-        r.via = via.to_owned();
+        // One record per peer: while an IP connection is open, a beacon heard by radio does
+        // not turn a dual-homed peer into a radio peer (it would drop out of shard placement
+        // and widen quote windows).
+        if !(r.connected && r.via == "ip") {
+            r.via = via.to_owned();
+        }
         if let Some(a) = addr {
             if !a.is_empty() {
                 r.addrs.retain(|x| x != a);
@@ -220,6 +225,7 @@ impl Registry {
         if connected {
             let r = self.entry(peer, "ip", now_ms);
             r.connected = true;
+            r.via = "ip".to_owned();
             r.last_seen_ms = r.last_seen_ms.max(now_ms);
         } else if let Some(r) = self.peers.get_mut(peer) {
             r.connected = false;
@@ -505,5 +511,29 @@ mod tests {
         // Its later announcements relayed by others update a confirmed record.
         r.announce(ann("fresh9999", 2, false), signed(), "ip", 20_001, false);
         assert_eq!(r.take_dirty().len(), 1);
+    }
+
+    #[test]
+    fn a_dual_homed_peer_stays_ip_while_connected_and_beacons_are_heard() {
+        let mut reg = Registry::new(16);
+        reg.set_connected("p", true, 10);
+        let summary = |ms| BeaconSummary {
+            active: true,
+            capabilities: 0,
+            price: None,
+            heard_ms: ms,
+        };
+        for ms in [20, 30, 40] {
+            reg.beacon("p", "lora:1", "lora", summary(ms));
+            assert_eq!(reg.get("p").map(|r| r.via.as_str()), Some("ip"));
+        }
+        assert_eq!(reg.get("p").map(|r| r.last_seen_ms), Some(40));
+        // Once the IP connection closes, the radio link is the one left.
+        reg.set_connected("p", false, 50);
+        reg.beacon("p", "lora:1", "lora", summary(60));
+        assert_eq!(reg.get("p").map(|r| r.via.as_str()), Some("lora"));
+        // A reconnection over IP takes the record back to `ip` at once.
+        reg.set_connected("p", true, 70);
+        assert_eq!(reg.get("p").map(|r| r.via.as_str()), Some("ip"));
     }
 }
