@@ -11,6 +11,7 @@
 //! - [`settlement`]: what settling a host's receipts transfers, payer to host.
 //! - [`quorum`]: weighted, decaying acknowledgement quorums and the failover monitor.
 //! - [`reputation`]: a grow-only reputation CRDT.
+//! - [`bundle`]: store-and-forward bundles, their queue policy and set reconciliation.
 
 // Tests may unwrap: a panic is the failure report.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
@@ -18,6 +19,7 @@
 mod codec;
 
 pub mod batch;
+pub mod bundle;
 pub mod dag;
 pub mod merkle;
 pub mod payment;

@@ -477,6 +477,7 @@ pub fn read_api_url(dir: &Path) -> Option<String> {
 mod domain_tags {
     use offgrid_behaviours::announce::Announcement;
     use offgrid_ledger::{
+        bundle::BundleBody,
         dag::BlockBody,
         payment::OrderBody,
         receipt::ReceiptBody,
@@ -497,6 +498,7 @@ mod domain_tags {
             ("genesis", GenesisBody::TAG),
             ("reputation report", ReputationReport::TAG),
             ("announcement", Announcement::TAG),
+            ("bundle", BundleBody::TAG),
             ("manifest", MANIFEST_TAG),
             ("policy", POLICY_TAG),
             ("witness root", ROOT_DOMAIN),

@@ -61,10 +61,13 @@ pub enum Table {
     /// Shards this node keeps as a host, keyed by shard hash: which peer stored each one and
     /// its length, from which the per-peer quotas are recomputed at start.
     HostedShards,
+    /// Store-and-forward bundles this node holds in custody, keyed by bundle id (hex): the
+    /// signed bundle, its hop count and when custody began (`offgrid_ledger::bundle`).
+    Bundles,
 }
 
 impl Table {
-    const ALL: [Table; 15] = [
+    const ALL: [Table; 16] = [
         Table::Meta,
         Table::Peers,
         Table::Settings,
@@ -80,6 +83,7 @@ impl Table {
         Table::WitnessRecords,
         Table::Quorum,
         Table::HostedShards,
+        Table::Bundles,
     ];
 
     fn def(self) -> TableDefinition<'static, &'static str, &'static [u8]> {
@@ -104,6 +108,7 @@ impl Table {
             Table::WitnessRecords => "witness_records",
             Table::Quorum => "quorum",
             Table::HostedShards => "hosted_shards",
+            Table::Bundles => "bundles",
         }
     }
 }
