@@ -24,8 +24,8 @@ fn the_example_alerting_rules_pass_promtool() {
         .arg(dist("prometheus/offgrid-alerts.yml"))
         .output()
         .unwrap();
-    let said = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "promtool check rules: {said}");
     assert!(said.contains("SUCCESS"), "{said}");
     println!("{}", said.trim());
@@ -70,8 +70,8 @@ fn the_systemd_unit_is_hardened_and_verifies() {
         .arg(&path)
         .output()
         .unwrap();
-    let said = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success() && said.trim().is_empty(),
         "systemd-analyze verify: {said}"

@@ -41,7 +41,8 @@ fn logs_to_a_pipe_have_no_escape_bytes() {
     // are what a coloured formatter paints.
     let mut seen = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !(String::from_utf8_lossy(&seen).contains("INFO") && seen.iter().filter(|b| **b == b'\n').count() >= 2)
+    while !(String::from_utf8_lossy(&seen).contains("INFO")
+        && seen.iter().filter(|b| **b == b'\n').count() >= 2)
     {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         match rx.recv_timeout(left) {
@@ -54,7 +55,10 @@ fn logs_to_a_pipe_have_no_escape_bytes() {
     drop(rx);
     let _ = reader.join();
     let text = String::from_utf8_lossy(&seen);
-    assert!(text.contains("INFO"), "the node logged no INFO line: {text}");
+    assert!(
+        text.contains("INFO"),
+        "the node logged no INFO line: {text}"
+    );
     assert!(
         !seen.contains(&0x1b),
         "ESC byte in the node's piped stderr: {text:?}"
