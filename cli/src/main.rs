@@ -113,6 +113,11 @@ enum Command {
     /// Erasure-code a file to a folder of shard files and back, without a node.
     #[command(subcommand)]
     Ec(ec::EcCmd),
+    /// Print a shell completion script: offgrid completions bash|zsh|fish.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
     #[command(flatten)]
     Storage(storage::StorageCmd),
 }
@@ -152,6 +157,17 @@ fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Ec(cmd) = cli.command {
         return ec::run(cli.json, cmd);
+    }
+    if let Command::Completions { shell } = cli.command {
+        // Needs no node: the script comes from the command's own definition.
+        use clap::CommandFactory as _;
+        clap_complete::generate(
+            shell,
+            &mut Cli::command(),
+            "offgrid",
+            &mut std::io::stdout(),
+        );
+        return Ok(());
     }
     let api = Api::resolve(cli.api, cli.token, cli.data_dir)?;
     let json = cli.json;
@@ -282,6 +298,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Storage(cmd) => storage::run(&api, json, cmd).await,
         // Handled above, without the node.
         Command::Ec(cmd) => ec::run(json, cmd),
+        Command::Completions { .. } => Ok(()),
         Command::Id => {
             let v = api
                 .get("/pubkeys")

@@ -1,5 +1,7 @@
 //! `offgrid-node`: the Offgrid-Net daemon.
 
+mod init;
+
 use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
@@ -63,6 +65,13 @@ enum Cmd {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// First-run setup: write a commented config (`<data-dir>/config.toml`, or --config),
+    /// create the key and the API token, and print the next steps.
+    Init {
+        /// Overwrite an existing config file.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -131,7 +140,14 @@ fn effective_config(args: &Args) -> anyhow::Result<Config> {
 
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colours only for a person at a terminal: a log file or journald gets plain text, and
+    // NO_COLOR (https://no-color.org) turns them off when set to anything non-empty.
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let ansi = !no_color && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -151,6 +167,15 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(Cmd::Init { force }) = args.command {
+        // Before loading any config: the one named may not exist yet.
+        let dir = args
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| Config::default().resolved_data_dir());
+        print!("{}", init::init(&dir, args.config.clone(), force)?);
+        return Ok(());
+    }
     let cfg = effective_config(&args)?;
     if args.print_config {
         print!("{}", cfg.to_toml());

@@ -54,6 +54,9 @@ async fn promtool_finds_nothing_wrong_with_a_fresh_nodes_metrics() {
         "offgrid_job_duration_seconds_count 0",
         "offgrid_peers 0",
         "offgrid_shard_refusals_total{kind=\"quota\"} 0",
+        "# TYPE process_resident_memory_bytes gauge",
+        "# TYPE process_open_fds gauge",
+        "# TYPE process_cpu_seconds_total counter",
     ] {
         assert!(text.contains(family), "missing {family} in\n{text}");
     }

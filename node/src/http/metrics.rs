@@ -39,6 +39,9 @@ pub struct Metrics {
     hosted_shards: Gauge,
     hosted_disk_bytes: Gauge,
     shard_refusals: Family<Kind, Counter>,
+    rss: Gauge,
+    open_fds: Gauge,
+    cpu: Counter<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -61,6 +64,25 @@ impl Metrics {
         let hosted_shards = Gauge::default();
         let hosted_disk_bytes = Gauge::default();
         let shard_refusals = Family::<Kind, Counter>::default();
+        let rss = Gauge::default();
+        let open_fds = Gauge::default();
+        let cpu = Counter::<f64, std::sync::atomic::AtomicU64>::default();
+        // The names every Prometheus client library uses, so stock dashboards work.
+        registry.register(
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes",
+            rss.clone(),
+        );
+        registry.register(
+            "process_open_fds",
+            "Number of open file descriptors",
+            open_fds.clone(),
+        );
+        registry.register(
+            "process_cpu_seconds",
+            "Total user and system CPU time spent in seconds",
+            cpu.clone(),
+        );
         registry.register(
             "offgrid_hosted_shards",
             "Shards this node keeps for other peers",
@@ -123,6 +145,9 @@ impl Metrics {
             hosted_shards,
             hosted_disk_bytes,
             shard_refusals,
+            rss,
+            open_fds,
+            cpu,
         }
     }
 
@@ -176,6 +201,15 @@ impl Metrics {
     pub fn render(&self, peers: usize, active_hosts: usize) -> String {
         self.peers.set(peers as i64);
         self.active_hosts.set(active_hosts as i64);
+        let p = super::process::sample();
+        self.rss.set(i64::try_from(p.rss_bytes).unwrap_or(i64::MAX));
+        self.open_fds
+            .set(i64::try_from(p.open_fds).unwrap_or(i64::MAX));
+        // CPU time only grows; a counter moves up to it.
+        let seen = self.cpu.get();
+        if p.cpu_seconds > seen {
+            self.cpu.inc_by(p.cpu_seconds - seen);
+        }
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

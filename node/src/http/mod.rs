@@ -18,6 +18,7 @@ pub mod limit;
 pub mod market;
 pub mod metrics;
 pub mod openapi;
+pub mod process;
 pub mod radio;
 #[cfg(test)]
 mod route_tests;
