@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use libp2p::{
-    connection_limits, gossipsub, identify,
+    autonat, connection_limits, dcutr, gossipsub, identify,
     identity::Keypair,
-    kad, mdns, ping,
+    kad, mdns, ping, relay,
     swarm::{behaviour::toggle::Toggle, NetworkBehaviour},
     StreamProtocol,
 };
@@ -41,6 +41,16 @@ pub struct Behaviour {
     pub ledger_sync: offgrid_behaviours::ledger_sync::Behaviour,
     /// Shard store/fetch/has and manifests .
     pub shards: offgrid_behaviours::shards::Behaviour,
+    /// Relay v2 server, with bounded reservations and circuits; on with `relay_server`.
+    pub relay_server: Toggle<relay::Behaviour>,
+    /// Relay v2 client: reservations on known relays and circuits through them.
+    pub relay_client: relay::client::Behaviour,
+    /// Hole punching: upgrades a relayed connection to a direct one.
+    pub dcutr: dcutr::Behaviour,
+    /// AutoNAT v2: reachability of each of our addresses, checked by peers.
+    pub autonat: autonat::v2::client::Behaviour,
+    /// AutoNAT v2 server: dials back addresses peers ask about.
+    pub autonat_server: autonat::v2::server::Behaviour,
 }
 
 /// The gossip message id: BLAKE3 of the topic and the payload, truncated to 20 bytes.
@@ -64,7 +74,11 @@ pub type BuildError = Box<dyn std::error::Error + Send + Sync>;
 
 impl Behaviour {
     /// Builds the behaviour from the node's key and the network config.
-    pub fn new(key: &Keypair, net: &Config) -> Result<Self, BuildError> {
+    pub fn new(
+        key: &Keypair,
+        relay_client: relay::client::Behaviour,
+        net: &Config,
+    ) -> Result<Self, BuildError> {
         let peer_id = key.public().to_peer_id();
         let limits = connection_limits::Behaviour::new(
             connection_limits::ConnectionLimits::default()
@@ -140,6 +154,11 @@ impl Behaviour {
             gossipsub,
             mdns: mdns.into(),
             kad,
+            relay_server: crate::nat::relay_server(peer_id, net.relay_server.as_ref()).into(),
+            relay_client,
+            dcutr: dcutr::Behaviour::new(peer_id),
+            autonat: crate::nat::autonat_client(),
+            autonat_server: crate::nat::autonat_server(),
         })
     }
 }
@@ -177,6 +196,7 @@ mod tests {
     fn the_behaviour_builds_with_unsigned_gossip() {
         let key = Keypair::generate_ed25519();
         let cfg = Config::default().with_mdns(false);
-        assert!(Behaviour::new(&key, &cfg).is_ok());
+        let (_, relay_client) = relay::client::new(key.public().to_peer_id());
+        assert!(Behaviour::new(&key, relay_client, &cfg).is_ok());
     }
 }

@@ -41,6 +41,7 @@ pub struct EventLoop {
     listen_addrs: Vec<Multiaddr>,
     pub(crate) auctions: Pending<auction::Response>,
     pub(crate) shards: Pending<shards::Response>,
+    paths: crate::nat::Paths,
 }
 
 impl EventLoop {
@@ -61,6 +62,7 @@ impl EventLoop {
             listen_addrs: Vec::new(),
             auctions: HashMap::new(),
             shards: HashMap::new(),
+            paths: crate::nat::Paths::default(),
         }
     }
 
@@ -112,6 +114,11 @@ impl EventLoop {
                     let _ = reply.send(Err(ClientError::Refused(
                         "cannot send a shard request to ourselves".into(),
                     )));
+                    return;
+                }
+                if self.paths.relayed_only(&peer) {
+                    let why = crate::nat::RELAYED_ONLY.into();
+                    let _ = reply.send(Err(ClientError::Refused(why)));
                     return;
                 }
                 let id = b.shards.send_request(&peer, request);
@@ -214,6 +221,21 @@ impl EventLoop {
     }
 
     fn on_swarm_event(&mut self, ev: SwarmEvent<BehaviourEvent>) {
+        match &ev {
+            SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, ..
+            } => {
+                let relayed = endpoint.is_relayed();
+                self.paths.opened(*peer_id, relayed);
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id, endpoint, ..
+            } => {
+                let relayed = endpoint.is_relayed();
+                self.paths.closed(*peer_id, relayed);
+            }
+            _ => {}
+        }
         match ev {
             SwarmEvent::NewListenAddr { address, .. } => {
                 info!(%address, "listening");
@@ -259,6 +281,9 @@ impl EventLoop {
     }
 
     fn on_behaviour_event(&mut self, ev: BehaviourEvent) {
+        let Some(ev) = crate::nat::on_event(&mut self.swarm, ev) else {
+            return;
+        };
         match ev {
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
                 let listen_addrs = info

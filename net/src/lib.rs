@@ -16,6 +16,7 @@ mod behaviour;
 mod client;
 mod event_loop;
 mod events;
+mod nat;
 mod routing;
 pub mod testing;
 
@@ -31,6 +32,7 @@ pub use events::{
     SyncEvent,
 };
 use libp2p::{identity::Keypair, noise, tcp, yamux, Swarm};
+pub use nat::RelayLimits;
 
 /// What the swarm is built with.
 #[derive(Debug, Clone)]
@@ -60,6 +62,8 @@ pub struct Config {
     pub request_read_timeout: Duration,
     /// Concurrent inbound streams per connection: auction, shards, ledger sync.
     pub max_streams: StreamLimits,
+    /// Serve as a relay v2 with these bounds; `None`: not a relay.
+    pub relay_server: Option<RelayLimits>,
 }
 
 /// Concurrent streams per connection and protocol (request-response counts inbound and
@@ -106,6 +110,7 @@ impl Default for Config {
             inbound_budget_bytes: 32 << 20,
             request_read_timeout: Duration::from_secs(10),
             max_streams: StreamLimits::default(),
+            relay_server: None,
         }
     }
 }
@@ -133,23 +138,29 @@ pub enum BuildError {
 /// [`Behaviour`].
 pub fn build_swarm(key: &Keypair, cfg: &Config) -> Result<Swarm<Behaviour>, BuildError> {
     let yamux_streams = cfg.max_streams.yamux;
+    let yamux_cfg = move || {
+        let mut y = yamux::Config::default();
+        y.set_max_num_streams(yamux_streams);
+        y
+    };
     let builder = libp2p::SwarmBuilder::with_existing_identity(key.clone())
         .with_tokio()
         .with_tcp(
             tcp::Config::default().nodelay(true),
             noise::Config::new,
-            move || {
-                let mut y = yamux::Config::default();
-                y.set_max_num_streams(yamux_streams);
-                y
-            },
+            yamux_cfg,
         )
         .map_err(|e| BuildError::Transport(e.to_string()))?;
     #[cfg(feature = "quic")]
     let builder = builder.with_quic();
+    // Circuits through a relay are upgraded like any connection: Noise end to end, so the
+    // relay sees only ciphertext.
+    let builder = builder
+        .with_relay_client(noise::Config::new, yamux_cfg)
+        .map_err(|e| BuildError::Transport(e.to_string()))?;
     let idle = cfg.idle_timeout;
     let swarm = builder
-        .with_behaviour(|key| Behaviour::new(key, cfg))
+        .with_behaviour(|key, relay_client| Behaviour::new(key, relay_client, cfg))
         .map_err(|e| BuildError::Behaviour(e.to_string()))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
         .build();

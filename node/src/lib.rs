@@ -194,6 +194,17 @@ impl Node {
                 .listen_on(addr.clone())
                 .with_context(|| format!("cannot listen on {addr}"))?;
         }
+        // A reservation on each known relay: listening on `<relay>/p2p-circuit` makes the
+        // relay client dial the relay and reserve a slot; the relayed address is then
+        // announced by identify like any listen address.
+        for r in &cfg.network.relays {
+            let relay: Multiaddr = r
+                .parse()
+                .with_context(|| format!("bad relay address {r:?}"))?;
+            swarm
+                .listen_on(relay.clone().with(Protocol::P2pCircuit))
+                .with_context(|| format!("cannot reserve on relay {relay}"))?;
+        }
         tasks.spawn(EventLoop::new(swarm, commands, inbound, cancel.clone()).run());
 
         let wiring = radio::Wiring {
@@ -448,6 +459,15 @@ fn net_config(cfg: &Config) -> offgrid_net::Config {
         inbound_budget_bytes: n.inbound_budget_bytes,
         request_read_timeout: Duration::from_secs(n.request_read_timeout_s.max(1)),
         max_streams: offgrid_net::StreamLimits::default(),
+        relay_server: n.relay_server.then(|| offgrid_net::RelayLimits {
+            max_reservations: n.relay_max_reservations,
+            max_reservations_per_peer: n.relay_max_reservations_per_peer,
+            reservation_duration: Duration::from_secs(n.relay_reservation_s.max(1)),
+            max_circuits: n.relay_max_circuits,
+            max_circuits_per_peer: n.relay_max_circuits_per_peer,
+            max_circuit_duration: Duration::from_secs(n.relay_max_circuit_s.max(1)),
+            max_circuit_bytes: n.relay_max_circuit_bytes,
+        }),
     }
 }
 

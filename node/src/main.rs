@@ -40,6 +40,9 @@ struct Args {
     /// Disable mDNS discovery.
     #[arg(long, env = "OFFGRID_NO_MDNS")]
     no_mdns: bool,
+    /// Serve as a relay v2 for nodes behind NAT (`[network] relay_server`).
+    #[arg(long = "relay-server", env = "OFFGRID_RELAY_SERVER")]
+    relay_server: bool,
     /// Also let `put` read and `get` write under this directory (repeatable; adds to
     /// `[storage] allowed_paths`).
     #[arg(
@@ -106,6 +109,9 @@ fn effective_config(args: &Args) -> anyhow::Result<Config> {
     }
     if args.no_mdns {
         cfg.mdns = false;
+    }
+    if args.relay_server {
+        cfg.network.relay_server = true;
     }
     if !args.allow_paths.is_empty() {
         if cfg.storage.allowed_paths.is_empty() {

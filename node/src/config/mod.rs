@@ -132,6 +132,25 @@ pub struct NetworkConfig {
     pub inbound_budget_bytes: usize,
     /// Seconds an inbound request may take to arrive in full.
     pub request_read_timeout_s: u64,
+    /// Serve as a relay v2 for nodes behind NAT (flag `--relay-server`).
+    pub relay_server: bool,
+    /// Relays (multiaddrs ending in /p2p/<peer id>) on which this node reserves a slot and
+    /// whose relayed addresses it announces.
+    pub relays: Vec<String>,
+    /// Relay server: most reservations held at once, and per peer.
+    pub relay_max_reservations: usize,
+    /// Relay server: most reservations one peer holds.
+    pub relay_max_reservations_per_peer: usize,
+    /// Relay server: seconds a reservation lasts before renewal.
+    pub relay_reservation_s: u64,
+    /// Relay server: most circuits relayed at once.
+    pub relay_max_circuits: usize,
+    /// Relay server: most circuits relayed for one peer.
+    pub relay_max_circuits_per_peer: usize,
+    /// Relay server: seconds one circuit may last.
+    pub relay_max_circuit_s: u64,
+    /// Relay server: most bytes one circuit carries each way.
+    pub relay_max_circuit_bytes: u64,
 }
 
 impl Default for NetworkConfig {
@@ -147,6 +166,15 @@ impl Default for NetworkConfig {
             max_known_peers: 4096,
             inbound_budget_bytes: 32 << 20,
             request_read_timeout_s: 10,
+            relay_server: false,
+            relays: Vec::new(),
+            relay_max_reservations: 128,
+            relay_max_reservations_per_peer: 4,
+            relay_reservation_s: 3600,
+            relay_max_circuits: 16,
+            relay_max_circuits_per_peer: 4,
+            relay_max_circuit_s: 120,
+            relay_max_circuit_bytes: 128 * 1024,
         }
     }
 }
