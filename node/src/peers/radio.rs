@@ -24,7 +24,54 @@ const MAX_RADIO_PEERS: usize = 1024;
 #[derive(Default)]
 pub(super) struct RadioPeers {
     pub(super) handle: Option<RadioHandle>,
-    peers: HashMap<PeerId, BeaconInfo>,
+    /// Each radio peer's latest beacon and when it was heard (Unix ms).
+    peers: HashMap<PeerId, (BeaconInfo, u64)>,
+}
+
+impl RadioPeers {
+    /// How long a silent radio peer stays one (see [`crate::radio::Gateway::peer_expiry`]).
+    fn expiry_ms(&self) -> u64 {
+        let e = self
+            .handle
+            .as_ref()
+            .map_or(std::time::Duration::from_secs(3 * 60), |h| h.peer_expiry());
+        u64::try_from(e.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Whether a peer heard at `heard_ms` is still a radio peer at `now_ms`.
+    fn live(&self, heard_ms: u64, now_ms: u64) -> bool {
+        now_ms.saturating_sub(heard_ms) <= self.expiry_ms()
+    }
+
+    /// Records a beacon heard at `now_ms`. At capacity, silent peers are forgotten first;
+    /// if every remembered peer is live, a new one is not taken (keys cost nothing, and a
+    /// flood of fresh ones must not push out the stations already heard).
+    fn insert(&mut self, b: BeaconInfo, now_ms: u64) {
+        if self.peers.len() >= MAX_RADIO_PEERS && !self.peers.contains_key(&b.peer) {
+            let expiry = self.expiry_ms();
+            self.peers
+                .retain(|_, (_, heard)| now_ms.saturating_sub(*heard) <= expiry);
+            if self.peers.len() >= MAX_RADIO_PEERS {
+                return;
+            }
+        }
+        self.peers.insert(b.peer, (b, now_ms));
+    }
+
+    /// The latest beacon of each peer heard within the expiry.
+    fn live_beacons(&self, now_ms: u64) -> impl Iterator<Item = &BeaconInfo> {
+        self.peers
+            .values()
+            .filter(move |(_, heard)| self.live(*heard, now_ms))
+            .map(|(b, _)| b)
+    }
+
+    /// Whether `peer` is a live radio peer.
+    fn is_live(&self, peer: &PeerId, now_ms: u64) -> bool {
+        self.peers
+            .get(peer)
+            .is_some_and(|(_, heard)| self.live(*heard, now_ms))
+    }
 }
 
 /// Whether a beacon's capabilities cover a job type: `echo` needs ECHO, anything else
@@ -53,21 +100,19 @@ impl Service {
         };
         self.registry.beacon(&peer, &b.addr, b.via, summary);
         debug!(%peer, via = b.via, active = b.active, "beacon merged");
-        if self.radio.peers.len() >= MAX_RADIO_PEERS && !self.radio.peers.contains_key(&b.peer) {
-            return;
-        }
-        self.radio.peers.insert(b.peer, b);
+        self.radio.insert(b, now);
     }
 
-    /// The gateway, when requests to `peer` go over radio: heard by beacon and not
-    /// connected over IP.
+    /// The gateway, when requests to `peer` go over radio: heard by beacon within the
+    /// expiry and not connected over IP.
     pub(super) fn radio_route(&self, peer: &PeerId) -> Option<RadioHandle> {
         let h = self.radio.handle.as_ref()?;
-        (self.radio.peers.contains_key(peer) && !self.connected.contains(peer)).then(|| h.clone())
+        (self.radio.is_live(peer, now_ms()) && !self.connected.contains(peer)).then(|| h.clone())
     }
 
-    /// Active hosts offering `job_type`: by announcement, then radio peers whose beacon
-    /// offers it (unless an announcement already makes them a candidate).
+    /// Active hosts offering `job_type`: by announcement, then live radio peers whose beacon
+    /// offers it (unless an announcement already makes them a candidate). A radio peer that
+    /// missed three beacons is no candidate, so a dead station stops widening quote windows.
     pub(super) fn candidates(&self, job_type: &str) -> Vec<Candidate> {
         let mesh = self.mesh_factor();
         let announced = self.registry.iter().filter_map(|r| {
@@ -85,8 +130,7 @@ impl Service {
         });
         let by_radio = self
             .radio
-            .peers
-            .values()
+            .live_beacons(now_ms())
             .filter(|b| b.active && covers(b.capabilities, job_type))
             .filter(|b| {
                 self.registry
@@ -113,5 +157,54 @@ impl Service {
             ),
             None => 1.0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn beacon(peer: PeerId) -> BeaconInfo {
+        BeaconInfo {
+            peer,
+            via: "lora",
+            addr: "/offgrid-radio/kiss0/01".into(),
+            active: true,
+            capabilities: offgrid_transports::beacon::Capabilities::ECHO.0,
+            price: Some(1),
+            ip_addrs: vec![],
+        }
+    }
+
+    #[test]
+    fn a_radio_peer_that_misses_three_beacons_expires_and_a_new_beacon_revives_it() {
+        let mut r = RadioPeers::default();
+        let p = PeerId::random();
+        r.insert(beacon(p), 1_000);
+        let expiry = r.expiry_ms();
+        assert!(r.is_live(&p, 1_000 + expiry));
+        assert_eq!(r.live_beacons(1_000 + expiry).count(), 1);
+        assert!(!r.is_live(&p, 1_001 + expiry));
+        assert_eq!(r.live_beacons(1_001 + expiry).count(), 0);
+        r.insert(beacon(p), 2_000 + expiry);
+        assert!(r.is_live(&p, 2_000 + expiry));
+    }
+
+    #[test]
+    fn a_flood_of_fresh_keys_is_bounded_and_evicts_no_live_station_but_silent_ones_make_room() {
+        let mut r = RadioPeers::default();
+        let station = PeerId::random();
+        r.insert(beacon(station), 0);
+        for i in 0..(2 * MAX_RADIO_PEERS as u64) {
+            r.insert(beacon(PeerId::random()), i % 100);
+        }
+        assert_eq!(r.peers.len(), MAX_RADIO_PEERS);
+        assert!(r.is_live(&station, 100));
+        // Once the flood falls silent, new stations are heard again.
+        let later = r.expiry_ms() + 1_000;
+        let fresh = PeerId::random();
+        r.insert(beacon(fresh), later);
+        assert!(r.is_live(&fresh, later));
+        assert_eq!(r.peers.len(), 1);
     }
 }

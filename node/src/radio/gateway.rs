@@ -59,6 +59,10 @@ struct Heard {
     last_ms: u64,
 }
 
+/// Added to three beacon intervals before a silent radio peer expires (beacons start with
+/// up to half a second of jitter, and a frame can wait for the channel).
+const PEER_EXPIRY_SLACK: Duration = Duration::from_secs(2);
+
 type SessionSlot = Arc<tokio::sync::Mutex<Option<(Session, tokio::time::Instant)>>>;
 
 /// The running gateway. Shared by its tasks and the peer service.
@@ -474,6 +478,19 @@ impl Gateway {
                 }
             }
         }
+    }
+
+    /// How long a peer heard by beacon stays a radio peer without another beacon: three
+    /// missed intervals of this node's slowest link (stations on one channel beacon at
+    /// similar rates), plus slack for the beacons' jitter.
+    pub fn peer_expiry(&self) -> Duration {
+        let slowest = self
+            .links
+            .iter()
+            .map(|l| l.cfg.beacon_interval_s.max(1))
+            .max()
+            .unwrap_or(60);
+        Duration::from_secs(3 * slowest) + PEER_EXPIRY_SLACK
     }
 
     /// Counters for `GET /radio`.
