@@ -29,6 +29,30 @@ pub(crate) mod hex_bytes {
     }
 }
 
+/// `Vec<[u8; N]>` as a list of hex strings.
+pub(crate) mod hex_list {
+    use super::*;
+
+    pub(crate) fn serialize<S: Serializer, const N: usize>(
+        v: &[[u8; N]],
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter().map(hex::encode))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>, const N: usize>(
+        d: D,
+    ) -> Result<Vec<[u8; N]>, D::Error> {
+        Vec::<String>::deserialize(d)?
+            .iter()
+            .map(|s| {
+                hex_array(s)
+                    .ok_or_else(|| D::Error::custom(format!("expected {N} hex-encoded bytes")))
+            })
+            .collect()
+    }
+}
+
 /// `Vec<u8>` as a standard (padded) base64 string.
 pub(crate) mod base64_bytes {
     use base64::{engine::general_purpose::STANDARD, Engine as _};

@@ -32,7 +32,7 @@ pub const MAX_ROUNDS: usize = 16;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Bound {
     /// Ids below this one.
-    Id(#[serde(with = "hex32")] Id),
+    Id(#[serde(with = "crate::codec::hex_bytes")] Id),
     /// Every id (the last range of a message).
     End,
 }
@@ -52,11 +52,11 @@ pub enum Mode {
     /// Both sides agree on this range (or it needs nothing more).
     Skip,
     /// The sender's fingerprint of its ids in the range.
-    Fingerprint(#[serde(with = "hex16")] [u8; 16]),
+    Fingerprint(#[serde(with = "crate::codec::hex_bytes")] [u8; 16]),
     /// All the sender's ids in the range.
-    List(#[serde(with = "hexlist")] Vec<Id>),
+    List(#[serde(with = "crate::codec::hex_list")] Vec<Id>),
     /// The ids in the range the sender has and the receiver lacks (an answer to `List`).
-    Have(#[serde(with = "hexlist")] Vec<Id>),
+    Have(#[serde(with = "crate::codec::hex_list")] Vec<Id>),
 }
 
 /// One range: from the previous range's bound (or zero) up to `upper`, exclusive.
@@ -278,49 +278,6 @@ pub fn respond(ours: &[Id], msg: &Message) -> Result<(Message, Vec<Id>), ReconEr
     need.sort_unstable();
     need.dedup();
     Ok((Message { ranges: merged }, need))
-}
-
-mod hex32 {
-    use serde::{Deserialize, Deserializer, Serializer};
-    pub fn serialize<S: Serializer>(v: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&hex::encode(v))
-    }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
-        let t = String::deserialize(d)?;
-        let mut out = [0u8; 32];
-        hex::decode_to_slice(t, &mut out).map_err(serde::de::Error::custom)?;
-        Ok(out)
-    }
-}
-
-mod hex16 {
-    use serde::{Deserialize, Deserializer, Serializer};
-    pub fn serialize<S: Serializer>(v: &[u8; 16], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&hex::encode(v))
-    }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 16], D::Error> {
-        let t = String::deserialize(d)?;
-        let mut out = [0u8; 16];
-        hex::decode_to_slice(t, &mut out).map_err(serde::de::Error::custom)?;
-        Ok(out)
-    }
-}
-
-mod hexlist {
-    use serde::{Deserialize, Deserializer, Serializer};
-    pub fn serialize<S: Serializer>(v: &[[u8; 32]], s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(v.iter().map(hex::encode))
-    }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<[u8; 32]>, D::Error> {
-        let v = Vec::<String>::deserialize(d)?;
-        v.into_iter()
-            .map(|t| {
-                let mut out = [0u8; 32];
-                hex::decode_to_slice(t, &mut out).map_err(serde::de::Error::custom)?;
-                Ok(out)
-            })
-            .collect()
-    }
 }
 
 #[cfg(test)]

@@ -38,11 +38,6 @@ impl RadioPeers {
         u64::try_from(e.as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Whether a peer heard at `heard_ms` is still a radio peer at `now_ms`.
-    fn live(&self, heard_ms: u64, now_ms: u64) -> bool {
-        now_ms.saturating_sub(heard_ms) <= self.expiry_ms()
-    }
-
     /// Records a beacon heard at `now_ms`. At capacity, silent peers are forgotten first;
     /// if every remembered peer is live, a new one is not taken (keys cost nothing, and a
     /// flood of fresh ones must not push out the stations already heard).
@@ -60,9 +55,10 @@ impl RadioPeers {
 
     /// The latest beacon of each peer heard within the expiry.
     fn live_beacons(&self, now_ms: u64) -> impl Iterator<Item = &BeaconInfo> {
+        let expiry = self.expiry_ms();
         self.peers
             .values()
-            .filter(move |(_, heard)| self.live(*heard, now_ms))
+            .filter(move |(_, heard)| now_ms.saturating_sub(*heard) <= expiry)
             .map(|(b, _)| b)
     }
 
@@ -70,7 +66,7 @@ impl RadioPeers {
     fn is_live(&self, peer: &PeerId, now_ms: u64) -> bool {
         self.peers
             .get(peer)
-            .is_some_and(|(_, heard)| self.live(*heard, now_ms))
+            .is_some_and(|(_, heard)| now_ms.saturating_sub(*heard) <= self.expiry_ms())
     }
 }
 
